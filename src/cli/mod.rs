@@ -1,0 +1,57 @@
+//! The headless command line: `covid-resnet info | predict | bench ...`.
+pub mod bench;
+pub mod predict;
+
+use crate::device::{describe, DeviceChoice};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "covid-resnet",
+    version = crate::build_info::VERSION,
+    long_version = crate::build_info::VERSION_LINE,
+    about = "Fine-tune ResNet-50 to screen chest radiographs (COVID-ResNet). Research use only, not for diagnosis.",
+    after_help = "Without a command, the desktop app opens."
+)]
+pub struct Cli {
+    /// Compute device: auto, cpu, cuda[:N] or metal[:N].
+    #[arg(long, global = true, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// The command; none opens the desktop app.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Version, compiled-in backends and the device that would be used.
+    Info,
+    /// Class probabilities for image files.
+    Predict(predict::PredictArgs),
+    /// Time training steps or inference.
+    Bench(bench::BenchArgs),
+}
+
+/// Runs a parsed command. `None` means "open the app" and is the caller's job.
+pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        None => anyhow::bail!("no command given"),
+        Some(Command::Info) => info(cli.device),
+        Some(Command::Predict(a)) => predict::run(a, cli.device),
+        Some(Command::Bench(a)) => bench::run(a, cli.device),
+    }
+}
+
+fn info(choice: DeviceChoice) -> anyhow::Result<ExitCode> {
+    println!("covid-resnet {}", crate::build_info::version_line());
+    println!("backends compiled in: {}", crate::build_info::BACKENDS);
+    match choice.open() {
+        Ok(d) => println!("device ({choice}): {}", describe(&d)),
+        Err(e) => println!("device ({choice}): unavailable: {e}"),
+    }
+    println!("{}", crate::RESEARCH_NOTICE);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,74 @@
+//! The library's error type: every variant names the file or value that caused it.
+use std::path::PathBuf;
+
+/// Errors of the covid-resnet library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A weight, model or checkpoint file is unusable.
+    #[error("{}: {msg}", path.display())]
+    WeightFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// An image could not be decoded.
+    #[error("{}: {msg}", path.display())]
+    Decode {
+        /// The image file.
+        path: PathBuf,
+        /// Why it could not be decoded.
+        msg: String,
+    },
+    /// A setting or argument has a value that cannot work.
+    #[error("invalid {what}: {msg}")]
+    Invalid {
+        /// The setting.
+        what: String,
+        /// Why it is invalid.
+        msg: String,
+    },
+    /// The requested compute device is not available in this build or on this machine.
+    #[error("device {0}")]
+    Device(String),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result with the library's error.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A problem with the weight/model file at `path`.
+    pub fn weights(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Self::WeightFile {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+
+    /// An invalid setting.
+    pub fn invalid(what: impl Into<String>, msg: impl Into<String>) -> Self {
+        Self::Invalid {
+            what: what.into(),
+            msg: msg.into(),
+        }
+    }
+}

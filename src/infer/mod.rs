@@ -1,0 +1,4 @@
+//! Inference: files to class probabilities.
+pub mod predictor;
+
+pub use predictor::{Prediction, Predictor};

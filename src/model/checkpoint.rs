@@ -1,0 +1,176 @@
+//! Our own model file: safetensors holding every parameter and buffer of the classifier,
+//! with JSON metadata (backbone, classes, input size, normalisation, build, training
+//! summary), written atomically.
+use super::classifier::Classifier;
+use super::resnet::Backbone;
+use crate::build_info::BuildInfo;
+use crate::files::write_atomic;
+use crate::{Error, Result, CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD};
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// Value of `format` in our model files.
+pub const MODEL_FORMAT: &str = "covid-resnet-model";
+/// Current version of the model file layout.
+pub const MODEL_FORMAT_VERSION: u32 = 1;
+/// Metadata key holding our JSON.
+pub const META_KEY: &str = "covid_resnet";
+
+/// What a model file says about itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelMeta {
+    /// Always [`MODEL_FORMAT`].
+    pub format: String,
+    /// Layout version.
+    pub format_version: u32,
+    /// The body.
+    pub backbone: Backbone,
+    /// Class names in output order.
+    pub class_names: Vec<String>,
+    /// Side of the square input the model was last trained at.
+    pub input_size_px: u32,
+    /// Normalisation mean per channel.
+    pub mean: [f32; 3],
+    /// Normalisation std per channel.
+    pub std: [f32; 3],
+    /// The program that wrote the file.
+    pub build: BuildInfo,
+    /// Training summary (plan, epochs, metrics), if the file comes from a training run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<serde_json::Value>,
+}
+
+impl ModelMeta {
+    /// Metadata for a classifier of `backbone` with the paper's four classes.
+    pub fn new(backbone: Backbone, input_size_px: u32) -> Self {
+        Self {
+            format: MODEL_FORMAT.into(),
+            format_version: MODEL_FORMAT_VERSION,
+            backbone,
+            class_names: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
+            input_size_px,
+            mean: IMAGENET_MEAN,
+            std: IMAGENET_STD,
+            build: BuildInfo::current(),
+            training: None,
+        }
+    }
+}
+
+/// Writes the classifier and its metadata to `path` atomically.
+pub fn save_model(path: &Path, model: &Classifier, meta: &ModelMeta) -> Result<()> {
+    if meta.class_names.len() != model.num_classes() {
+        return Err(Error::invalid(
+            "model metadata",
+            format!(
+                "{} class names for a model with {} outputs",
+                meta.class_names.len(),
+                model.num_classes()
+            ),
+        ));
+    }
+    let tensors: Vec<(String, Tensor)> = model
+        .store()
+        .named_tensors()
+        .into_iter()
+        .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
+        .collect::<Result<_>>()?;
+    let json =
+        serde_json::to_string(meta).map_err(|e| Error::invalid("model metadata", e.to_string()))?;
+    let info = HashMap::from([(META_KEY.to_string(), json)]);
+    let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(info))
+        .map_err(|e| Error::weights(path, format!("cannot serialise: {e}")))?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads only the metadata of a model file.
+pub fn read_meta(path: &Path) -> Result<ModelMeta> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    meta_from_bytes(&bytes, path)
+}
+
+fn meta_from_bytes(bytes: &[u8], path: &Path) -> Result<ModelMeta> {
+    let (_, md) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| {
+        Error::weights(
+            path,
+            format!("not a readable model file (corrupt or truncated?): {e}"),
+        )
+    })?;
+    let json = md
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(META_KEY))
+        .ok_or_else(|| {
+            Error::weights(
+            path,
+            "not a covid-resnet model file (no covid_resnet metadata); a torchvision/timm file is \
+             pretrained weights: pass it as --weights to train from it",
+        )
+        })?;
+    let meta: ModelMeta = serde_json::from_str(json)
+        .map_err(|e| Error::weights(path, format!("bad model metadata: {e}")))?;
+    if meta.format != MODEL_FORMAT {
+        return Err(Error::weights(
+            path,
+            format!("unknown format {:?}", meta.format),
+        ));
+    }
+    if meta.format_version > MODEL_FORMAT_VERSION {
+        return Err(Error::weights(
+            path,
+            format!(
+                "model file version {} is newer than this program understands ({MODEL_FORMAT_VERSION})",
+                meta.format_version
+            ),
+        ));
+    }
+    if meta.class_names.is_empty() || meta.input_size_px < 32 {
+        return Err(Error::weights(
+            path,
+            "model metadata lists no classes or an input size below 32 px",
+        ));
+    }
+    Ok(meta)
+}
+
+/// Loads a model file into a new classifier on `device`.
+pub fn load_model(path: &Path, device: &Device) -> Result<(Classifier, ModelMeta)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let meta = meta_from_bytes(&bytes, path)?;
+    let model = Classifier::new(meta.backbone, meta.class_names.len(), 0, device)?;
+    load_tensors_from_bytes(&model, &bytes, path)?;
+    Ok((model, meta))
+}
+
+/// Loads the weights of a model file into an existing classifier, which must have the
+/// file's backbone and number of classes.
+pub fn load_into(model: &Classifier, path: &Path) -> Result<ModelMeta> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let meta = meta_from_bytes(&bytes, path)?;
+    if meta.backbone != model.backbone() || meta.class_names.len() != model.num_classes() {
+        return Err(Error::weights(
+            path,
+            format!(
+                "the file holds a {} with {} classes, the model is a {} with {} classes",
+                meta.backbone,
+                meta.class_names.len(),
+                model.backbone(),
+                model.num_classes()
+            ),
+        ));
+    }
+    load_tensors_from_bytes(model, &bytes, path)?;
+    Ok(meta)
+}
+
+fn load_tensors_from_bytes(model: &Classifier, bytes: &[u8], path: &Path) -> Result<()> {
+    let tensors: BTreeMap<String, Tensor> =
+        candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+            .map_err(|e| Error::weights(path, format!("corrupt or truncated model file: {e}")))?
+            .into_iter()
+            .collect();
+    super::weights::import_into(model.store(), "", &tensors, path)?;
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! fastai's `create_head` for a ResNet body: AdaptiveConcatPool2d -> Flatten ->
+//! BatchNorm1d -> Dropout(0.25) -> Linear(2F, 512) -> ReLU -> BatchNorm1d(512) ->
+//! Dropout(0.5) -> Linear(512, classes), Kaiming-normal weights and zero biases.
+//! Tensor names follow fastai's Sequential indices (2, 4, 6, 8).
+use super::norm::BatchNorm;
+use super::params::{Builder, Init};
+use super::pool::concat_pool;
+use super::resnet::Linear;
+use crate::Result;
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Width of the hidden layer (fastai default `lin_ftrs=[512]`).
+pub const HIDDEN: usize = 512;
+/// Dropout probabilities (fastai default `ps=0.5` -> [0.25, 0.5]).
+pub const DROPOUT: [f64; 2] = [0.25, 0.5];
+
+/// The classification head.
+#[derive(Debug, Clone)]
+pub struct Head {
+    bn1: BatchNorm,
+    lin1: Linear,
+    bn2: BatchNorm,
+    lin2: Linear,
+}
+
+impl Head {
+    /// A head for a body with `features` output channels.
+    pub fn new(b: &mut Builder, features: usize, num_classes: usize) -> Result<Self> {
+        let n_in = 2 * features;
+        let kaiming = |fan_in: usize| Init::Normal((2.0 / fan_in as f64).sqrt());
+        Ok(Self {
+            bn1: BatchNorm::new(&mut b.pp("2"), n_in)?,
+            lin1: Linear::new(
+                &mut b.pp("4"),
+                n_in,
+                HIDDEN,
+                kaiming(n_in),
+                Init::Const(0.0),
+            )?,
+            bn2: BatchNorm::new(&mut b.pp("6"), HIDDEN)?,
+            lin2: Linear::new(
+                &mut b.pp("8"),
+                HIDDEN,
+                num_classes,
+                kaiming(HIDDEN),
+                Init::Const(0.0),
+            )?,
+        })
+    }
+
+    /// Body features (N, F, h, w) -> logits (N, classes). `dropout_seed` seeds the dropout
+    /// masks of this forward (training only), so runs are reproducible.
+    pub fn forward_t(&self, features: &Tensor, train: bool, dropout_seed: u64) -> Result<Tensor> {
+        let x = concat_pool(features)?;
+        let x = self.bn1.forward_t(&x, train)?;
+        let x = dropout(&x, DROPOUT[0], train, dropout_seed, 0)?;
+        let x = self.lin1.forward(&x)?.relu()?;
+        let x = self.bn2.forward_t(&x, train)?;
+        let x = dropout(&x, DROPOUT[1], train, dropout_seed, 1)?;
+        self.lin2.forward(&x)
+    }
+}
+
+/// Inverted dropout with a mask drawn from our own RNG seeded by (seed, layer).
+pub fn dropout(x: &Tensor, p: f64, train: bool, seed: u64, layer: u64) -> Result<Tensor> {
+    if !train || p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ layer.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let keep = 1.0 - p;
+    let scale = (1.0 / keep) as f32;
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| {
+            if rng.random::<f64>() < keep {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::from_vec(mask, x.dims(), &Device::Cpu)?
+        .to_dtype(x.dtype())?
+        .to_device(x.device())?;
+    Ok((x * mask)?)
+}

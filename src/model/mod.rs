@@ -1,0 +1,15 @@
+//! The network: a torchvision-compatible ResNet body, the fastai head, weight files.
+pub mod bn_op;
+pub mod checkpoint;
+pub mod classifier;
+pub mod conv;
+pub mod head;
+pub mod norm;
+pub mod params;
+pub mod pool;
+pub mod resnet;
+pub mod weights;
+
+pub use classifier::Classifier;
+pub use params::{Param, ParamKind, ParamStore};
+pub use resnet::{Backbone, ResNet};

@@ -1,0 +1,177 @@
+//! BatchNorm with PyTorch semantics: batch statistics and running-statistic updates
+//! (momentum 0.1, unbiased variance) in training, running statistics in evaluation.
+use super::bn_op::batch_norm_train_cpu;
+use super::params::{Builder, Init, ParamKind};
+use crate::Result;
+use candle_core::{Tensor, Var, D};
+
+/// PyTorch's default BatchNorm momentum.
+pub const BN_MOMENTUM: f64 = 0.1;
+/// PyTorch's default BatchNorm epsilon.
+pub const BN_EPS: f64 = 1e-5;
+
+/// BatchNorm over the channel dimension (dim 1) of a (N, C) or (N, C, H, W) tensor.
+#[derive(Debug, Clone)]
+pub struct BatchNorm {
+    weight: Var,
+    bias: Var,
+    running_mean: Var,
+    running_var: Var,
+    channels: usize,
+}
+
+impl BatchNorm {
+    /// A BatchNorm over `channels` (gamma 1, beta 0, running mean 0, running var 1).
+    pub fn new(b: &mut Builder, channels: usize) -> Result<Self> {
+        Ok(Self {
+            weight: b.param("weight", &[channels], Init::Const(1.0), ParamKind::BnWeight)?,
+            bias: b.param("bias", &[channels], Init::Const(0.0), ParamKind::BnBias)?,
+            running_mean: b.buffer("running_mean", &[channels], 0.0)?,
+            running_var: b.buffer("running_var", &[channels], 1.0)?,
+            channels,
+        })
+    }
+
+    /// Normalises `x`; in training also updates the running statistics.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let rank = x.rank();
+        // Shape that broadcasts a per-channel vector against x: (1, C) or (1, C, 1, 1).
+        let mut bshape = vec![1usize; rank];
+        bshape[1] = self.channels;
+        let gamma = self.weight.as_tensor().reshape(bshape.as_slice())?;
+        let beta = self.bias.as_tensor().reshape(bshape.as_slice())?;
+        if train {
+            let (y, mean, var_biased, count) = if x.device().is_cpu() {
+                let (y, st) = batch_norm_train_cpu(
+                    x,
+                    self.weight.as_tensor(),
+                    self.bias.as_tensor(),
+                    BN_EPS,
+                )?;
+                let dev = x.device();
+                let mean = Tensor::from_vec(st.mean, self.channels, dev)?;
+                let var = Tensor::from_vec(st.var, self.channels, dev)?;
+                (y, mean, var, st.count)
+            } else {
+                let (y, mean, var) = train_with_tensor_ops(x, &gamma, &beta)?;
+                (y, mean, var, x.elem_count() / self.channels)
+            };
+            // Running statistics: outside the graph, unbiased variance as PyTorch.
+            let m = BN_MOMENTUM;
+            let dtype = self.running_mean.dtype();
+            let mean = mean.to_dtype(dtype)?;
+            let unbiased =
+                (var_biased.to_dtype(dtype)? * (count as f64 / (count.max(2) - 1) as f64))?;
+            let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?;
+            let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
+            self.running_mean.set(&rm)?;
+            self.running_var.set(&rv)?;
+            Ok(y)
+        } else {
+            let rm = self.running_mean.as_tensor().reshape(bshape.as_slice())?;
+            let rv = self.running_var.as_tensor().reshape(bshape.as_slice())?;
+            let scale = gamma.broadcast_div(&(rv + BN_EPS)?.sqrt()?)?;
+            let shift = beta.broadcast_sub(&rm.broadcast_mul(&scale)?)?;
+            Ok(x.broadcast_mul(&scale)?.broadcast_add(&shift)?)
+        }
+    }
+}
+
+/// Training-mode BatchNorm from candle tensor ops (GPU backends): returns the output and
+/// the detached per-channel mean and biased variance. `gamma`/`beta` broadcast against `x`.
+fn train_with_tensor_ops(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let reduce: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
+    let mean = x.mean_keepdim(reduce.as_slice())?;
+    let centered = x.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(reduce.as_slice())?;
+    let inv_std = (var.clone() + BN_EPS)?.sqrt()?.recip()?;
+    let y = centered
+        .broadcast_mul(&inv_std.broadcast_mul(gamma)?)?
+        .broadcast_add(beta)?;
+    Ok((y, mean.detach().flatten_all()?, var.detach().flatten_all()?))
+}
+
+/// Mean over the spatial dimensions: (N, C, H, W) -> (N, C).
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    Ok(x.mean((D::Minus2, D::Minus1))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::bn_op::batch_norm_train_cpu;
+    use candle_core::{Device, Var};
+
+    fn rel(a: &Tensor, b: &Tensor) -> f64 {
+        let d = (a - b)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let n = b
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        (d / n).sqrt()
+    }
+
+    /// The fused CPU op and autograd through candle's tensor ops agree in float64 for the
+    /// output and all three gradients, for 4-D (BatchNorm2d) and 2-D (BatchNorm1d) inputs.
+    #[test]
+    fn fused_op_matches_tensor_op_autograd_in_f64() {
+        let dev = Device::Cpu;
+        for shape in [vec![3usize, 4, 5, 6], vec![7, 5]] {
+            let c = shape[1];
+            let n: usize = shape.iter().product();
+            let xs: Vec<f64> = (0..n)
+                .map(|i| (i as f64 * 0.37).sin() * 3.0 + (i % 5) as f64)
+                .collect();
+            let r: Vec<f64> = (0..n).map(|i| ((i * 11 % 13) as f64 - 6.0) / 5.0).collect();
+            let r = Tensor::from_vec(r, shape.as_slice(), &dev).unwrap();
+            let mut bshape = vec![1usize; shape.len()];
+            bshape[1] = c;
+            let g0: Vec<f64> = (0..c).map(|i| 0.5 + i as f64 * 0.3).collect();
+            let b0: Vec<f64> = (0..c).map(|i| i as f64 * 0.1 - 0.2).collect();
+            let run = |fused: bool| {
+                let x = Var::from_vec(xs.clone(), shape.as_slice(), &dev).unwrap();
+                let g = Var::from_vec(g0.clone(), c, &dev).unwrap();
+                let b = Var::from_vec(b0.clone(), c, &dev).unwrap();
+                let y = if fused {
+                    batch_norm_train_cpu(x.as_tensor(), g.as_tensor(), b.as_tensor(), BN_EPS)
+                        .unwrap()
+                        .0
+                } else {
+                    let gb = g.as_tensor().reshape(bshape.as_slice()).unwrap();
+                    let bb = b.as_tensor().reshape(bshape.as_slice()).unwrap();
+                    train_with_tensor_ops(x.as_tensor(), &gb, &bb).unwrap().0
+                };
+                // A loss that is not linear in y, so the backward sees a generic gradient.
+                let loss = (&y * &r).unwrap().sqr().unwrap().sum_all().unwrap();
+                let grads = loss.backward().unwrap();
+                let get = |v: &Var| grads.get(v.as_tensor()).unwrap().clone();
+                (y, get(&x), get(&g), get(&b))
+            };
+            let (y1, dx1, dg1, db1) = run(true);
+            let (y2, dx2, dg2, db2) = run(false);
+            for (name, a, b) in [
+                ("y", &y1, &y2),
+                ("dx", &dx1, &dx2),
+                ("dgamma", &dg1, &dg2),
+                ("dbeta", &db1, &db2),
+            ] {
+                let e = rel(a, b);
+                assert!(e < 1e-12, "{shape:?} {name}: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! Training: the optimizer with parameter groups (schedules and the loop build on it).
+pub mod optim;

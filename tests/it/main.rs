@@ -1,0 +1,5 @@
+//! Integration tests, compiled as one binary (link time matters).
+mod common;
+mod model_files;
+mod predict_cli;
+mod torchvision_fixture;

@@ -1,0 +1,157 @@
+//! Our ResNet against torchvision: logits, loss, gradients and BatchNorm running statistics
+//! for a fixed input, compared with the float64 references in ../shared/fixtures (computed
+//! by torchvision, see fixtures/make_resnet_fixture.py), within the tolerances stored in the
+//! reference files' metadata (10x PyTorch float32's own error).
+use crate::common::shared_dir;
+use candle_core::{DType, Device, Tensor};
+use covid_resnet::model::weights::{import_into, read_tensors};
+use covid_resnet::model::{Backbone, ResNet};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+fn rel_err(ours: &Tensor, reference: &Tensor) -> f64 {
+    let a = ours.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    let b = reference
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap();
+    assert_eq!(a.dims(), b.dims(), "shape mismatch");
+    let diff = (&a - &b)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+        .sqrt();
+    let norm = b
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+        .sqrt();
+    diff / norm.max(1e-30)
+}
+
+fn check(arch: Backbone, weights: &str, reference: &str) {
+    check_dtype(arch, weights, reference, DType::F32)
+}
+
+fn check_dtype(arch: Backbone, weights: &str, reference: &str, dtype: DType) {
+    let Some(shared) = shared_dir() else { return };
+    let fx = shared.join("fixtures");
+    let ref_path = fx.join(reference);
+    let bytes = std::fs::read(&ref_path).unwrap_or_else(|e| panic!("{}: {e}", ref_path.display()));
+    let (_, md) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let md = md.metadata().clone().expect("reference metadata");
+    let tol: HashMap<String, f64> = serde_json::from_str(&md["tolerance_rel_norm"]).unwrap();
+    let refs: HashMap<String, Tensor> =
+        candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
+
+    let dev = Device::Cpu;
+    let model = ResNet::with_dtype(arch, 1000, 0, &dev, dtype).unwrap();
+    let wpath = fx.join(weights);
+    let file: BTreeMap<String, Tensor> = read_tensors(&wpath).unwrap();
+    let rep = import_into(&model.store, "", &file, &wpath).unwrap();
+    assert_eq!(rep.loaded, model.store.named_tensors().len());
+
+    let x = &refs["input"].to_dtype(dtype).unwrap();
+    let target = refs["target"].to_dtype(DType::U32).unwrap();
+    let grad_names: Vec<String> = refs
+        .keys()
+        .filter_map(|k| k.strip_prefix("grad_eval.").map(String::from))
+        .collect();
+    assert!(!grad_names.is_empty());
+
+    let mut report: Vec<(String, f64, f64)> = Vec::new();
+    let mut record = |name: &str, t: &Tensor| {
+        let e = rel_err(t, &refs[name]);
+        let bound = tol[name];
+        report.push((name.to_string(), e, bound));
+    };
+
+    // Eval mode: running statistics.
+    let logits = model.forward_t(x, false).unwrap();
+    record("logits_eval", &logits);
+    let loss = candle_nn::loss::cross_entropy(&logits, &target).unwrap();
+    let grads = loss.backward().unwrap();
+    for n in &grad_names {
+        let g = grads.get(model.store.var(n).unwrap().as_tensor()).unwrap();
+        record(&format!("grad_eval.{n}"), g);
+    }
+
+    // Train mode: batch statistics, running statistics updated.
+    let logits = model.forward_t(x, true).unwrap();
+    record("logits_train", &logits);
+    let loss = candle_nn::loss::cross_entropy(&logits, &target).unwrap();
+    record("loss_train", &loss.reshape(1).unwrap());
+    let grads = loss.backward().unwrap();
+    for n in &grad_names {
+        let g = grads.get(model.store.var(n).unwrap().as_tensor()).unwrap();
+        record(&format!("grad_train.{n}"), g);
+    }
+    record(
+        "bn1.running_mean_after_train_forward",
+        model.store.var("bn1.running_mean").unwrap().as_tensor(),
+    );
+    record(
+        "bn1.running_var_after_train_forward",
+        model.store.var("bn1.running_var").unwrap().as_tensor(),
+    );
+
+    println!("{arch} ({dtype:?}) against torchvision (relative error ||ours - ref|| / ||ref||):");
+    for (n, e, b) in &report {
+        println!(
+            "  {n:<45} {e:.3e}   (bound {b:.1e}){}",
+            if e <= b { "" } else { "  FAIL" }
+        );
+    }
+    let failed: Vec<_> = report.iter().filter(|(_, e, b)| e > b).collect();
+    assert!(failed.is_empty(), "{arch}: outside tolerance: {failed:?}");
+    assert_eq!(report.len(), 5 + 2 * grad_names.len());
+}
+
+#[test]
+fn resnet50_safetensors_f16_matches_torchvision() {
+    check(
+        Backbone::Resnet50,
+        "resnet50_torchvision_seeded_f16.safetensors",
+        "resnet50_torchvision_reference.safetensors",
+    );
+}
+
+#[test]
+fn resnet18_pth_matches_torchvision() {
+    check(
+        Backbone::Resnet18,
+        "resnet18_torchvision_seeded.pth",
+        "resnet18_torchvision_reference.safetensors",
+    );
+}
+
+#[test]
+fn pth_file_is_read_with_every_tensor() {
+    let Some(shared) = shared_dir() else { return };
+    let p = shared.join("fixtures/resnet18_torchvision_seeded.pth");
+    let t = read_tensors(Path::new(&p)).unwrap();
+    // 62 parameters + 2*20 running stats + 20 num_batches_tracked in torchvision's resnet18.
+    assert_eq!(t.len(), 122, "{:?}", t.keys().take(5).collect::<Vec<_>>());
+    assert_eq!(t["conv1.weight"].dims(), &[64, 3, 7, 7]);
+    assert_eq!(t["fc.weight"].dims(), &[1000, 512]);
+}
+
+/// In float64 the only difference left is the f32 storage of the references (~3e-8): this
+/// separates a wrong formula from float32 rounding.
+#[test]
+fn resnet18_in_float64_matches_torchvision_to_storage_precision() {
+    check_dtype(
+        Backbone::Resnet18,
+        "resnet18_torchvision_seeded.pth",
+        "resnet18_torchvision_reference.safetensors",
+        DType::F64,
+    );
+}
