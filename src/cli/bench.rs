@@ -21,6 +21,8 @@ pub enum BenchKind {
     Train,
     /// Inference (eval-mode forward + softmax).
     Infer,
+    /// The training data loader (decode, resize, augment, normalise, batch).
+    Load,
 }
 
 /// Arguments of `bench`.
@@ -43,6 +45,15 @@ pub struct BenchArgs {
     /// Untimed warm-up iterations.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    /// Dataset folder for `load` (default: $COVID_RESNET_DATA).
+    #[arg(long, env = "COVID_RESNET_DATA")]
+    pub data: Option<PathBuf>,
+    /// Training images read by `load`.
+    #[arg(long, default_value_t = 640)]
+    pub images: usize,
+    /// Loader worker threads for `load`.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// Python with torch + torchvision: also run PyTorch's reference on the same shapes.
     #[arg(long)]
     pub torch_python: Option<PathBuf>,
@@ -91,7 +102,7 @@ pub fn measure(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
                 // Wait for the device so the time covers the whole step.
                 loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
             }
-            BenchKind::Infer => {
+            BenchKind::Infer | BenchKind::Load => {
                 let logits = model.forward_t(&x, false)?;
                 let p = candle_nn::ops::softmax(&logits, D::Minus1)?;
                 p.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
@@ -116,13 +127,98 @@ pub fn measure(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
     })
 }
 
+/// Loader throughput: the first epoch (decoding) and a later one (cached), images per second.
+pub fn measure_load(a: &BenchArgs) -> anyhow::Result<(f64, f64, usize)> {
+    use crate::data::loader::{DataLoader, LoaderConfig};
+    let root = a
+        .data
+        .as_ref()
+        .context("bench load needs --data DIR (or COVID_RESNET_DATA)")?;
+    let ds = crate::data::split::Dataset::open(root)?;
+    ds.train.check_complete("train")?;
+    let mut samples = ds.train.samples;
+    let order = crate::data::sampler::epoch_order(
+        &vec![0; samples.len()],
+        crate::data::sampler::Sampling::Shuffle,
+        0,
+        0,
+    );
+    let n = a.images.min(samples.len());
+    samples = order[..n].iter().map(|&i| samples[i].clone()).collect();
+    let mut cfg = LoaderConfig::train(a.batch, a.size as u32, 0);
+    cfg.threads = a.threads.max(1);
+    let loader = DataLoader::new(samples, cfg)?;
+    let mut secs = [0.0; 2];
+    for (epoch, s) in secs.iter_mut().enumerate() {
+        let t0 = Instant::now();
+        let mut count = 0;
+        for b in loader.epoch(epoch as u64) {
+            count += b?.labels.len();
+        }
+        *s = t0.elapsed().as_secs_f64();
+        anyhow::ensure!(count == n, "loader gave {count} of {n} images");
+    }
+    Ok((n as f64 / secs[0], n as f64 / secs[1], n))
+}
+
+fn run_load(a: &BenchArgs) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "bench load: {} images at {} px, batch {}, {} loader thread(s), paper augmentation",
+        a.images, a.size, a.batch, a.threads
+    );
+    let (first, cached, n) = measure_load(a)?;
+    println!(
+        "RESULT impl=candle kind=load size={} threads={} images={n} first_epoch_img_per_s={first:.1} cached_epoch_img_per_s={cached:.1}",
+        a.size, a.threads
+    );
+    if let Some(py) = &a.torch_python {
+        let data = a.data.as_ref().context("--data")?;
+        let out = std::process::Command::new(py)
+            .arg(&a.torch_script)
+            .arg("load")
+            .arg("--data")
+            .arg(data)
+            .args(["--size", &a.size.to_string()])
+            .args(["--workers", &a.threads.to_string()])
+            .args(["--images", &n.to_string()])
+            .args(["--threads", "1"])
+            .output()
+            .with_context(|| format!("cannot run {} {}", py.display(), a.torch_script.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("RESULT"))
+            .with_context(|| {
+                format!(
+                    "PyTorch reference printed no RESULT line: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })?;
+        let torch: f64 = line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("img_per_s="))
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no img_per_s in {line:?}"))?;
+        println!("{}", line.replacen("RESULT", "RESULT impl=pytorch", 1));
+        println!(
+            "RATIO kind=load size={} threads={} first_epoch_ratio={:.2} cached_epoch_ratio={:.2}",
+            a.size,
+            a.threads,
+            first / torch,
+            cached / torch
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs `bench` and prints the result lines.
 pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
-    let device = choice.open()?;
     let kind = match a.kind {
         BenchKind::Train => "train",
         BenchKind::Infer => "infer",
+        BenchKind::Load => return run_load(a),
     };
+    let device = choice.open()?;
     eprintln!(
         "bench {kind}: {} batch {} at {} px on {}, {} warm-up + {} timed iterations",
         a.backbone,

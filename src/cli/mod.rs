@@ -1,5 +1,6 @@
 //! The headless command line: `covid-resnet info | predict | bench ...`.
 pub mod bench;
+pub mod data;
 pub mod predict;
 
 use crate::device::{describe, DeviceChoice};
@@ -31,8 +32,10 @@ pub enum Command {
     Info,
     /// Class probabilities for image files.
     Predict(predict::PredictArgs),
-    /// Time training steps or inference.
+    /// Time training steps, inference or the data loader.
     Bench(bench::BenchArgs),
+    /// Inspect a dataset folder.
+    Data(data::DataArgs),
 }
 
 /// Runs a parsed command. `None` means "open the app" and is the caller's job.
@@ -42,6 +45,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Info) => info(cli.device),
         Some(Command::Predict(a)) => predict::run(a, cli.device),
         Some(Command::Bench(a)) => bench::run(a, cli.device),
+        Some(Command::Data(a)) => data::run(a),
     }
 }
 

@@ -26,8 +26,10 @@ pub struct GrayImage {
     /// True when the source has colour content (channels that differ in more than 1% of
     /// pixels), not merely gray stored as RGB; radiographs are gray.
     pub was_color: bool,
-    /// Short name of the source format ("png", "jpeg", ...).
+    /// Short name of the source format ("png", "jpeg", "dicom", ...).
     pub format: String,
+    /// DICOM facts, for DICOM sources.
+    pub dicom: Option<super::dicom::DicomInfo>,
 }
 
 /// Decodes an image file.
@@ -45,12 +47,17 @@ pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<GrayImage> {
     if bytes.is_empty() {
         return Err(err("empty file".into()));
     }
+    if super::dicom::looks_like_dicom(bytes) {
+        return super::dicom::decode_dicom(bytes)
+            .map(|(img, _)| img)
+            .map_err(err);
+    }
     let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| err(e.to_string()))?;
-    let format = reader
-        .format()
-        .ok_or_else(|| err("unrecognised image format (expected PNG, JPEG, BMP or TIFF)".into()))?;
+    let format = reader.format().ok_or_else(|| {
+        err("unrecognised image format (expected PNG, JPEG, BMP, TIFF or DICOM)".into())
+    })?;
     let mut reader = reader;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE_PX);
@@ -108,6 +115,7 @@ fn to_gray(img: DynamicImage, format: String) -> std::result::Result<GrayImage, 
         bit_depth,
         was_color,
         format,
+        dicom: None,
     })
 }
 

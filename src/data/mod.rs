@@ -1,3 +1,9 @@
-//! Reading images and turning them into network inputs.
+//! Reading datasets and images and turning them into network inputs.
+pub mod augment;
+pub mod check;
 pub mod decode;
+pub mod dicom;
+pub mod loader;
 pub mod preprocess;
+pub mod sampler;
+pub mod split;

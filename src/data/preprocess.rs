@@ -87,6 +87,7 @@ mod tests {
             bit_depth: 8,
             was_color: false,
             format: "png".into(),
+            dicom: None,
         }
     }
 

@@ -20,12 +20,14 @@ pub fn parse_label(s: &str) -> Option<usize> {
         .collect();
     match k.as_str() {
         "normal" | "healthy" | "no-finding" | "negative" => Some(0),
-        "bacteria" | "bacterial" | "pneumonia-bacterial" | "bacterial-pneumonia"
+        "bacteria"
+        | "bacterial"
+        | "pneumonia-bacterial"
+        | "bacterial-pneumonia"
         | "pneumonia-bacteria" => Some(1),
         "viral" | "virus" | "pneumonia-viral" | "viral-pneumonia" | "pneumonia-virus" => Some(2),
-        "covid-19" | "covid19" | "covid" | "sars-cov-2" | "covid-19-pneumonia" | "pneumonia-covid-19" => {
-            Some(3)
-        }
+        "covid-19" | "covid19" | "covid" | "sars-cov-2" | "covid-19-pneumonia"
+        | "pneumonia-covid-19" => Some(3),
         _ => None,
     }
 }
@@ -81,7 +83,12 @@ impl Split {
         if self.missing.is_empty() {
             return Ok(());
         }
-        let shown: Vec<String> = self.missing.iter().take(5).map(|p| p.display().to_string()).collect();
+        let shown: Vec<String> = self
+            .missing
+            .iter()
+            .take(5)
+            .map(|p| p.display().to_string())
+            .collect();
         Err(Error::invalid(
             format!("{what} split"),
             format!(
@@ -107,7 +114,8 @@ pub fn parse_split_text(text: &str, path: &Path, image_dir: &Path) -> Result<Spl
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let err = |msg: String| Error::invalid("split file", format!("{}:{n}: {msg}", path.display()));
+        let err =
+            |msg: String| Error::invalid("split file", format!("{}:{n}: {msg}", path.display()));
         let cols: Vec<&str> = line.split_whitespace().collect();
         if !(3..=4).contains(&cols.len()) {
             return Err(err(format!(
@@ -122,9 +130,8 @@ pub fn parse_split_text(text: &str, path: &Path, image_dir: &Path) -> Result<Spl
                 CLASS_NAMES.join(", ")
             ))
         })?;
-        let rel = safe_relative(cols[1]).ok_or_else(|| {
-            err(format!("file name {:?} leaves the image folder", cols[1]))
-        })?;
+        let rel = safe_relative(cols[1])
+            .ok_or_else(|| err(format!("file name {:?} leaves the image folder", cols[1])))?;
         if !seen.insert(rel.clone()) {
             return Err(err(format!("{:?} is listed twice", cols[1])));
         }
@@ -146,15 +153,21 @@ pub fn parse_split_text(text: &str, path: &Path, image_dir: &Path) -> Result<Spl
 /// A relative path without `..`, root or prefix components, or None.
 fn safe_relative(name: &str) -> Option<PathBuf> {
     let p = Path::new(name);
-    let ok = p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    let ok = p
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
     (ok && !name.is_empty()).then(|| p.to_path_buf())
 }
 
 /// Reads and parses a split file.
 pub fn read_split_file(path: &Path, image_dir: &Path) -> Result<Split> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| Error::invalid("split file", format!("{}: not UTF-8 text: {e}", path.display())))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Error::invalid(
+            "split file",
+            format!("{}: not UTF-8 text: {e}", path.display()),
+        )
+    })?;
     parse_split_text(&text, path, image_dir)
 }
 
@@ -169,14 +182,24 @@ pub fn read_class_folders(root: &Path) -> Result<Split> {
         .collect();
     dirs.sort();
     if dirs.is_empty() {
-        return Err(Error::invalid("dataset", format!("{} has no class folders", root.display())));
+        return Err(Error::invalid(
+            "dataset",
+            format!("{} has no class folders", root.display()),
+        ));
     }
     for dir in dirs {
-        let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let label = parse_label(&name).ok_or_else(|| {
             Error::invalid(
                 "class folder",
-                format!("{}: unknown class {name:?} (expected {})", dir.display(), CLASS_NAMES.join(", ")),
+                format!(
+                    "{}: unknown class {name:?} (expected {})",
+                    dir.display(),
+                    CLASS_NAMES.join(", ")
+                ),
             )
         })?;
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -186,7 +209,10 @@ pub fn read_class_folders(root: &Path) -> Result<Split> {
             .collect();
         files.sort();
         for f in files {
-            let stem = f.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let stem = f
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
             split.samples.push(Sample {
                 path: f,
                 label,
@@ -235,7 +261,10 @@ impl Dataset {
     /// Detects the layout of `root` and reads both splits.
     pub fn open(root: &Path) -> Result<Self> {
         if !root.is_dir() {
-            return Err(Error::invalid("dataset", format!("{} is not a folder", root.display())));
+            return Err(Error::invalid(
+                "dataset",
+                format!("{} is not a folder", root.display()),
+            ));
         }
         let layout = detect_layout(root)?;
         let (train, test) = match &layout {
@@ -265,13 +294,20 @@ impl Dataset {
 /// Patients in both `a` and `b`.
 pub fn leaked_patients(a: &Split, b: &Split) -> Vec<String> {
     let pa = a.patients();
-    b.patients().into_iter().filter(|p| pa.contains(p)).map(String::from).collect()
+    b.patients()
+        .into_iter()
+        .filter(|p| pa.contains(p))
+        .map(String::from)
+        .collect()
 }
 
 fn detect_layout(root: &Path) -> Result<Layout> {
     let mut train = Vec::new();
     let mut test = Vec::new();
-    for e in std::fs::read_dir(root).map_err(|e| Error::io(root, e))?.flatten() {
+    for e in std::fs::read_dir(root)
+        .map_err(|e| Error::io(root, e))?
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().to_string();
         if !name.ends_with(".txt") || !e.path().is_file() {
             continue;
@@ -293,7 +329,10 @@ fn detect_layout(root: &Path) -> Result<Layout> {
             .cloned()
     };
     if let (Some(tr), Some(te)) = (pick(&train), pick(&test)) {
-        return Ok(Layout::SplitFiles { train: tr, test: te });
+        return Ok(Layout::SplitFiles {
+            train: tr,
+            test: te,
+        });
     }
     if root.join("train").is_dir() && root.join("test").is_dir() {
         return Ok(Layout::ClassFolders);
@@ -311,7 +350,11 @@ fn detect_layout(root: &Path) -> Result<Layout> {
 pub fn counts_table(split: &Split) -> BTreeMap<&'static str, (usize, usize)> {
     let imgs = split.class_counts();
     let pats = split.patient_counts();
-    CLASS_NAMES.iter().enumerate().map(|(i, c)| (*c, (imgs[i], pats[i]))).collect()
+    CLASS_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (*c, (imgs[i], pats[i])))
+        .collect()
 }
 
 #[cfg(test)]
@@ -329,8 +372,15 @@ mod tests {
     #[test]
     fn labels_and_aliases() {
         for (s, i) in [
-            ("normal", 0), ("NORMAL", 0), ("bacteria", 1), ("Pneumonia-Bacterial", 1),
-            ("viral", 2), ("pneumonia_viral", 2), ("COVID-19", 3), ("covid", 3), ("Covid19", 3),
+            ("normal", 0),
+            ("NORMAL", 0),
+            ("bacteria", 1),
+            ("Pneumonia-Bacterial", 1),
+            ("viral", 2),
+            ("pneumonia_viral", 2),
+            ("COVID-19", 3),
+            ("covid", 3),
+            ("Covid19", 3),
         ] {
             assert_eq!(parse_label(s), Some(i), "{s}");
         }
@@ -358,11 +408,19 @@ mod tests {
             ("1 a.png normal\n2 a.png\n", "t.txt:2: expected"),
             ("1 a.png fungal\n", "t.txt:1: unknown label \"fungal\""),
             ("1 a.png normal x y\n", "t.txt:1: expected"),
-            ("1 ../../etc/passwd normal\n", "t.txt:1: file name \"../../etc/passwd\" leaves"),
+            (
+                "1 ../../etc/passwd normal\n",
+                "t.txt:1: file name \"../../etc/passwd\" leaves",
+            ),
             ("1 /etc/passwd normal\n", "leaves the image folder"),
-            ("1 a.png normal\n1 a.png normal\n", "t.txt:2: \"a.png\" is listed twice"),
+            (
+                "1 a.png normal\n1 a.png normal\n",
+                "t.txt:2: \"a.png\" is listed twice",
+            ),
         ] {
-            let e = parse_split_text(text, Path::new("t.txt"), d.path()).unwrap_err().to_string();
+            let e = parse_split_text(text, Path::new("t.txt"), d.path())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{text:?}: {e}");
         }
     }
@@ -371,7 +429,12 @@ mod tests {
     fn missing_files_are_reported() {
         let d = tempfile::tempdir().unwrap();
         touch(d.path(), &["a.png"]);
-        let s = parse_split_text("1 a.png normal\n2 gone.png viral\n", Path::new("t.txt"), d.path()).unwrap();
+        let s = parse_split_text(
+            "1 a.png normal\n2 gone.png viral\n",
+            Path::new("t.txt"),
+            d.path(),
+        )
+        .unwrap();
         assert_eq!(s.samples.len(), 1);
         assert_eq!(s.missing, vec![d.path().join("gone.png")]);
         let e = s.check_complete("train").unwrap_err().to_string();
@@ -383,17 +446,31 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
         touch(r, &["train/a.png", "train/b.png", "test/c.png"]);
-        std::fs::write(r.join("train_COVIDx_v1.txt"), "p1 a.png normal\np2 b.png bacteria\n").unwrap();
+        std::fs::write(
+            r.join("train_COVIDx_v1.txt"),
+            "p1 a.png normal\np2 b.png bacteria\n",
+        )
+        .unwrap();
         std::fs::write(r.join("train_extra.txt"), "p9 zz.png normal\n").unwrap();
         std::fs::write(r.join("test_COVIDx_v1.txt"), "p2 c.png viral\n").unwrap();
         let ds = Dataset::open(r).unwrap();
-        assert!(matches!(ds.layout, Layout::SplitFiles { ref train, .. } if train.ends_with("train_COVIDx_v1.txt")));
+        assert!(
+            matches!(ds.layout, Layout::SplitFiles { ref train, .. } if train.ends_with("train_COVIDx_v1.txt"))
+        );
         assert_eq!(ds.train.samples.len(), 2);
         assert_eq!(ds.leaked_patients(), vec!["p2".to_string()]);
 
         let d2 = tempfile::tempdir().unwrap();
         let r2 = d2.path();
-        touch(r2, &["train/Normal/1.png", "train/COVID-19/2.jpeg", "train/Normal/notes.txt", "test/viral/3.png"]);
+        touch(
+            r2,
+            &[
+                "train/Normal/1.png",
+                "train/COVID-19/2.jpeg",
+                "train/Normal/notes.txt",
+                "test/viral/3.png",
+            ],
+        );
         let ds = Dataset::open(r2).unwrap();
         assert_eq!(ds.layout, Layout::ClassFolders);
         assert_eq!(ds.train.class_counts(), [1, 0, 0, 1]);

@@ -1,5 +1,6 @@
 //! Integration tests, compiled as one binary (link time matters).
 mod common;
+mod data_check;
 mod model_files;
 mod predict_cli;
 mod torchvision_fixture;

@@ -1,0 +1,447 @@
+//! Batches `[N, 3, H, W]` produced ahead of the consumer by worker threads through bounded
+//! queues. Images are decoded and resized once per stage size and then kept in memory as
+//! 8-bit pixels, so later epochs skip decoding. Batch `b` of an epoch is built by worker
+//! `b % threads` from samples drawn by (seed, epoch, index): the output depends on the seed
+//! alone, never on thread timing.
+use super::augment::{apply_geometry, apply_lighting, draw, AugmentConfig};
+use super::decode::decode_file;
+use super::preprocess::{resize_gray, ResizeMode};
+use super::sampler::{epoch_order, Sampling};
+use super::split::Sample;
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+
+/// Loader settings.
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Side of the square input.
+    pub size_px: u32,
+    /// Worker threads.
+    pub threads: usize,
+    /// Batches each worker may build ahead.
+    pub prefetch: usize,
+    /// Epoch order.
+    pub sampling: Sampling,
+    /// Drop a last batch smaller than `batch_size` (fastai does for training).
+    pub drop_last: bool,
+    /// Augmentation.
+    pub augment: AugmentConfig,
+    /// Seed of the order and the augmentation.
+    pub seed: u64,
+    /// Fitting to the square.
+    pub resize: ResizeMode,
+    /// Normalisation mean.
+    pub mean: [f32; 3],
+    /// Normalisation std.
+    pub std: [f32; 3],
+}
+
+impl LoaderConfig {
+    /// Training defaults: shuffled, augmented as the paper, ImageNet normalisation.
+    pub fn train(batch_size: usize, size_px: u32, seed: u64) -> Self {
+        Self {
+            batch_size,
+            size_px,
+            threads: 2,
+            prefetch: 2,
+            sampling: Sampling::Shuffle,
+            drop_last: false,
+            augment: AugmentConfig::paper(),
+            seed,
+            resize: ResizeMode::Squash,
+            mean: crate::IMAGENET_MEAN,
+            std: crate::IMAGENET_STD,
+        }
+    }
+
+    /// Evaluation defaults: file order, no augmentation.
+    pub fn eval(batch_size: usize, size_px: u32) -> Self {
+        Self {
+            sampling: Sampling::Sequential,
+            augment: AugmentConfig::off(),
+            ..Self::train(batch_size, size_px, 0)
+        }
+    }
+}
+
+/// One batch in host memory.
+#[derive(Debug, Clone)]
+pub struct HostBatch {
+    /// Normalised pixels, (N, 3, S, S) row-major.
+    pub data: Vec<f32>,
+    /// Class indices.
+    pub labels: Vec<u32>,
+    /// Indices into the loader's samples.
+    pub indices: Vec<usize>,
+    /// Side in pixels.
+    pub size_px: u32,
+}
+
+impl HostBatch {
+    /// Images (N, 3, S, S) and labels (N) as tensors on `device`.
+    pub fn to_tensors(self, device: &Device) -> Result<(Tensor, Tensor)> {
+        let n = self.labels.len();
+        let s = self.size_px as usize;
+        let x = Tensor::from_vec(self.data, (n, 3, s, s), &Device::Cpu)?.to_device(device)?;
+        let y = Tensor::from_vec(self.labels, n, &Device::Cpu)?.to_device(device)?;
+        Ok((x, y))
+    }
+}
+
+/// Decoded, resized 8-bit images for one size, filled on first use.
+struct Cache {
+    size_px: u32,
+    resize: ResizeMode,
+    slots: Vec<OnceLock<Arc<[u8]>>>,
+}
+
+impl Cache {
+    fn get(&self, sample: &Sample, i: usize) -> Result<Arc<[u8]>> {
+        if let Some(px) = self.slots[i].get() {
+            return Ok(px.clone());
+        }
+        let img = decode_file(&sample.path)?;
+        let px: Arc<[u8]> = resize_gray(&img, self.size_px, self.resize)?
+            .into_iter()
+            .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect();
+        // Another worker may have filled the slot meanwhile: either copy is identical.
+        Ok(self.slots[i].get_or_init(|| px).clone())
+    }
+}
+
+/// Produces the batches of a list of samples, epoch after epoch.
+pub struct DataLoader {
+    samples: Arc<Vec<Sample>>,
+    cfg: LoaderConfig,
+    cache: Arc<Cache>,
+}
+
+impl DataLoader {
+    /// A loader over `samples`.
+    pub fn new(samples: Vec<Sample>, cfg: LoaderConfig) -> Result<Self> {
+        if cfg.batch_size == 0 || cfg.size_px < 8 || cfg.threads == 0 {
+            return Err(Error::invalid(
+                "loader",
+                format!(
+                    "batch size {}, size {} px, {} threads",
+                    cfg.batch_size, cfg.size_px, cfg.threads
+                ),
+            ));
+        }
+        let cache = Arc::new(Cache {
+            size_px: cfg.size_px,
+            resize: cfg.resize,
+            slots: (0..samples.len()).map(|_| OnceLock::new()).collect(),
+        });
+        Ok(Self {
+            samples: Arc::new(samples),
+            cfg,
+            cache,
+        })
+    }
+
+    /// The samples.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &LoaderConfig {
+        &self.cfg
+    }
+
+    /// Changes the input size (a new stage): the cache is rebuilt for the new size.
+    pub fn set_size(&mut self, size_px: u32) {
+        if size_px != self.cfg.size_px {
+            self.cfg.size_px = size_px;
+            self.cache = Arc::new(Cache {
+                size_px,
+                resize: self.cfg.resize,
+                slots: (0..self.samples.len()).map(|_| OnceLock::new()).collect(),
+            });
+        }
+    }
+
+    /// Images cached so far.
+    pub fn cached(&self) -> usize {
+        self.cache
+            .slots
+            .iter()
+            .filter(|s| s.get().is_some())
+            .count()
+    }
+
+    /// Batches per epoch.
+    pub fn num_batches(&self) -> usize {
+        let n = self.samples.len();
+        let b = self.cfg.batch_size;
+        if self.cfg.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
+    }
+
+    /// The batches of epoch `epoch`, built in the background.
+    pub fn epoch(&self, epoch: u64) -> EpochIter {
+        let labels: Vec<usize> = self.samples.iter().map(|s| s.label).collect();
+        let order = epoch_order(&labels, self.cfg.sampling, self.cfg.seed, epoch);
+        let b = self.cfg.batch_size;
+        let mut batches: Vec<Vec<usize>> = order.chunks(b).map(|c| c.to_vec()).collect();
+        if self.cfg.drop_last && batches.last().is_some_and(|l| l.len() < b) {
+            batches.pop();
+        }
+        let batches = Arc::new(batches);
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = self.cfg.threads.min(batches.len().max(1));
+        let mut receivers = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(threads);
+        for w in 0..threads {
+            let (tx, rx) = sync_channel::<Result<HostBatch>>(self.cfg.prefetch.max(1));
+            receivers.push(rx);
+            let (batches, samples, cache, cfg, stop) = (
+                batches.clone(),
+                self.samples.clone(),
+                self.cache.clone(),
+                self.cfg.clone(),
+                stop.clone(),
+            );
+            let spawned = std::thread::Builder::new()
+                .name(format!("loader-{w}"))
+                .spawn(move || {
+                    for bi in (w..batches.len()).step_by(threads) {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let r = build_batch(&batches[bi], &samples, &cache, &cfg, epoch);
+                        if tx.send(r).is_err() {
+                            return;
+                        }
+                    }
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    // Without this worker its batches never arrive: report it at once.
+                    let (tx, rx) = sync_channel(1);
+                    let _ = tx.send(Err(Error::invalid(
+                        "loader",
+                        format!("cannot start a worker thread: {e}"),
+                    )));
+                    receivers[w] = rx;
+                }
+            }
+        }
+        EpochIter {
+            receivers,
+            next: 0,
+            total: batches.len(),
+            stop,
+            handles,
+        }
+    }
+}
+
+fn build_batch(
+    idx: &[usize],
+    samples: &[Sample],
+    cache: &Cache,
+    cfg: &LoaderConfig,
+    epoch: u64,
+) -> Result<HostBatch> {
+    let s = cache.size_px as usize;
+    let plane = s * s;
+    let mut data = vec![0f32; idx.len() * 3 * plane];
+    let mut labels = Vec::with_capacity(idx.len());
+    let mut src = vec![0f32; plane];
+    let mut px = vec![0f32; plane];
+    for (k, &i) in idx.iter().enumerate() {
+        let img = cache.get(&samples[i], i)?;
+        for (d, &v) in src.iter_mut().zip(img.iter()) {
+            *d = v as f32 / 255.0;
+        }
+        let d = draw(&cfg.augment, cfg.seed, epoch, i as u64);
+        apply_geometry(&src, s, &d, &mut px);
+        apply_lighting(&mut px, &d);
+        let out = &mut data[k * 3 * plane..(k + 1) * 3 * plane];
+        for c in 0..3 {
+            let (m, sd) = (cfg.mean[c], cfg.std[c]);
+            for (o, &g) in out[c * plane..(c + 1) * plane].iter_mut().zip(&px) {
+                *o = (g - m) / sd;
+            }
+        }
+        labels.push(samples[i].label as u32);
+    }
+    Ok(HostBatch {
+        data,
+        labels,
+        indices: idx.to_vec(),
+        size_px: cache.size_px,
+    })
+}
+
+/// The batches of one epoch, in order.
+pub struct EpochIter {
+    receivers: Vec<Receiver<Result<HostBatch>>>,
+    next: usize,
+    total: usize,
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl EpochIter {
+    /// Batches in this epoch.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    /// True when the epoch has no batches.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+}
+
+impl Iterator for EpochIter {
+    type Item = Result<HostBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.total {
+            return None;
+        }
+        let w = self.next % self.receivers.len();
+        self.next += 1;
+        Some(self.receivers[w].recv().unwrap_or_else(|_| {
+            Err(Error::invalid(
+                "loader",
+                "a worker thread stopped unexpectedly",
+            ))
+        }))
+    }
+}
+
+impl Drop for EpochIter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Dropping the receivers unblocks workers waiting to send.
+        self.receivers.clear();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage as Img, Luma};
+
+    fn dataset(n: usize) -> (tempfile::TempDir, Vec<Sample>) {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = (0..n)
+            .map(|i| {
+                let p = dir.path().join(format!("{i}.png"));
+                Img::from_fn(20, 16, |x, y| {
+                    Luma([((x * 5 + y * 3 + i as u32 * 17) % 256) as u8])
+                })
+                .save(&p)
+                .unwrap();
+                Sample {
+                    path: p,
+                    label: i % 4,
+                    patient: i.to_string(),
+                    source: None,
+                }
+            })
+            .collect();
+        (dir, samples)
+    }
+
+    #[test]
+    fn each_sample_once_per_epoch_with_a_partial_last_batch() {
+        let (_d, samples) = dataset(23);
+        let l = DataLoader::new(samples, LoaderConfig::train(5, 16, 3)).unwrap();
+        assert_eq!(l.num_batches(), 5);
+        let mut seen: Vec<usize> = Vec::new();
+        let mut sizes = Vec::new();
+        for b in l.epoch(0) {
+            let b = b.unwrap();
+            assert_eq!(b.data.len(), b.labels.len() * 3 * 16 * 16);
+            sizes.push(b.labels.len());
+            seen.extend(&b.indices);
+        }
+        assert_eq!(sizes, vec![5, 5, 5, 5, 3]);
+        seen.sort();
+        assert_eq!(seen, (0..23).collect::<Vec<_>>());
+        assert_eq!(l.cached(), 23);
+        let mut dl = LoaderConfig::train(5, 16, 3);
+        dl.drop_last = true;
+        let l2 = DataLoader::new(l.samples().to_vec(), dl).unwrap();
+        assert_eq!(l2.epoch(0).count(), 4);
+    }
+
+    #[test]
+    fn deterministic_for_a_seed_whatever_the_threads() {
+        let (_d, samples) = dataset(12);
+        let run = |threads: usize, seed: u64, epoch: u64| -> Vec<(Vec<usize>, Vec<f32>)> {
+            let mut cfg = LoaderConfig::train(4, 16, seed);
+            cfg.threads = threads;
+            let l = DataLoader::new(samples.clone(), cfg).unwrap();
+            l.epoch(epoch)
+                .map(|b| b.unwrap())
+                .map(|b| (b.indices, b.data))
+                .collect()
+        };
+        let a = run(1, 9, 0);
+        assert_eq!(a, run(3, 9, 0), "thread count changed the output");
+        assert_eq!(a, run(2, 9, 0));
+        assert_ne!(a, run(2, 9, 1), "a new epoch draws anew");
+        assert_ne!(a, run(2, 10, 0), "a new seed draws anew");
+    }
+
+    #[test]
+    fn eval_loader_is_in_order_and_normalised() {
+        let (_d, samples) = dataset(6);
+        let l = DataLoader::new(samples, LoaderConfig::eval(4, 16)).unwrap();
+        let batches: Vec<HostBatch> = l.epoch(0).map(|b| b.unwrap()).collect();
+        assert_eq!(batches[0].indices, vec![0, 1, 2, 3]);
+        assert_eq!(batches[1].indices, vec![4, 5]);
+        // Channel 0 of a pixel is (g - 0.485) / 0.229 for g in [0, 1].
+        let lo = (0.0 - 0.485) / 0.229 - 1e-5;
+        let hi = (1.0 - 0.485) / 0.229 + 1e-5;
+        assert!(batches[0].data[..256]
+            .iter()
+            .all(|&v| (lo..=hi).contains(&v)));
+        let (x, y) = batches[1].clone().to_tensors(&Device::Cpu).unwrap();
+        assert_eq!(x.dims(), &[2, 3, 16, 16]);
+        assert_eq!(y.to_vec1::<u32>().unwrap(), vec![0, 1]);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_error_naming_it() {
+        let (d, mut samples) = dataset(4);
+        let bad = d.path().join("bad.png");
+        std::fs::write(&bad, b"not an image").unwrap();
+        samples[2].path = bad;
+        let l = DataLoader::new(samples, LoaderConfig::eval(2, 16)).unwrap();
+        let r: Vec<_> = l.epoch(0).collect();
+        assert!(r[0].is_ok());
+        let e = r[1].as_ref().unwrap_err().to_string();
+        assert!(e.contains("bad.png"), "{e}");
+    }
+
+    #[test]
+    fn dropping_an_epoch_early_stops_the_workers() {
+        let (_d, samples) = dataset(40);
+        let l = DataLoader::new(samples, LoaderConfig::train(2, 16, 0)).unwrap();
+        let mut it = l.epoch(0);
+        assert!(it.next().unwrap().is_ok());
+        drop(it); // must not hang
+    }
+}
