@@ -191,6 +191,12 @@ impl DataLoader {
 
     /// The batches of epoch `epoch`, built in the background.
     pub fn epoch(&self, epoch: u64) -> EpochIter {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of epoch `epoch` from batch `start` on (resuming inside an epoch):
+    /// the same batches, with the same contents, as the full epoch's.
+    pub fn epoch_from(&self, epoch: u64, start: usize) -> EpochIter {
         let labels: Vec<usize> = self.samples.iter().map(|s| s.label).collect();
         let order = epoch_order(&labels, self.cfg.sampling, self.cfg.seed, epoch);
         let b = self.cfg.batch_size;
@@ -198,6 +204,7 @@ impl DataLoader {
         if self.cfg.drop_last && batches.last().is_some_and(|l| l.len() < b) {
             batches.pop();
         }
+        batches.drain(..start.min(batches.len()));
         let batches = Arc::new(batches);
         let stop = Arc::new(AtomicBool::new(false));
         let threads = self.cfg.threads.min(batches.len().max(1));

@@ -1,2 +1,8 @@
-//! Training: the optimizer with parameter groups (schedules and the loop build on it).
+//! Training: optimizer with parameter groups, one-cycle, LR finder, the staged plan, the loop.
+pub mod events;
+pub mod lr_finder;
+pub mod one_cycle;
 pub mod optim;
+pub mod schedule;
+pub mod trainer;
+pub mod worker;

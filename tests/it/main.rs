@@ -4,3 +4,4 @@ mod data_check;
 mod model_files;
 mod predict_cli;
 mod torchvision_fixture;
+mod training;

@@ -1,0 +1,314 @@
+//! Confusion matrix (rows actual, columns predicted), accuracy, per-class recall, PPV and
+//! F1, macro averages, and seeded bootstrap 95% confidence intervals (resampling images).
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Serde for f64 that may be NaN (an absent class's recall): JSON has no NaN, so NaN is
+/// written as null and null is read back as NaN.
+pub mod nullable {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes NaN as null.
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    /// Reads null as NaN.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
+/// [`nullable`] for vectors.
+pub mod nullable_vec {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes NaN entries as null.
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|x| x.is_finite().then_some(*x)))
+    }
+
+    /// Reads null entries as NaN.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Ok(Vec::<Option<f64>>::deserialize(d)?
+            .into_iter()
+            .map(|x| x.unwrap_or(f64::NAN))
+            .collect())
+    }
+}
+
+/// Counts `m[actual][predicted]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confusion {
+    /// The matrix.
+    pub m: Vec<Vec<usize>>,
+}
+
+impl Confusion {
+    /// From parallel lists of actual and predicted classes.
+    pub fn new(k: usize, actual: &[usize], predicted: &[usize]) -> Self {
+        let mut m = vec![vec![0; k]; k];
+        for (&a, &p) in actual.iter().zip(predicted) {
+            if a < k && p < k {
+                m[a][p] += 1;
+            }
+        }
+        Self { m }
+    }
+
+    /// Number of classes.
+    pub fn k(&self) -> usize {
+        self.m.len()
+    }
+
+    /// Total count.
+    pub fn total(&self) -> usize {
+        self.m.iter().flatten().sum()
+    }
+
+    /// Fraction on the diagonal.
+    pub fn accuracy(&self) -> f64 {
+        let t = self.total();
+        if t == 0 {
+            return f64::NAN;
+        }
+        (0..self.k()).map(|i| self.m[i][i]).sum::<usize>() as f64 / t as f64
+    }
+
+    /// Recall (sensitivity) of class c; NaN when the class is absent.
+    pub fn recall(&self, c: usize) -> f64 {
+        let row: usize = self.m[c].iter().sum();
+        self.m[c][c] as f64 / row as f64
+    }
+
+    /// Precision (PPV) of class c; NaN when nothing was predicted as c.
+    pub fn ppv(&self, c: usize) -> f64 {
+        let col: usize = self.m.iter().map(|r| r[c]).sum();
+        self.m[c][c] as f64 / col as f64
+    }
+
+    /// F1 of class c (0 when recall and PPV are both 0).
+    pub fn f1(&self, c: usize) -> f64 {
+        let (r, p) = (self.recall(c), self.ppv(c));
+        if r + p == 0.0 {
+            0.0
+        } else {
+            2.0 * r * p / (r + p)
+        }
+    }
+}
+
+/// A value with its bootstrap 95% interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WithCi {
+    /// On the full set.
+    #[serde(with = "nullable")]
+    pub value: f64,
+    /// 2.5th percentile of the bootstrap.
+    #[serde(with = "nullable")]
+    pub lo: f64,
+    /// 97.5th percentile.
+    #[serde(with = "nullable")]
+    pub hi: f64,
+}
+
+/// Per-class figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassMetrics {
+    /// Class name.
+    pub class: String,
+    /// Images of this class.
+    pub support: usize,
+    /// Recall.
+    pub recall: WithCi,
+    /// PPV.
+    pub ppv: WithCi,
+    /// F1.
+    pub f1: WithCi,
+}
+
+/// All metrics of one evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Images evaluated.
+    pub n: usize,
+    /// Confusion matrix.
+    pub confusion: Confusion,
+    /// Accuracy.
+    pub accuracy: WithCi,
+    /// Macro recall.
+    pub macro_recall: WithCi,
+    /// Macro PPV.
+    pub macro_ppv: WithCi,
+    /// Macro F1.
+    pub macro_f1: WithCi,
+    /// Per class.
+    pub per_class: Vec<ClassMetrics>,
+    /// Bootstrap resamples used.
+    pub bootstrap: usize,
+}
+
+fn nanmean(v: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = v
+        .filter(|x| !x.is_nan())
+        .fold((0.0, 0), |(s, n), x| (s + x, n + 1));
+    if n == 0 {
+        f64::NAN
+    } else {
+        s / n as f64
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let (i, f) = (pos.floor() as usize, pos - pos.floor());
+    if i + 1 < sorted.len() {
+        sorted[i] * (1.0 - f) + sorted[i + 1] * f
+    } else {
+        sorted[i]
+    }
+}
+
+/// Computes every metric; `bootstrap` resamples (0 = no intervals) drawn from `seed`.
+pub fn compute(
+    classes: &[String],
+    actual: &[usize],
+    predicted: &[usize],
+    bootstrap: usize,
+    seed: u64,
+) -> Metrics {
+    let k = classes.len();
+    let n = actual.len();
+    let cm = Confusion::new(k, actual, predicted);
+    // Statistic vector: accuracy, macro r/p/f1, then per class r, p, f1.
+    let stats = |c: &Confusion| -> Vec<f64> {
+        let mut v = vec![
+            c.accuracy(),
+            nanmean((0..k).map(|i| c.recall(i))),
+            nanmean((0..k).map(|i| c.ppv(i))),
+            nanmean((0..k).map(|i| c.f1(i))),
+        ];
+        for i in 0..k {
+            v.extend([c.recall(i), c.ppv(i), c.f1(i)]);
+        }
+        v
+    };
+    let point = stats(&cm);
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(bootstrap); point.len()];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    if n > 0 {
+        for _ in 0..bootstrap {
+            let mut c = Confusion {
+                m: vec![vec![0; k]; k],
+            };
+            for _ in 0..n {
+                let j = rng.random_range(0..n);
+                c.m[actual[j]][predicted[j]] += 1;
+            }
+            for (s, v) in samples.iter_mut().zip(stats(&c)) {
+                if !v.is_nan() {
+                    s.push(v);
+                }
+            }
+        }
+    }
+    let ci: Vec<WithCi> = point
+        .iter()
+        .zip(samples.iter_mut())
+        .map(|(&value, s)| {
+            s.sort_by(|a, b| a.total_cmp(b));
+            WithCi {
+                value,
+                lo: percentile(s, 0.025),
+                hi: percentile(s, 0.975),
+            }
+        })
+        .collect();
+    Metrics {
+        n,
+        confusion: cm.clone(),
+        accuracy: ci[0],
+        macro_recall: ci[1],
+        macro_ppv: ci[2],
+        macro_f1: ci[3],
+        per_class: (0..k)
+            .map(|i| ClassMetrics {
+                class: classes[i].clone(),
+                support: cm.m[i].iter().sum(),
+                recall: ci[4 + 3 * i],
+                ppv: ci[5 + 3 * i],
+                f1: ci[6 + 3 * i],
+            })
+            .collect(),
+        bootstrap,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Vec<String> {
+        crate::CLASS_NAMES.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn hand_computed_confusion() {
+        // actual:    0 0 0 1 1 2 3 3
+        // predicted: 0 0 1 1 2 2 3 0
+        let a = [0, 0, 0, 1, 1, 2, 3, 3];
+        let p = [0, 0, 1, 1, 2, 2, 3, 0];
+        let m = compute(&names(), &a, &p, 0, 0);
+        assert_eq!(m.confusion.m[0], vec![2, 1, 0, 0]);
+        assert_eq!(m.confusion.m[3], vec![1, 0, 0, 1]);
+        assert!((m.accuracy.value - 5.0 / 8.0).abs() < 1e-12);
+        // Normal: recall 2/3, PPV 2/3 (column 0 has 2 + 1), F1 2/3.
+        let c0 = &m.per_class[0];
+        assert!(
+            (c0.recall.value - 2.0 / 3.0).abs() < 1e-12 && (c0.ppv.value - 2.0 / 3.0).abs() < 1e-12
+        );
+        // Bacterial: recall 1/2, PPV 1/2; Viral: recall 1, PPV 1/2 -> F1 2/3.
+        assert!((m.per_class[2].f1.value - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(m.per_class[3].support, 2);
+        let macro_r = (2.0 / 3.0 + 0.5 + 1.0 + 0.5) / 4.0;
+        assert!((m.macro_recall.value - macro_r).abs() < 1e-12);
+    }
+
+    #[test]
+    fn nan_survives_a_json_round_trip() {
+        let w = WithCi {
+            value: f64::NAN,
+            lo: 0.5,
+            hi: f64::NAN,
+        };
+        let j = serde_json::to_string(&w).unwrap();
+        assert_eq!(j, r#"{"value":null,"lo":0.5,"hi":null}"#);
+        let back: WithCi = serde_json::from_str(&j).unwrap();
+        assert!(back.value.is_nan() && back.lo == 0.5 && back.hi.is_nan());
+    }
+
+    #[test]
+    fn bootstrap_interval_brackets_the_value_and_is_seeded() {
+        let a: Vec<usize> = (0..400).map(|i| i % 4).collect();
+        let p: Vec<usize> = a
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| if i % 5 == 0 { (x + 1) % 4 } else { x })
+            .collect();
+        let m = compute(&names(), &a, &p, 500, 7);
+        assert!((m.accuracy.value - 0.8).abs() < 1e-12);
+        assert!(m.accuracy.lo < 0.8 && 0.8 < m.accuracy.hi);
+        // Binomial sd of accuracy: sqrt(0.8*0.2/400) = 0.02; the 95% width is about 0.078.
+        let w = m.accuracy.hi - m.accuracy.lo;
+        assert!((0.06..0.10).contains(&w), "{w}");
+        assert_eq!(m, compute(&names(), &a, &p, 500, 7));
+    }
+}

@@ -1,0 +1,3 @@
+//! Evaluation: metrics with confidence intervals and the reports written to a run folder.
+pub mod metrics;
+pub mod report;

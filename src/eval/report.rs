@@ -1,0 +1,276 @@
+//! Running a model over a split and writing what it got right and wrong: JSON (everything),
+//! CSV (one row per image), and a short Markdown summary, each written atomically.
+use super::metrics::{compute, Metrics};
+use crate::data::loader::{DataLoader, LoaderConfig};
+use crate::data::split::Sample;
+use crate::files::write_atomic;
+use crate::model::Classifier;
+use crate::{Error, Result};
+use candle_core::D;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One evaluated image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Case {
+    /// The image file.
+    pub file: String,
+    /// True class index.
+    pub actual: usize,
+    /// Predicted class index.
+    pub predicted: usize,
+    /// Class probabilities.
+    pub probs: Vec<f32>,
+    /// Cross-entropy of this image.
+    #[serde(with = "super::metrics::nullable")]
+    pub loss: f64,
+    /// Source tag, if known.
+    pub source: Option<String>,
+}
+
+/// Accuracy of one source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceMetrics {
+    /// Images.
+    pub n: usize,
+    /// Correct.
+    pub correct: usize,
+    /// Accuracy.
+    #[serde(with = "super::metrics::nullable")]
+    pub accuracy: f64,
+    /// Confusion matrix of the source.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+/// Everything an evaluation produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Class names.
+    pub classes: Vec<String>,
+    /// Mean cross-entropy.
+    #[serde(with = "super::metrics::nullable")]
+    pub loss: f64,
+    /// Metrics with intervals.
+    pub metrics: Metrics,
+    /// Per source (4th split-file column).
+    pub per_source: BTreeMap<String, SourceMetrics>,
+    /// Every image, sorted by loss, highest first.
+    pub cases: Vec<Case>,
+    /// Free-form facts (model, data, split, size).
+    pub info: BTreeMap<String, String>,
+}
+
+impl EvalReport {
+    /// Builds the report from cases.
+    pub fn from_cases(
+        classes: Vec<String>,
+        mut cases: Vec<Case>,
+        bootstrap: usize,
+        seed: u64,
+    ) -> Self {
+        let actual: Vec<usize> = cases.iter().map(|c| c.actual).collect();
+        let predicted: Vec<usize> = cases.iter().map(|c| c.predicted).collect();
+        let metrics = compute(&classes, &actual, &predicted, bootstrap, seed);
+        let k = classes.len();
+        let mut per_source: BTreeMap<String, SourceMetrics> = BTreeMap::new();
+        for c in &cases {
+            if let Some(s) = &c.source {
+                let e = per_source
+                    .entry(s.clone())
+                    .or_insert_with(|| SourceMetrics {
+                        n: 0,
+                        correct: 0,
+                        accuracy: 0.0,
+                        confusion: vec![vec![0; k]; k],
+                    });
+                e.n += 1;
+                e.correct += (c.actual == c.predicted) as usize;
+                e.confusion[c.actual][c.predicted] += 1;
+            }
+        }
+        for s in per_source.values_mut() {
+            s.accuracy = s.correct as f64 / s.n as f64;
+        }
+        let loss = cases.iter().map(|c| c.loss).sum::<f64>() / cases.len().max(1) as f64;
+        cases.sort_by(|a, b| b.loss.total_cmp(&a.loss));
+        Self {
+            classes,
+            loss,
+            metrics,
+            per_source,
+            cases,
+            info: BTreeMap::new(),
+        }
+    }
+
+    /// The misclassified images, highest loss first.
+    pub fn misclassified(&self) -> impl Iterator<Item = &Case> {
+        self.cases.iter().filter(|c| c.actual != c.predicted)
+    }
+
+    /// Short Markdown summary.
+    pub fn markdown(&self) -> String {
+        use std::fmt::Write;
+        let pct = |w: &super::metrics::WithCi| {
+            format!(
+                "{:.2} % ({:.1}-{:.1})",
+                100.0 * w.value,
+                100.0 * w.lo,
+                100.0 * w.hi
+            )
+        };
+        let mut o = String::new();
+        let _ = writeln!(o, "# Evaluation\n");
+        for (k, v) in &self.info {
+            let _ = writeln!(o, "- {k}: {v}");
+        }
+        let m = &self.metrics;
+        let _ = writeln!(
+            o,
+            "\n{} images, loss {:.4}, accuracy {} (95% bootstrap CI, {} resamples), macro F1 {}.\n",
+            m.n,
+            self.loss,
+            pct(&m.accuracy),
+            m.bootstrap,
+            pct(&m.macro_f1)
+        );
+        let _ = writeln!(
+            o,
+            "| class | n | recall % | PPV % | F1 % |\n|---|---|---|---|---|"
+        );
+        for c in &m.per_class {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} |",
+                c.class,
+                c.support,
+                pct(&c.recall),
+                pct(&c.ppv),
+                pct(&c.f1)
+            );
+        }
+        let _ = writeln!(o, "\nConfusion matrix (rows actual, columns predicted):\n");
+        let _ = writeln!(
+            o,
+            "| | {} |\n|---|{}",
+            self.classes.join(" | "),
+            "---|".repeat(self.classes.len())
+        );
+        for (i, row) in m.confusion.m.iter().enumerate() {
+            let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+            let _ = writeln!(o, "| {} | {} |", self.classes[i], cells.join(" | "));
+        }
+        if !self.per_source.is_empty() {
+            let _ = writeln!(o, "\n| source | n | accuracy % |\n|---|---|---|");
+            for (s, v) in &self.per_source {
+                let _ = writeln!(o, "| {s} | {} | {:.2} |", v.n, 100.0 * v.accuracy);
+            }
+        }
+        let wrong = self.misclassified().count();
+        let _ = writeln!(o, "\n{wrong} misclassified; the worst by loss:\n");
+        for c in self.misclassified().take(10) {
+            let _ = writeln!(
+                o,
+                "- {} (actual {}, predicted {}, p={:.3}, loss {:.3})",
+                c.file,
+                self.classes[c.actual],
+                self.classes[c.predicted],
+                c.probs[c.predicted],
+                c.loss
+            );
+        }
+        let _ = writeln!(o, "\n{}", crate::RESEARCH_NOTICE);
+        o
+    }
+
+    /// One CSV row per image.
+    pub fn csv(&self) -> String {
+        let mut o = format!(
+            "file,actual,predicted,loss,source,{}\n",
+            self.classes
+                .iter()
+                .map(|c| format!("p_{c}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        for c in &self.cases {
+            let file = if c.file.contains([',', '"']) {
+                format!("\"{}\"", c.file.replace('"', "\"\""))
+            } else {
+                c.file.clone()
+            };
+            let probs: Vec<String> = c.probs.iter().map(|p| format!("{p:.6}")).collect();
+            o.push_str(&format!(
+                "{file},{},{},{:.6},{},{}\n",
+                self.classes[c.actual],
+                self.classes[c.predicted],
+                c.loss,
+                c.source.clone().unwrap_or_default(),
+                probs.join(",")
+            ));
+        }
+        o
+    }
+
+    /// Writes `<stem>.json`, `<stem>.csv` and `<stem>.md` into `dir`; returns the JSON path.
+    pub fn write(&self, dir: &Path, stem: &str) -> Result<PathBuf> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::invalid("report", e.to_string()))?;
+        let jp = dir.join(format!("{stem}.json"));
+        write_atomic(&jp, json.as_bytes())?;
+        write_atomic(&dir.join(format!("{stem}.csv")), self.csv().as_bytes())?;
+        write_atomic(&dir.join(format!("{stem}.md")), self.markdown().as_bytes())?;
+        Ok(jp)
+    }
+
+    /// Reads a JSON report.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::invalid("report", format!("{}: {e}", path.display())))
+    }
+}
+
+/// Runs the model (eval mode) over `samples` at `size_px` and returns one case per image.
+/// `progress(done, total)` is called after each batch.
+pub fn predict_cases(
+    model: &Classifier,
+    samples: &[Sample],
+    size_px: u32,
+    batch_size: usize,
+    threads: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<Case>> {
+    let mut cfg = LoaderConfig::eval(batch_size, size_px);
+    cfg.threads = threads.max(1);
+    let loader = DataLoader::new(samples.to_vec(), cfg)?;
+    let mut cases = Vec::with_capacity(samples.len());
+    for b in loader.epoch(0) {
+        let b = b?;
+        let idx = b.indices.clone();
+        let (x, y) = b.to_tensors(model.device())?;
+        let logits = model.forward_t(&x, false)?;
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let lp = logp
+            .to_device(&candle_core::Device::Cpu)?
+            .to_vec2::<f32>()?;
+        let ys = y.to_device(&candle_core::Device::Cpu)?.to_vec1::<u32>()?;
+        for ((i, row), t) in idx.into_iter().zip(lp).zip(ys) {
+            let probs: Vec<f32> = row.iter().map(|v| v.exp()).collect();
+            let predicted = crate::infer::predictor::argmax(&probs);
+            let s = &samples[i];
+            cases.push(Case {
+                file: s.path.display().to_string(),
+                actual: t as usize,
+                predicted,
+                loss: -(row[t as usize] as f64),
+                probs,
+                source: s.source.clone(),
+            });
+        }
+        progress(cases.len(), samples.len());
+    }
+    Ok(cases)
+}

@@ -1,0 +1,217 @@
+//! What a training run reports, and how it is controlled (DESIGN.md: the trainer thread
+//! sends events through an `EventSink`; pause/stop flags go the other way).
+use super::lr_finder::{LrFinderResult, LrPoint};
+use super::schedule::Trainable;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// Figures of one finished epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Stage index (0-based).
+    pub stage: usize,
+    /// Step index within the stage.
+    pub step: usize,
+    /// Epoch within the step.
+    pub epoch_in_step: usize,
+    /// Epoch counted over the whole plan.
+    pub global_epoch: usize,
+    /// Iterations done over the whole plan at the end of this epoch.
+    pub global_iter: usize,
+    /// Input size.
+    pub size_px: u32,
+    /// Mean training loss of the epoch's batches.
+    #[serde(with = "crate::eval::metrics::nullable")]
+    pub train_loss: f64,
+    /// Validation loss.
+    #[serde(with = "crate::eval::metrics::nullable")]
+    pub valid_loss: f64,
+    /// Validation accuracy.
+    #[serde(with = "crate::eval::metrics::nullable")]
+    pub accuracy: f64,
+    /// Validation macro F1.
+    #[serde(with = "crate::eval::metrics::nullable")]
+    pub macro_f1: f64,
+    /// Recall per class.
+    #[serde(with = "crate::eval::metrics::nullable_vec")]
+    pub recall: Vec<f64>,
+    /// PPV per class.
+    #[serde(with = "crate::eval::metrics::nullable_vec")]
+    pub ppv: Vec<f64>,
+    /// F1 per class.
+    #[serde(with = "crate::eval::metrics::nullable_vec")]
+    pub f1: Vec<f64>,
+    /// Confusion matrix (rows actual).
+    pub confusion: Vec<Vec<usize>>,
+    /// Wall time of the epoch (training and validation).
+    pub secs: f64,
+    /// Training images per second.
+    pub img_per_s: f64,
+}
+
+/// An event of a training run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainEvent {
+    /// The run (or its resumption) started.
+    Started {
+        /// Iterations in the whole plan.
+        total_iters: usize,
+        /// Iterations already done (resume).
+        done_iters: usize,
+        /// The device, described.
+        device: String,
+        /// The run folder.
+        run_dir: PathBuf,
+    },
+    /// A plan step began.
+    StepStarted {
+        /// Stage index.
+        stage: usize,
+        /// Step index.
+        step: usize,
+        /// Input size.
+        size_px: u32,
+        /// What is trained.
+        trainable: Trainable,
+        /// Maximum learning rate per parameter group.
+        lrs: Vec<f64>,
+        /// Epochs.
+        epochs: usize,
+    },
+    /// One LR-finder iteration.
+    LrFinderPoint(LrPoint),
+    /// The LR finder finished (weights restored).
+    LrFinderDone(LrFinderResult),
+    /// One training batch.
+    Batch {
+        /// Iteration over the whole plan (0-based).
+        global_iter: usize,
+        /// Batch in the epoch.
+        batch: usize,
+        /// Batches in the epoch.
+        batches: usize,
+        /// Loss of the batch.
+        loss: f64,
+        /// Learning rate per group.
+        lrs: Vec<f64>,
+        /// Adam beta1.
+        beta1: f64,
+        /// Training images per second (this batch).
+        img_per_s: f64,
+    },
+    /// An epoch finished and was validated.
+    Epoch(EpochMetrics),
+    /// A checkpoint was written.
+    Checkpoint(PathBuf),
+    /// Paused between batches.
+    Paused,
+    /// Resumed.
+    Resumed,
+    /// A line for the log.
+    Log(String),
+    /// Stopped on request after a checkpoint.
+    Stopped(PathBuf),
+    /// The plan finished; the model file and the test report.
+    Finished {
+        /// Model file.
+        model: PathBuf,
+        /// Test-set report (JSON).
+        report: Option<PathBuf>,
+    },
+    /// The run failed; training can be resumed from the last checkpoint.
+    Failed(String),
+}
+
+/// Receives events; implementations must not block for long.
+pub trait EventSink: Send + Sync {
+    /// Delivers one event.
+    fn send(&self, e: TrainEvent);
+}
+
+/// Collects events in memory (tests).
+#[derive(Debug, Default)]
+pub struct VecSink(pub Mutex<Vec<TrainEvent>>);
+
+impl EventSink for VecSink {
+    fn send(&self, e: TrainEvent) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(e);
+        }
+    }
+}
+
+impl VecSink {
+    /// A copy of the events so far.
+    pub fn events(&self) -> Vec<TrainEvent> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// Drops every event.
+#[derive(Debug, Default)]
+pub struct NullSink;
+
+impl EventSink for NullSink {
+    fn send(&self, _: TrainEvent) {}
+}
+
+/// Flags the UI or the CLI sets and the trainer reads between batches.
+#[derive(Debug, Default)]
+pub struct Control {
+    pause: AtomicBool,
+    stop: AtomicBool,
+    /// Stop after this many more batches (tests and "kill after N").
+    stop_after: Mutex<Option<usize>>,
+}
+
+impl Control {
+    /// Asks for a pause.
+    pub fn pause(&self) {
+        self.pause.store(true, Ordering::SeqCst)
+    }
+    /// Lifts a pause.
+    pub fn resume(&self) {
+        self.pause.store(false, Ordering::SeqCst)
+    }
+    /// Asks the run to stop after the current batch (with a checkpoint).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst)
+    }
+    /// Stop after `n` more batches.
+    pub fn stop_after_batches(&self, n: usize) {
+        if let Ok(mut s) = self.stop_after.lock() {
+            *s = Some(n);
+        }
+    }
+    /// True when paused.
+    pub fn is_paused(&self) -> bool {
+        self.pause.load(Ordering::SeqCst)
+    }
+    /// True when a stop was requested.
+    pub fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+    /// Clears pause, stop and stop-after, for the next job.
+    pub fn reset(&self) {
+        self.pause.store(false, Ordering::SeqCst);
+        self.stop.store(false, Ordering::SeqCst);
+        if let Ok(mut s) = self.stop_after.lock() {
+            *s = None;
+        }
+    }
+
+    /// Called by the trainer after each batch; true when it must stop now.
+    pub fn batch_done(&self) -> bool {
+        if let Ok(mut s) = self.stop_after.lock() {
+            if let Some(n) = s.as_mut() {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.stop();
+                }
+            }
+        }
+        self.is_stopped()
+    }
+}

@@ -1,0 +1,210 @@
+//! The learning-rate range test (Smith 2017; fastai `lr_find`): an exponential sweep from
+//! 1e-7 to 10 over 100 batches, the debiased exponentially smoothed loss, early stop on
+//! divergence, and three suggestions (valley, steep, minimum). The sweep itself runs in
+//! the trainer, which restores weights, BatchNorm statistics and optimizer state after it.
+use serde::{Deserialize, Serialize};
+
+/// Range-test settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LrFinderConfig {
+    /// First learning rate.
+    pub start_lr: f64,
+    /// Last learning rate.
+    pub end_lr: f64,
+    /// Iterations.
+    pub num_iter: usize,
+    /// Stop when the smoothed loss exceeds 4x its best, or is NaN.
+    pub stop_div: bool,
+}
+
+impl Default for LrFinderConfig {
+    fn default() -> Self {
+        Self {
+            start_lr: 1e-7,
+            end_lr: 10.0,
+            num_iter: 100,
+            stop_div: true,
+        }
+    }
+}
+
+impl LrFinderConfig {
+    /// `start * (end/start)^(t/num_iter)`.
+    pub fn lr_at(&self, t: usize) -> f64 {
+        self.start_lr * (self.end_lr / self.start_lr).powf(t as f64 / self.num_iter.max(1) as f64)
+    }
+}
+
+/// fastai's `SmoothenValue`: `avg = beta*avg + (1-beta)*x`, reported as `avg / (1 - beta^n)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Smoother {
+    avg: f64,
+    n: i32,
+}
+
+impl Smoother {
+    /// Adds a value and returns the debiased mean.
+    pub fn add(&mut self, x: f64) -> f64 {
+        const BETA: f64 = 0.98;
+        self.n += 1;
+        self.avg = BETA * self.avg + (1.0 - BETA) * x;
+        self.avg / (1.0 - BETA.powi(self.n))
+    }
+}
+
+/// One point of the sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LrPoint {
+    /// Iteration.
+    pub iter: usize,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Raw batch loss.
+    pub loss: f64,
+    /// Debiased smoothed loss.
+    pub smoothed: f64,
+}
+
+/// A suggested learning rate and the point it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Suggestion {
+    /// Learning rate.
+    pub lr: f64,
+    /// Index into the points.
+    pub index: usize,
+}
+
+/// The three suggestions.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Suggestions {
+    /// fastai v2 `valley` (the default).
+    pub valley: Option<Suggestion>,
+    /// fastai v1 `plot(suggestion=True)`: steepest descent.
+    pub steep: Option<Suggestion>,
+    /// Learning rate at the minimum loss, divided by 10.
+    pub minimum: Option<Suggestion>,
+}
+
+/// Result of a range test.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LrFinderResult {
+    /// Every point.
+    pub points: Vec<LrPoint>,
+    /// Suggestions.
+    pub suggestions: Suggestions,
+    /// True when it stopped on divergence before num_iter.
+    pub stopped_early: bool,
+}
+
+/// Suggestions over the smoothed losses, on the points from index 10 to len-5 (fastai).
+pub fn suggest(points: &[LrPoint]) -> Suggestions {
+    const SKIP_START: usize = 10;
+    const SKIP_END: usize = 5;
+    if points.len() < SKIP_START + SKIP_END + 2 {
+        return Suggestions::default();
+    }
+    let pts = &points[SKIP_START..points.len() - SKIP_END];
+    let losses: Vec<f64> = pts.iter().map(|p| p.smoothed).collect();
+    let at = |i: usize| Suggestion {
+        lr: pts[i].lr,
+        index: i + SKIP_START,
+    };
+    // valley: fastai v2, longest strictly decreasing subsequence, 1/2 of the way in.
+    let n = losses.len();
+    let mut lds = vec![1usize; n];
+    let (mut max_start, mut max_end) = (0usize, 0usize);
+    for i in 1..n {
+        for j in 0..i {
+            if losses[i] < losses[j] && lds[i] < lds[j] + 1 {
+                lds[i] = lds[j] + 1;
+            }
+            if lds[max_end] < lds[i] {
+                max_end = i;
+                max_start = max_end - lds[max_end];
+            }
+        }
+    }
+    let sections = (max_end - max_start) as f64 / 3.0;
+    let valley = (max_start + sections as usize + (sections / 2.0) as usize).min(n - 1);
+    // steep: argmin of numpy.gradient(losses) (central differences, one-sided at the ends).
+    let grad = |i: usize| -> f64 {
+        if i == 0 {
+            losses[1] - losses[0]
+        } else if i == n - 1 {
+            losses[n - 1] - losses[n - 2]
+        } else {
+            (losses[i + 1] - losses[i - 1]) / 2.0
+        }
+    };
+    let steep = (0..n)
+        .min_by(|&a, &b| grad(a).total_cmp(&grad(b)))
+        .unwrap_or(0);
+    let min = (0..n)
+        .min_by(|&a, &b| losses[a].total_cmp(&losses[b]))
+        .unwrap_or(0);
+    let mut minimum = at(min);
+    minimum.lr /= 10.0;
+    Suggestions {
+        valley: Some(at(valley)),
+        steep: Some(at(steep)),
+        minimum: Some(minimum),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pts(losses: &[f64]) -> Vec<LrPoint> {
+        let cfg = LrFinderConfig::default();
+        losses
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| LrPoint {
+                iter: i,
+                lr: cfg.lr_at(i),
+                loss: l,
+                smoothed: l,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn schedule_and_smoothing() {
+        let c = LrFinderConfig::default();
+        assert!((c.lr_at(0) - 1e-7).abs() < 1e-20);
+        assert!((c.lr_at(100) - 10.0).abs() < 1e-9);
+        assert!((c.lr_at(50) - 1e-3).abs() < 1e-12, "geometric midpoint");
+        let mut s = Smoother::default();
+        assert!(
+            (s.add(2.0) - 2.0).abs() < 1e-12,
+            "debiasing makes the first value exact"
+        );
+        // Second: avg = 0.98*0.04 + 0.02*4 = 0.1192; / (1 - 0.98^2) = 0.0396 -> 3.0101...
+        assert!((s.add(4.0) - 0.1192 / 0.0396).abs() < 1e-12);
+    }
+
+    #[test]
+    fn suggestions_on_a_known_curve() {
+        // Flat 2.0 for 20 points, falling linearly to 1.0 over points 20..60, rising after.
+        let mut l: Vec<f64> = vec![2.0; 20];
+        l.extend((0..40).map(|i| 2.0 - i as f64 / 40.0));
+        l.extend((0..40).map(|i| 1.0 + i as f64 * 0.1));
+        let p = pts(&l);
+        let s = suggest(&p);
+        // minimum: the lowest loss is 1.0 at index 60; its lr / 10.
+        let m = s.minimum.unwrap();
+        assert_eq!(m.index, 60);
+        assert!((m.lr - p[60].lr / 10.0).abs() < 1e-18);
+        // steep: numpy.gradient is -1/40 inside the fall (indices 21..=59), -1/80 at 20 and
+        // positive from 60: the pick is inside the fall.
+        let st = s.steep.unwrap();
+        assert!((21..=59).contains(&st.index), "{st:?}");
+        // valley (fastai v2): on the trimmed list (indices 10..95) the longest strictly
+        // decreasing subsequence is one 2.0 then 21..=60: 41 points ending at trimmed index
+        // 50, so max_start = 50 - 41 = 9, sections = 41/3, pick 9 + 13 + 6 = 28 -> index 38.
+        assert_eq!(s.valley.unwrap().index, 38);
+        assert!(suggest(&p[..10]).valley.is_none(), "too few points");
+    }
+}
