@@ -10,7 +10,7 @@ use anyhow::Context;
 use candle_core::{DType, Device, Tensor, D};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -127,6 +127,31 @@ pub fn measure(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
     })
 }
 
+/// Runs PyTorch's reference script with `args`; returns its RESULT line and img_per_s.
+fn torch_reference(a: &BenchArgs, py: &Path, args: &[String]) -> anyhow::Result<(String, f64)> {
+    let out = std::process::Command::new(py)
+        .arg(&a.torch_script)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {} {}", py.display(), a.torch_script.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("RESULT"))
+        .with_context(|| {
+            format!(
+                "PyTorch reference printed no RESULT line: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    let ips: f64 = line
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("img_per_s="))
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no img_per_s in {line:?}"))?;
+    Ok((line.replacen("RESULT", "RESULT impl=pytorch", 1), ips))
+}
+
 /// Loader throughput: the first epoch (decoding) and a later one (cached), images per second.
 pub fn measure_load(a: &BenchArgs) -> anyhow::Result<(f64, f64, usize)> {
     use crate::data::loader::{DataLoader, LoaderConfig};
@@ -173,33 +198,21 @@ fn run_load(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     );
     if let Some(py) = &a.torch_python {
         let data = a.data.as_ref().context("--data")?;
-        let out = std::process::Command::new(py)
-            .arg(&a.torch_script)
-            .arg("load")
-            .arg("--data")
-            .arg(data)
-            .args(["--size", &a.size.to_string()])
-            .args(["--workers", &a.threads.to_string()])
-            .args(["--images", &n.to_string()])
-            .args(["--threads", "1"])
-            .output()
-            .with_context(|| format!("cannot run {} {}", py.display(), a.torch_script.display()))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with("RESULT"))
-            .with_context(|| {
-                format!(
-                    "PyTorch reference printed no RESULT line: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-            })?;
-        let torch: f64 = line
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix("img_per_s="))
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("no img_per_s in {line:?}"))?;
-        println!("{}", line.replacen("RESULT", "RESULT impl=pytorch", 1));
+        let args: Vec<String> = vec![
+            "load".into(),
+            "--data".into(),
+            data.display().to_string(),
+            "--size".into(),
+            a.size.to_string(),
+            "--workers".into(),
+            a.threads.to_string(),
+            "--images".into(),
+            n.to_string(),
+            "--threads".into(),
+            "1".into(),
+        ];
+        let (line, torch) = torch_reference(a, py, &args)?;
+        println!("{line}");
         println!(
             "RATIO kind=load size={} threads={} first_epoch_ratio={:.2} cached_epoch_ratio={:.2}",
             a.size,
@@ -235,33 +248,26 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         a.backbone, a.batch, a.size, choice, r.median_s, r.img_per_s
     );
     if let Some(py) = &a.torch_python {
-        let out = std::process::Command::new(py)
-            .arg(&a.torch_script)
-            .arg(kind)
-            .args(["--arch", a.backbone.name()])
-            .args(["--batch", &a.batch.to_string()])
-            .args(["--size", &a.size.to_string()])
-            .args(["--threads", &threads.to_string()])
-            .args(["--warmup", &a.warmup.to_string()])
-            .args(["--iters", &a.iters.to_string()])
-            .output()
-            .with_context(|| format!("cannot run {} {}", py.display(), a.torch_script.display()))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with("RESULT"))
-            .with_context(|| {
-                format!(
-                    "PyTorch reference printed no RESULT line: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-            })?;
-        let torch_ips: f64 = line
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix("img_per_s="))
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("no img_per_s in {line:?}"))?;
-        println!("{}", line.replacen("RESULT", "RESULT impl=pytorch", 1));
+        let args: Vec<String> = [
+            kind,
+            "--arch",
+            a.backbone.name(),
+            "--batch",
+            &a.batch.to_string(),
+            "--size",
+            &a.size.to_string(),
+            "--threads",
+            &threads.to_string(),
+            "--warmup",
+            &a.warmup.to_string(),
+            "--iters",
+            &a.iters.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (line, torch_ips) = torch_reference(a, py, &args)?;
+        println!("{line}");
         println!(
             "RATIO kind={kind} backbone={} batch={} size={} candle_img_per_s={:.3} pytorch_img_per_s={torch_ips:.3} ratio={:.3}",
             a.backbone,

@@ -2,6 +2,8 @@
 pub mod bench;
 pub mod data;
 pub mod predict;
+pub mod progress;
+pub mod train;
 
 use crate::device::{describe, DeviceChoice};
 use clap::{Parser, Subcommand};
@@ -36,6 +38,12 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Inspect a dataset folder.
     Data(data::DataArgs),
+    /// Train with a staged plan (paper, quick or a TOML file); Ctrl-C stops with a checkpoint.
+    Train(Box<train::TrainArgs>),
+    /// Learning-rate range test: prints suggestions, writes the curve as CSV.
+    LrFind(Box<train::LrFindArgs>),
+    /// Evaluate a model on a split: metrics with confidence intervals, misclassified cases.
+    Eval(train::EvalArgs),
 }
 
 /// Runs a parsed command. `None` means "open the app" and is the caller's job.
@@ -46,6 +54,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Predict(a)) => predict::run(a, cli.device),
         Some(Command::Bench(a)) => bench::run(a, cli.device),
         Some(Command::Data(a)) => data::run(a),
+        Some(Command::Train(a)) => train::train(a, cli.device),
+        Some(Command::LrFind(a)) => train::lr_find(a, cli.device),
+        Some(Command::Eval(a)) => train::eval(a, cli.device),
     }
 }
 

@@ -113,7 +113,8 @@ pub fn suggest(points: &[LrPoint]) -> Suggestions {
     // valley: fastai v2, longest strictly decreasing subsequence, 1/2 of the way in.
     let n = losses.len();
     let mut lds = vec![1usize; n];
-    let (mut max_start, mut max_end) = (0usize, 0usize);
+    // Signed: when the whole curve falls, fastai's max_start is -1.
+    let (mut max_start, mut max_end) = (0i64, 0usize);
     for i in 1..n {
         for j in 0..i {
             if losses[i] < losses[j] && lds[i] < lds[j] + 1 {
@@ -121,12 +122,13 @@ pub fn suggest(points: &[LrPoint]) -> Suggestions {
             }
             if lds[max_end] < lds[i] {
                 max_end = i;
-                max_start = max_end - lds[max_end];
+                max_start = max_end as i64 - lds[max_end] as i64;
             }
         }
     }
-    let sections = (max_end - max_start) as f64 / 3.0;
-    let valley = (max_start + sections as usize + (sections / 2.0) as usize).min(n - 1);
+    let sections = (max_end as i64 - max_start) as f64 / 3.0;
+    let valley =
+        (max_start + sections as i64 + (sections / 2.0) as i64).clamp(0, n as i64 - 1) as usize;
     // steep: argmin of numpy.gradient(losses) (central differences, one-sided at the ends).
     let grad = |i: usize| -> f64 {
         if i == 0 {
@@ -206,5 +208,11 @@ mod tests {
         // 50, so max_start = 50 - 41 = 9, sections = 41/3, pick 9 + 13 + 6 = 28 -> index 38.
         assert_eq!(s.valley.unwrap().index, 38);
         assert!(suggest(&p[..10]).valley.is_none(), "too few points");
+        // Regression: a curve that falls all the way made fastai's max_start -1 (an
+        // underflow here); valley must still be a point of the curve.
+        let falling: Vec<f64> = (0..40).map(|i| 3.0 - i as f64 * 0.05).collect();
+        let v = suggest(&pts(&falling)).valley.unwrap();
+        // Trimmed 10..35: 25 points, lds 25 at 24, max_start -1, sections 25/3: -1 + 8 + 4.
+        assert_eq!(v.index, 10 + 11);
     }
 }

@@ -173,6 +173,8 @@ pub struct Trainer {
     history: Vec<EpochMetrics>,
     epoch_loss_sum: f64,
     epoch_batches: usize,
+    /// (global iteration, loss, last group's lr) of every batch since the start or resume.
+    batch_log: Vec<(usize, f64, f64)>,
 }
 
 fn subset(mut v: Vec<Sample>, max: Option<usize>, seed: u64) -> Vec<Sample> {
@@ -275,6 +277,7 @@ impl Trainer {
             history: Vec::new(),
             epoch_loss_sum: 0.0,
             epoch_batches: 0,
+            batch_log: Vec::new(),
         })
     }
 
@@ -587,6 +590,11 @@ impl Trainer {
             images += n;
             self.epoch_loss_sum += loss;
             self.epoch_batches += 1;
+            self.batch_log.push((
+                self.pos.global_iter,
+                loss,
+                group_lrs.last().copied().unwrap_or(0.0),
+            ));
             self.sink.send(TrainEvent::Batch {
                 global_iter: self.pos.global_iter,
                 batch: self.pos.batch,
@@ -695,7 +703,27 @@ impl Trainer {
         let hist = serde_json::to_string_pretty(&self.history)
             .map_err(|e| Error::invalid("history", e.to_string()))?;
         write_atomic(&self.cfg.out_dir.join("history.json"), hist.as_bytes())?;
+        self.write_batch_log()?;
         Ok(path)
+    }
+
+    /// Appends this session's batch losses to `losses.csv` (kept across resumes: rows of
+    /// iterations not yet in the file are added).
+    fn write_batch_log(&self) -> Result<()> {
+        let path = self.cfg.out_dir.join("losses.csv");
+        let mut text =
+            std::fs::read_to_string(&path).unwrap_or_else(|_| "iteration,loss,lr\n".into());
+        let last_written: Option<usize> = text
+            .lines()
+            .last()
+            .and_then(|l| l.split(',').next())
+            .and_then(|v| v.parse().ok());
+        for &(it, loss, lr) in &self.batch_log {
+            if last_written.is_none_or(|w| it > w) {
+                text.push_str(&format!("{it},{loss},{lr:e}\n"));
+            }
+        }
+        write_atomic(&path, text.as_bytes())
     }
 
     fn finish(&mut self) -> Result<Outcome> {

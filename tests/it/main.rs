@@ -4,4 +4,5 @@ mod data_check;
 mod model_files;
 mod predict_cli;
 mod torchvision_fixture;
+mod train_cli;
 mod training;

@@ -279,3 +279,52 @@ fn bytes(t: &Tensor) -> Vec<u8> {
         .flat_map(|v| v.to_le_bytes())
         .collect()
 }
+
+/// A learning rate of 1e30 drives the head's logits past float32's range within a few
+/// steps: the trainer must stop, restore the weights of the epoch's start and say so.
+#[test]
+fn divergence_stops_restores_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, out) = (dir.path().join("data"), dir.path().join("run"));
+    write_synthetic(&data, 32, 8);
+    let mut p = plan(1, 1);
+    p.stages[0].steps[1].lr = LrSpec::Fixed(1e30);
+    let sink = Arc::new(VecSink::default());
+    let mut t = Trainer::new(
+        config(&data, &out, p),
+        DeviceChoice::Cpu,
+        sink.clone(),
+        Arc::new(Control::default()),
+    )
+    .unwrap();
+    let err = t.run().unwrap_err().to_string();
+    assert!(
+        err.contains("loss became") && err.contains("restored"),
+        "{err}"
+    );
+    // The weights are those of the last checkpoint (end of the head epoch), all finite.
+    let ckpt = candle_core::safetensors::load(
+        out.join("checkpoint.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    for (n, x) in tensors(&t) {
+        let c = &ckpt[&format!("model.{n}")];
+        let d = (&x - c)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(d, 0.0, "{n} not restored");
+    }
+    assert_eq!(
+        t.history().len(),
+        1,
+        "the head epoch finished before the divergence"
+    );
+}

@@ -1,0 +1,180 @@
+//! Terminal progress for training: bars for the plan and the epoch with smoothed loss, lr,
+//! img/s and ETA; epoch metrics and log lines printed above them.
+use crate::train::events::{EventSink, TrainEvent};
+use crate::train::lr_finder::Smoother;
+use crate::CLASS_NAMES;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::sync::Mutex;
+
+/// An `EventSink` drawing indicatif bars (hidden when stderr is not a terminal).
+pub struct CliSink {
+    mp: MultiProgress,
+    plan: ProgressBar,
+    epoch: ProgressBar,
+    smooth: Mutex<Smoother>,
+}
+
+impl Default for CliSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CliSink {
+    /// Bars on stderr.
+    pub fn new() -> Self {
+        let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+        let style = |t: &str| {
+            ProgressStyle::with_template(t).unwrap_or_else(|_| ProgressStyle::default_bar())
+        };
+        let plan = mp.add(ProgressBar::new(0));
+        plan.set_style(style(
+            "plan  {bar:30.cyan/blue} {pos}/{len} it  {elapsed_precise} ETA {eta_precise}",
+        ));
+        let epoch = mp.add(ProgressBar::new(0));
+        epoch.set_style(style("epoch {bar:30.green/white} {pos}/{len}  {msg}"));
+        Self {
+            mp,
+            plan,
+            epoch,
+            smooth: Mutex::new(Smoother::default()),
+        }
+    }
+
+    fn line(&self, s: String) {
+        if self.mp.println(&s).is_err() || self.plan.is_hidden() {
+            eprintln!("{s}");
+        }
+    }
+}
+
+fn pct(v: f64) -> String {
+    if v.is_nan() {
+        "  -  ".into()
+    } else {
+        format!("{:5.1}", 100.0 * v)
+    }
+}
+
+impl EventSink for CliSink {
+    fn send(&self, e: TrainEvent) {
+        match e {
+            TrainEvent::Started {
+                total_iters,
+                done_iters,
+                device,
+                run_dir,
+            } => {
+                self.plan.set_length(total_iters as u64);
+                self.plan.set_position(done_iters as u64);
+                self.line(format!(
+                    "training on {device}; run folder {}",
+                    run_dir.display()
+                ));
+            }
+            TrainEvent::StepStarted {
+                stage,
+                step,
+                size_px,
+                trainable,
+                lrs,
+                epochs,
+            } => {
+                let lrs: Vec<String> = lrs.iter().map(|l| format!("{l:.1e}")).collect();
+                self.line(format!(
+                    "stage {} step {}: {size_px} px, train {trainable:?}, lr [{}], {epochs} epoch(s)",
+                    stage + 1,
+                    step + 1,
+                    lrs.join(", ")
+                ));
+            }
+            TrainEvent::LrFinderPoint(p) => {
+                self.epoch.set_length(0);
+                self.epoch.set_message(format!(
+                    "LR finder {} lr {:.2e} loss {:.4}",
+                    p.iter, p.lr, p.smoothed
+                ));
+            }
+            TrainEvent::LrFinderDone(r) => {
+                let s = r.suggestions;
+                let f = |x: Option<crate::train::lr_finder::Suggestion>| {
+                    x.map(|v| format!("{:.2e}", v.lr)).unwrap_or("-".into())
+                };
+                self.line(format!(
+                    "LR finder: {} points{}; suggestions valley {}, steep {}, minimum/10 {}",
+                    r.points.len(),
+                    if r.stopped_early {
+                        " (stopped on divergence)"
+                    } else {
+                        ""
+                    },
+                    f(s.valley),
+                    f(s.steep),
+                    f(s.minimum)
+                ));
+            }
+            TrainEvent::Batch {
+                batch,
+                batches,
+                loss,
+                lrs,
+                img_per_s,
+                ..
+            } => {
+                let sm = self.smooth.lock().map(|mut s| s.add(loss)).unwrap_or(loss);
+                self.plan.inc(1);
+                self.epoch.set_length(batches as u64);
+                self.epoch.set_position(batch as u64 + 1);
+                self.epoch.set_message(format!(
+                    "loss {sm:.4}  lr {:.2e}  {img_per_s:.1} img/s",
+                    lrs.last().copied().unwrap_or(0.0)
+                ));
+            }
+            TrainEvent::Epoch(m) => {
+                let per: Vec<String> = CLASS_NAMES
+                    .iter()
+                    .zip(&m.recall)
+                    .map(|(c, r)| format!("{c} {}", pct(*r)))
+                    .collect();
+                self.line(format!(
+                    "epoch {:>2} ({} px): train loss {:.4}  valid loss {:.4}  accuracy {}%  macro F1 {}%  recall: {}  [{:.0} s, {:.1} img/s]",
+                    m.global_epoch + 1,
+                    m.size_px,
+                    m.train_loss,
+                    m.valid_loss,
+                    pct(m.accuracy),
+                    pct(m.macro_f1),
+                    per.join(", "),
+                    m.secs,
+                    m.img_per_s
+                ));
+            }
+            TrainEvent::Checkpoint(_) | TrainEvent::Paused | TrainEvent::Resumed => {}
+            TrainEvent::Log(s) => self.line(s),
+            TrainEvent::Stopped(p) => {
+                self.epoch.finish_and_clear();
+                self.plan.abandon();
+                self.line(format!(
+                    "stopped; checkpoint {} (continue with --resume {})",
+                    p.display(),
+                    p.parent()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default()
+                ));
+            }
+            TrainEvent::Finished { model, report } => {
+                self.epoch.finish_and_clear();
+                self.plan.finish();
+                self.line(format!("finished: model {}", model.display()));
+                if let Some(r) = report {
+                    self.line(format!("test report {}", r.display()));
+                }
+            }
+            TrainEvent::Failed(msg) => {
+                self.epoch.abandon();
+                self.plan.abandon();
+                self.line(format!("error: {msg}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! `covid-resnet train`, `lr-find` and `eval`.
+use super::progress::CliSink;
+use crate::data::augment::AugmentConfig;
+use crate::data::sampler::Sampling;
+use crate::data::split::Dataset;
+use crate::device::DeviceChoice;
+use crate::eval::report::{predict_cases, EvalReport};
+use crate::model::checkpoint::load_model;
+use crate::model::Backbone;
+use crate::train::events::{Control, EventSink};
+use crate::train::schedule::{LrSpec, Plan, Stage, Step, Trainable};
+use crate::train::trainer::{Outcome, SuggestionKind, TrainConfig, Trainer};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Options shared by `train` and `lr-find`.
+#[derive(Debug, clap::Args)]
+pub struct CommonTrain {
+    /// Dataset folder (default: $COVID_RESNET_DATA).
+    #[arg(long, env = "COVID_RESNET_DATA")]
+    pub data: Option<PathBuf>,
+    /// resnet18, resnet34 or resnet50.
+    #[arg(long, default_value = "resnet50")]
+    pub backbone: Backbone,
+    /// Pretrained ImageNet body (torchvision/timm .pth or .safetensors).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Seed of initialisation, order, augmentation and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Images per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Loader threads.
+    #[arg(long, default_value_t = 2)]
+    pub loader_threads: usize,
+    /// Train without augmentation.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Class-balanced sampling (off in the paper).
+    #[arg(long)]
+    pub balanced: bool,
+    /// Use a seeded subset of this many training images.
+    #[arg(long)]
+    pub max_train_images: Option<usize>,
+    /// Use a seeded subset of this many validation (test-split) images per epoch.
+    #[arg(long)]
+    pub max_valid_images: Option<usize>,
+}
+
+impl CommonTrain {
+    fn config(&self, out: PathBuf, plan: Plan) -> anyhow::Result<TrainConfig> {
+        let data = self
+            .data
+            .clone()
+            .context("--data DIR (or COVID_RESNET_DATA) is required")?;
+        let mut c = TrainConfig::new(data, out);
+        c.backbone = self.backbone;
+        c.weights = self.weights.clone();
+        c.plan = plan;
+        c.seed = self.seed;
+        c.batch_size = self.batch_size;
+        c.loader_threads = self.loader_threads;
+        if self.no_augment {
+            c.augment = AugmentConfig::off();
+        }
+        if self.balanced {
+            c.sampling = Sampling::Balanced;
+        }
+        c.max_train_images = self.max_train_images;
+        c.max_valid_images = self.max_valid_images;
+        Ok(c)
+    }
+}
+
+/// Arguments of `train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Shared options.
+    #[command(flatten)]
+    pub common: CommonTrain,
+    /// paper, quick, or a plan TOML file.
+    #[arg(long, default_value = "paper")]
+    pub plan: String,
+    /// Run folder (default: runs/<date-time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this folder from its checkpoint.
+    #[arg(long, conflicts_with_all = ["out", "plan"])]
+    pub resume: Option<PathBuf>,
+    /// LR-finder suggestion used by `auto` steps: valley, steep or minimum.
+    #[arg(long, default_value = "valley")]
+    pub suggestion: String,
+}
+
+fn stop_on_ctrl_c(control: &Arc<Control>) {
+    let c = control.clone();
+    // A second handler cannot be installed in one process; tests call run() directly.
+    let _ = ctrlc::set_handler(move || {
+        eprintln!("\nstopping after this batch (checkpoint follows)...");
+        c.stop();
+    });
+}
+
+fn default_run_dir() -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("runs").join(format!("run-{secs}"))
+}
+
+/// Runs `train`.
+pub fn train(a: &TrainArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
+    let sink: Arc<dyn EventSink> = Arc::new(CliSink::new());
+    let control = Arc::new(Control::default());
+    stop_on_ctrl_c(&control);
+    let mut trainer = match &a.resume {
+        Some(dir) => Trainer::resume(dir, device, sink.clone(), control)?,
+        None => {
+            let plan = Plan::resolve(&a.plan)?;
+            let mut cfg = a
+                .common
+                .config(a.out.clone().unwrap_or_else(default_run_dir), plan)?;
+            cfg.suggestion = match a.suggestion.as_str() {
+                "valley" => SuggestionKind::Valley,
+                "steep" => SuggestionKind::Steep,
+                "minimum" => SuggestionKind::Minimum,
+                s => anyhow::bail!("--suggestion {s:?}: expected valley, steep or minimum"),
+            };
+            Trainer::new(cfg, device, sink.clone(), control)?
+        }
+    };
+    match trainer.run() {
+        Ok(Outcome::Finished { .. }) | Ok(Outcome::Stopped) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            sink.send(crate::train::events::TrainEvent::Failed(e.to_string()));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Arguments of `lr-find`.
+#[derive(Debug, clap::Args)]
+pub struct LrFindArgs {
+    /// Shared options.
+    #[command(flatten)]
+    pub common: CommonTrain,
+    /// Input size.
+    #[arg(long, default_value_t = 128)]
+    pub size: u32,
+    /// Train only the head (head) or the whole network (all).
+    #[arg(long, default_value = "all")]
+    pub train: String,
+    /// Iterations.
+    #[arg(long, default_value_t = 100)]
+    pub iters: usize,
+    /// Where to write the curve (CSV).
+    #[arg(long, default_value = "lr_find.csv")]
+    pub csv: PathBuf,
+}
+
+/// Runs `lr-find`.
+pub fn lr_find(a: &LrFindArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
+    let trainable = match a.train.as_str() {
+        "all" => Trainable::All,
+        "head" => Trainable::Head,
+        s => anyhow::bail!("--train {s:?}: expected all or head"),
+    };
+    let plan = Plan {
+        name: "lr-find".into(),
+        stages: vec![Stage {
+            size_px: a.size,
+            steps: vec![Step {
+                train: trainable,
+                lr: LrSpec::Auto,
+                epochs: 1,
+            }],
+        }],
+    };
+    let tmp = std::env::temp_dir().join(format!("covid-resnet-lr-find-{}", std::process::id()));
+    let mut cfg = a.common.config(tmp.clone(), plan)?;
+    cfg.lr_finder.num_iter = a.iters;
+    let sink: Arc<dyn EventSink> = Arc::new(CliSink::new());
+    let control = Arc::new(Control::default());
+    stop_on_ctrl_c(&control);
+    let mut t = Trainer::new(cfg, device, sink, control)?;
+    let r = t.lr_find(trainable);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let r = r?;
+    let mut csv = String::from("iter,lr,loss,smoothed_loss\n");
+    for p in &r.points {
+        csv.push_str(&format!(
+            "{},{:e},{},{}\n",
+            p.iter, p.lr, p.loss, p.smoothed
+        ));
+    }
+    crate::files::write_atomic(&a.csv, csv.as_bytes())?;
+    let s = r.suggestions;
+    for (name, v) in [
+        ("valley", s.valley),
+        ("steep", s.steep),
+        ("minimum/10", s.minimum),
+    ] {
+        match v {
+            Some(v) => println!("{name:<11} {:.3e}", v.lr),
+            None => println!("{name:<11} - (too few points)"),
+        }
+    }
+    println!("curve: {}", a.csv.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// A model file written by covid-resnet.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Dataset folder (default: $COVID_RESNET_DATA).
+    #[arg(long, env = "COVID_RESNET_DATA")]
+    pub data: PathBuf,
+    /// test or train.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Folder for report.json/.csv/.md (default: beside the model).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Bootstrap resamples for the confidence intervals.
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Runs `eval`.
+pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
+    let device = device.open()?;
+    let (model, meta) = load_model(&a.model, &device)
+        .with_context(|| format!("cannot load model {}", a.model.display()))?;
+    let ds = Dataset::open(&a.data)?;
+    let split = match a.split.as_str() {
+        "test" => ds.test,
+        "train" => ds.train,
+        s => anyhow::bail!("--split {s:?}: expected test or train"),
+    };
+    split.check_complete(&a.split)?;
+    let bar = indicatif::ProgressBar::new(split.samples.len() as u64);
+    let cases = predict_cases(
+        &model,
+        &split.samples,
+        meta.input_size_px,
+        a.batch_size,
+        2,
+        |d, _| bar.set_position(d as u64),
+    )?;
+    bar.finish_and_clear();
+    let mut report = EvalReport::from_cases(meta.class_names.clone(), cases, a.bootstrap, a.seed);
+    report
+        .info
+        .insert("model".into(), a.model.display().to_string());
+    report
+        .info
+        .insert("data".into(), a.data.display().to_string());
+    report.info.insert("split".into(), a.split.clone());
+    report
+        .info
+        .insert("size_px".into(), meta.input_size_px.to_string());
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| a.model.parent().map(Path::to_path_buf).unwrap_or_default());
+    let stem = format!("eval-{}", a.split);
+    let path = report.write(&out, &stem)?;
+    print!("{}", report.markdown());
+    println!("written: {} (+ .csv, .md)", path.display());
+    Ok(ExitCode::SUCCESS)
+}
