@@ -1,11 +1,17 @@
 //! The desktop app (eframe/egui). Only this module may use the UI crates.
+pub mod plots;
+pub mod sink;
+pub mod training;
 
-/// Opens the main window and runs until it is closed.
+use training::{TrainingSettings, TrainingTab};
+
+/// Opens the main window and runs until it is closed. Window size and settings persist.
 pub fn run() -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("covid-resnet")
-            .with_inner_size([1280.0, 800.0]),
+            .with_inner_size([1400.0, 900.0]),
+        persist_window: true,
         ..Default::default()
     };
     eframe::run_native(
@@ -26,23 +32,50 @@ pub enum Tab {
     Viewer,
 }
 
+/// Everything the app remembers between runs.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Open tab.
+    pub tab: Tab,
+    /// Training tab settings.
+    pub training: TrainingSettings,
+}
+
+const SETTINGS_KEY: &str = "covid-resnet-settings";
+
 /// App state.
-#[derive(Debug, Default)]
 pub struct App {
     tab: Tab,
     show_about: bool,
+    /// The Training tab.
+    pub training: TrainingTab,
 }
 
 impl App {
-    /// Creates the app, restoring the last tab.
+    /// Creates the app, restoring the last settings.
     pub fn new(cc: &eframe::CreationContext<'_>) -> Self {
-        let tab = cc
+        let settings: Settings = cc
             .storage
-            .and_then(|s| eframe::get_value(s, "tab"))
+            .and_then(|s| eframe::get_value(s, SETTINGS_KEY))
             .unwrap_or_default();
+        Self::with_settings(settings)
+    }
+
+    /// Creates the app from explicit settings (tests).
+    pub fn with_settings(settings: Settings) -> Self {
         Self {
-            tab,
+            tab: settings.tab,
             show_about: false,
+            training: TrainingTab::new(settings.training),
+        }
+    }
+
+    /// The settings to persist.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            tab: self.tab,
+            training: self.training.settings.clone(),
         }
     }
 
@@ -61,25 +94,28 @@ impl App {
         egui::Panel::bottom("notice").show(ui, |ui| {
             ui.colored_label(egui::Color32::from_rgb(200, 120, 0), crate::RESEARCH_NOTICE);
         });
-        egui::CentralPanel::default().show(ui, |ui| match self.tab {
-            Tab::Training => {
-                ui.heading("Training");
-                ui.label(
-                    "The training tab is not built yet: use `covid-resnet` commands meanwhile.",
-                );
-            }
+        match self.tab {
+            Tab::Training => self.training.ui(ui),
             Tab::Viewer => {
-                ui.heading("Viewer");
-                ui.label("The viewer is not built yet: use `covid-resnet predict` meanwhile.");
+                egui::CentralPanel::default().show(ui, |ui| {
+                    ui.heading("Viewer");
+                    ui.label("The viewer is not built yet: use `covid-resnet predict` meanwhile.");
+                });
+                // Keep draining training events while another tab is shown.
+                self.training.poll_events();
             }
-        });
+        }
         if self.show_about {
             let ctx = ui.ctx().clone();
             egui::Window::new("About covid-resnet")
                 .open(&mut self.show_about)
                 .show(&ctx, |ui| {
-                    ui.label(format!("Version {}", crate::build_info::version_line()));
-                    ui.label(format!("Backends: {}", crate::build_info::BACKENDS));
+                    ui.label(format!("Version {}", crate::build_info::VERSION_LINE));
+                    ui.label(format!(
+                        "Backends compiled in: {}",
+                        crate::build_info::BACKENDS
+                    ));
+                    ui.label(format!("Device setting: {}", self.training.settings.device));
                     ui.label(crate::RESEARCH_NOTICE);
                     ui.label("Method: Farooq & Hafeez (2020), COVID-ResNet.");
                 });
@@ -93,6 +129,6 @@ impl eframe::App for App {
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        eframe::set_value(storage, "tab", &self.tab);
+        eframe::set_value(storage, SETTINGS_KEY, &self.settings());
     }
 }

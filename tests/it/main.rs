@@ -1,4 +1,5 @@
 //! Integration tests, compiled as one binary (link time matters).
+mod app_training;
 mod common;
 mod data_check;
 mod model_files;

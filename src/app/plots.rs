@@ -1,0 +1,46 @@
+//! Plot helpers: decimation so that a 41-epoch run stays fast to draw, and smoothing.
+
+/// At most `max` points: each bucket of consecutive points keeps its minimum and maximum
+/// (in x order), so spikes stay visible.
+pub fn decimate(points: &[[f64; 2]], max: usize) -> Vec<[f64; 2]> {
+    if points.len() <= max || max < 4 {
+        return points.to_vec();
+    }
+    let buckets = max / 2;
+    let size = points.len().div_ceil(buckets);
+    let mut out = Vec::with_capacity(max);
+    for chunk in points.chunks(size) {
+        let (mut lo, mut hi) = (chunk[0], chunk[0]);
+        for p in chunk {
+            if p[1] < lo[1] {
+                lo = *p;
+            }
+            if p[1] > hi[1] {
+                hi = *p;
+            }
+        }
+        if lo[0] <= hi[0] {
+            out.extend([lo, hi]);
+        } else {
+            out.extend([hi, lo]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimation_bounds_size_and_keeps_extremes() {
+        let pts: Vec<[f64; 2]> = (0..10_000)
+            .map(|i| [i as f64, if i == 4321 { 100.0 } else { (i % 7) as f64 }])
+            .collect();
+        let d = decimate(&pts, 1000);
+        assert!(d.len() <= 1000, "{}", d.len());
+        assert!(d.iter().any(|p| p[1] == 100.0), "the spike survives");
+        assert!(d.windows(2).all(|w| w[0][0] <= w[1][0]), "x stays ordered");
+        assert_eq!(decimate(&pts[..10], 1000).len(), 10);
+    }
+}

@@ -1,0 +1,195 @@
+//! The Training tab driven as a user would, through egui_kittest (no window needed for
+//! these; snapshots need a GPU adapter, lavapipe in CI).
+use crate::training::write_synthetic;
+use covid_resnet::app::training::{RunState, TrainingSettings};
+use covid_resnet::app::{App, Settings};
+use covid_resnet::model::Backbone;
+use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::Harness;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn settings(data: &Path, run: &Path) -> Settings {
+    use covid_resnet::app::training::PlanRow;
+    use covid_resnet::train::schedule::Trainable;
+    let row = |train, lr: &str, epochs: &str| PlanRow {
+        size: "32".into(),
+        train,
+        lr: lr.into(),
+        epochs: epochs.into(),
+    };
+    let training = TrainingSettings {
+        data_dir: data.display().to_string(),
+        run_dir: run.display().to_string(),
+        backbone: Backbone::Resnet18,
+        device: "cpu".into(),
+        batch_size: 8,
+        plan_name: "tiny".into(),
+        plan_rows: vec![
+            row(Trainable::Head, "1e-3", "1"),
+            row(Trainable::All, "auto", "3"),
+        ],
+        ..Default::default()
+    };
+    Settings {
+        training,
+        ..Default::default()
+    }
+}
+
+fn harness(s: Settings) -> Harness<'static, App> {
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 1000.0))
+        .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s))
+}
+
+/// Steps frames until `cond` holds, for at most `secs`.
+fn step_until(h: &mut Harness<'static, App>, secs: u64, what: &str, cond: impl Fn(&App) -> bool) {
+    let t = Instant::now();
+    while !cond(h.state()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.step();
+}
+
+fn disabled(h: &Harness<'static, App>, label: &str) -> bool {
+    h.get_by_label(label).accesskit_node().is_disabled()
+}
+
+#[test]
+fn start_pause_resume_stop_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = (dir.path().join("data"), dir.path().join("run"));
+    write_synthetic(&data, 64, 8);
+    let mut s = settings(&data, &run);
+    s.training.plan_rows[1].lr = "1e-4..1e-3".into();
+    let mut h = harness(s);
+    step_until(&mut h, 30, "the dataset scan", |a| {
+        a.training.dataset.is_some()
+    });
+    h.step();
+    assert!(
+        !disabled(&h, "Start"),
+        "Start should be enabled with a dataset and a valid plan"
+    );
+    assert!(disabled(&h, "Pause") && disabled(&h, "Stop"));
+    h.get_by_label("Start").click();
+    h.step();
+    step_until(&mut h, 120, "training points", |a| {
+        a.training.losses.len() >= 3
+    });
+    assert_eq!(h.state().training.state, RunState::Running);
+    assert!(!disabled(&h, "Pause") && disabled(&h, "Start"));
+    // Pause: no new batches while paused.
+    h.get_by_label("Pause").click();
+    step_until(&mut h, 60, "the pause", |a| {
+        a.training.log.iter().any(|l| l == "paused")
+    });
+    let n = h.state().training.losses.len();
+    for _ in 0..10 {
+        h.step();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert_eq!(
+        h.state().training.losses.len(),
+        n,
+        "a batch ran while paused"
+    );
+    h.get_by_label("Resume").click();
+    step_until(&mut h, 60, "progress after resuming", |a| {
+        a.training.losses.len() > n
+    });
+    h.get_by_label("Stop").click();
+    step_until(&mut h, 120, "the stop", |a| {
+        a.training.state == RunState::Idle
+    });
+    assert!(
+        run.join("checkpoint.safetensors").is_file(),
+        "Stop must leave a checkpoint"
+    );
+    assert!(
+        h.state()
+            .training
+            .log
+            .iter()
+            .any(|l| l.starts_with("stopped; checkpoint")),
+        "{:?}",
+        h.state().training.log
+    );
+    assert_eq!(
+        h.state().training.resume_dir,
+        run.display().to_string(),
+        "the stopped run is offered for resuming"
+    );
+    assert!(
+        h.state().training.error.is_none(),
+        "{:?}",
+        h.state().training.error
+    );
+}
+
+#[test]
+fn lr_finder_fills_its_chart_and_offers_suggestions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = (dir.path().join("data"), dir.path().join("run"));
+    write_synthetic(&data, 48, 8);
+    let mut h = harness(settings(&data, &run));
+    step_until(&mut h, 30, "the dataset scan", |a| {
+        a.training.dataset.is_some()
+    });
+    h.get_by_label("LR finder").click();
+    step_until(&mut h, 300, "the LR finder", |a| {
+        a.training.lr_result.is_some()
+    });
+    let t = &h.state().training;
+    assert!(t.lr_points.len() >= 20, "{}", t.lr_points.len());
+    assert!(t.lr_result.as_ref().unwrap().suggestions.valley.is_some());
+    h.step();
+    let valley = h.get_by_label_contains("Use valley");
+    valley.click();
+    h.step();
+    let lr = h.state().training.chosen_lr.expect("a chosen rate");
+    // Start turns the `auto` row into the chosen discriminative range.
+    h.get_by_label("Start").click();
+    h.step();
+    let row = &h.state().training.settings.plan_rows[1].lr;
+    assert_eq!(row, &format!("{:.1e}..{:.1e}", lr / 100.0, lr));
+    h.get_by_label("Stop").click();
+    step_until(&mut h, 120, "the stop", |a| {
+        a.training.state == RunState::Idle
+    });
+}
+
+#[test]
+fn an_invalid_plan_row_shows_its_message_and_disables_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = (dir.path().join("data"), dir.path().join("run"));
+    write_synthetic(&data, 16, 4);
+    let mut s = settings(&data, &run);
+    s.training.plan_rows[0].lr = "fast".into();
+    let mut h = harness(s);
+    step_until(&mut h, 30, "the dataset scan", |a| {
+        a.training.dataset.is_some()
+    });
+    h.step();
+    assert!(
+        h.query_by_label_contains("row 1:").is_some(),
+        "the wrong row is named"
+    );
+    assert!(disabled(&h, "Start"));
+    // A folder without a dataset: its error is shown inline.
+    let mut s = settings(&dir.path().join("nothing-here"), &run);
+    s.training.plan_rows[0].lr = "1e-3".into();
+    let mut h = harness(s);
+    step_until(&mut h, 30, "the dataset scan", |a| {
+        a.training.dataset.is_some()
+    });
+    h.step();
+    assert!(h.query_by_label_contains("not a folder").is_some());
+    assert!(disabled(&h, "Start"));
+}
