@@ -216,6 +216,8 @@ pub struct TrainingTab {
     total_iters: usize,
     done_iters: usize,
     batch: (usize, usize),
+    /// (stage, step, epochs done in the step, epochs in the step, size).
+    step_progress: Option<(usize, usize, usize, usize, u32)>,
     img_per_s: f64,
     started: Option<(Instant, usize)>,
     /// Last checkpoint written.
@@ -253,6 +255,7 @@ impl TrainingTab {
             total_iters: 0,
             done_iters: 0,
             batch: (0, 0),
+            step_progress: None,
             img_per_s: 0.0,
             started: None,
             last_checkpoint: None,
@@ -352,6 +355,7 @@ impl TrainingTab {
         self.done_iters = 0;
         self.total_iters = 0;
         self.batch = (0, 0);
+        self.step_progress = None;
     }
 
     fn launch(&mut self, ctx: &egui::Context, job: Job, state: RunState) {
@@ -489,6 +493,7 @@ impl TrainingTab {
                 epochs,
             } => {
                 self.step_starts.push(self.done_iters as f64);
+                self.step_progress = Some((stage, step, 0, epochs, size_px));
                 let lrs: Vec<String> = lrs.iter().map(|l| format!("{l:.1e}")).collect();
                 self.log.push(format!(
                     "stage {} step {}: {size_px} px, {trainable:?}, lr [{}], {epochs} epoch(s)",
@@ -528,6 +533,9 @@ impl TrainingTab {
                 self.img_per_s = img_per_s;
             }
             TrainEvent::Epoch(m) => {
+                if let Some(sp) = self.step_progress.as_mut() {
+                    sp.2 += 1;
+                }
                 self.log.push(format!(
                     "epoch {}: valid loss {:.4}, accuracy {:.1} %",
                     m.global_epoch + 1,
@@ -943,6 +951,14 @@ impl TrainingTab {
                 self.done_iters, self.total_iters
             )),
         );
+        if let Some((stage, step, done, total, size)) = self.step_progress {
+            ui.add(egui::ProgressBar::new(frac(done, total)).text(format!(
+                "stage {} step {} ({size} px): epoch {}/{total}",
+                stage + 1,
+                step + 1,
+                (done + 1).min(total)
+            )));
+        }
         ui.add(
             egui::ProgressBar::new(frac(self.batch.0, self.batch.1)).text(format!(
                 "epoch: batch {}/{}  {:.1} img/s",
@@ -1145,8 +1161,11 @@ impl TrainingTab {
                 .include_y(0.0)
                 .include_y(1.0)
                 .show(&mut cols[1], |pu| {
-                    pu.line(Line::new("accuracy", PlotPoints::from(acc)));
-                    pu.line(Line::new("macro F1", PlotPoints::from(f1)));
+                    // Markers too: one epoch is a single point, which a line does not show.
+                    pu.line(Line::new("accuracy", PlotPoints::from(acc.clone())));
+                    pu.points(Points::new("accuracy", PlotPoints::from(acc)).radius(3.0));
+                    pu.line(Line::new("macro F1", PlotPoints::from(f1.clone())));
+                    pu.points(Points::new("macro F1", PlotPoints::from(f1)).radius(3.0));
                 });
         });
     }

@@ -84,6 +84,12 @@ fn start_pause_resume_stop_and_checkpoint() {
         a.training.losses.len() >= 3
     });
     assert_eq!(h.state().training.state, RunState::Running);
+    assert!(
+        h.query_by_label_contains("stage 1 step 1 (32 px)")
+            .is_some(),
+        "the step's progress bar"
+    );
+    assert!(h.query_by_label_contains("plan: ").is_some());
     assert!(!disabled(&h, "Pause") && disabled(&h, "Start"));
     // Pause: no new batches while paused.
     h.get_by_label("Pause").click();
