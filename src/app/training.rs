@@ -1108,8 +1108,16 @@ impl TrainingTab {
                     )
                     .width(2.0),
                 );
-                pu.line(Line::new("valid", PlotPoints::from(valid.clone())).width(2.0));
-                pu.points(Points::new("valid", PlotPoints::from(valid)).radius(3.0));
+                pu.line(
+                    Line::new("valid", PlotPoints::from(valid.clone()))
+                        .color(VALID_COLOR)
+                        .width(2.0),
+                );
+                pu.points(
+                    Points::new("valid", PlotPoints::from(valid))
+                        .color(VALID_COLOR)
+                        .radius(3.0),
+                );
                 for s in starts.iter().skip(1) {
                     pu.vline(VLine::new("step", *s).color(egui::Color32::from_gray(100)));
                 }
@@ -1162,10 +1170,18 @@ impl TrainingTab {
                 .include_y(1.0)
                 .show(&mut cols[1], |pu| {
                     // Markers too: one epoch is a single point, which a line does not show.
-                    pu.line(Line::new("accuracy", PlotPoints::from(acc.clone())));
-                    pu.points(Points::new("accuracy", PlotPoints::from(acc)).radius(3.0));
-                    pu.line(Line::new("macro F1", PlotPoints::from(f1.clone())));
-                    pu.points(Points::new("macro F1", PlotPoints::from(f1)).radius(3.0));
+                    pu.line(Line::new("accuracy", PlotPoints::from(acc.clone())).color(ACC_COLOR));
+                    pu.points(
+                        Points::new("accuracy", PlotPoints::from(acc))
+                            .radius(3.0)
+                            .color(ACC_COLOR),
+                    );
+                    pu.line(Line::new("macro F1", PlotPoints::from(f1.clone())).color(F1_COLOR));
+                    pu.points(
+                        Points::new("macro F1", PlotPoints::from(f1))
+                            .radius(3.0)
+                            .color(F1_COLOR),
+                    );
                 });
         });
     }
@@ -1227,6 +1243,11 @@ impl TrainingTab {
         );
     }
 }
+
+/// One colour per series, so a series' line, markers and legend entry agree.
+const ACC_COLOR: egui::Color32 = egui::Color32::from_rgb(90, 170, 250);
+const F1_COLOR: egui::Color32 = egui::Color32::from_rgb(240, 140, 60);
+const VALID_COLOR: egui::Color32 = egui::Color32::from_rgb(120, 210, 110);
 
 fn pct(v: f64) -> String {
     if v.is_nan() {
