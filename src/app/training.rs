@@ -226,7 +226,18 @@ pub struct TrainingTab {
     pub finished_model: Option<PathBuf>,
     /// Slowest recent frame, ms (shown in the status line).
     pub frame_ms: f32,
+    preview_slot: PreviewSlot,
+    /// Images of the batch preview: (texture, label).
+    pub preview: Vec<(egui::TextureHandle, String)>,
+    preview_error: Option<String>,
+    preview_draws: u64,
+    /// Show the preview with augmentation.
+    pub preview_augment: bool,
 }
+
+/// A preview batch: (8-bit gray pixels, side, label) per image.
+type PreviewBatch = Result<Vec<(Vec<u8>, usize, String)>, String>;
+type PreviewSlot = Arc<Mutex<Option<PreviewBatch>>>;
 
 impl TrainingTab {
     /// A tab with these settings.
@@ -261,6 +272,11 @@ impl TrainingTab {
             last_checkpoint: None,
             finished_model: None,
             frame_ms: 0.0,
+            preview_slot: Arc::new(Mutex::new(None)),
+            preview: Vec::new(),
+            preview_error: None,
+            preview_draws: 0,
+            preview_augment: true,
         }
     }
 
@@ -576,6 +592,126 @@ impl TrainingTab {
         }
     }
 
+    /// Builds a batch as the network gets it at the first stage's size, in the background.
+    pub fn draw_preview(&mut self, ctx: &egui::Context) {
+        let size = self
+            .plan()
+            .ok()
+            .and_then(|p| p.stages.first().map(|s| s.size_px))
+            .unwrap_or(128);
+        let mut cfg = crate::data::loader::LoaderConfig::train(12, size, self.settings.seed);
+        cfg.augment = if self.preview_augment {
+            AugmentConfig {
+                flip: self.settings.flip,
+                ..AugmentConfig::paper()
+            }
+        } else {
+            AugmentConfig::off()
+        };
+        cfg.threads = 1;
+        let dir = PathBuf::from(self.settings.data_dir.trim());
+        let epoch = self.preview_draws;
+        self.preview_draws += 1;
+        let slot = self.preview_slot.clone();
+        let ctx = ctx.clone();
+        let _ = std::thread::Builder::new()
+            .name("batch-preview".into())
+            .spawn(move || {
+                let r = (|| -> crate::Result<Vec<(Vec<u8>, usize, String)>> {
+                    let ds = Dataset::open(&dir)?;
+                    let loader =
+                        crate::data::loader::DataLoader::new(ds.train.samples, cfg.clone())?;
+                    let b = loader
+                        .epoch(epoch)
+                        .next()
+                        .ok_or_else(|| crate::Error::invalid("dataset", "no training images"))??;
+                    let s = b.size_px as usize;
+                    let plane = s * s;
+                    Ok(b.labels
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &l)| {
+                            // Undo the normalisation of channel 0 for display.
+                            let px = b.data[k * 3 * plane..k * 3 * plane + plane]
+                                .iter()
+                                .map(|v| {
+                                    ((v * cfg.std[0] + cfg.mean[0]).clamp(0.0, 1.0) * 255.0).round()
+                                        as u8
+                                })
+                                .collect();
+                            (
+                                px,
+                                s,
+                                CLASS_NAMES
+                                    .get(l as usize)
+                                    .copied()
+                                    .unwrap_or("?")
+                                    .to_string(),
+                            )
+                        })
+                        .collect())
+                })()
+                .map_err(|e| e.to_string());
+                if let Ok(mut g) = slot.lock() {
+                    *g = Some(r);
+                }
+                ctx.request_repaint();
+            });
+    }
+
+    fn preview_ui(&mut self, ui: &mut egui::Ui) {
+        if let Some(r) = self.preview_slot.lock().ok().and_then(|mut g| g.take()) {
+            match r {
+                Ok(images) => {
+                    self.preview_error = None;
+                    self.preview = images
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (px, s, label))| {
+                            let img = egui::ColorImage::from_gray([s, s], &px);
+                            (
+                                ui.ctx().load_texture(
+                                    format!("preview-{i}"),
+                                    img,
+                                    egui::TextureOptions::LINEAR,
+                                ),
+                                label,
+                            )
+                        })
+                        .collect();
+                }
+                Err(e) => self.preview_error = Some(e),
+            }
+        }
+        ui.collapsing("Batch preview", |ui| {
+            ui.horizontal(|ui| {
+                if ui
+                    .add_enabled(self.dataset_ok(), egui::Button::new("New batch"))
+                    .clicked()
+                {
+                    let ctx = ui.ctx().clone();
+                    self.draw_preview(&ctx);
+                }
+                ui.checkbox(&mut self.preview_augment, "augmented");
+                ui.label("as the network gets it at the first stage's size");
+            });
+            if let Some(e) = &self.preview_error {
+                ui.colored_label(egui::Color32::LIGHT_RED, e);
+            }
+            egui::Grid::new("preview-grid").show(ui, |ui| {
+                for (i, (tex, label)) in self.preview.iter().enumerate() {
+                    ui.vertical(|ui| {
+                        ui.add(egui::Image::new(tex).fit_to_exact_size(egui::vec2(96.0, 96.0)));
+                        ui.label(label);
+                    });
+                    if i % 6 == 5 {
+                        ui.end_row();
+                    }
+                }
+            });
+        });
+    }
+
     /// Draws the tab.
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let t0 = Instant::now();
@@ -601,6 +737,7 @@ impl TrainingTab {
                     self.lr_finder_ui(ui);
                 }
                 self.plots_ui(ui);
+                self.preview_ui(ui);
                 self.epochs_ui(ui);
                 self.log_ui(ui);
             });

@@ -199,3 +199,29 @@ fn an_invalid_plan_row_shows_its_message_and_disables_start() {
     assert!(h.query_by_label_contains("not a folder").is_some());
     assert!(disabled(&h, "Start"));
 }
+
+#[test]
+fn batch_preview_shows_labelled_images_at_the_stage_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = (dir.path().join("data"), dir.path().join("run"));
+    write_synthetic(&data, 16, 4);
+    let mut h = harness(settings(&data, &run));
+    step_until(&mut h, 30, "the dataset scan", |a| {
+        a.training.dataset.is_some()
+    });
+    h.get_by_label("Batch preview").click();
+    h.step();
+    h.get_by_label("New batch").click();
+    step_until(&mut h, 60, "the preview", |a| {
+        !a.training.preview.is_empty()
+    });
+    let p = &h.state().training.preview;
+    assert_eq!(p.len(), 12);
+    assert!(
+        p.iter().all(|(t, _)| t.size() == [32, 32]),
+        "first stage size"
+    );
+    assert!(p.iter().all(|(_, l)| l == "Normal" || l == "COVID-19"));
+    h.step();
+    assert!(h.query_all_by_label("COVID-19").count() >= 1);
+}
