@@ -1073,7 +1073,11 @@ impl TrainingTab {
     fn progress_ui(&mut self, ui: &mut egui::Ui) {
         let frac = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f32 / b as f32 };
         let eta = match self.started {
-            Some((t, from)) if self.done_iters > from && self.total_iters > self.done_iters => {
+            Some((t, from))
+                if matches!(self.state, RunState::Running)
+                    && self.done_iters > from
+                    && self.total_iters > self.done_iters =>
+            {
                 let per = t.elapsed().as_secs_f64() / (self.done_iters - from) as f64;
                 format!(
                     "ETA {}",
