@@ -500,23 +500,19 @@ impl TrainingTab {
                 self.log
                     .push(format!("training on {device} in {}", run_dir.display()));
             }
-            TrainEvent::StepStarted {
-                stage,
-                step,
-                size_px,
-                trainable,
-                lrs,
-                epochs,
-            } => {
-                self.step_starts.push(self.done_iters as f64);
-                self.step_progress = Some((stage, step, 0, epochs, size_px));
-                let lrs: Vec<String> = lrs.iter().map(|l| format!("{l:.1e}")).collect();
-                self.log.push(format!(
-                    "stage {} step {}: {size_px} px, {trainable:?}, lr [{}], {epochs} epoch(s)",
-                    stage + 1,
-                    step + 1,
-                    lrs.join(", ")
-                ));
+            e @ TrainEvent::StepStarted { .. } => {
+                if let TrainEvent::StepStarted {
+                    stage,
+                    step,
+                    size_px,
+                    epochs,
+                    ..
+                } = e
+                {
+                    self.step_starts.push(self.done_iters as f64);
+                    self.step_progress = Some((stage, step, 0, epochs, size_px));
+                }
+                self.log.extend(e.step_summary());
             }
             TrainEvent::LrFinderPoint(p) => self.lr_points.push(p),
             TrainEvent::LrFinderDone(r) => {

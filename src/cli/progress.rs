@@ -72,21 +72,10 @@ impl EventSink for CliSink {
                     run_dir.display()
                 ));
             }
-            TrainEvent::StepStarted {
-                stage,
-                step,
-                size_px,
-                trainable,
-                lrs,
-                epochs,
-            } => {
-                let lrs: Vec<String> = lrs.iter().map(|l| format!("{l:.1e}")).collect();
-                self.line(format!(
-                    "stage {} step {}: {size_px} px, train {trainable:?}, lr [{}], {epochs} epoch(s)",
-                    stage + 1,
-                    step + 1,
-                    lrs.join(", ")
-                ));
+            e @ TrainEvent::StepStarted { .. } => {
+                if let Some(line) = e.step_summary() {
+                    self.line(line);
+                }
             }
             TrainEvent::LrFinderPoint(p) => {
                 self.epoch.set_length(0);

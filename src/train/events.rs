@@ -124,6 +124,30 @@ pub enum TrainEvent {
     Failed(String),
 }
 
+impl TrainEvent {
+    /// One line describing a `StepStarted` event (CLI and GUI logs); None for other events.
+    pub fn step_summary(&self) -> Option<String> {
+        let TrainEvent::StepStarted {
+            stage,
+            step,
+            size_px,
+            trainable,
+            lrs,
+            epochs,
+        } = self
+        else {
+            return None;
+        };
+        let lrs: Vec<String> = lrs.iter().map(|l| format!("{l:.1e}")).collect();
+        Some(format!(
+            "stage {} step {}: {size_px} px, train {trainable:?}, lr [{}], {epochs} epoch(s)",
+            stage + 1,
+            step + 1,
+            lrs.join(", ")
+        ))
+    }
+}
+
 /// Receives events; implementations must not block for long.
 pub trait EventSink: Send + Sync {
     /// Delivers one event.

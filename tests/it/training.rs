@@ -209,17 +209,7 @@ fn resume_after_a_stop_ends_with_the_uninterrupted_weights() {
     .unwrap();
     assert!(matches!(b.run().unwrap(), Outcome::Finished { .. }));
     for ((n, x), (_, y)) in tensors(&a).iter().zip(tensors(&b)) {
-        let d = (x - &y)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert_eq!(d, 0.0, "{n} differs by {d}");
+        assert_identical(x, &y, n);
     }
     assert_eq!(a.history().len(), b.history().len());
 }
@@ -310,21 +300,26 @@ fn divergence_stops_restores_and_reports() {
     .unwrap();
     for (n, x) in tensors(&t) {
         let c = &ckpt[&format!("model.{n}")];
-        let d = (&x - c)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert_eq!(d, 0.0, "{n} not restored");
+        assert_identical(&x, c, &n);
     }
     assert_eq!(
         t.history().len(),
         1,
         "the head epoch finished before the divergence"
     );
+}
+
+/// Fails unless the tensors are equal element for element.
+fn assert_identical(a: &Tensor, b: &Tensor, name: &str) {
+    let d = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(d, 0.0, "{name} differs by {d}");
 }
