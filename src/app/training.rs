@@ -233,6 +233,9 @@ pub struct TrainingTab {
     preview_draws: u64,
     /// Show the preview with augmentation.
     pub preview_augment: bool,
+    /// Stop the next run after this many batches (tests and snapshots).
+    #[doc(hidden)]
+    pub stop_after: Option<usize>,
 }
 
 /// A preview batch: (8-bit gray pixels, side, label) per image.
@@ -277,6 +280,7 @@ impl TrainingTab {
             preview_error: None,
             preview_draws: 0,
             preview_augment: true,
+            stop_after: None,
         }
     }
 
@@ -383,6 +387,9 @@ impl TrainingTab {
             }
         };
         self.control = Arc::new(Control::default());
+        if let Some(n) = self.stop_after {
+            self.control.stop_after_batches(n);
+        }
         let (sink, rx) = GuiSink::new(ctx.clone());
         match worker::spawn(job, device, Arc::new(sink), self.control.clone()) {
             Ok(_) => {
@@ -545,6 +552,8 @@ impl TrainingTab {
                 self.img_per_s = img_per_s;
             }
             TrainEvent::Epoch(m) => {
+                self.log
+                    .push(format!("UI: slowest recent frame {:.1} ms", self.frame_ms));
                 if let Some(sp) = self.step_progress.as_mut() {
                     sp.2 += 1;
                 }
@@ -1097,10 +1106,16 @@ impl TrainingTab {
             )));
         }
         ui.add(
-            egui::ProgressBar::new(frac(self.batch.0, self.batch.1)).text(format!(
-                "epoch: batch {}/{}  {:.1} img/s",
-                self.batch.0, self.batch.1, self.img_per_s
-            )),
+            egui::ProgressBar::new(frac(self.batch.0, self.batch.1)).text(
+                if self.state == RunState::Running {
+                    format!(
+                        "epoch: batch {}/{}  {:.1} img/s",
+                        self.batch.0, self.batch.1, self.img_per_s
+                    )
+                } else {
+                    format!("epoch: batch {}/{}", self.batch.0, self.batch.1)
+                },
+            ),
         );
         if let Some(m) = &self.finished_model {
             ui.label(format!(
@@ -1361,23 +1376,16 @@ impl TrainingTab {
     }
 
     fn log_ui(&self, ui: &mut egui::Ui) {
-        ui.collapsing(
-            format!(
-                "Log ({} lines; slowest frame {:.1} ms)",
-                self.log.len(),
-                self.frame_ms
-            ),
-            |ui| {
-                egui::ScrollArea::vertical()
-                    .max_height(160.0)
-                    .stick_to_bottom(true)
-                    .show(ui, |ui| {
-                        for l in &self.log {
-                            ui.monospace(l);
-                        }
-                    });
-            },
-        );
+        ui.collapsing(format!("Log ({} lines)", self.log.len()), |ui| {
+            egui::ScrollArea::vertical()
+                .max_height(160.0)
+                .stick_to_bottom(true)
+                .show(ui, |ui| {
+                    for l in &self.log {
+                        ui.monospace(l);
+                    }
+                });
+        });
     }
 }
 

@@ -225,3 +225,32 @@ fn batch_preview_shows_labelled_images_at_the_stage_size() {
     h.step();
     assert!(h.query_all_by_label("COVID-19").count() >= 1);
 }
+
+/// Snapshot PNGs of the tab before and after a few training batches, rendered headless
+/// (wgpu on Mesa's lavapipe; `.ci/run` installs it). Paths, sizes and the seed are fixed so
+/// the pictures are the same on every machine; regenerate with UPDATE_SNAPSHOTS=1.
+#[test]
+fn snapshots_before_and_during_training() {
+    let data = std::env::temp_dir().join("covid-resnet-snapshot-data");
+    let run = std::env::temp_dir().join("covid-resnet-snapshot-run");
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&run);
+    write_synthetic(&data, 32, 8);
+    let mut s = settings(&data, &run);
+    s.training.plan_rows[1].lr = "1e-4..1e-3".into();
+    let mut h = harness(s);
+    step_until(&mut h, 30, "the dataset scan", |a| {
+        a.training.dataset.is_some()
+    });
+    h.run_steps(3);
+    h.snapshot("training_tab_idle");
+    h.state_mut().training.stop_after = Some(3);
+    h.get_by_label("Start").click();
+    step_until(&mut h, 120, "the stop after 3 batches", |a| {
+        a.training.state == RunState::Idle && a.training.losses.len() == 3
+    });
+    h.run_steps(3);
+    h.snapshot("training_tab_after_3_batches");
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&run);
+}
