@@ -116,6 +116,10 @@ impl App {
                         crate::build_info::BACKENDS
                     ));
                     ui.label(format!("Device setting: {}", self.training.settings.device));
+                    match &self.training.device_in_use {
+                        Some(d) => ui.label(format!("Device in use: {d}")),
+                        None => ui.label("Device in use: none yet (no run started)"),
+                    };
                     ui.label(crate::RESEARCH_NOTICE);
                     ui.label("Method: Farooq & Hafeez (2020), COVID-ResNet.");
                 });

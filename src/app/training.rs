@@ -233,6 +233,8 @@ pub struct TrainingTab {
     preview_draws: u64,
     /// Show the preview with augmentation.
     pub preview_augment: bool,
+    /// The device of the last run, as the trainer described it.
+    pub device_in_use: Option<String>,
     /// Stop the next run after this many batches (tests and snapshots).
     #[doc(hidden)]
     pub stop_after: Option<usize>,
@@ -281,6 +283,7 @@ impl TrainingTab {
             preview_draws: 0,
             preview_augment: true,
             stop_after: None,
+            device_in_use: None,
         }
     }
 
@@ -504,6 +507,7 @@ impl TrainingTab {
                 self.total_iters = total_iters;
                 self.done_iters = done_iters;
                 self.started = Some((Instant::now(), done_iters));
+                self.device_in_use = Some(device.clone());
                 self.log
                     .push(format!("training on {device} in {}", run_dir.display()));
             }

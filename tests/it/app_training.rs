@@ -84,6 +84,12 @@ fn start_pause_resume_stop_and_checkpoint() {
         a.training.losses.len() >= 3
     });
     assert_eq!(h.state().training.state, RunState::Running);
+    assert!(h
+        .state()
+        .training
+        .device_in_use
+        .as_deref()
+        .is_some_and(|d| d.starts_with("CPU")));
     assert!(
         h.query_by_label_contains("stage 1 step 1 (32 px)")
             .is_some(),
