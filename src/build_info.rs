@@ -22,11 +22,6 @@ pub const VERSION_LINE: &str = concat!(
     " build)"
 );
 
-/// One line for `--version`.
-pub fn version_line() -> String {
-    VERSION_LINE.to_string()
-}
-
 /// Build facts stored in model files and reports.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildInfo {

@@ -413,7 +413,7 @@ impl TrainingTab {
                 .iter_mut()
                 .find(|r| r.lr.trim().eq_ignore_ascii_case("auto"))
             {
-                r.lr = format!("{:.1e}..{:.1e}", lr / 100.0, lr);
+                r.lr = LrSpec::for_suggestion(lr).to_string();
             }
         }
         let Ok(plan) = self.plan() else { return };
@@ -1216,9 +1216,8 @@ impl TrainingTab {
         });
         match self.chosen_lr {
             Some(lr) => ui.label(format!(
-                "Chosen {lr:.2e}: the next `auto` row becomes {:.1e}..{:.1e} when you press Start.",
-                lr / 100.0,
-                lr
+                "Chosen {lr:.2e}: the next `auto` row becomes {} when you press Start.",
+                LrSpec::for_suggestion(lr)
             )),
             None => ui.label(
                 "Click the chart or a suggestion to choose the rate for the next `auto` step.",

@@ -61,7 +61,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn info(choice: DeviceChoice) -> anyhow::Result<ExitCode> {
-    println!("covid-resnet {}", crate::build_info::version_line());
+    println!("covid-resnet {}", crate::build_info::VERSION_LINE);
     println!("backends compiled in: {}", crate::build_info::BACKENDS);
     match choice.open() {
         Ok(d) => println!("device ({choice}): {}", describe(&d)),

@@ -303,18 +303,6 @@ pub struct EpochIter {
     handles: Vec<JoinHandle<()>>,
 }
 
-impl EpochIter {
-    /// Batches in this epoch.
-    pub fn len(&self) -> usize {
-        self.total
-    }
-
-    /// True when the epoch has no batches.
-    pub fn is_empty(&self) -> bool {
-        self.total == 0
-    }
-}
-
 impl Iterator for EpochIter {
     type Item = Result<HostBatch>;
 

@@ -1,7 +1,7 @@
 //! Datasets as researchers have them: COVID-Net split files (`patient_id filename label
 //! [source]`) or one folder per class; auto-detection; the patient-leakage check.
 use crate::{Error, Result, CLASS_NAMES};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 /// Image file extensions picked up from class folders.
@@ -344,17 +344,6 @@ fn detect_layout(root: &Path) -> Result<Layout> {
             root.display()
         ),
     ))
-}
-
-/// Counts of a split per class, as `data check` prints them.
-pub fn counts_table(split: &Split) -> BTreeMap<&'static str, (usize, usize)> {
-    let imgs = split.class_counts();
-    let pats = split.patient_counts();
-    CLASS_NAMES
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (*c, (imgs[i], pats[i])))
-        .collect()
 }
 
 #[cfg(test)]

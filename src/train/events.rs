@@ -173,14 +173,6 @@ impl VecSink {
     }
 }
 
-/// Drops every event.
-#[derive(Debug, Default)]
-pub struct NullSink;
-
-impl EventSink for NullSink {
-    fn send(&self, _: TrainEvent) {}
-}
-
 /// Flags the UI or the CLI sets and the trainer reads between batches.
 #[derive(Debug, Default)]
 pub struct Control {

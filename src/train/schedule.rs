@@ -30,6 +30,12 @@ pub enum LrSpec {
 }
 
 impl LrSpec {
+    /// What `auto` becomes for an LR-finder suggestion `s`: discriminative rates from s/100
+    /// (stem) to s (head).
+    pub fn for_suggestion(s: f64) -> Self {
+        Self::Range(s / 100.0, s)
+    }
+
     /// Per-group rates for `n` groups; `suggestion` fills in `Auto`.
     pub fn group_lrs(&self, n: usize, suggestion: Option<f64>) -> Result<Vec<f64>> {
         Ok(match *self {
@@ -42,8 +48,7 @@ impl LrSpec {
                 let s = suggestion.ok_or_else(|| {
                     Error::invalid("learning rate", "auto needs an LR finder suggestion")
                 })?;
-                // Discriminative around the finder's choice: s/100 for the stem .. s for the head.
-                even_mults(s / 100.0, s, n)
+                Self::for_suggestion(s).group_lrs(n, None)?
             }
         })
     }

@@ -745,8 +745,9 @@ impl Trainer {
             "final_epoch": self.history.last(),
         }));
         let model_path = self.cfg.out_dir.join(MODEL_FILE);
+        // The last epoch's checkpoint already holds these weights; resuming from it
+        // trains nothing and finishes again.
         save_model(&model_path, &self.model, &meta)?;
-        self.save_checkpoint()?;
         let cases = predict_cases(
             &self.model,
             &self.valid,

@@ -170,7 +170,11 @@ fn lr_finder_fills_its_chart_and_offers_suggestions() {
     h.get_by_label("Start").click();
     h.step();
     let row = &h.state().training.settings.plan_rows[1].lr;
-    assert_eq!(row, &format!("{:.1e}..{:.1e}", lr / 100.0, lr));
+    assert_eq!(
+        row.parse::<covid_resnet::train::schedule::LrSpec>()
+            .unwrap(),
+        covid_resnet::train::schedule::LrSpec::for_suggestion(lr)
+    );
     h.get_by_label("Stop").click();
     step_until(&mut h, 120, "the stop", |a| {
         a.training.state == RunState::Idle

@@ -1,21 +1,9 @@
 //! Parameter counts, the head, seeded determinism and our model file.
+use crate::common::max_abs_diff;
 use candle_core::{Device, Tensor};
 use covid_resnet::model::checkpoint::{load_into, load_model, save_model, ModelMeta};
 use covid_resnet::model::classifier::{HEAD_GROUP, NUM_GROUPS};
 use covid_resnet::model::{Backbone, Classifier, ResNet};
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
 
 #[test]
 fn parameter_counts_match_torchvision() {

@@ -311,15 +311,6 @@ fn divergence_stops_restores_and_reports() {
 
 /// Fails unless the tensors are equal element for element.
 fn assert_identical(a: &Tensor, b: &Tensor, name: &str) {
-    let d = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let d = crate::common::max_abs_diff(a, b);
     assert_eq!(d, 0.0, "{name} differs by {d}");
 }
