@@ -2,8 +2,10 @@
 pub mod plots;
 pub mod sink;
 pub mod training;
+pub mod viewer;
 
 use training::{TrainingSettings, TrainingTab};
+use viewer::{ViewerSettings, ViewerTab};
 
 /// Opens the main window and runs until it is closed. Window size and settings persist.
 pub fn run() -> anyhow::Result<()> {
@@ -40,6 +42,8 @@ pub struct Settings {
     pub tab: Tab,
     /// Training tab settings.
     pub training: TrainingSettings,
+    /// Viewer tab settings.
+    pub viewer: ViewerSettings,
 }
 
 const SETTINGS_KEY: &str = "covid-resnet-settings";
@@ -50,6 +54,8 @@ pub struct App {
     show_about: bool,
     /// The Training tab.
     pub training: TrainingTab,
+    /// The Viewer tab.
+    pub viewer: ViewerTab,
 }
 
 impl App {
@@ -68,6 +74,7 @@ impl App {
             tab: settings.tab,
             show_about: false,
             training: TrainingTab::new(settings.training),
+            viewer: ViewerTab::new(settings.viewer),
         }
     }
 
@@ -76,6 +83,7 @@ impl App {
         Settings {
             tab: self.tab,
             training: self.training.settings.clone(),
+            viewer: self.viewer.settings.clone(),
         }
     }
 
@@ -94,13 +102,30 @@ impl App {
         egui::Panel::bottom("notice").show(ui, |ui| {
             ui.colored_label(egui::Color32::from_rgb(200, 120, 0), crate::RESEARCH_NOTICE);
         });
+        // Files dropped anywhere open in the Viewer.
+        let (hovered, dropped) = ui
+            .ctx()
+            .input(|i| (i.raw.hovered_files.len(), i.raw.dropped_files.clone()));
+        self.viewer.set_hovering(hovered);
+        if !dropped.is_empty() {
+            self.tab = Tab::Viewer;
+            let ctx = ui.ctx().clone();
+            self.viewer.open_dropped(&ctx, &dropped);
+        }
+        self.viewer.device = self.training.settings.device.clone();
         match self.tab {
-            Tab::Training => self.training.ui(ui),
+            Tab::Training => {
+                self.training.ui(ui);
+                // Keep the Viewer's background replies flowing.
+                let ctx = ui.ctx().clone();
+                self.viewer.poll(&ctx);
+                if hovered > 0 {
+                    self.viewer.ui_overlay_only(&ctx);
+                }
+            }
             Tab::Viewer => {
-                egui::CentralPanel::default().show(ui, |ui| {
-                    ui.heading("Viewer");
-                    ui.label("The viewer is not built yet: use `covid-resnet predict` meanwhile.");
-                });
+                let last = self.training.finished_model.clone();
+                self.viewer.ui(ui, last.as_deref());
                 // Keep draining training events while another tab is shown.
                 self.training.poll_events();
             }

@@ -17,9 +17,83 @@ pub struct PredictArgs {
     /// Images evaluated together.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
-    /// Image files (PNG, JPEG, BMP, TIFF; 8- or 16-bit; gray, RGB or RGBA).
+    /// Average each image's probabilities with its mirror image's (test-time augmentation).
+    #[arg(long)]
+    pub tta: bool,
+    /// Write a Grad-CAM overlay per image into this folder (`<name>.gradcam.png`).
+    #[arg(long, value_name = "OUT_DIR")]
+    pub gradcam: Option<PathBuf>,
+    /// The class Grad-CAM explains (name or index); default: the predicted class.
+    #[arg(long, value_name = "CLASS", requires = "gradcam")]
+    pub cam_class: Option<String>,
+    /// Opacity of the Grad-CAM colours over the image (0-1).
+    #[arg(long, default_value_t = 0.45, requires = "gradcam")]
+    pub cam_opacity: f32,
+    /// Image files (PNG, JPEG, BMP, TIFF, DICOM; 8- or 16-bit; gray, RGB or RGBA).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+/// Resolves a class given by name (case-insensitive) or index.
+pub fn parse_class(s: &str, classes: &[String]) -> anyhow::Result<usize> {
+    if let Ok(i) = s.parse::<usize>() {
+        if i < classes.len() {
+            return Ok(i);
+        }
+    }
+    classes
+        .iter()
+        .position(|c| c.eq_ignore_ascii_case(s))
+        .or_else(|| crate::data::split::parse_label(s))
+        .filter(|&i| i < classes.len())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--cam-class {s:?}: expected one of {} or an index 0-{}",
+                classes.join(", "),
+                classes.len().saturating_sub(1)
+            )
+        })
+}
+
+/// Writes Grad-CAM overlays for the files that predicted; returns (file, written path or
+/// error) per file.
+fn write_cams(
+    predictor: &Predictor,
+    files: &[&PathBuf],
+    out: &std::path::Path,
+    tta: bool,
+    class: Option<usize>,
+    opacity: f32,
+) -> anyhow::Result<Vec<(PathBuf, Result<PathBuf, String>)>> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the Grad-CAM folder {}", out.display()))?;
+    let mut used = std::collections::HashSet::new();
+    let mut res = Vec::new();
+    for f in files {
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        let mut name = format!("{stem}.gradcam.png");
+        let mut k = 2;
+        while !used.insert(name.clone()) {
+            name = format!("{stem}-{k}.gradcam.png");
+            k += 1;
+        }
+        let dest = out.join(name);
+        let r = (|| -> crate::Result<PathBuf> {
+            let img = crate::data::decode::decode_file(f)?;
+            let a = predictor.analyze(&img, tta, class)?;
+            let rgb = crate::infer::gradcam::overlay(&img, &a.cam, opacity);
+            let mut png = Vec::new();
+            rgb.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .map_err(|e| crate::Error::invalid("png", e.to_string()))?;
+            crate::files::write_atomic(&dest, &png)?;
+            Ok(dest.clone())
+        })();
+        res.push(((*f).clone(), r.map_err(|e| e.to_string())));
+    }
+    Ok(res)
 }
 
 /// Runs `predict`: exit code 1 when any file failed (the others are still printed).
@@ -28,8 +102,22 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     let predictor = Predictor::load(&a.model, &device)
         .with_context(|| format!("cannot load model {}", a.model.display()))?;
     let classes = predictor.meta().class_names.clone();
-    let results = predictor.predict_files(&a.files, a.batch_size);
-    let failed = results.iter().filter(|r| r.is_err()).count();
+    let cam_class = a
+        .cam_class
+        .as_deref()
+        .map(|c| parse_class(c, &classes))
+        .transpose()?;
+    let results = predictor.predict_files(&a.files, a.batch_size, a.tta);
+    let mut failed = results.iter().filter(|r| r.is_err()).count();
+    let cams = match &a.gradcam {
+        Some(dir) => {
+            let ok: Vec<&PathBuf> = results.iter().flatten().map(|p| &p.path).collect();
+            write_cams(&predictor, &ok, dir, a.tta, cam_class, a.cam_opacity)?
+        }
+        None => Vec::new(),
+    };
+    failed += cams.iter().filter(|(_, r)| r.is_err()).count();
+    let cam_of = |f: &PathBuf| cams.iter().find(|(p, _)| p == f).map(|(_, r)| r);
     if a.json {
         let preds: Vec<_> = results
             .iter()
@@ -40,11 +128,18 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
                     .zip(&p.probs)
                     .map(|(c, &v)| (c.clone(), serde_json::json!(v)))
                     .collect();
-                serde_json::json!({
+                let mut v = serde_json::json!({
                     "file": p.path,
                     "probabilities": probs,
                     "predicted": classes.get(p.predicted),
-                })
+                    "warnings": p.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+                });
+                match cam_of(&p.path) {
+                    Some(Ok(c)) => v["gradcam"] = serde_json::json!(c),
+                    Some(Err(e)) => v["gradcam_error"] = serde_json::json!(e),
+                    None => {}
+                }
+                v
             })
             .collect();
         let errors: Vec<_> = a
@@ -60,6 +155,7 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
         let doc = serde_json::json!({
             "model": a.model,
             "notice": crate::RESEARCH_NOTICE,
+            "tta": a.tta,
             "predictions": preds,
             "errors": errors,
         });
@@ -86,6 +182,14 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
                 "  {}",
                 classes.get(r.predicted).map(String::as_str).unwrap_or("?")
             );
+            for w in &r.warnings {
+                println!("    warning: {w}");
+            }
+            match cam_of(&r.path) {
+                Some(Ok(c)) => println!("    grad-cam: {}", c.display()),
+                Some(Err(e)) => println!("    grad-cam failed: {e}"),
+                None => {}
+            }
         }
         println!("{}", crate::RESEARCH_NOTICE);
     }

@@ -1,4 +1,8 @@
-//! Inference: files to class probabilities.
+//! Inference: files to class probabilities, Grad-CAM maps and input sanity warnings.
+pub mod gradcam;
 pub mod predictor;
+pub mod sanity;
 
+pub use gradcam::CamMap;
 pub use predictor::{Prediction, Predictor};
+pub use sanity::InputWarning;

@@ -1,4 +1,6 @@
 //! File -> decoded grayscale -> resized, normalised tensor -> softmax over the classes.
+use super::gradcam::{grad_cam_coarse, upsample, CamMap};
+use crate::data::augment::{AugmentConfig, Flip};
 use crate::data::decode::{decode_file, GrayImage};
 use crate::data::preprocess::{batch_tensor, ResizeMode};
 use crate::model::checkpoint::{load_model, ModelMeta};
@@ -17,6 +19,73 @@ pub struct Prediction {
     pub probs: Vec<f32>,
     /// Index of the most probable class.
     pub predicted: usize,
+    /// Reasons to distrust this prediction (see [`super::sanity`]).
+    pub warnings: Vec<super::InputWarning>,
+}
+
+/// What the viewer shows for one image: probabilities, warnings and a Grad-CAM map.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// Class probabilities (averaged over the flips when TTA was asked for).
+    pub probs: Vec<f32>,
+    /// Index of the most probable class.
+    pub predicted: usize,
+    /// Whether `probs` average the image and its flips.
+    pub tta: bool,
+    /// Grad-CAM for the requested class, at the image's size.
+    pub cam: CamMap,
+    /// Input sanity warnings.
+    pub warnings: Vec<super::InputWarning>,
+}
+
+/// The flips test-time augmentation averages over (besides the image itself): those the
+/// model was trained with, as its file records; left-right when it does not say.
+pub fn tta_flips(meta: &ModelMeta) -> Vec<Flip> {
+    let trained = meta
+        .training
+        .as_ref()
+        .and_then(|t| t.get("augment"))
+        .and_then(|a| serde_json::from_value::<AugmentConfig>(a.clone()).ok());
+    match trained.map(|a| (a.enabled, a.flip)) {
+        Some((true, Flip::Vertical)) => vec![Flip::Vertical],
+        Some((true, Flip::Dihedral)) => vec![Flip::Horizontal, Flip::Vertical],
+        _ => vec![Flip::Horizontal],
+    }
+}
+
+/// The image flipped up-down.
+pub fn flip_vertical(img: &GrayImage) -> GrayImage {
+    let w = img.width as usize;
+    let mut out = img.clone();
+    if w > 0 {
+        for (dst, src) in out.data.chunks_mut(w).zip(img.data.chunks(w).rev()) {
+            dst.copy_from_slice(src);
+        }
+    }
+    out
+}
+
+/// The image flipped as `flip` says (Horizontal or Vertical; others leave it).
+pub fn flipped(img: &GrayImage, flip: Flip) -> GrayImage {
+    match flip {
+        Flip::Horizontal => flip_horizontal(img),
+        Flip::Vertical => flip_vertical(img),
+        _ => img.clone(),
+    }
+}
+
+/// The image mirrored left-right.
+pub fn flip_horizontal(img: &GrayImage) -> GrayImage {
+    let w = img.width as usize;
+    let mut out = img.clone();
+    if w > 0 {
+        for (dst, src) in out.data.chunks_mut(w).zip(img.data.chunks(w)) {
+            dst.iter_mut()
+                .zip(src.iter().rev())
+                .for_each(|(d, s)| *d = *s);
+        }
+    }
+    out
 }
 
 /// A loaded model ready to predict.
@@ -43,6 +112,11 @@ impl Predictor {
         }
     }
 
+    /// The classifier.
+    pub fn model(&self) -> &Classifier {
+        &self.model
+    }
+
     /// The model's metadata (class names, input size, ...).
     pub fn meta(&self) -> &ModelMeta {
         &self.meta
@@ -66,15 +140,95 @@ impl Predictor {
         Ok(probs.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
     }
 
+    /// Probabilities averaged over each image and its flips ([`tta_flips`]: test-time
+    /// augmentation), or plain ones when `tta` is false.
+    pub fn predict_images_tta(&self, images: &[&GrayImage], tta: bool) -> Result<Vec<Vec<f32>>> {
+        let mut sum = self.predict_images(images)?;
+        if !tta {
+            return Ok(sum);
+        }
+        let flips = tta_flips(&self.meta);
+        for &f in &flips {
+            let v: Vec<GrayImage> = images.iter().map(|i| flipped(i, f)).collect();
+            let refs: Vec<&GrayImage> = v.iter().collect();
+            for (acc, p) in sum.iter_mut().zip(self.predict_images(&refs)?) {
+                acc.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+            }
+        }
+        let n = (flips.len() + 1) as f32;
+        sum.iter_mut()
+            .for_each(|r| r.iter_mut().for_each(|v| *v /= n));
+        Ok(sum)
+    }
+
+    /// Sanity warnings for an image given to this model.
+    pub fn warnings(&self, img: &GrayImage) -> Vec<super::InputWarning> {
+        super::sanity::check(img, self.meta.input_size_px)
+    }
+
+    /// Probabilities, Grad-CAM for `cam_class` (None: the predicted class) and warnings.
+    pub fn analyze(
+        &self,
+        img: &GrayImage,
+        tta: bool,
+        cam_class: Option<usize>,
+    ) -> Result<Analysis> {
+        let x = batch_tensor(
+            &[img],
+            self.meta.input_size_px,
+            self.resize,
+            self.meta.mean,
+            self.meta.std,
+            self.model.device(),
+        )?;
+        let first = grad_cam_coarse(&self.model, &x, cam_class)?;
+        let plain_class = first.class;
+        let probs = if tta {
+            let flips = tta_flips(&self.meta);
+            let mut sum = first.probs.clone();
+            for &f in &flips {
+                let v = flipped(img, f);
+                let p = self.predict_images(&[&v])?.remove(0);
+                sum.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+            }
+            let n = (flips.len() + 1) as f32;
+            sum.iter().map(|v| v / n).collect()
+        } else {
+            first.probs.clone()
+        };
+        let predicted = argmax(&probs);
+        let wanted = cam_class.filter(|&c| c < probs.len()).unwrap_or(predicted);
+        // The map explains the plain image's class; redo it when TTA changed the winner.
+        let c = if wanted == plain_class {
+            first
+        } else {
+            grad_cam_coarse(&self.model, &x, Some(wanted))?
+        };
+        let (coarse, hw) = (c.map, c.hw);
+        let cam = upsample(wanted, coarse, hw, img.width, img.height);
+        Ok(Analysis {
+            probs,
+            predicted,
+            tta,
+            cam,
+            warnings: self.warnings(img),
+        })
+    }
+
     /// Predicts each file; a file that cannot be read gets its own error, the others
     /// are still predicted. Results keep the order of `paths`.
-    pub fn predict_files(&self, paths: &[PathBuf], batch_size: usize) -> Vec<Result<Prediction>> {
+    pub fn predict_files(
+        &self,
+        paths: &[PathBuf],
+        batch_size: usize,
+        tta: bool,
+    ) -> Vec<Result<Prediction>> {
         let mut out = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(batch_size.max(1)) {
             let decoded: Vec<Result<GrayImage>> =
                 chunk.par_iter().map(|p| decode_file(p)).collect();
             let ok: Vec<&GrayImage> = decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
-            let mut probs = match self.predict_images(&ok) {
+            let mut probs = match self.predict_images_tta(&ok, tta) {
                 Ok(p) => p.into_iter(),
                 Err(e) => {
                     let msg = e.to_string();
@@ -90,13 +244,14 @@ impl Predictor {
                 }
             };
             for (path, d) in chunk.iter().zip(decoded) {
-                out.push(d.map(|_| {
+                out.push(d.map(|img| {
                     let p = probs.next().unwrap_or_default();
                     let predicted = argmax(&p);
                     Prediction {
                         path: path.clone(),
                         probs: p,
                         predicted,
+                        warnings: self.warnings(&img),
                     }
                 }));
             }

@@ -3,7 +3,7 @@ use super::head::Head;
 use super::params::{init_rng, Builder, Param, ParamStore};
 use super::resnet::{Backbone, ResNetBody};
 use crate::Result;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -29,7 +29,18 @@ impl Classifier {
     /// A classifier with torchvision's random body init and fastai's head init, all drawn
     /// from `seed`.
     pub fn new(backbone: Backbone, num_classes: usize, seed: u64, device: &Device) -> Result<Self> {
-        let mut store = ParamStore::new(device);
+        Self::with_dtype(backbone, num_classes, seed, device, DType::F32)
+    }
+
+    /// The same with tensors of `dtype` (float64 for gradient checks).
+    pub fn with_dtype(
+        backbone: Backbone,
+        num_classes: usize,
+        seed: u64,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        let mut store = ParamStore::with_dtype(device, dtype);
         let mut rng = init_rng(seed);
         let mut b = Builder::new(&mut store, &mut rng);
         let body = ResNetBody::new(&mut b.pp("body"), backbone)?;

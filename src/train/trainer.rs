@@ -740,6 +740,7 @@ impl Trainer {
             "epochs": self.history.len(),
             "seed": self.cfg.seed,
             "batch_size": self.cfg.batch_size,
+            "augment": self.cfg.augment,
             "weights": self.cfg.weights,
             "data": self.cfg.data,
             "final_epoch": self.history.last(),

@@ -1,5 +1,6 @@
 //! Integration tests, compiled as one binary (link time matters).
 mod app_training;
+mod app_viewer;
 mod common;
 mod data_check;
 mod model_files;
@@ -7,3 +8,4 @@ mod predict_cli;
 mod torchvision_fixture;
 mod train_cli;
 mod training;
+mod viewer_infer;

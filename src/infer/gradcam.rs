@@ -1,0 +1,228 @@
+//! Grad-CAM (Selvaraju et al. 2017), as METHOD.md describes it: the gradient of a class
+//! score (the logit, before softmax) with respect to the last convolutional block's output
+//! (`layer4`), averaged over space per channel, weights that output; the ReLU of the weighted
+//! sum, upsampled to the image, is the heat map.
+//!
+//! The feature map is cut out of the graph and made a variable of its own, so one backward
+//! pass through the head gives exactly d score / d features and nothing flows into the body.
+use crate::data::decode::GrayImage;
+use crate::model::Classifier;
+use crate::Result;
+use candle_core::{DType, Device, Tensor, Var};
+use image::imageops::FilterType;
+use image::{ImageBuffer, Luma, Rgb, RgbImage};
+
+/// A class-activation map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CamMap {
+    /// The class it explains.
+    pub class: usize,
+    /// Width in pixels (the image's).
+    pub width: u32,
+    /// Height in pixels (the image's).
+    pub height: u32,
+    /// Row-major values in [0, 1] (the map divided by its maximum).
+    pub data: Vec<f32>,
+    /// The map before upsampling (feature-map resolution), unnormalised.
+    pub coarse: Vec<f32>,
+    /// Side lengths (h, w) of `coarse`.
+    pub coarse_hw: (usize, usize),
+    /// Largest value of the unnormalised map; 0 means no positive evidence for the class
+    /// anywhere (the map is then all zeros).
+    pub peak: f32,
+}
+
+/// Grad-CAM at the feature map's resolution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coarse {
+    /// Softmax probabilities of the image.
+    pub probs: Vec<f32>,
+    /// The class explained.
+    pub class: usize,
+    /// ReLU(sum_k alpha_k A_k), row-major (h, w).
+    pub map: Vec<f32>,
+    /// (h, w) of the feature map.
+    pub hw: (usize, usize),
+}
+
+/// Grad-CAM for one preprocessed image `x` (1, 3, S, S) and class `class` (None: the
+/// predicted class).
+pub fn grad_cam_coarse(model: &Classifier, x: &Tensor, class: Option<usize>) -> Result<Coarse> {
+    let feats = model.features(x, false)?.detach();
+    let (_, _, h, w) = feats.dims4()?;
+    let var = Var::from_tensor(&feats)?;
+    let logits = model.head_forward(var.as_tensor(), false)?;
+    let probs = candle_nn::ops::softmax(&logits, 1)?
+        .to_device(&Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let class = class
+        .filter(|&c| c < probs.len())
+        .unwrap_or_else(|| super::predictor::argmax(&probs));
+    let score = logits.narrow(1, class, 1)?.sum_all()?;
+    let grads = score.backward()?;
+    let g = grads
+        .get(var.as_tensor())
+        .ok_or_else(|| crate::Error::invalid("grad-cam", "no gradient reached the feature map"))?;
+    // alpha_k = mean over space of d score / d A_k; cam = ReLU(sum_k alpha_k A_k).
+    let alpha = g.mean_keepdim(3)?.mean_keepdim(2)?;
+    let cam = feats.broadcast_mul(&alpha)?.sum(1)?.relu()?;
+    let coarse = cam
+        .to_device(&Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    Ok(Coarse {
+        probs,
+        class,
+        map: coarse,
+        hw: (h, w),
+    })
+}
+
+/// Upsamples a coarse map (h, w) to `width` x `height` bilinearly and scales it to [0, 1].
+pub fn upsample(
+    class: usize,
+    coarse: Vec<f32>,
+    (h, w): (usize, usize),
+    width: u32,
+    height: u32,
+) -> CamMap {
+    let peak = coarse.iter().copied().fold(0.0f32, f32::max);
+    // Scale to [0, 1] before resizing: the image crate clamps float pixels to that range.
+    let scaled: Vec<f32> = if peak > 0.0 {
+        coarse.iter().map(|v| (v / peak).clamp(0.0, 1.0)).collect()
+    } else {
+        vec![0.0; coarse.len()]
+    };
+    let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
+        ImageBuffer::from_raw(w as u32, h as u32, scaled).expect("h*w values");
+    let data =
+        image::imageops::resize(&buf, width.max(1), height.max(1), FilterType::Triangle).into_raw();
+    CamMap {
+        class,
+        width,
+        height,
+        data,
+        coarse,
+        coarse_hw: (h, w),
+        peak,
+    }
+}
+
+/// The jet colour map (blue - cyan - yellow - red) at `t` in [0, 1].
+pub fn jet(t: f32) -> [u8; 3] {
+    let t = t.clamp(0.0, 1.0);
+    let ch = |c: f32| ((1.5 - (4.0 * t - c).abs()).clamp(0.0, 1.0) * 255.0).round() as u8;
+    [ch(3.0), ch(2.0), ch(1.0)]
+}
+
+/// The image (gray) with the map blended over it in jet colours at `opacity`.
+pub fn overlay(img: &GrayImage, cam: &CamMap, opacity: f32) -> RgbImage {
+    let a = opacity.clamp(0.0, 1.0);
+    let mut out = RgbImage::new(img.width, img.height);
+    for (i, p) in out.pixels_mut().enumerate() {
+        let g = img.data[i].clamp(0.0, 1.0) * 255.0;
+        let c = jet(cam.data.get(i).copied().unwrap_or(0.0));
+        *p = Rgb(c.map(|c| ((1.0 - a) * g + a * c as f32).round() as u8));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Backbone;
+
+    #[test]
+    fn jet_ends_and_middle() {
+        assert_eq!(jet(0.0), [0, 0, 128]);
+        assert_eq!(jet(0.5), [128, 255, 128]);
+        assert_eq!(jet(1.0), [128, 0, 0]);
+    }
+
+    #[test]
+    fn upsample_keeps_a_constant_and_scales_to_one() {
+        let m = upsample(1, vec![2.0; 4], (2, 2), 5, 3);
+        assert_eq!((m.width, m.height, m.data.len()), (5, 3, 15));
+        assert!(m.data.iter().all(|&v| (v - 1.0).abs() < 1e-6));
+        assert_eq!(m.peak, 2.0);
+        let z = upsample(0, vec![0.0; 4], (2, 2), 4, 4);
+        assert!(z.data.iter().all(|&v| v == 0.0));
+    }
+
+    /// The channel weights are d logit / d feature averaged over space: checked against
+    /// central finite differences of the head in float64.
+    #[test]
+    fn weights_match_finite_differences_of_the_head() {
+        let dev = Device::Cpu;
+        let model = Classifier::with_dtype(Backbone::Resnet18, 4, 7, &dev, DType::F64).unwrap();
+        let x = Tensor::randn(0f64, 1.0, (1, 3, 64, 64), &dev).unwrap();
+        let Coarse {
+            class,
+            map: coarse,
+            hw: (h, w),
+            ..
+        } = grad_cam_coarse(&model, &x, Some(3)).unwrap();
+        assert_eq!((class, h, w, coarse.len()), (3, 2, 2, 4));
+        let feats = model.features(&x, false).unwrap();
+        let f: Vec<f64> = feats.flatten_all().unwrap().to_vec1().unwrap();
+        let logit = |v: &[f64]| -> f64 {
+            let t = Tensor::from_vec(v.to_vec(), feats.dims(), &dev).unwrap();
+            let l = model.head_forward(&t, false).unwrap();
+            l.flatten_all().unwrap().to_vec1::<f64>().unwrap()[3]
+        };
+        // alpha_k by finite differences over the first 6 channels, then the map at each
+        // position restricted to those channels must match the same sum from the real run.
+        let eps = 1e-5;
+        let hw = h * w;
+        let mut alpha = Vec::new();
+        for k in 0..6 {
+            let mut a = 0.0;
+            for j in 0..hw {
+                let mut p = f.clone();
+                p[k * hw + j] += eps;
+                let mut m = f.clone();
+                m[k * hw + j] -= eps;
+                a += (logit(&p) - logit(&m)) / (2.0 * eps);
+            }
+            alpha.push(a / hw as f64);
+        }
+        // Same partial sum with the weights the implementation derives from its gradient.
+        let var = Var::from_tensor(&feats.detach()).unwrap();
+        let l = model.head_forward(var.as_tensor(), false).unwrap();
+        let g = l
+            .narrow(1, 3, 1)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gw: Vec<f64> = g
+            .get(var.as_tensor())
+            .unwrap()
+            .mean_keepdim(3)
+            .unwrap()
+            .mean_keepdim(2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for k in 0..6 {
+            assert!(
+                (alpha[k] - gw[k]).abs() <= 1e-6 * (1.0 + alpha[k].abs()),
+                "channel {k}: finite differences {} vs backward {}",
+                alpha[k],
+                gw[k]
+            );
+        }
+        // And the map is ReLU(sum_k alpha_k A_k) over all channels.
+        let nch = f.len() / hw;
+        for j in 0..hw {
+            let s: f64 = (0..nch).map(|k| gw[k] * f[k * hw + j]).sum();
+            assert!((coarse[j] as f64 - s.max(0.0)).abs() <= 1e-5 * (1.0 + s.abs()));
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The Viewer tab driven as a user would, through egui_kittest: files dropped on the window,
+//! a corrupt one among them, the test-set review with a cell click and the gallery, and
+//! snapshot PNGs.
+use crate::training::write_synthetic;
+use crate::viewer_infer::{film, write_model};
+use covid_resnet::app::viewer::{ImageState, Mode, ViewerSettings};
+use covid_resnet::app::{App, Settings, Tab};
+use covid_resnet::eval::report::{Case, EvalReport};
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A file dropped on the window, as eframe hands it over.
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn harness(model: &Path, data: &Path) -> Harness<'static, App> {
+    let mut s = Settings {
+        tab: Tab::Viewer,
+        viewer: ViewerSettings {
+            model: model.display().to_string(),
+            data_dir: data.display().to_string(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    s.training.device = "cpu".into();
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s))
+}
+
+fn step_until(h: &mut Harness<'static, App>, secs: u64, what: &str, cond: impl Fn(&App) -> bool) {
+    let t = Instant::now();
+    while !cond(h.state()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.run_steps(2);
+}
+
+fn all_predicted(a: &App) -> bool {
+    a.viewer.model.is_some()
+        && !a.viewer.images.is_empty()
+        && a.viewer.images.iter().all(|i| match &i.state {
+            ImageState::Failed(_) => true,
+            ImageState::Loading => false,
+            ImageState::Ready(_) => i.analysis().is_some(),
+        })
+        && !a.viewer.busy()
+}
+
+/// True when some accessible node's label contains `text`.
+fn shown(h: &Harness<'static, App>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+fn drop_files(h: &mut Harness<'static, App>, files: &[PathBuf]) {
+    for f in files {
+        h.input_mut()
+            .dropped_files
+            .push(Arc::new(Dropped(f.clone())));
+    }
+    h.step();
+}
+
+#[test]
+fn dropped_files_get_probabilities_and_a_corrupt_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = write_model(d, 64);
+    let files: Vec<PathBuf> = ["a.png", "broken.png", "b.png"]
+        .iter()
+        .map(|n| d.join(n))
+        .collect();
+    film(100, 90, 1).save(&files[0]).unwrap();
+    std::fs::write(&files[1], b"\x89PNG\r\n\x1a\nnot a png at all").unwrap();
+    film(80, 80, 2).save(&files[2]).unwrap();
+
+    let mut h = harness(&model, d);
+    // While files hover, the overlay says what a drop does.
+    h.input_mut().hovered_files.push(egui::HoveredFile {
+        path: Some(files[0].clone()),
+        mime: String::new(),
+    });
+    h.run_steps(2);
+    assert_eq!(h.state().viewer.hovering(), 1);
+    h.input_mut().hovered_files.clear();
+    drop_files(&mut h, &files);
+    step_until(
+        &mut h,
+        120,
+        "predictions for the dropped files",
+        all_predicted,
+    );
+
+    let v = &h.state().viewer;
+    assert_eq!(v.images.len(), 3);
+    match &v.images[1].state {
+        ImageState::Failed(e) => assert!(e.contains("broken.png"), "{e}"),
+        _ => panic!("the corrupt file must fail"),
+    }
+    for i in [0, 2] {
+        let a = v.images[i].analysis().unwrap().as_ref().unwrap();
+        assert!((a.probs.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+    }
+    // The corrupt file's message is on screen, naming it; the others are listed.
+    assert!(shown(&h, "broken.png"));
+    assert!(shown(&h, "a.png"));
+    // The last dropped image is shown with its four probability bars and Grad-CAM.
+    assert_eq!(h.state().viewer.selected, Some(2));
+    for c in covid_resnet::CLASS_NAMES {
+        assert!(h.query_by_label(c).is_some(), "no bar for {c}");
+    }
+    assert!(shown(&h, "Predicted: "));
+    assert!(shown(&h, "Research use only"));
+
+    // Choosing a class for Grad-CAM re-explains the shown image for that class.
+    h.state_mut().viewer.cam_class = Some(3);
+    step_until(&mut h, 60, "the COVID-19 Grad-CAM", |a| {
+        a.viewer.images[2]
+            .analysis()
+            .and_then(|r| r.as_ref().ok())
+            .is_some_and(|a| a.cam.class == 3)
+            && !a.viewer.busy()
+    });
+    h.state_mut().viewer.cam_class = None;
+    step_until(&mut h, 60, "the predicted-class map again", |a| {
+        !a.viewer.busy()
+            && a.viewer.images[2]
+                .analysis()
+                .and_then(|r| r.as_ref().ok())
+                .is_some_and(|x| x.cam.class == x.predicted)
+    });
+    h.snapshot("viewer_image_with_gradcam");
+}
+
+fn case(file: &Path, actual: usize, predicted: usize, loss: f64) -> Case {
+    let mut probs = vec![0.1f32; 4];
+    probs[predicted] = 0.7;
+    Case {
+        file: file.display().to_string(),
+        actual,
+        predicted,
+        probs,
+        loss,
+        source: Some(if actual == 3 { "cohen" } else { "kermany" }.into()),
+    }
+}
+
+#[test]
+fn confusion_cell_click_lists_exactly_its_cases_and_opens_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = write_model(d, 64);
+    let mut cases = Vec::new();
+    // Normal predicted COVID-19: three files, with distinct losses.
+    let wrong: Vec<PathBuf> = (0..3)
+        .map(|i| d.join(format!("normal_as_covid_{i}.png")))
+        .collect();
+    for (i, f) in wrong.iter().enumerate() {
+        film(64, 64, i as u32).save(f).unwrap();
+        cases.push(case(f, 0, 3, 1.0 + i as f64));
+    }
+    // Others, in other cells.
+    for i in 0..6 {
+        let f = d.join(format!("other_{i}.png"));
+        film(64, 64, 10 + i).save(&f).unwrap();
+        cases.push(case(&f, (i % 4) as usize, (i % 4) as usize, 0.1));
+    }
+    let f = d.join("covid_as_viral.png");
+    film(64, 64, 20).save(&f).unwrap();
+    cases.push(case(&f, 3, 2, 2.5));
+    let classes: Vec<String> = covid_resnet::CLASS_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let report = EvalReport::from_cases(classes.clone(), cases, 50, 0);
+    let json = report.write(&d.join("eval"), "eval-test").unwrap();
+
+    let mut h = harness(&model, d);
+    step_until(&mut h, 60, "the model", |a| a.viewer.model.is_some());
+    h.state_mut().viewer.review.open_report(&json);
+    h.state_mut().viewer.mode = Mode::Review;
+    h.run_steps(3);
+    assert!(shown(&h, "10 images"));
+    h.get_by_label("actual Normal predicted COVID-19").click();
+    h.run_steps(3);
+    // The gallery lists exactly the three files, highest loss first.
+    let listed: Vec<String> = h
+        .state()
+        .viewer
+        .review
+        .gallery()
+        .iter()
+        .map(|c| c.file.clone())
+        .collect();
+    let expected: Vec<String> = wrong
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(listed, expected);
+    for f in &wrong {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(h.query_by_label(name).is_some(), "{name} not shown");
+    }
+    assert!(h.query_by_label("covid_as_viral.png").is_none());
+    assert!(h.query_by_label("other_0.png").is_none());
+    step_until(&mut h, 30, "the gallery thumbnails", |a| !a.viewer.busy());
+    h.hover_at(egui::pos2(5.0, 600.0));
+    h.run_steps(5);
+    h.snapshot("viewer_review_gallery");
+
+    // Clicking a case shows it in the image view with its prediction and Grad-CAM.
+    h.get_by_label("normal_as_covid_1.png").click();
+    step_until(&mut h, 60, "the case's prediction", all_predicted);
+    let v = &h.state().viewer;
+    assert_eq!(v.mode, Mode::Image);
+    let sel = &v.images[v.selected.unwrap()];
+    assert_eq!(sel.path, wrong[1]);
+    let a = sel.analysis().unwrap().as_ref().unwrap();
+    assert_eq!((a.cam.width, a.cam.height), (64, 64));
+
+    // Export: JSON reads back to the same report, the PNG decodes.
+    let out = d.join("export");
+    let files = h.state_mut().viewer.review.export(&out).unwrap();
+    assert_eq!(EvalReport::load(&files[0]).unwrap(), report);
+    assert!(image::open(&files[3]).is_ok());
+    let csv = std::fs::read_to_string(&files[1]).unwrap();
+    assert_eq!(csv.lines().count(), 11);
+}
+
+#[test]
+fn test_set_run_in_the_background_fills_the_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    write_synthetic(&data, 4, 10);
+    let model = write_model(d, 32);
+    let mut h = harness(&model, &data);
+    step_until(&mut h, 60, "the model", |a| a.viewer.model.is_some());
+    h.get_by_label("Run test set").click();
+    step_until(&mut h, 120, "the test-set run", |a| {
+        a.viewer.review.running.is_none() && a.viewer.review.report.is_some()
+    });
+    let r = h.state().viewer.review.report.as_ref().unwrap();
+    assert_eq!(r.metrics.n, 10);
+    assert_eq!(r.metrics.confusion.total(), 10);
+    assert_eq!(r.per_source.get("synth").map(|s| s.n), Some(10));
+    assert_eq!(h.state().viewer.mode, Mode::Review);
+    assert!(shown(&h, "10 images"));
+}
