@@ -278,7 +278,18 @@ pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| a.model.parent().map(Path::to_path_buf).unwrap_or_default());
     let stem = format!("eval-{}", a.split);
     let path = report.write(&out, &stem)?;
+    crate::eval::plot::write_confusion_png(
+        &out.join(format!("{stem}.png")),
+        &report.classes,
+        &report.metrics.confusion.m,
+        &format!(
+            "{} split, {} images, accuracy {:.2} %",
+            a.split,
+            report.metrics.n,
+            100.0 * report.metrics.accuracy.value
+        ),
+    )?;
     print!("{}", report.markdown());
-    println!("written: {} (+ .csv, .md)", path.display());
+    println!("written: {} (+ .csv, .md, .png)", path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -5,12 +5,33 @@ use crate::training::write_synthetic;
 use crate::viewer_infer::{film, write_model};
 use covid_resnet::app::viewer::{ImageState, Mode, ViewerSettings};
 use covid_resnet::app::{App, Settings, Tab};
+use covid_resnet::data::dicom::testing::{write_gray, Spec};
 use covid_resnet::eval::report::{Case, EvalReport};
+use covid_resnet::infer::InputWarning;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A folder with a fixed name under the temp dir (paths appear in snapshots), removed at
+/// the end.
+struct FixedDir(PathBuf);
+
+impl FixedDir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for FixedDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// A file dropped on the window, as eframe hands it over.
 #[derive(Debug)]
@@ -81,8 +102,9 @@ fn drop_files(h: &mut Harness<'static, App>, files: &[PathBuf]) {
 
 #[test]
 fn dropped_files_get_probabilities_and_a_corrupt_one_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+    // A fixed folder: its path is on screen in the snapshot.
+    let dir = FixedDir::new("covid-resnet-viewer-drop");
+    let d = dir.0.as_path();
     let model = write_model(d, 64);
     let files: Vec<PathBuf> = ["a.png", "broken.png", "b.png"]
         .iter()
@@ -91,6 +113,27 @@ fn dropped_files_get_probabilities_and_a_corrupt_one_is_named() {
     film(100, 90, 1).save(&files[0]).unwrap();
     std::fs::write(&files[1], b"\x89PNG\r\n\x1a\nnot a png at all").unwrap();
     film(80, 80, 2).save(&files[2]).unwrap();
+    // A 12-bit MONOCHROME1 DICOM lateral view: stored values are inverted (high = dark), so
+    // read correctly it shows the right way up; the view position earns a warning.
+    let dcm = d.join("lateral.dcm");
+    let f = film(96, 96, 4);
+    let values: Vec<u16> = f.pixels().map(|p| 4095 - p.0[0] as u16 * 16).collect();
+    write_gray(
+        &dcm,
+        &Spec {
+            width: 96,
+            height: 96,
+            values: &values,
+            bits_stored: 12,
+            photometric: "MONOCHROME1",
+            rescale: None,
+            window: None,
+            view: Some("LL"),
+        },
+    )
+    .unwrap();
+    let mut files = files;
+    files.push(dcm);
 
     let mut h = harness(&model, d);
     // While files hover, the overlay says what a drop does.
@@ -110,7 +153,7 @@ fn dropped_files_get_probabilities_and_a_corrupt_one_is_named() {
     );
 
     let v = &h.state().viewer;
-    assert_eq!(v.images.len(), 3);
+    assert_eq!(v.images.len(), 4);
     match &v.images[1].state {
         ImageState::Failed(e) => assert!(e.contains("broken.png"), "{e}"),
         _ => panic!("the corrupt file must fail"),
@@ -123,8 +166,17 @@ fn dropped_files_get_probabilities_and_a_corrupt_one_is_named() {
     // The corrupt file's message is on screen, naming it; the others are listed.
     assert!(shown(&h, "broken.png"));
     assert!(shown(&h, "a.png"));
-    // The last dropped image is shown with its four probability bars and Grad-CAM.
-    assert_eq!(h.state().viewer.selected, Some(2));
+    // The DICOM file: polarity right (MONOCHROME1 honoured), lateral view flagged.
+    let a = v.images[3].analysis().unwrap().as_ref().unwrap();
+    assert_eq!(
+        a.warnings,
+        vec![InputWarning::LateralView { view: "LL".into() }]
+    );
+    // The last dropped image is shown with its four probability bars, its warning, its
+    // DICOM facts and Grad-CAM.
+    assert_eq!(h.state().viewer.selected, Some(3));
+    assert!(shown(&h, "MONOCHROME1"));
+    assert!(shown(&h, "ViewPosition is LL"));
     for c in covid_resnet::CLASS_NAMES {
         assert!(h.query_by_label(c).is_some(), "no bar for {c}");
     }
@@ -134,7 +186,7 @@ fn dropped_files_get_probabilities_and_a_corrupt_one_is_named() {
     // Choosing a class for Grad-CAM re-explains the shown image for that class.
     h.state_mut().viewer.cam_class = Some(3);
     step_until(&mut h, 60, "the COVID-19 Grad-CAM", |a| {
-        a.viewer.images[2]
+        a.viewer.images[3]
             .analysis()
             .and_then(|r| r.as_ref().ok())
             .is_some_and(|a| a.cam.class == 3)
@@ -143,7 +195,7 @@ fn dropped_files_get_probabilities_and_a_corrupt_one_is_named() {
     h.state_mut().viewer.cam_class = None;
     step_until(&mut h, 60, "the predicted-class map again", |a| {
         !a.viewer.busy()
-            && a.viewer.images[2]
+            && a.viewer.images[3]
                 .analysis()
                 .and_then(|r| r.as_ref().ok())
                 .is_some_and(|x| x.cam.class == x.predicted)
@@ -166,8 +218,8 @@ fn case(file: &Path, actual: usize, predicted: usize, loss: f64) -> Case {
 
 #[test]
 fn confusion_cell_click_lists_exactly_its_cases_and_opens_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+    let dir = FixedDir::new("covid-resnet-viewer-review");
+    let d = dir.0.as_path();
     let model = write_model(d, 64);
     let mut cases = Vec::new();
     // Normal predicted COVID-19: three files, with distinct losses.
