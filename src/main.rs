@@ -5,10 +5,15 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = Cli::parse();
-    let result = if args.command.is_none() {
-        covid_resnet::app::run().map(|()| ExitCode::SUCCESS)
-    } else {
-        cli::run(&args)
+    let result = match &args.command {
+        None => covid_resnet::app::run(Default::default()).map(|()| ExitCode::SUCCESS),
+        Some(cli::Command::Open(o)) => covid_resnet::app::run(covid_resnet::app::Startup {
+            files: o.files.clone(),
+            model: o.model.clone(),
+            data: o.data.clone(),
+        })
+        .map(|()| ExitCode::SUCCESS),
+        Some(_) => cli::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -7,8 +7,19 @@ pub mod viewer;
 use training::{TrainingSettings, TrainingTab};
 use viewer::{ViewerSettings, ViewerTab};
 
+/// What to show when the window opens (`covid-resnet open`).
+#[derive(Debug, Clone, Default)]
+pub struct Startup {
+    /// Images to open in the Viewer.
+    pub files: Vec<std::path::PathBuf>,
+    /// Model to load in the Viewer.
+    pub model: Option<std::path::PathBuf>,
+    /// Dataset folder for the test-set review.
+    pub data: Option<std::path::PathBuf>,
+}
+
 /// Opens the main window and runs until it is closed. Window size and settings persist.
-pub fn run() -> anyhow::Result<()> {
+pub fn run(startup: Startup) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("covid-resnet")
@@ -19,7 +30,21 @@ pub fn run() -> anyhow::Result<()> {
     eframe::run_native(
         "covid-resnet",
         options,
-        Box::new(|cc| Ok(Box::new(App::new(cc)))),
+        Box::new(|cc| {
+            let mut app = App::new(cc);
+            if let Some(m) = startup.model {
+                app.viewer.settings.model = m.display().to_string();
+                app.tab = Tab::Viewer;
+            }
+            if let Some(d) = startup.data {
+                app.viewer.settings.data_dir = d.display().to_string();
+            }
+            if !startup.files.is_empty() {
+                app.viewer.open_at_start(startup.files);
+                app.tab = Tab::Viewer;
+            }
+            Ok(Box::new(app))
+        }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
@@ -50,7 +75,8 @@ const SETTINGS_KEY: &str = "covid-resnet-settings";
 
 /// App state.
 pub struct App {
-    tab: Tab,
+    /// The open tab.
+    pub tab: Tab,
     show_about: bool,
     /// The Training tab.
     pub training: TrainingTab,
@@ -113,6 +139,10 @@ impl App {
             self.viewer.open_dropped(&ctx, &dropped);
         }
         self.viewer.device = self.training.settings.device.clone();
+        if self.viewer.settings.data_dir.trim().is_empty() {
+            // The Training tab's dataset is the natural one to review.
+            self.viewer.settings.data_dir = self.training.settings.data_dir.clone();
+        }
         match self.tab {
             Tab::Training => {
                 self.training.ui(ui);

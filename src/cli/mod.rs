@@ -44,12 +44,27 @@ pub enum Command {
     LrFind(Box<train::LrFindArgs>),
     /// Evaluate a model on a split: metrics with confidence intervals, misclassified cases.
     Eval(train::EvalArgs),
+    /// Open the desktop app's Viewer with these images (and a model).
+    Open(OpenArgs),
+}
+
+/// Arguments of `open`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OpenArgs {
+    /// Model file to load in the Viewer (default: the one used last time).
+    #[arg(long)]
+    pub model: Option<std::path::PathBuf>,
+    /// Dataset folder for the Viewer's test-set review.
+    #[arg(long)]
+    pub data: Option<std::path::PathBuf>,
+    /// Images to open (PNG, JPEG, BMP, TIFF, DICOM).
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// Runs a parsed command. `None` means "open the app" and is the caller's job.
 pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        None => anyhow::bail!("no command given"),
+        None | Some(Command::Open(_)) => anyhow::bail!("the app is opened by main"),
         Some(Command::Info) => info(cli.device),
         Some(Command::Predict(a)) => predict::run(a, cli.device),
         Some(Command::Bench(a)) => bench::run(a, cli.device),

@@ -153,6 +153,7 @@ pub struct ViewerTab {
     /// Device setting used to load models (from the Training tab).
     pub device: String,
     started: bool,
+    startup_files: Vec<PathBuf>,
 }
 
 impl ViewerTab {
@@ -174,11 +175,17 @@ impl ViewerTab {
             worker: None,
             device: "auto".into(),
             started: false,
+            startup_files: Vec::new(),
         }
     }
 
     fn worker(&mut self, ctx: &egui::Context) -> &Worker {
         self.worker.get_or_insert_with(|| Worker::new(ctx.clone()))
+    }
+
+    /// Files to open on the first frame.
+    pub fn open_at_start(&mut self, files: Vec<PathBuf>) {
+        self.startup_files = files;
     }
 
     /// Opens files (decoded in the background).
@@ -250,6 +257,10 @@ impl ViewerTab {
             let m = self.settings.model.trim().to_string();
             if !m.is_empty() {
                 self.load_model(ctx, PathBuf::from(m));
+            }
+            let files = std::mem::take(&mut self.startup_files);
+            if !files.is_empty() {
+                self.open_paths(ctx, files);
             }
         }
         let replies = match &self.worker {

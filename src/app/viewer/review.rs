@@ -261,7 +261,8 @@ impl ViewerTab {
         }
         egui::Panel::right("review-gallery")
             .resizable(true)
-            .default_size(460.0)
+            .default_size(420.0)
+            .min_size(340.0)
             .show(ui, |ui| {
                 clicked = gallery_ui(ui, ctx, &mut self.review, &classes);
             });
