@@ -306,8 +306,19 @@ fn test_set_run_in_the_background_fills_the_matrix() {
     let data = d.join("data");
     write_synthetic(&data, 4, 10);
     let model = write_model(d, 32);
-    let mut h = harness(&model, &data);
+    // No model remembered: the one of the last training run is offered.
+    let mut h = harness(Path::new(""), &data);
+    h.run_steps(2);
+    assert!(h.query_by_label("Use the last run's model").is_none());
+    h.state_mut().training.finished_model = Some(model.clone());
+    h.run_steps(2);
+    h.get_by_label("Use the last run's model").click();
     step_until(&mut h, 60, "the model", |a| a.viewer.model.is_some());
+    // It is remembered for the next start.
+    assert_eq!(
+        h.state().settings().viewer.model,
+        model.display().to_string()
+    );
     h.get_by_label("Run test set").click();
     step_until(&mut h, 120, "the test-set run", |a| {
         a.viewer.review.running.is_none() && a.viewer.review.report.is_some()
