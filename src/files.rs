@@ -40,6 +40,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Removes temporary files [`write_atomic`] left in `dir` when a process was killed in the
+/// middle of a write (`.<name>.tmp-<pid>` of another process). Returns what was removed.
+pub fn remove_stale_temps(dir: &Path) -> Vec<PathBuf> {
+    let own = format!(".tmp-{}", std::process::id());
+    let mut removed = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stale = name.starts_with('.')
+                && name.rsplit_once(".tmp-").is_some_and(|(_, pid)| {
+                    !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+                })
+                && !name.ends_with(&own);
+            if stale && e.file_type().is_ok_and(|t| t.is_file()) {
+                let p = e.path();
+                if std::fs::remove_file(&p).is_ok() {
+                    removed.push(p);
+                }
+            }
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +80,21 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn stale_temps_of_killed_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join(".checkpoint.safetensors.tmp-99999999"), b"half").unwrap();
+        std::fs::write(d.join("keep.json"), b"{}").unwrap();
+        std::fs::write(d.join(".hidden"), b"x").unwrap();
+        let removed = remove_stale_temps(d);
+        assert_eq!(
+            removed,
+            vec![d.join(".checkpoint.safetensors.tmp-99999999")]
+        );
+        assert!(d.join("keep.json").is_file() && d.join(".hidden").is_file());
     }
 
     #[test]

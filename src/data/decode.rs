@@ -10,7 +10,10 @@ use std::path::Path;
 /// Largest accepted width or height, in pixels.
 pub const MAX_SIDE_PX: u32 = 16_384;
 /// Largest accepted decoded allocation, in bytes (decompression-bomb guard).
-pub const MAX_ALLOC_BYTES: u64 = 1 << 30;
+pub const MAX_ALLOC_BYTES: u64 = 256 << 20;
+/// Largest accepted number of pixels (33.5 million; a 4300 x 4300 radiograph has 18.5
+/// million): with the float copy this bounds one decode to about 0.6 GiB.
+pub const MAX_PIXELS: u64 = 32 << 20;
 
 /// A decoded grayscale image.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +61,25 @@ pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<GrayImage> {
     let format = reader.format().ok_or_else(|| {
         err("unrecognised image format (expected PNG, JPEG, BMP, TIFF or DICOM)".into())
     })?;
+    let (w, h) = ImageReader::with_format(std::io::Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|e| err(format!("cannot read the image header: {e}")))?;
+    if w > MAX_SIDE_PX || h > MAX_SIDE_PX {
+        return Err(err(format!(
+            "{w}x{h} pixels: a side is over the {MAX_SIDE_PX} px this program accepts"
+        )));
+    }
+    if w as u64 * h as u64 > MAX_PIXELS {
+        return Err(err(format!(
+            "{w}x{h} pixels is more than the {MAX_PIXELS} this program accepts"
+        )));
+    }
+    if format == image::ImageFormat::Jpeg && !jpeg_has_end(bytes) {
+        // The JPEG decoder fills a cut-off file with gray and reports nothing.
+        return Err(err(
+            "truncated JPEG: no end-of-image marker (a partial copy or download?)".into(),
+        ));
+    }
     let mut reader = reader;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE_PX);
@@ -74,6 +96,12 @@ pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<GrayImage> {
         .unwrap_or("image")
         .to_string();
     to_gray(img, fmt_name).map_err(err)
+}
+
+/// True when a JPEG stream has its end-of-image marker (FF D9), allowing trailing padding.
+fn jpeg_has_end(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(64 * 1024)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 fn to_gray(img: DynamicImage, format: String) -> std::result::Result<GrayImage, String> {

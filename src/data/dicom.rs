@@ -2,7 +2,7 @@
 //! sequence or window centre/width when present (else min-max over the stored values),
 //! MONOCHROME1 inverted, BitsStored respected, and the compressed transfer syntaxes that
 //! dicom-rs decodes natively (JPEG baseline/extended/lossless, RLE, deflate).
-use super::decode::{GrayImage, MAX_ALLOC_BYTES, MAX_SIDE_PX};
+use super::decode::{GrayImage, MAX_ALLOC_BYTES, MAX_PIXELS, MAX_SIDE_PX};
 use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
@@ -67,6 +67,11 @@ pub fn decode_dicom(bytes: &[u8]) -> std::result::Result<(GrayImage, DicomInfo),
             "DICOM image is {cols}x{rows}, over the {MAX_SIDE_PX} px limit"
         ));
     }
+    if rows as u64 * cols as u64 * spp.max(1) as u64 > MAX_PIXELS {
+        return Err(format!(
+            "DICOM image is {cols}x{rows} with {spp} samples a pixel, over the {MAX_PIXELS}-pixel limit"
+        ));
+    }
     let decoded_bytes = rows as u64
         * cols as u64
         * frames as u64
@@ -77,8 +82,20 @@ pub fn decode_dicom(bytes: &[u8]) -> std::result::Result<(GrayImage, DicomInfo),
             "DICOM pixel data would take {decoded_bytes} bytes, over the limit"
         ));
     }
-    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+    let Some(pixel_data) = obj.element_opt(tags::PIXEL_DATA).ok().flatten() else {
         return Err("DICOM file has no pixel data (not an image?)".into());
+    };
+    // Native (uncompressed) data must hold the first frame: a small file must not make the
+    // decoder allocate for a large declared image.
+    if let Some(p) = pixel_data.value().primitive() {
+        let have = p.calculate_byte_len() as u64;
+        let need =
+            (rows as u64 * cols as u64 * spp.max(1) as u64 * bits_alloc.max(1) as u64).div_ceil(8);
+        if have < need {
+            return Err(format!(
+                "DICOM pixel data holds {have} bytes, a {cols}x{rows} frame needs {need} (truncated file?)"
+            ));
+        }
     }
     let photometric =
         text(&obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_else(|| "MONOCHROME2".into());

@@ -227,9 +227,53 @@ impl EvalReport {
 
     /// Reads a JSON report.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::invalid("report", format!("{}: {e}", path.display())))
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json(&bytes, path)
+    }
+
+    /// Parses and checks a JSON report; `path` only names it in errors.
+    pub fn from_json(bytes: &[u8], path: &Path) -> Result<Self> {
+        let r: Self = serde_json::from_slice(bytes)
+            .map_err(|e| Error::invalid("report", format!("{}: {e}", path.display())))?;
+        r.check()
+            .map_err(|msg| Error::invalid("report", format!("{}: {msg}", path.display())))?;
+        Ok(r)
+    }
+
+    /// The first inconsistency (class indices, matrix shapes) that would make the report
+    /// unusable, if any.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let k = self.classes.len();
+        if k == 0 {
+            return Err("no classes".into());
+        }
+        let square = |m: &Vec<Vec<usize>>| m.len() == k && m.iter().all(|r| r.len() == k);
+        if !square(&self.metrics.confusion.m) {
+            return Err(format!("the confusion matrix is not {k} x {k}"));
+        }
+        if self.metrics.per_class.len() != k {
+            return Err(format!(
+                "{} per-class rows for {k} classes",
+                self.metrics.per_class.len()
+            ));
+        }
+        for (name, s) in &self.per_source {
+            if !square(&s.confusion) {
+                return Err(format!(
+                    "source {name:?}: the confusion matrix is not {k} x {k}"
+                ));
+            }
+        }
+        for (i, c) in self.cases.iter().enumerate() {
+            if c.actual >= k || c.predicted >= k || c.probs.len() != k {
+                return Err(format!(
+                    "case {} ({}): class index or probabilities do not fit {k} classes",
+                    i + 1,
+                    c.file
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

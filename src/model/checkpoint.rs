@@ -135,12 +135,23 @@ fn meta_from_bytes(bytes: &[u8], path: &Path) -> Result<ModelMeta> {
     Ok(meta)
 }
 
+/// Parses a model file's bytes: its metadata and every tensor (on the CPU). `path` only
+/// names the file in errors.
+pub fn parse_model_file(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(ModelMeta, BTreeMap<String, Tensor>)> {
+    let meta = meta_from_bytes(bytes, path)?;
+    let tensors = tensors_from_bytes(bytes, path)?;
+    Ok((meta, tensors))
+}
+
 /// Loads a model file into a new classifier on `device`.
 pub fn load_model(path: &Path, device: &Device) -> Result<(Classifier, ModelMeta)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let meta = meta_from_bytes(&bytes, path)?;
+    let (meta, tensors) = parse_model_file(&bytes, path)?;
     let model = Classifier::new(meta.backbone, meta.class_names.len(), 0, device)?;
-    load_tensors_from_bytes(&model, &bytes, path)?;
+    super::weights::import_into(model.store(), "", &tensors, path)?;
     Ok((model, meta))
 }
 
@@ -165,12 +176,15 @@ pub fn load_into(model: &Classifier, path: &Path) -> Result<ModelMeta> {
     Ok(meta)
 }
 
+fn tensors_from_bytes(bytes: &[u8], path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    Ok(candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+        .map_err(|e| Error::weights(path, format!("corrupt or truncated model file: {e}")))?
+        .into_iter()
+        .collect())
+}
+
 fn load_tensors_from_bytes(model: &Classifier, bytes: &[u8], path: &Path) -> Result<()> {
-    let tensors: BTreeMap<String, Tensor> =
-        candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
-            .map_err(|e| Error::weights(path, format!("corrupt or truncated model file: {e}")))?
-            .into_iter()
-            .collect();
+    let tensors = tensors_from_bytes(bytes, path)?;
     super::weights::import_into(model.store(), "", &tensors, path)?;
     Ok(())
 }

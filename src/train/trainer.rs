@@ -124,9 +124,51 @@ pub struct Position {
     pub global_iter: usize,
 }
 
+/// Parses a checkpoint's bytes: its metadata (validated) and every tensor on the CPU.
+/// `path` only names the file in errors.
+pub fn parse_checkpoint(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(CheckpointMeta, BTreeMap<String, Tensor>)> {
+    let (_, md) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::weights(path, format!("corrupt or truncated checkpoint: {e}")))?;
+    let json = md
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("checkpoint"))
+        .ok_or_else(|| Error::weights(path, "not a covid-resnet checkpoint"))?;
+    let meta: CheckpointMeta = serde_json::from_str(json)
+        .map_err(|e| Error::weights(path, format!("bad checkpoint metadata: {e}")))?;
+    if meta.format != CHECKPOINT_FORMAT {
+        return Err(Error::weights(
+            path,
+            format!("unknown format {:?}", meta.format),
+        ));
+    }
+    let problems = meta.config.plan.problems();
+    if !problems.is_empty() || meta.config.batch_size < 2 {
+        return Err(Error::weights(
+            path,
+            format!(
+                "checkpoint settings are invalid: {}",
+                if problems.is_empty() {
+                    format!("batch size {}", meta.config.batch_size)
+                } else {
+                    problems.join("; ")
+                }
+            ),
+        ));
+    }
+    let all: BTreeMap<String, Tensor> = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+        .map_err(|e| Error::weights(path, format!("corrupt or truncated checkpoint: {e}")))?
+        .into_iter()
+        .collect();
+    Ok((meta, all))
+}
+
 /// What the checkpoint's metadata holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct CheckpointMeta {
+pub struct CheckpointMeta {
     format: String,
     version: u32,
     config: TrainConfig,
@@ -290,32 +332,17 @@ impl Trainer {
     ) -> Result<Self> {
         let path = run_dir.join(CHECKPOINT_FILE);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let (_, md) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| Error::weights(&path, format!("corrupt or truncated checkpoint: {e}")))?;
-        let json = md
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("checkpoint"))
-            .ok_or_else(|| Error::weights(&path, "not a covid-resnet checkpoint"))?;
-        let meta: CheckpointMeta = serde_json::from_str(json)
-            .map_err(|e| Error::weights(&path, format!("bad checkpoint metadata: {e}")))?;
-        if meta.format != CHECKPOINT_FORMAT {
-            return Err(Error::weights(
-                &path,
-                format!("unknown format {:?}", meta.format),
-            ));
+        let (meta, all) = parse_checkpoint(&bytes, &path)?;
+        for p in crate::files::remove_stale_temps(run_dir) {
+            sink.send(TrainEvent::Log(format!(
+                "removed {} (a write cut short by a crash)",
+                p.display()
+            )));
         }
         let device = device.open()?;
         let mut cfg = meta.config.clone();
         cfg.out_dir = run_dir.to_path_buf();
         let model = Classifier::new(cfg.backbone, CLASS_NAMES.len(), cfg.seed, &device)?;
-        let all: BTreeMap<String, Tensor> =
-            candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-                .map_err(|e| {
-                    Error::weights(&path, format!("corrupt or truncated checkpoint: {e}"))
-                })?
-                .into_iter()
-                .collect();
         let model_t: BTreeMap<String, Tensor> = all
             .iter()
             .filter_map(|(k, v)| k.strip_prefix("model.").map(|n| (n.to_string(), v.clone())))

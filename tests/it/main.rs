@@ -2,7 +2,9 @@
 mod app_training;
 mod app_viewer;
 mod common;
+mod crash;
 mod data_check;
+mod hostile;
 mod model_files;
 mod predict_cli;
 mod torchvision_fixture;

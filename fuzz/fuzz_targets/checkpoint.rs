@@ -1,0 +1,8 @@
+//! Training checkpoints (safetensors + JSON run state).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use std::path::Path;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = covid_resnet::train::trainer::parse_checkpoint(data, Path::new("checkpoint.safetensors"));
+});
