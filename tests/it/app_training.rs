@@ -264,3 +264,40 @@ fn snapshots_before_and_during_training() {
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_dir_all(&run);
 }
+
+/// A deliberately huge learning rate: the run stops, the weights are restored, the message
+/// is on screen, and the run folder can still be resumed.
+#[test]
+fn divergence_is_shown_and_the_run_stays_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = (dir.path().join("data"), dir.path().join("run"));
+    write_synthetic(&data, 16, 4);
+    let mut s = settings(&data, &run);
+    s.training.plan_rows[1].lr = "1e30".into();
+    s.training.plan_rows[1].epochs = "1".into();
+    let mut h = harness(s);
+    step_until(&mut h, 30, "the dataset scan", |a| {
+        a.training.dataset.is_some()
+    });
+    h.get_by_label("Start").click();
+    step_until(&mut h, 120, "the failure", |a| {
+        a.training.state == RunState::Idle && a.training.error.is_some()
+    });
+    let e = h.state().training.error.clone().unwrap();
+    assert!(e.contains("loss became") && e.contains("restored"), "{e}");
+    assert!(
+        h.query_all_by_label_contains("loss became")
+            .next()
+            .is_some(),
+        "the message is not on screen"
+    );
+    // The checkpoint of the head epoch is intact and resumable.
+    let t = covid_resnet::train::trainer::Trainer::resume(
+        &run,
+        covid_resnet::device::DeviceChoice::Cpu,
+        std::sync::Arc::new(covid_resnet::train::events::VecSink::default()),
+        std::sync::Arc::new(covid_resnet::train::events::Control::default()),
+    )
+    .unwrap();
+    assert_eq!(t.history().len(), 1);
+}

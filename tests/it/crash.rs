@@ -439,3 +439,34 @@ fn train_eval_and_predict_write_only_where_asked() {
     let cam_files: Vec<_> = snapshot(&cams).into_keys().collect();
     assert_eq!(cam_files, vec![cams.join("test_0.gradcam.png")]);
 }
+
+#[test]
+fn divergence_in_the_cli_is_reported_and_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    write_synthetic(&data, 16, 4);
+    let plan = d.join("plan.toml");
+    std::fs::write(
+        &plan,
+        PLAN.replace("lr = \"1e-4..1e-3\"", "lr = \"1e30\"")
+            .replace("epochs = 2", "epochs = 1"),
+    )
+    .unwrap();
+    let run = d.join("run");
+    let out = train_cmd(&data, &plan, &run).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr.contains("loss became") && stderr.contains("restored"),
+        "{stderr}"
+    );
+    assert_eq!(check_run_folder(&run), 1, "the head epoch is kept");
+    // Resuming loads the checkpoint and meets the same rate again: reported the same way,
+    // not as a broken run folder.
+    let out = resume_cmd(&run).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resumed"), "{stderr}");
+    assert!(stderr.contains("loss became"), "{stderr}");
+    assert_eq!(check_run_folder(&run), 1);
+}
