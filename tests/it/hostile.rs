@@ -139,6 +139,19 @@ fn write_corpus(d: &Path) -> Corpus {
     let p = d.join("folder.png");
     std::fs::create_dir_all(&p).unwrap();
     c.bad.push(p);
+    // No read permission: refused, except for root, who reads it anyway.
+    let p = d.join("no_permission.png");
+    film_img.save(&p).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    if std::fs::read(&p).is_err() {
+        c.bad.push(p);
+    } else {
+        eprintln!("running as root: no_permission.png is readable, so it is not a bad file here");
+        c.any.push(p);
+    }
     let p = d.join("one_pixel.png");
     ImageBuffer::from_pixel(1, 1, Luma([128u8]))
         .save(&p)
@@ -464,4 +477,42 @@ fn the_viewer_survives_the_corpus() {
         h.state_mut().viewer.selected = Some(i);
         h.run_steps(2);
     }
+}
+
+/// A report whose class indices do not fit its classes used to panic in the Viewer and in
+/// `markdown()` (indexing); now it is refused with the file's name.
+#[test]
+fn an_inconsistent_eval_report_is_refused_with_its_name() {
+    use covid_resnet::eval::report::{Case, EvalReport};
+    let dir = tempfile::tempdir().unwrap();
+    let classes: Vec<String> = covid_resnet::CLASS_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let case = |a, p| Case {
+        file: "x.png".into(),
+        actual: a,
+        predicted: p,
+        probs: vec![0.25; 4],
+        loss: 1.0,
+        source: None,
+    };
+    let good = EvalReport::from_cases(classes, vec![case(0, 1), case(2, 2)], 10, 0);
+    let mut v = serde_json::to_value(&good).unwrap();
+    v["cases"][1]["predicted"] = serde_json::json!(7);
+    let p = dir.path().join("hostile-report.json");
+    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    let e = EvalReport::load(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("hostile-report.json") && e.contains("case 2"),
+        "{e}"
+    );
+    let mut r = covid_resnet::app::viewer::review::ReviewState::default();
+    r.open_report(&p);
+    assert!(r.report.is_none());
+    assert!(r.error.unwrap().contains("hostile-report.json"));
+    // A JSON of the wrong shape altogether.
+    std::fs::write(&p, b"{\"classes\": 3}").unwrap();
+    let e = EvalReport::load(&p).unwrap_err().to_string();
+    assert!(e.contains("hostile-report.json"), "{e}");
 }
