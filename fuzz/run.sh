@@ -14,7 +14,9 @@ mkdir -p fuzz/logs
 run_one() {
   t=$1
   mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
-  cargo fuzz run -s none -a "$t" "fuzz/corpus/$t" -- \
+  # The binary cargo fuzz built, run directly (cargo fuzz run would rebuild per target).
+  "fuzz/target/x86_64-unknown-linux-gnu/release/$t" "fuzz/corpus/$t" \
+    -artifact_prefix="fuzz/artifacts/$t/" \
     -max_total_time="$SECS" -rss_limit_mb=4096 -timeout=20 -max_len=16384 \
     -print_final_stats=1 > "fuzz/logs/$t.log" 2>&1 || true
   runs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "fuzz/logs/$t.log" | tail -1)

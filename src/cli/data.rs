@@ -23,6 +23,13 @@ pub enum DataCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Decode image files and print what the program sees: size, bit depth, format, DICOM
+    /// facts and input warnings (exit code 1 when a file cannot be read).
+    Inspect {
+        /// Image files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Runs `data`; exit code 1 when files are missing or unreadable or patients leak.
@@ -39,6 +46,51 @@ pub fn run(a: &DataArgs) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
+            })
+        }
+        DataCommand::Inspect { files } => {
+            let mut failed = false;
+            for f in files {
+                match crate::data::decode::decode_file(f) {
+                    Ok(img) => {
+                        let (lo, hi) = img
+                            .data
+                            .iter()
+                            .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+                        println!(
+                            "{}: {}x{} px, {}-bit {}{}, intensities {lo:.3}..{hi:.3}",
+                            f.display(),
+                            img.width,
+                            img.height,
+                            img.bit_depth,
+                            img.format,
+                            if img.was_color { ", colour" } else { "" }
+                        );
+                        if let Some(d) = &img.dicom {
+                            println!(
+                                "  DICOM: modality {}, {}, view {}, {} bits stored, {} frame(s), windowed {}",
+                                d.modality.as_deref().unwrap_or("-"),
+                                d.photometric,
+                                d.view_position.as_deref().unwrap_or("-"),
+                                d.bits_stored,
+                                d.frames,
+                                d.windowed
+                            );
+                        }
+                        for w in crate::infer::sanity::check(&img, 224) {
+                            println!("  warning (for a 224 px model): {w}");
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
             })
         }
     }

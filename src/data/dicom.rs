@@ -50,6 +50,7 @@ fn int(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<u32> {
 
 /// Decodes the first frame of a DICOM file to grayscale in [0, 1].
 pub fn decode_dicom(bytes: &[u8]) -> std::result::Result<(GrayImage, DicomInfo), String> {
+    super::dicom_scan::check_lengths(bytes)?;
     let obj = OpenFileOptions::new()
         .read_preamble(ReadPreamble::Auto)
         .from_reader(std::io::Cursor::new(bytes))

@@ -3,6 +3,7 @@ pub mod augment;
 pub mod check;
 pub mod decode;
 pub mod dicom;
+pub mod dicom_scan;
 pub mod loader;
 pub mod preprocess;
 pub mod sampler;

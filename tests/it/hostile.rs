@@ -516,3 +516,54 @@ fn an_inconsistent_eval_report_is_refused_with_its_name() {
     let e = EvalReport::load(&p).unwrap_err().to_string();
     assert!(e.contains("hostile-report.json"), "{e}");
 }
+
+/// Inputs the fuzz targets found (fuzz/, assets/docs/reliability.md), kept as files: each must
+/// fail fast with a message naming it and a small peak memory (the forged-length DICOM files
+/// took 3.4 GB and 8 s before the header pre-scan). Peak RSS comes from GNU time, which
+/// `.ci/run` installs.
+#[test]
+fn fuzz_regressions_fail_cleanly_and_cheaply() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        files.len() >= 2,
+        "regression inputs missing from {}",
+        dir.display()
+    );
+    assert!(
+        Path::new("/usr/bin/time").is_file(),
+        "/usr/bin/time (GNU time) is needed to measure peak memory"
+    );
+    for f in files {
+        let t = std::time::Instant::now();
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "peak-rss-kb %M"])
+            .arg(bin())
+            .args(["data", "inspect"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        no_panic(&out, "data inspect");
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", f.display());
+        assert!(stderr.contains(&f.display().to_string()), "{stderr}");
+        let kb: u64 = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("peak-rss-kb "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("GNU time's figure");
+        eprintln!("{}: {secs:.2} s, peak {} MB", f.display(), kb / 1024);
+        assert!(
+            kb < 300 * 1024,
+            "{}: peak RSS {} MB",
+            f.display(),
+            kb / 1024
+        );
+        assert!(secs < 5.0, "{} took {secs:.1} s", f.display());
+    }
+}
