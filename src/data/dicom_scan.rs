@@ -81,26 +81,23 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
             let len = u32le(bytes, i + 4);
             i += 8;
             match element {
-                0xE000 => {
-                    if len != UNDEFINED {
-                        if len as usize > bytes.len() - i {
-                            return Err(format!(
-                                "a DICOM item declares {len} bytes, only {} remain (forged or truncated file)",
-                                bytes.len() - i
-                            ));
-                        }
-                        if mode == Mode::Fragments {
-                            i += len as usize;
-                        }
+                0xE000 if len != UNDEFINED => {
+                    if len as usize > bytes.len() - i {
+                        return Err(format!(
+                            "a DICOM item declares {len} bytes, only {} remain (forged or truncated file)",
+                            bytes.len() - i
+                        ));
                     }
-                    // Items of a sequence hold elements: scan them in place.
-                }
-                0xE0DD => {
-                    if stack.len() > 1 {
-                        stack.pop();
+                    // Fragments are raw bytes; items of a sequence hold elements, scanned
+                    // in place.
+                    if mode == Mode::Fragments {
+                        i += len as usize;
                     }
                 }
-                _ => {} // item delimiter: nothing to skip
+                0xE0DD if stack.len() > 1 => {
+                    stack.pop();
+                }
+                _ => {} // undefined-length item, item delimiter: nothing to skip
             }
             continue;
         }
