@@ -63,6 +63,21 @@ pub fn decode_dicom(bytes: &[u8]) -> std::result::Result<(GrayImage, DicomInfo),
     if rows == 0 || cols == 0 {
         return Err("DICOM image has no pixels".into());
     }
+    // dicom-pixeldata's LUTs assume 1 <= BitsStored <= BitsAllocated <= 16 (a larger value
+    // overflowed a shift in its LUT code: found by fuzzing).
+    let present = |t| obj.element_opt(t).ok().flatten().is_some();
+    if (present(tags::BITS_STORED) && int(&obj, tags::BITS_STORED).is_none())
+        || (present(tags::BITS_ALLOCATED) && int(&obj, tags::BITS_ALLOCATED).is_none())
+    {
+        return Err("DICOM BitsAllocated or BitsStored is not a number".into());
+    }
+    let bits_stored = int(&obj, tags::BITS_STORED).unwrap_or(bits_alloc);
+    if !matches!(bits_alloc, 1 | 8 | 16) || bits_stored == 0 || bits_stored > bits_alloc {
+        return Err(format!(
+            "DICOM BitsAllocated {bits_alloc} / BitsStored {bits_stored} are not supported \
+             (expected 8 or 16 bits allocated, 1 to that many stored)"
+        ));
+    }
     if rows > MAX_SIDE_PX || cols > MAX_SIDE_PX {
         return Err(format!(
             "DICOM image is {cols}x{rows}, over the {MAX_SIDE_PX} px limit"
