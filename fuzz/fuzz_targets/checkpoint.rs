@@ -4,5 +4,6 @@ use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = covid_resnet::train::trainer::parse_checkpoint(data, Path::new("checkpoint.safetensors"));
+    let _ =
+        covid_resnet::train::trainer::parse_checkpoint(data, Path::new("checkpoint.safetensors"));
 });

@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
         covid_resnet::data::split::parse_split_text(&text, Path::new("train.txt"), dir)
     {
         for s in &split.samples {
-            assert!(s.path.starts_with(dir), "{} escapes the image folder", s.path.display());
+            assert!(
+                s.path.starts_with(dir),
+                "{} escapes the image folder",
+                s.path.display()
+            );
             assert!(s.label < 4);
         }
         let _ = split.class_counts();
