@@ -66,7 +66,22 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
                 .into_iter()
                 .collect::<BTreeMap<_, _>>()
         }
-        WeightFormat::PthZip => read_pth(path)?,
+        WeightFormat::PthZip => {
+            // candle's pickle reader can panic on malformed input (a LONG1 of more than 8
+            // bytes overflows a shift; found by the pth_weights fuzz target): contain it.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_pth(path)))
+                .unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(Error::weights(
+                        path,
+                        format!("malformed PyTorch file (the pickle reader failed: {msg})"),
+                    ))
+                })?
+        }
     };
     if map.is_empty() {
         return Err(Error::weights(path, "the file holds no tensors"));

@@ -567,3 +567,18 @@ fn fuzz_regressions_fail_cleanly_and_cheaply() {
         assert!(secs < 5.0, "{} took {secs:.1} s", f.display());
     }
 }
+
+/// A `.pth` whose pickle makes candle's reader panic (LONG1 with more than 8 bytes: a shift
+/// overflow under overflow checks): `--weights` must get an error naming the file.
+#[test]
+fn a_malformed_pth_is_an_error_not_a_panic() {
+    let f =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions/pth-long1-overflow.pth");
+    let e = covid_resnet::model::weights::read_tensors(&f)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("pth-long1-overflow.pth") && e.contains("malformed PyTorch file"),
+        "{e}"
+    );
+}
