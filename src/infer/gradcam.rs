@@ -158,7 +158,12 @@ mod tests {
     fn weights_match_finite_differences_of_the_head() {
         let dev = Device::Cpu;
         let model = Classifier::with_dtype(Backbone::Resnet18, 4, 7, &dev, DType::F64).unwrap();
-        let x = Tensor::randn(0f64, 1.0, (1, 3, 64, 64), &dev).unwrap();
+        // A seeded input (candle's CPU randn cannot be seeded): the test is deterministic.
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+        let v: Vec<f64> = (0..3 * 64 * 64)
+            .map(|_| rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng))
+            .collect();
+        let x = Tensor::from_vec(v, (1, 3, 64, 64), &dev).unwrap();
         let Coarse {
             class,
             map: coarse,
@@ -175,7 +180,8 @@ mod tests {
         };
         // alpha_k by finite differences over the first 6 channels, then the map at each
         // position restricted to those channels must match the same sum from the real run.
-        let eps = 1e-5;
+        // Small steps: the head's max pool and ReLU have kinks, which a step must not cross.
+        let eps = 1e-7;
         let hw = h * w;
         let mut alpha = Vec::new();
         for k in 0..6 {
