@@ -29,6 +29,48 @@ fn long_vr(vr: &[u8]) -> bool {
     )
 }
 
+/// Every value representation of PS3.5 (a file with another code is malformed; dicom-rs read
+/// such an element's length from the wrong bytes and allocated 4 GB for a 1.5 KB file).
+fn known_vr(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"OB"
+            | b"OD"
+            | b"OF"
+            | b"OL"
+            | b"OV"
+            | b"OW"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SQ"
+            | b"SS"
+            | b"ST"
+            | b"SV"
+            | b"TM"
+            | b"UC"
+            | b"UI"
+            | b"UL"
+            | b"UN"
+            | b"UR"
+            | b"US"
+            | b"UT"
+            | b"UV"
+    )
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     /// Data elements (top level, or inside sequence items).
@@ -103,6 +145,12 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
         }
         let (vr, len, header) = if explicit || in_meta {
             let vr = [bytes[i + 4], bytes[i + 5]];
+            if !known_vr(&vr) {
+                return Err(format!(
+                    "DICOM element ({group:04X},{element:04X}) has an invalid value representation {:?}",
+                    String::from_utf8_lossy(&vr)
+                ));
+            }
             if long_vr(&vr) {
                 if bytes.len() - i < 12 {
                     return Err(format!(
