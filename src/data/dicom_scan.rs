@@ -1,8 +1,8 @@
 //! A pre-scan of a DICOM file's element headers, before dicom-rs parses it: every defined
 //! element length must fit in the bytes that remain. dicom-rs allocates what a header
 //! declares, so a 1.5 KB file with a forged length made it take 3.4 GB and 8 s before
-//! failing (found by the `decode_dicom` fuzz target). Little-endian transfer syntaxes only;
-//! others are left to the parser.
+//! failing (found by the `decode_dicom` fuzz target). Explicit VR little and big endian and
+//! implicit VR little endian are walked.
 
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
@@ -87,6 +87,14 @@ fn u32le(b: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
+fn u16be(b: &[u8], i: usize) -> u16 {
+    u16::from_be_bytes([b[i], b[i + 1]])
+}
+
+fn u32be(b: &[u8], i: usize) -> u32 {
+    u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
 /// Checks the element headers of `bytes` (a whole file: optional 128-byte preamble and
 /// "DICM", the meta group, the data set). `Err` says which length does not fit.
 pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
@@ -100,6 +108,7 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
     let mut explicit = true;
     let mut stack: Vec<Mode> = vec![Mode::Elements];
     let mut in_meta = true;
+    let mut big = false;
     while i < bytes.len() {
         if bytes.len() - i < 8 {
             return Err(format!(
@@ -111,16 +120,35 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
         if in_meta && group != 0x0002 {
             in_meta = false;
             let s = syntax.trim_end_matches(['\0', ' ']);
-            if s == EXPLICIT_VR_BE {
-                return Ok(()); // retired big-endian syntax: left to the parser
-            }
+            // The data set after the meta group is big endian in the retired syntax
+            // (a fuzzed file with that UID but little-endian data took 3.1 GB).
+            big = s == EXPLICIT_VR_BE;
             explicit = s != IMPLICIT_VR_LE;
             let _ = EXPLICIT_VR_LE;
         }
+        let (group, element) = if big {
+            (u16be(bytes, i), u16be(bytes, i + 2))
+        } else {
+            (group, element)
+        };
+        let r16 = |at: usize| {
+            if big {
+                u16be(bytes, at)
+            } else {
+                u16le(bytes, at)
+            }
+        };
+        let r32 = |at: usize| {
+            if big {
+                u32be(bytes, at)
+            } else {
+                u32le(bytes, at)
+            }
+        };
         let mode = *stack.last().unwrap_or(&Mode::Elements);
         if group == 0xFFFE {
             // Item, item delimiter, sequence delimiter: tag + 4-byte length, no VR.
-            let len = u32le(bytes, i + 4);
+            let len = r32(i + 4);
             i += 8;
             match element {
                 0xE000 if len != UNDEFINED => {
@@ -157,12 +185,12 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
                         "DICOM data ends inside an element header at byte {i}"
                     ));
                 }
-                (Some(vr), u32le(bytes, i + 8), 12)
+                (Some(vr), r32(i + 8), 12)
             } else {
-                (Some(vr), u16le(bytes, i + 6) as u32, 8)
+                (Some(vr), r16(i + 6) as u32, 8)
             }
         } else {
-            (None, u32le(bytes, i + 4), 8)
+            (None, r32(i + 4), 8)
         };
         i += header;
         if len == UNDEFINED {
