@@ -117,9 +117,18 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
         }
         let group = u16le(bytes, i);
         let element = u16le(bytes, i + 2);
+        if !in_meta && group == 0x0002 {
+            // A foreign tag inside the meta group made dicom-rs take 2.1 GB (fuzzing).
+            return Err(format!(
+                "DICOM meta element (0002,{element:04X}) after the data set began at byte {i}"
+            ));
+        }
         if in_meta && group != 0x0002 {
             in_meta = false;
             let s = syntax.trim_end_matches(['\0', ' ']);
+            if s.is_empty() {
+                return Err("the DICOM meta group names no transfer syntax (0002,0010)".into());
+            }
             // The data set after the meta group is big endian in the retired syntax
             // (a fuzzed file with that UID but little-endian data took 3.1 GB).
             big = s == EXPLICIT_VR_BE;
