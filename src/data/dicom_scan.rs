@@ -109,6 +109,7 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
     let mut stack: Vec<Mode> = vec![Mode::Elements];
     let mut in_meta = true;
     let mut big = false;
+    let mut meta_end: Option<usize> = None;
     while i < bytes.len() {
         if bytes.len() - i < 8 {
             return Err(format!(
@@ -125,6 +126,15 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
         }
         if in_meta && group != 0x0002 {
             in_meta = false;
+            // dicom-rs reads the meta group by its declared length: a wrong one starts the
+            // data set mid-element (4.2 GB for a 922-byte file, found by decode_dicom).
+            if let Some(end) = meta_end {
+                if end != i {
+                    return Err(format!(
+                        "the DICOM meta group length says it ends at byte {end}, its elements end at {i}"
+                    ));
+                }
+            }
             let s = syntax.trim_end_matches(['\0', ' ']);
             if s.is_empty() {
                 return Err("the DICOM meta group names no transfer syntax (0002,0010)".into());
@@ -219,6 +229,9 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
                 "DICOM element ({group:04X},{element:04X}) declares {len} bytes, only {} remain (forged or truncated file)",
                 bytes.len() - i
             ));
+        }
+        if in_meta && group == 0x0002 && element == 0x0000 && len == 4 {
+            meta_end = Some(i + 4 + u32le(bytes, i) as usize);
         }
         if in_meta && group == 0x0002 && element == 0x0010 {
             syntax = String::from_utf8_lossy(&bytes[i..i + len]).into_owned();
