@@ -1,6 +1,6 @@
 //! `covid-resnet predict --model M [--json] FILE...`
 use crate::device::DeviceChoice;
-use crate::infer::Predictor;
+use crate::infer::{Prediction, Predictor};
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,21 +55,37 @@ pub fn parse_class(s: &str, classes: &[String]) -> anyhow::Result<usize> {
         })
 }
 
-/// Writes Grad-CAM overlays for the files that predicted; returns (file, written path or
-/// error) per file.
-fn write_cams(
+/// Predicts each file with Grad-CAM (each decoded and analysed once) and writes its overlay
+/// into `out`. Returns the predictions, and (file, written path or error) for each file that
+/// predicted.
+type CamResults = Vec<(PathBuf, Result<PathBuf, String>)>;
+
+fn predict_with_cams(
     predictor: &Predictor,
-    files: &[&PathBuf],
+    files: &[PathBuf],
     out: &std::path::Path,
     tta: bool,
     class: Option<usize>,
     opacity: f32,
-) -> anyhow::Result<Vec<(PathBuf, Result<PathBuf, String>)>> {
+) -> anyhow::Result<(Vec<crate::Result<Prediction>>, CamResults)> {
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the Grad-CAM folder {}", out.display()))?;
     let mut used = std::collections::HashSet::new();
-    let mut res = Vec::new();
+    let (mut preds, mut cams) = (Vec::new(), Vec::new());
     for f in files {
+        let analysed = crate::data::decode::decode_file(f).and_then(|img| {
+            let a = predictor
+                .analyze(&img, tta, class)
+                .map_err(|e| crate::Error::invalid("inference", format!("{}: {e}", f.display())))?;
+            Ok((img, a))
+        });
+        let (img, a) = match analysed {
+            Ok(x) => x,
+            Err(e) => {
+                preds.push(Err(e));
+                continue;
+            }
+        };
         let stem = f
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -81,19 +97,24 @@ fn write_cams(
             k += 1;
         }
         let dest = out.join(name);
-        let r = (|| -> crate::Result<PathBuf> {
-            let img = crate::data::decode::decode_file(f)?;
-            let a = predictor.analyze(&img, tta, class)?;
-            let rgb = crate::infer::gradcam::overlay(&img, &a.cam, opacity);
+        let written = (|| -> crate::Result<PathBuf> {
+            let cam = a.cam.upsample(img.width, img.height);
+            let rgb = crate::infer::gradcam::overlay(&img, &cam, opacity);
             let mut png = Vec::new();
             rgb.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
                 .map_err(|e| crate::Error::invalid("png", e.to_string()))?;
             crate::files::write_atomic(&dest, &png)?;
             Ok(dest.clone())
         })();
-        res.push(((*f).clone(), r.map_err(|e| e.to_string())));
+        cams.push((f.clone(), written.map_err(|e| e.to_string())));
+        preds.push(Ok(Prediction {
+            path: f.clone(),
+            probs: a.probs,
+            predicted: a.predicted,
+            warnings: a.warnings,
+        }));
     }
-    Ok(res)
+    Ok((preds, cams))
 }
 
 /// Runs `predict`: exit code 1 when any file failed (the others are still printed).
@@ -107,16 +128,15 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|c| parse_class(c, &classes))
         .transpose()?;
-    let results = predictor.predict_files(&a.files, a.batch_size, a.tta);
-    let mut failed = results.iter().filter(|r| r.is_err()).count();
-    let cams = match &a.gradcam {
-        Some(dir) => {
-            let ok: Vec<&PathBuf> = results.iter().flatten().map(|p| &p.path).collect();
-            write_cams(&predictor, &ok, dir, a.tta, cam_class, a.cam_opacity)?
-        }
-        None => Vec::new(),
+    let (results, cams) = match &a.gradcam {
+        Some(dir) => predict_with_cams(&predictor, &a.files, dir, a.tta, cam_class, a.cam_opacity)?,
+        None => (
+            predictor.predict_files(&a.files, a.batch_size, a.tta),
+            Vec::new(),
+        ),
     };
-    failed += cams.iter().filter(|(_, r)| r.is_err()).count();
+    let failed = results.iter().filter(|r| r.is_err()).count()
+        + cams.iter().filter(|(_, r)| r.is_err()).count();
     let cam_of = |f: &PathBuf| cams.iter().find(|(p, _)| p == f).map(|(_, r)| r);
     if a.json {
         let preds: Vec<_> = results

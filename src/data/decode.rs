@@ -35,6 +35,26 @@ pub struct GrayImage {
     pub dicom: Option<super::dicom::DicomInfo>,
 }
 
+#[cfg(test)]
+impl GrayImage {
+    /// An 8-bit gray PNG-like image with pixel (x, y) = `f(x, y)` (unit tests).
+    pub(crate) fn from_fn(w: u32, h: u32, f: impl Fn(u32, u32) -> f32) -> Self {
+        let data = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .map(|(x, y)| f(x, y))
+            .collect();
+        Self {
+            width: w,
+            height: h,
+            data,
+            bit_depth: 8,
+            was_color: false,
+            format: "png".into(),
+            dicom: None,
+        }
+    }
+}
+
 /// Decodes an image file.
 pub fn decode_file(path: &Path) -> Result<GrayImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;

@@ -76,19 +76,7 @@ mod tests {
     use super::*;
 
     fn gray(w: u32, h: u32, f: impl Fn(u32, u32) -> f32) -> GrayImage {
-        let data = (0..h)
-            .flat_map(|y| (0..w).map(move |x| (x, y)))
-            .map(|(x, y)| f(x, y))
-            .collect();
-        GrayImage {
-            width: w,
-            height: h,
-            data,
-            bit_depth: 8,
-            was_color: false,
-            format: "png".into(),
-            dicom: None,
-        }
+        GrayImage::from_fn(w, h, f)
     }
 
     #[test]

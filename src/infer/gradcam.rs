@@ -12,37 +12,63 @@ use candle_core::{DType, Device, Tensor, Var};
 use image::imageops::FilterType;
 use image::{ImageBuffer, Luma, Rgb, RgbImage};
 
-/// A class-activation map.
+/// A class-activation map at an image's size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CamMap {
     /// The class it explains.
     pub class: usize,
-    /// Width in pixels (the image's).
+    /// Width in pixels.
     pub width: u32,
-    /// Height in pixels (the image's).
+    /// Height in pixels.
     pub height: u32,
     /// Row-major values in [0, 1] (the map divided by its maximum).
     pub data: Vec<f32>,
-    /// The map before upsampling (feature-map resolution), unnormalised.
-    pub coarse: Vec<f32>,
-    /// Side lengths (h, w) of `coarse`.
-    pub coarse_hw: (usize, usize),
-    /// Largest value of the unnormalised map; 0 means no positive evidence for the class
-    /// anywhere (the map is then all zeros).
-    pub peak: f32,
 }
 
-/// Grad-CAM at the feature map's resolution.
+/// Grad-CAM at the feature map's resolution; [`Coarse::upsample`] gives it any size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Coarse {
-    /// Softmax probabilities of the image.
+    /// Softmax probabilities of the (un-flipped) image.
     pub probs: Vec<f32>,
     /// The class explained.
     pub class: usize,
-    /// ReLU(sum_k alpha_k A_k), row-major (h, w).
+    /// ReLU(sum_k alpha_k A_k), row-major (h, w), unnormalised.
     pub map: Vec<f32>,
     /// (h, w) of the feature map.
     pub hw: (usize, usize),
+}
+
+impl Coarse {
+    /// Largest value of the map; 0 means no positive evidence for the class anywhere.
+    pub fn peak(&self) -> f32 {
+        self.map.iter().copied().fold(0.0f32, f32::max)
+    }
+
+    /// The map upsampled bilinearly to `width` x `height` and scaled to [0, 1] (all zeros
+    /// when the peak is 0).
+    pub fn upsample(&self, width: u32, height: u32) -> CamMap {
+        let peak = self.peak();
+        // Scale to [0, 1] before resizing: the image crate clamps float pixels to that range.
+        let scaled: Vec<f32> = if peak > 0.0 {
+            self.map
+                .iter()
+                .map(|v| (v / peak).clamp(0.0, 1.0))
+                .collect()
+        } else {
+            vec![0.0; self.map.len()]
+        };
+        let (h, w) = self.hw;
+        let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
+            ImageBuffer::from_raw(w as u32, h as u32, scaled).expect("h*w values");
+        let data = image::imageops::resize(&buf, width.max(1), height.max(1), FilterType::Triangle)
+            .into_raw();
+        CamMap {
+            class: self.class,
+            width,
+            height,
+            data,
+        }
+    }
 }
 
 /// Grad-CAM for one preprocessed image `x` (1, 3, S, S) and class `class` (None: the
@@ -81,36 +107,6 @@ pub fn grad_cam_coarse(model: &Classifier, x: &Tensor, class: Option<usize>) -> 
     })
 }
 
-/// Upsamples a coarse map (h, w) to `width` x `height` bilinearly and scales it to [0, 1].
-pub fn upsample(
-    class: usize,
-    coarse: Vec<f32>,
-    (h, w): (usize, usize),
-    width: u32,
-    height: u32,
-) -> CamMap {
-    let peak = coarse.iter().copied().fold(0.0f32, f32::max);
-    // Scale to [0, 1] before resizing: the image crate clamps float pixels to that range.
-    let scaled: Vec<f32> = if peak > 0.0 {
-        coarse.iter().map(|v| (v / peak).clamp(0.0, 1.0)).collect()
-    } else {
-        vec![0.0; coarse.len()]
-    };
-    let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
-        ImageBuffer::from_raw(w as u32, h as u32, scaled).expect("h*w values");
-    let data =
-        image::imageops::resize(&buf, width.max(1), height.max(1), FilterType::Triangle).into_raw();
-    CamMap {
-        class,
-        width,
-        height,
-        data,
-        coarse,
-        coarse_hw: (h, w),
-        peak,
-    }
-}
-
 /// The jet colour map (blue - cyan - yellow - red) at `t` in [0, 1].
 pub fn jet(t: f32) -> [u8; 3] {
     let t = t.clamp(0.0, 1.0);
@@ -144,11 +140,18 @@ mod tests {
 
     #[test]
     fn upsample_keeps_a_constant_and_scales_to_one() {
-        let m = upsample(1, vec![2.0; 4], (2, 2), 5, 3);
-        assert_eq!((m.width, m.height, m.data.len()), (5, 3, 15));
+        let coarse = |map: Vec<f32>| Coarse {
+            probs: vec![],
+            class: 1,
+            map,
+            hw: (2, 2),
+        };
+        let c = coarse(vec![2.0; 4]);
+        let m = c.upsample(5, 3);
+        assert_eq!((m.class, m.width, m.height, m.data.len()), (1, 5, 3, 15));
         assert!(m.data.iter().all(|&v| (v - 1.0).abs() < 1e-6));
-        assert_eq!(m.peak, 2.0);
-        let z = upsample(0, vec![0.0; 4], (2, 2), 4, 4);
+        assert_eq!(c.peak(), 2.0);
+        let z = coarse(vec![0.0; 4]).upsample(4, 4);
         assert!(z.data.iter().all(|&v| v == 0.0));
     }
 

@@ -1,5 +1,5 @@
 //! File -> decoded grayscale -> resized, normalised tensor -> softmax over the classes.
-use super::gradcam::{grad_cam_coarse, upsample, CamMap};
+use super::gradcam::{grad_cam_coarse, Coarse};
 use crate::data::augment::{AugmentConfig, Flip};
 use crate::data::decode::{decode_file, GrayImage};
 use crate::data::preprocess::{batch_tensor, ResizeMode};
@@ -32,8 +32,9 @@ pub struct Analysis {
     pub predicted: usize,
     /// Whether `probs` average the image and its flips.
     pub tta: bool,
-    /// Grad-CAM for the requested class, at the image's size.
-    pub cam: CamMap,
+    /// Grad-CAM for the requested class at the feature map's resolution (upsample it to
+    /// the size it is shown at).
+    pub cam: Coarse,
     /// Input sanity warnings.
     pub warnings: Vec<super::InputWarning>,
 }
@@ -122,43 +123,59 @@ impl Predictor {
         &self.meta
     }
 
-    /// Probabilities (one row per image) for decoded images, evaluated in one batch.
-    pub fn predict_images(&self, images: &[&GrayImage]) -> Result<Vec<Vec<f32>>> {
-        if images.is_empty() {
-            return Ok(Vec::new());
-        }
-        let x = batch_tensor(
+    /// The normalised input batch (N, 3, S, S) for decoded images.
+    fn input(&self, images: &[&GrayImage]) -> Result<candle_core::Tensor> {
+        batch_tensor(
             images,
             self.meta.input_size_px,
             self.resize,
             self.meta.mean,
             self.meta.std,
             self.model.device(),
-        )?;
-        let logits = self.model.forward_t(&x, false)?;
+        )
+    }
+
+    /// Probabilities (one row per image) for decoded images, evaluated in one batch.
+    pub fn predict_images(&self, images: &[&GrayImage]) -> Result<Vec<Vec<f32>>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let logits = self.model.forward_t(&self.input(images)?, false)?;
         let probs = candle_nn::ops::softmax(&logits, D::Minus1)?;
         Ok(probs.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
+    }
+
+    /// Turns the plain probabilities `plain` of `images` into their average with those of
+    /// the images' flips ([`tta_flips`]).
+    fn average_with_flips(
+        &self,
+        images: &[&GrayImage],
+        mut plain: Vec<Vec<f32>>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let flips = tta_flips(&self.meta);
+        for &f in &flips {
+            let v: Vec<GrayImage> = images.iter().map(|i| flipped(i, f)).collect();
+            let refs: Vec<&GrayImage> = v.iter().collect();
+            for (acc, p) in plain.iter_mut().zip(self.predict_images(&refs)?) {
+                acc.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+            }
+        }
+        let n = (flips.len() + 1) as f32;
+        plain
+            .iter_mut()
+            .for_each(|r| r.iter_mut().for_each(|v| *v /= n));
+        Ok(plain)
     }
 
     /// Probabilities averaged over each image and its flips ([`tta_flips`]: test-time
     /// augmentation), or plain ones when `tta` is false.
     pub fn predict_images_tta(&self, images: &[&GrayImage], tta: bool) -> Result<Vec<Vec<f32>>> {
-        let mut sum = self.predict_images(images)?;
-        if !tta {
-            return Ok(sum);
+        let plain = self.predict_images(images)?;
+        if tta {
+            self.average_with_flips(images, plain)
+        } else {
+            Ok(plain)
         }
-        let flips = tta_flips(&self.meta);
-        for &f in &flips {
-            let v: Vec<GrayImage> = images.iter().map(|i| flipped(i, f)).collect();
-            let refs: Vec<&GrayImage> = v.iter().collect();
-            for (acc, p) in sum.iter_mut().zip(self.predict_images(&refs)?) {
-                acc.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-            }
-        }
-        let n = (flips.len() + 1) as f32;
-        sum.iter_mut()
-            .for_each(|r| r.iter_mut().for_each(|v| *v /= n));
-        Ok(sum)
     }
 
     /// Sanity warnings for an image given to this model.
@@ -173,39 +190,22 @@ impl Predictor {
         tta: bool,
         cam_class: Option<usize>,
     ) -> Result<Analysis> {
-        let x = batch_tensor(
-            &[img],
-            self.meta.input_size_px,
-            self.resize,
-            self.meta.mean,
-            self.meta.std,
-            self.model.device(),
-        )?;
+        let x = self.input(&[img])?;
         let first = grad_cam_coarse(&self.model, &x, cam_class)?;
-        let plain_class = first.class;
         let probs = if tta {
-            let flips = tta_flips(&self.meta);
-            let mut sum = first.probs.clone();
-            for &f in &flips {
-                let v = flipped(img, f);
-                let p = self.predict_images(&[&v])?.remove(0);
-                sum.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-            }
-            let n = (flips.len() + 1) as f32;
-            sum.iter().map(|v| v / n).collect()
+            self.average_with_flips(&[img], vec![first.probs.clone()])?
+                .remove(0)
         } else {
             first.probs.clone()
         };
         let predicted = argmax(&probs);
         let wanted = cam_class.filter(|&c| c < probs.len()).unwrap_or(predicted);
         // The map explains the plain image's class; redo it when TTA changed the winner.
-        let c = if wanted == plain_class {
+        let cam = if wanted == first.class {
             first
         } else {
             grad_cam_coarse(&self.model, &x, Some(wanted))?
         };
-        let (coarse, hw) = (c.map, c.hw);
-        let cam = upsample(wanted, coarse, hw, img.width, img.height);
         Ok(Analysis {
             probs,
             predicted,

@@ -189,28 +189,16 @@ mod tests {
 
     /// A synthetic frontal film: dark lungs on either side of a bright mediastinum.
     pub(crate) fn film(w: u32, h: u32) -> GrayImage {
-        let data = (0..h)
-            .flat_map(|y| (0..w).map(move |x| (x, y)))
-            .map(|(x, y)| {
-                let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
-                let lung = (0.12..0.42).contains(&fx) || (0.58..0.88).contains(&fx);
-                let base = if lung && (0.15..0.75).contains(&fy) {
-                    0.2
-                } else {
-                    0.7
-                };
-                base + 0.1 * ((x * 7 + y * 13) % 11) as f32 / 11.0
-            })
-            .collect();
-        GrayImage {
-            width: w,
-            height: h,
-            data,
-            bit_depth: 8,
-            was_color: false,
-            format: "png".into(),
-            dicom: None,
-        }
+        GrayImage::from_fn(w, h, |x, y| {
+            let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+            let lung = (0.12..0.42).contains(&fx) || (0.58..0.88).contains(&fx);
+            let base = if lung && (0.15..0.75).contains(&fy) {
+                0.2
+            } else {
+                0.7
+            };
+            base + 0.1 * ((x * 7 + y * 13) % 11) as f32 / 11.0
+        })
     }
 
     #[test]
@@ -278,15 +266,7 @@ mod tests {
     fn percentile_range_of_a_ramp() {
         // Values 0..1 uniformly: the 1st-99th percentile range is 0.98 (to a bin).
         let n = 10_000u32;
-        let img = GrayImage {
-            width: n,
-            height: 1,
-            data: (0..n).map(|i| i as f32 / (n - 1) as f32).collect(),
-            bit_depth: 16,
-            was_color: false,
-            format: "png".into(),
-            dicom: None,
-        };
+        let img = GrayImage::from_fn(n, 1, |x, _| x as f32 / (n - 1) as f32);
         assert!((intensity_range(&img) - 0.98).abs() < 2.0 / 1023.0);
     }
 }

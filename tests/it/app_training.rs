@@ -1,5 +1,6 @@
 //! The Training tab driven as a user would, through egui_kittest (no window needed for
 //! these; snapshots need a GPU adapter, lavapipe in CI).
+use crate::common::step_until;
 use crate::training::write_synthetic;
 use covid_resnet::app::training::{RunState, TrainingSettings};
 use covid_resnet::app::{App, Settings};
@@ -7,7 +8,7 @@ use covid_resnet::model::Backbone;
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn settings(data: &Path, run: &Path) -> Settings {
     use covid_resnet::app::training::PlanRow;
@@ -41,20 +42,6 @@ fn harness(s: Settings) -> Harness<'static, App> {
     Harness::builder()
         .with_size(egui::vec2(1400.0, 1000.0))
         .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s))
-}
-
-/// Steps frames until `cond` holds, for at most `secs`.
-fn step_until(h: &mut Harness<'static, App>, secs: u64, what: &str, cond: impl Fn(&App) -> bool) {
-    let t = Instant::now();
-    while !cond(h.state()) {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    h.step();
 }
 
 fn disabled(h: &Harness<'static, App>, label: &str) -> bool {

@@ -1,6 +1,7 @@
 //! The Viewer tab driven as a user would, through egui_kittest: files dropped on the window,
 //! a corrupt one among them, the test-set review with a cell click and the gallery, and
 //! snapshot PNGs.
+use crate::common::step_until;
 use crate::training::write_synthetic;
 use crate::viewer_infer::{film, write_model};
 use covid_resnet::app::viewer::{ImageState, Mode, ViewerSettings};
@@ -12,7 +13,6 @@ use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// A folder with a fixed name under the temp dir (paths appear in snapshots), removed at
 /// the end.
@@ -60,19 +60,6 @@ fn harness(model: &Path, data: &Path) -> Harness<'static, App> {
     Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
         .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s))
-}
-
-fn step_until(h: &mut Harness<'static, App>, secs: u64, what: &str, cond: impl Fn(&App) -> bool) {
-    let t = Instant::now();
-    while !cond(h.state()) {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    h.run_steps(2);
 }
 
 fn all_predicted(a: &App) -> bool {
@@ -288,7 +275,7 @@ fn confusion_cell_click_lists_exactly_its_cases_and_opens_one() {
     let sel = &v.images[v.selected.unwrap()];
     assert_eq!(sel.path, wrong[1]);
     let a = sel.analysis().unwrap().as_ref().unwrap();
-    assert_eq!((a.cam.width, a.cam.height), (64, 64));
+    assert_eq!(a.cam.class, a.predicted);
 
     // Export: JSON reads back to the same report, the PNG decodes.
     let out = d.join("export");

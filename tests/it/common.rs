@@ -47,3 +47,23 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .to_scalar::<f32>()
         .unwrap()
 }
+
+/// Steps the UI harness until `cond` holds (background work replies between frames), for at
+/// most `secs`, then two more frames so the result is drawn.
+pub fn step_until(
+    h: &mut egui_kittest::Harness<'static, covid_resnet::app::App>,
+    secs: u64,
+    what: &str,
+    cond: impl Fn(&covid_resnet::app::App) -> bool,
+) {
+    let t = std::time::Instant::now();
+    while !cond(h.state()) {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    h.run_steps(2);
+}

@@ -121,6 +121,24 @@ fn assert_same_weights(a: &Path, b: &Path) {
     }
 }
 
+/// Everything a finished child wrote: stdout, then stderr (where the progress lines go).
+fn printed(child: &mut std::process::Child) -> String {
+    let mut text = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
 /// Runs `cmd`, kills it with SIGKILL after `after`; returns (finished by itself, what it
 /// printed).
 fn run_and_kill(mut cmd: Command, after: Duration) -> (bool, String) {
@@ -132,42 +150,14 @@ fn run_and_kill(mut cmd: Command, after: Duration) -> (bool, String) {
     let t = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            let mut out = String::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            assert!(status.success(), "run failed: {err}");
-            return (true, out);
+            let text = printed(&mut child);
+            assert!(status.success(), "run failed: {text}");
+            return (true, text);
         }
         if t.elapsed() >= after {
             child.kill().unwrap(); // SIGKILL on Unix
             child.wait().unwrap();
-            let mut out = String::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            // Progress lines go to stderr (beside the progress bars).
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            return (false, out + &err);
+            return (false, printed(&mut child));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -216,9 +206,9 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_weights() {
         } else {
             0
         };
-        let (finished, stdout) = run_and_kill(cmd, after);
+        let (finished, printed) = run_and_kill(cmd, after);
         started = true;
-        let epochs_seen = stdout
+        let epochs_seen = printed
             .lines()
             .filter(|l| l.trim_start().starts_with("epoch "))
             .count();

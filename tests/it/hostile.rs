@@ -452,13 +452,7 @@ fn the_viewer_survives_the_corpus() {
     let all: Vec<PathBuf> = c.bad.iter().chain(&c.any).chain(&c.good).cloned().collect();
     let ctx = h.ctx.clone();
     h.state_mut().viewer.open_paths(&ctx, all.clone());
-    let t = std::time::Instant::now();
-    while h.state().viewer.busy() {
-        assert!(t.elapsed().as_secs() < 60, "decoding did not finish");
-        h.step();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    h.run_steps(3);
+    crate::common::step_until(&mut h, 60, "decoding", |a| !a.viewer.busy());
     let v = &h.state().viewer;
     for (im, path) in v.images.iter().zip(&all) {
         let expect_bad = c.bad.contains(path);

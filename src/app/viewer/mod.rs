@@ -733,13 +733,7 @@ impl ViewerTab {
             // Grad-CAM texture for the current analysis.
             if let Some((k, Ok(a))) = &l.analysis {
                 if l.cam_tex.as_ref().map(|(ck, _)| ck) != Some(k) {
-                    let cam = crate::infer::gradcam::upsample(
-                        a.cam.class,
-                        a.cam.coarse.clone(),
-                        a.cam.coarse_hw,
-                        l.display.width,
-                        l.display.height,
-                    );
+                    let cam = a.cam.upsample(l.display.width, l.display.height);
                     let px: Vec<Color32> = cam
                         .data
                         .iter()
@@ -867,7 +861,7 @@ fn prediction_ui(
                 })
                 .response
                 .labelled_by(cl.id);
-            if a.cam.peak <= 0.0 {
+            if a.cam.peak() <= 0.0 {
                 ui.label("No positive evidence for this class anywhere (the map is empty).");
             }
             if !settings.show_cam {

@@ -417,7 +417,7 @@ fn gallery_ui(
         ui.label("Click a cell of the matrix to list its cases.");
         return None;
     };
-    let cases: Vec<Case> = review.gallery().into_iter().cloned().collect();
+    let cases = review.gallery();
     ui.label(
         RichText::new(format!(
             "{} × actual {} predicted {} (highest loss first)",
