@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// PyTorch's reference script.
     #[arg(long, default_value = "../shared/reference/torch_bench.py")]
     pub torch_script: PathBuf,
+    /// CPU convolution kernel: gemm (ours) or stock (candle's); default: $COVID_RESNET_CONV,
+    /// else gemm.
+    #[arg(long)]
+    pub conv: Option<crate::model::conv::ConvImpl>,
 }
 
 /// A benchmark's outcome.
@@ -69,6 +73,9 @@ pub struct BenchResult {
     pub median_s: f64,
     /// Images per second at the median.
     pub img_per_s: f64,
+    /// Mean seconds per timed iteration in forward, backward and the optimizer step
+    /// (training only; inference puts everything in forward).
+    pub phases: [f64; 3],
 }
 
 /// Times `a.kind` on `device`.
@@ -92,31 +99,50 @@ pub fn measure(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
             ..AdamConfig::default()
         },
     )?;
-    let mut step = || -> crate::Result<()> {
+    // Phase boundaries wait for the device only where that costs nothing (the CPU), so that
+    // GPU timings are not slowed by extra synchronisation.
+    let sync = |t: &Tensor| -> crate::Result<()> {
+        if device.is_cpu() {
+            t.flatten_all()?.narrow(0, 0, 1)?.to_vec1::<f32>()?;
+        }
+        Ok(())
+    };
+    let mut step = |phases: &mut [f64; 3]| -> crate::Result<()> {
+        let t0 = Instant::now();
         match a.kind {
             BenchKind::Train => {
                 let logits = model.forward_t(&x, true)?;
                 let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+                sync(&loss)?;
+                let t1 = Instant::now();
                 let grads = loss.backward()?;
+                let t2 = Instant::now();
                 opt.step(&grads)?;
                 // Wait for the device so the time covers the whole step.
                 loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+                let t3 = Instant::now();
+                phases[0] += (t1 - t0).as_secs_f64();
+                phases[1] += (t2 - t1).as_secs_f64();
+                phases[2] += (t3 - t2).as_secs_f64();
             }
             BenchKind::Infer | BenchKind::Load => {
                 let logits = model.forward_t(&x, false)?;
                 let p = candle_nn::ops::softmax(&logits, D::Minus1)?;
                 p.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+                phases[0] += t0.elapsed().as_secs_f64();
             }
         }
         Ok(())
     };
     for _ in 0..a.warmup {
-        step()?;
+        step(&mut [0.0; 3])?;
     }
-    let mut times = Vec::with_capacity(a.iters.max(1));
-    for _ in 0..a.iters.max(1) {
+    let iters = a.iters.max(1);
+    let mut times = Vec::with_capacity(iters);
+    let mut phases = [0.0; 3];
+    for _ in 0..iters {
         let t0 = Instant::now();
-        step()?;
+        step(&mut phases)?;
         times.push(t0.elapsed().as_secs_f64());
     }
     times.sort_by(|a, b| a.total_cmp(b));
@@ -124,6 +150,7 @@ pub fn measure(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
     Ok(BenchResult {
         median_s,
         img_per_s: a.batch as f64 / median_s,
+        phases: phases.map(|p| p / iters as f64),
     })
 }
 
@@ -231,6 +258,9 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         BenchKind::Infer => "infer",
         BenchKind::Load => return run_load(a),
     };
+    if let Some(c) = a.conv {
+        crate::model::conv::set_conv_impl(c);
+    }
     let device = choice.open()?;
     eprintln!(
         "bench {kind}: {} batch {} at {} px on {}, {} warm-up + {} timed iterations",
@@ -241,12 +271,19 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         a.warmup,
         a.iters
     );
+    let conv = crate::model::conv::conv_impl();
     let r = measure(a, &device)?;
     let threads = candle_core::utils::get_num_threads();
     println!(
-        "RESULT impl=candle kind={kind} backbone={} batch={} size={} device={} threads={threads} median_s={:.4} img_per_s={:.3}",
+        "RESULT impl=candle kind={kind} backbone={} batch={} size={} device={} conv={conv} threads={threads} median_s={:.4} img_per_s={:.3}",
         a.backbone, a.batch, a.size, choice, r.median_s, r.img_per_s
     );
+    if a.kind == BenchKind::Train {
+        println!(
+            "PHASES forward_s={:.4} backward_s={:.4} optimizer_s={:.4}",
+            r.phases[0], r.phases[1], r.phases[2]
+        );
+    }
     if let Some(py) = &a.torch_python {
         let args: Vec<String> = [
             kind,

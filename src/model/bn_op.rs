@@ -37,9 +37,35 @@ fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> Re
     Ok(&s.as_slice::<T>()?[start..end])
 }
 
-/// y = (x - mean) / sqrt(var + eps) * gamma + beta with batch statistics.
+/// Sum of `f(x)` over `xs` in eight float64 lanes: vectorisable, and without the long
+/// dependency chain of one running sum.
+#[inline]
+pub(crate) fn lane_sum<T: WithDType>(xs: &[T], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for j in 0..8 {
+            acc[j] += f(c[j].to_f64());
+        }
+    }
+    let mut s = acc.iter().sum::<f64>();
+    for v in rest {
+        s += f(v.to_f64());
+    }
+    s
+}
+
+/// Blocks per rayon task for per-(image, channel) blocks of `hw` elements.
+pub(crate) fn min_blocks(hw: usize) -> usize {
+    (16384 / hw.max(1)).max(1)
+}
+
+/// y = (x - mean) / sqrt(var + eps) * gamma + beta with batch statistics, then ReLU when
+/// `relu`.
 struct BnTrainFwd {
     eps: f64,
+    relu: bool,
     stats: Arc<Mutex<Option<BatchStats>>>,
 }
 
@@ -49,18 +75,62 @@ fn channel_stats<T: WithDType>(x: &[T], n: usize, c: usize, hw: usize) -> (Vec<f
         .map(|ch| {
             let blocks = (0..n).map(|i| &x[(i * c + ch) * hw..(i * c + ch + 1) * hw]);
             let count = (n * hw) as f64;
-            let mean = blocks.clone().flatten().map(|v| v.to_f64()).sum::<f64>() / count;
+            let mean = blocks.clone().map(|b| lane_sum(b, |v| v)).sum::<f64>() / count;
             let var = blocks
-                .flatten()
-                .map(|v| {
-                    let d = v.to_f64() - mean;
-                    d * d
+                .map(|b| {
+                    lane_sum(b, |v| {
+                        let d = v - mean;
+                        d * d
+                    })
                 })
                 .sum::<f64>()
                 / count;
             (mean, var)
         })
         .unzip()
+}
+
+/// Per-channel `scale, shift` with y = x * scale + shift.
+fn affine(gamma: &[f64], beta: &[f64], mean: &[f64], var: &[f64], eps: f64) -> Vec<(f64, f64)> {
+    (0..gamma.len())
+        .map(|ch| {
+            let scale = gamma[ch] / (var[ch] + eps).sqrt();
+            (scale, beta[ch] - mean[ch] * scale)
+        })
+        .collect()
+}
+
+/// y = x * scale + shift per channel (then ReLU), over (N, C, HW) blocks.
+fn apply_affine<T: WithDType>(
+    x: &[T],
+    hw: usize,
+    c: usize,
+    ab: &[(f64, f64)],
+    relu: bool,
+) -> Vec<T> {
+    let mut y = vec![T::zero(); x.len()];
+    let hw = hw.max(1);
+    y.par_chunks_mut(hw)
+        .with_min_len(min_blocks(hw))
+        .enumerate()
+        .for_each(|(blk, out)| {
+            let (scale, shift) = ab[blk % c];
+            let src = &x[blk * hw..(blk + 1) * hw];
+            if relu {
+                for (o, v) in out.iter_mut().zip(src) {
+                    *o = T::from_f64((v.to_f64() * scale + shift).max(0.0));
+                }
+            } else {
+                for (o, v) in out.iter_mut().zip(src) {
+                    *o = T::from_f64(v.to_f64() * scale + shift);
+                }
+            }
+        });
+    y
+}
+
+fn to_f64<T: WithDType>(v: &[T]) -> Vec<f64> {
+    v.iter().map(|v| v.to_f64()).collect()
 }
 
 impl BnTrainFwd {
@@ -75,18 +145,11 @@ impl BnTrainFwd {
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, hw) = dims3(l1)?;
         let x = contiguous::<T>(s1, l1, "input")?;
-        let gamma = contiguous::<T>(s2, l2, "weight")?;
-        let beta = contiguous::<T>(s3, l3, "bias")?;
+        let gamma = to_f64(contiguous::<T>(s2, l2, "weight")?);
+        let beta = to_f64(contiguous::<T>(s3, l3, "bias")?);
         let (mean, var) = channel_stats(x, n, c, hw);
-        let mut y = vec![T::zero(); x.len()];
-        y.par_chunks_mut(hw).enumerate().for_each(|(blk, out)| {
-            let ch = blk % c;
-            let scale = gamma[ch].to_f64() / (var[ch] + self.eps).sqrt();
-            let shift = beta[ch].to_f64() - mean[ch] * scale;
-            for (o, v) in out.iter_mut().zip(&x[blk * hw..(blk + 1) * hw]) {
-                *o = T::from_f64(v.to_f64() * scale + shift);
-            }
-        });
+        let ab = affine(&gamma, &beta, &mean, &var, self.eps);
+        let y = apply_affine(x, hw, c, &ab, self.relu);
         if let Ok(mut s) = self.stats.lock() {
             *s = Some(BatchStats {
                 mean,
@@ -96,6 +159,16 @@ impl BnTrainFwd {
         }
         Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
     }
+}
+
+macro_rules! float_dispatch3 {
+    ($self:ident, $s1:ident, $l1:ident, $s2:ident, $l2:ident, $s3:ident, $l3:ident, $what:literal) => {
+        match $s1 {
+            CpuStorage::F32(_) => $self.run::<f32>($s1, $l1, $s2, $l2, $s3, $l3),
+            CpuStorage::F64(_) => $self.run::<f64>($s1, $l1, $s2, $l2, $s3, $l3),
+            _ => candle_core::bail!(concat!($what, ": only f32 and f64 are supported")),
+        }
+    };
 }
 
 impl CustomOp3 for BnTrainFwd {
@@ -112,11 +185,7 @@ impl CustomOp3 for BnTrainFwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match s1 {
-            CpuStorage::F32(_) => self.run::<f32>(s1, l1, s2, l2, s3, l3),
-            CpuStorage::F64(_) => self.run::<f64>(s1, l1, s2, l2, s3, l3),
-            _ => candle_core::bail!("batch norm: only f32 and f64 are supported"),
-        }
+        float_dispatch3!(self, s1, l1, s2, l2, s3, l3, "batch norm")
     }
 
     fn bwd(
@@ -124,7 +193,7 @@ impl CustomOp3 for BnTrainFwd {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let stats = self
@@ -136,10 +205,12 @@ impl CustomOp3 for BnTrainFwd {
         let sums = Arc::new(Mutex::new(None));
         let op = BnTrainBwd {
             eps: self.eps,
+            relu: self.relu,
+            gamma: gamma.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?,
             stats,
             sums: sums.clone(),
         };
-        let dx = x.apply_op3_no_bwd(gamma, &grad.contiguous()?, &op)?;
+        let dx = x.apply_op3_no_bwd(res, &grad.contiguous()?, &op)?;
         let (dgamma, dbeta) =
             sums.lock().ok().and_then(|mut s| s.take()).ok_or_else(|| {
                 candle_core::Error::Msg("batch norm: backward sums missing".into())
@@ -153,9 +224,12 @@ impl CustomOp3 for BnTrainFwd {
 }
 
 /// dx = gamma / sigma / M * (M dy - sum(dy) - x̂ sum(dy x̂)); also d gamma = sum(dy x̂) and
-/// d beta = sum(dy), left in `sums`.
+/// d beta = sum(dy), left in `sums`. Applied to (x, y, dy): with `relu`, dy is first zeroed
+/// where the forward output y is not positive.
 struct BnTrainBwd {
     eps: f64,
+    relu: bool,
+    gamma: Vec<f64>,
     stats: BatchStats,
     #[allow(clippy::type_complexity)]
     sums: Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>,
@@ -173,36 +247,82 @@ impl BnTrainBwd {
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, hw) = dims3(l1)?;
         let x = contiguous::<T>(s1, l1, "input")?;
-        let gamma = contiguous::<T>(s2, l2, "weight")?;
+        let y = contiguous::<T>(s2, l2, "output")?;
         let dy = contiguous::<T>(s3, l3, "gradient")?;
         let st = &self.stats;
+        let relu = self.relu;
+        // The gradient reaching the normalisation: dy, or dy where y > 0 after a ReLU.
+        let g = |i: usize| -> f64 {
+            if relu && y[i].to_f64() <= 0.0 {
+                0.0
+            } else {
+                dy[i].to_f64()
+            }
+        };
         let inv_std: Vec<f64> = st.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         let (sum_dy, sum_dy_xhat): (Vec<f64>, Vec<f64>) = (0..c)
             .into_par_iter()
             .map(|ch| {
                 let (mut a, mut b) = (0f64, 0f64);
+                let mean = st.mean[ch];
                 for i in 0..n {
                     let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
-                    for (g, v) in dy[r.clone()].iter().zip(&x[r]) {
-                        let g = g.to_f64();
-                        a += g;
-                        b += g * (v.to_f64() - st.mean[ch]) * inv_std[ch];
+                    if relu {
+                        let (mut a8, mut b8) = ([0f64; 8], [0f64; 8]);
+                        let mut k = r.start;
+                        while k + 8 <= r.end {
+                            for j in 0..8 {
+                                let gv = g(k + j);
+                                a8[j] += gv;
+                                b8[j] += gv * (x[k + j].to_f64() - mean);
+                            }
+                            k += 8;
+                        }
+                        for k in k..r.end {
+                            let gv = g(k);
+                            a += gv;
+                            b += gv * (x[k].to_f64() - mean);
+                        }
+                        a += a8.iter().sum::<f64>();
+                        b += b8.iter().sum::<f64>();
+                    } else {
+                        let (dyb, xb) = (&dy[r.clone()], &x[r]);
+                        a += lane_sum(dyb, |v| v);
+                        let mut b8 = [0f64; 8];
+                        let (dc, xc) = (dyb.chunks_exact(8), xb.chunks_exact(8));
+                        let (dr, xr) = (dc.remainder(), xc.remainder());
+                        for (d, xv) in dc.zip(xc) {
+                            for j in 0..8 {
+                                b8[j] += d[j].to_f64() * (xv[j].to_f64() - mean);
+                            }
+                        }
+                        for (d, xv) in dr.iter().zip(xr) {
+                            b += d.to_f64() * (xv.to_f64() - mean);
+                        }
+                        b += b8.iter().sum::<f64>();
                     }
                 }
-                (a, b)
+                (a, b * inv_std[ch])
             })
             .unzip();
         let m = st.count as f64;
         let mut dx = vec![T::zero(); x.len()];
-        dx.par_chunks_mut(hw).enumerate().for_each(|(blk, out)| {
-            let ch = blk % c;
-            let k = gamma[ch].to_f64() * inv_std[ch] / m;
-            let r = blk * hw..(blk + 1) * hw;
-            for ((o, g), v) in out.iter_mut().zip(&dy[r.clone()]).zip(&x[r]) {
-                let xhat = (v.to_f64() - st.mean[ch]) * inv_std[ch];
-                *o = T::from_f64(k * (m * g.to_f64() - sum_dy[ch] - xhat * sum_dy_xhat[ch]));
-            }
-        });
+        let hw1 = hw.max(1);
+        dx.par_chunks_mut(hw1)
+            .with_min_len(min_blocks(hw1))
+            .enumerate()
+            .for_each(|(blk, out)| {
+                let ch = blk % c;
+                let k = self.gamma[ch] * inv_std[ch] / m;
+                // dx = k * (m g - sum_dy - xhat * sum_dy_xhat), as a * g + b * x + c0.
+                let a = k * m;
+                let bx = -k * sum_dy_xhat[ch] * inv_std[ch];
+                let c0 = -k * sum_dy[ch] - bx * st.mean[ch];
+                let base = blk * hw;
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = T::from_f64(a * g(base + j) + bx * x[base + j].to_f64() + c0);
+                }
+            });
         if let Ok(mut s) = self.sums.lock() {
             *s = Some((sum_dy_xhat, sum_dy));
         }
@@ -224,12 +344,92 @@ impl CustomOp3 for BnTrainBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match s1 {
-            CpuStorage::F32(_) => self.run::<f32>(s1, l1, s2, l2, s3, l3),
-            CpuStorage::F64(_) => self.run::<f64>(s1, l1, s2, l2, s3, l3),
-            _ => candle_core::bail!("batch norm: only f32 and f64 are supported"),
-        }
+        float_dispatch3!(self, s1, l1, s2, l2, s3, l3, "batch norm backward")
     }
+}
+
+/// Evaluation-mode BatchNorm as a per-channel affine map y = x * scale + shift (then ReLU),
+/// applied to (x, scale, shift).
+struct AffineOp {
+    relu: bool,
+}
+
+impl AffineOp {
+    fn run<T: WithDType>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, hw) = dims3(l1)?;
+        let x = contiguous::<T>(s1, l1, "input")?;
+        let scale = contiguous::<T>(s2, l2, "scale")?;
+        let shift = contiguous::<T>(s3, l3, "shift")?;
+        let ab: Vec<(f64, f64)> = scale
+            .iter()
+            .zip(shift)
+            .map(|(a, b)| (a.to_f64(), b.to_f64()))
+            .collect();
+        if ab.len() != c {
+            candle_core::bail!("batch norm: {} scales for {c} channels", ab.len())
+        }
+        let y = apply_affine(x, hw, c, &ab, self.relu);
+        Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
+    }
+}
+
+impl CustomOp3 for AffineOp {
+    fn name(&self) -> &'static str {
+        "batch-norm-eval"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        float_dispatch3!(self, s1, l1, s2, l2, s3, l3, "batch norm")
+    }
+
+    /// Rarely needed (gradients through an evaluation-mode network, e.g. Grad-CAM below
+    /// the target layer), so built from tensor ops.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        scale: &Tensor,
+        _shift: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = if self.relu {
+            (grad * res.gt(0.0)?.to_dtype(grad.dtype())?)?
+        } else {
+            grad.clone()
+        };
+        let mut bshape = vec![1usize; x.rank()];
+        bshape[1] = scale.elem_count();
+        let dx = g.broadcast_mul(&scale.reshape(bshape.as_slice())?)?;
+        let reduce: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
+        let dscale = (&g * x)?.sum(reduce.as_slice())?;
+        let dshift = g.sum(reduce.as_slice())?;
+        Ok((Some(dx), Some(dscale), Some(dshift)))
+    }
+}
+
+/// Evaluation-mode BatchNorm (then ReLU) of a CPU tensor: y = x * scale + shift per channel.
+pub fn affine_cpu(x: &Tensor, scale: &Tensor, shift: &Tensor, relu: bool) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(
+        &scale.contiguous()?,
+        &shift.contiguous()?,
+        AffineOp { relu },
+    )
 }
 
 /// Training-mode BatchNorm of a contiguous CPU tensor; returns the output and the batch
@@ -240,12 +440,24 @@ pub fn batch_norm_train_cpu(
     beta: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, BatchStats)> {
+    batch_norm_relu_train_cpu(x, gamma, beta, eps, false)
+}
+
+/// [`batch_norm_train_cpu`], followed by a ReLU when `relu` (fused: one pass each way).
+pub fn batch_norm_relu_train_cpu(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, BatchStats)> {
     let stats = Arc::new(Mutex::new(None));
     let y = x.contiguous()?.apply_op3(
         gamma,
         beta,
         BnTrainFwd {
             eps,
+            relu,
             stats: stats.clone(),
         },
     )?;

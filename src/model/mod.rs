@@ -1,4 +1,5 @@
 //! The network: a torchvision-compatible ResNet body, the fastai head, weight files.
+pub mod act;
 pub mod bn_op;
 pub mod checkpoint;
 pub mod classifier;

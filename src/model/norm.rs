@@ -1,6 +1,6 @@
 //! BatchNorm with PyTorch semantics: batch statistics and running-statistic updates
 //! (momentum 0.1, unbiased variance) in training, running statistics in evaluation.
-use super::bn_op::batch_norm_train_cpu;
+use super::bn_op::{affine_cpu, batch_norm_relu_train_cpu};
 use super::params::{Builder, Init, ParamKind};
 use crate::Result;
 use candle_core::{Tensor, Var, D};
@@ -34,6 +34,18 @@ impl BatchNorm {
 
     /// Normalises `x`; in training also updates the running statistics.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act(x, train, false)
+    }
+
+    /// `relu(self.forward_t(x, train))`, fused into one pass on the CPU.
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act(x, train, true)
+    }
+
+    fn forward_act(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+        let fused = x.device().is_cpu()
+            && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64);
+        let act = |y: Tensor| -> Result<Tensor> { Ok(if relu && !fused { y.relu()? } else { y }) };
         let rank = x.rank();
         // Shape that broadcasts a per-channel vector against x: (1, C) or (1, C, 1, 1).
         let mut bshape = vec![1usize; rank];
@@ -41,12 +53,13 @@ impl BatchNorm {
         let gamma = self.weight.as_tensor().reshape(bshape.as_slice())?;
         let beta = self.bias.as_tensor().reshape(bshape.as_slice())?;
         if train {
-            let (y, mean, var_biased, count) = if x.device().is_cpu() {
-                let (y, st) = batch_norm_train_cpu(
+            let (y, mean, var_biased, count) = if fused {
+                let (y, st) = batch_norm_relu_train_cpu(
                     x,
                     self.weight.as_tensor(),
                     self.bias.as_tensor(),
                     BN_EPS,
+                    relu,
                 )?;
                 let dev = x.device();
                 let mean = Tensor::from_vec(st.mean, self.channels, dev)?;
@@ -66,13 +79,17 @@ impl BatchNorm {
             let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
             self.running_mean.set(&rm)?;
             self.running_var.set(&rv)?;
-            Ok(y)
+            act(y)
         } else {
             let rm = self.running_mean.as_tensor().reshape(bshape.as_slice())?;
             let rv = self.running_var.as_tensor().reshape(bshape.as_slice())?;
             let scale = gamma.broadcast_div(&(rv + BN_EPS)?.sqrt()?)?;
             let shift = beta.broadcast_sub(&rm.broadcast_mul(&scale)?)?;
-            Ok(x.broadcast_mul(&scale)?.broadcast_add(&shift)?)
+            if fused {
+                let (scale, shift) = (scale.flatten_all()?, shift.flatten_all()?);
+                return Ok(affine_cpu(x, &scale, &shift, relu)?);
+            }
+            act(x.broadcast_mul(&scale)?.broadcast_add(&shift)?)
         }
     }
 }

@@ -1,5 +1,6 @@
 //! ResNet-18/34/50 in torchvision's layout and tensor names, trainable (BatchNorm in train
 //! mode uses batch statistics), unlike `candle_transformers::models::resnet`.
+use super::act::add_relu;
 use super::conv::Conv2d;
 use super::norm::{global_avg_pool, BatchNorm};
 use super::params::{Builder, Init, ParamKind, ParamStore};
@@ -137,16 +138,18 @@ impl Block {
         let mut y = x.clone();
         let last = self.convs.len() - 1;
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            y = bn.forward_t(&conv.forward(&y)?, train)?;
-            if i != last {
-                y = y.relu()?;
-            }
+            let z = conv.forward(&y)?;
+            y = if i != last {
+                bn.forward_relu_t(&z, train)?
+            } else {
+                bn.forward_t(&z, train)?
+            };
         }
         let identity = match &self.downsample {
             Some(d) => d.bn.forward_t(&d.conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        Ok((y + identity)?.relu()?)
+        Ok(add_relu(&y, &identity)?)
     }
 }
 
@@ -222,7 +225,7 @@ impl ResNetBody {
 
     /// (N, 3, H, W) -> (N, features, H/32, W/32).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let x = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         let mut x = max_pool2d(&x, 3, 2, 1)?;
         for layer in &self.layers {
             for block in layer {

@@ -1,0 +1,165 @@
+//! ReLU and the residual `relu(a + b)` as multi-threaded CPU ops.
+//!
+//! candle's CPU `relu` runs on one thread, and its backward builds a zero tensor, a
+//! comparison mask, a cast and a product (four passes); here each direction is one parallel
+//! pass. Other devices and dtypes use candle's ops.
+use candle_core::WithDType;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+const CHUNK: usize = 16384;
+
+fn ours(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+        None => candle_core::bail!("relu: operand must be contiguous"),
+    }
+}
+
+/// max(x, 0).
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if !ours(x) {
+        return x.relu();
+    }
+    x.contiguous()?.apply_op1(Relu)
+}
+
+/// max(a + b, 0), the end of a residual block.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if !ours(a) || a.dtype() != b.dtype() || a.dims() != b.dims() {
+        return (a + b)?.relu();
+    }
+    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+}
+
+struct Relu;
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "relu-par"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        fn run<T: WithDType>(s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+            let x = slice::<T>(s, l)?;
+            let mut y = vec![T::zero(); x.len()];
+            y.par_chunks_mut(CHUNK)
+                .zip(x.par_chunks(CHUNK))
+                .for_each(|(o, i)| {
+                    for (o, v) in o.iter_mut().zip(i) {
+                        *o = if *v > T::zero() { *v } else { T::zero() };
+                    }
+                });
+            Ok((T::to_cpu_storage_owned(y), l.shape().clone()))
+        }
+        match s {
+            CpuStorage::F32(_) => run::<f32>(s, l),
+            CpuStorage::F64(_) => run::<f64>(s, l),
+            _ => candle_core::bail!("relu: only f32 and f64 are supported"),
+        }
+    }
+
+    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(mask_grad(res, grad)?))
+    }
+}
+
+/// `grad` where `y > 0`, else 0.
+fn mask_grad(y: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    y.contiguous()?
+        .apply_op2_no_bwd(&grad.contiguous()?, &MaskGrad)
+}
+
+struct MaskGrad;
+
+impl CustomOp2 for MaskGrad {
+    fn name(&self) -> &'static str {
+        "relu-par-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: WithDType>(
+            s1: &CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            let (y, g) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?);
+            let mut dx = vec![T::zero(); y.len()];
+            dx.par_chunks_mut(CHUNK)
+                .zip(y.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+                .for_each(|(o, (y, g))| {
+                    for ((o, y), g) in o.iter_mut().zip(y).zip(g) {
+                        *o = if *y > T::zero() { *g } else { T::zero() };
+                    }
+                });
+            Ok((T::to_cpu_storage_owned(dx), l1.shape().clone()))
+        }
+        match s1 {
+            CpuStorage::F32(_) => run::<f32>(s1, l1, s2, l2),
+            CpuStorage::F64(_) => run::<f64>(s1, l1, s2, l2),
+            _ => candle_core::bail!("relu: only f32 and f64 are supported"),
+        }
+    }
+}
+
+struct AddRelu;
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "add-relu-par"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: WithDType>(
+            s1: &CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            let (a, b) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?);
+            let mut y = vec![T::zero(); a.len()];
+            y.par_chunks_mut(CHUNK)
+                .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+                .for_each(|(o, (a, b))| {
+                    for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
+                        let s = *a + *b;
+                        *o = if s > T::zero() { s } else { T::zero() };
+                    }
+                });
+            Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
+        }
+        match s1 {
+            CpuStorage::F32(_) => run::<f32>(s1, l1, s2, l2),
+            CpuStorage::F64(_) => run::<f64>(s1, l1, s2, l2),
+            _ => candle_core::bail!("relu: only f32 and f64 are supported"),
+        }
+    }
+
+    fn bwd(
+        &self,
+        _a: &Tensor,
+        _b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = mask_grad(res, grad)?;
+        Ok((Some(g.clone()), Some(g)))
+    }
+}
