@@ -64,6 +64,9 @@ pub struct BenchArgs {
     /// else gemm.
     #[arg(long)]
     pub conv: Option<crate::model::conv::ConvImpl>,
+    /// Also print the time per step of each CPU op kind (PROFILE lines).
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// A benchmark's outcome.
@@ -138,6 +141,7 @@ pub fn measure(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
         step(&mut [0.0; 3])?;
     }
     let iters = a.iters.max(1);
+    crate::model::prof::enable(a.profile);
     let mut times = Vec::with_capacity(iters);
     let mut phases = [0.0; 3];
     for _ in 0..iters {
@@ -251,6 +255,38 @@ fn run_load(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One PROFILE line per op kind (seconds per step, share of the step), then what the
+/// instrumented ops leave of each phase (candle's own ops, gradient sums, allocation).
+fn print_profile(r: &BenchResult, iters: usize) {
+    let step: f64 = r.phases.iter().sum();
+    let (mut fwd, mut bwd) = (0.0, 0.0);
+    for (name, secs, calls) in crate::model::prof::report() {
+        let s = secs / iters as f64;
+        if name.contains("gradient") || name.contains("backward") {
+            bwd += s;
+        } else {
+            fwd += s;
+        }
+        println!(
+            "PROFILE op={:?} s_per_step={s:.4} share={:.1}% calls_per_step={}",
+            name,
+            100.0 * s / step,
+            calls as usize / iters
+        );
+    }
+    let rest = [
+        ("other forward", r.phases[0] - fwd),
+        ("other backward", r.phases[1] - bwd),
+        ("optimizer", r.phases[2]),
+    ];
+    for (name, s) in rest {
+        println!(
+            "PROFILE op={name:?} s_per_step={s:.4} share={:.1}%",
+            100.0 * s / step
+        );
+    }
+}
+
 /// Runs `bench` and prints the result lines.
 pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
     let kind = match a.kind {
@@ -283,6 +319,9 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
             "PHASES forward_s={:.4} backward_s={:.4} optimizer_s={:.4}",
             r.phases[0], r.phases[1], r.phases[2]
         );
+    }
+    if a.profile {
+        print_profile(&r, a.iters.max(1));
     }
     if let Some(py) = &a.torch_python {
         let args: Vec<String> = [

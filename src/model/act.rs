@@ -44,6 +44,7 @@ impl CustomOp1 for Relu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _p = super::prof::scope("relu forward");
         fn run<T: WithDType>(s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
             let x = slice::<T>(s, l)?;
             let mut y = vec![T::zero(); x.len()];
@@ -88,6 +89,7 @@ impl CustomOp2 for MaskGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _p = super::prof::scope("relu backward");
         fn run<T: WithDType>(
             s1: &CpuStorage,
             l1: &Layout,
@@ -127,6 +129,7 @@ impl CustomOp2 for AddRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _p = super::prof::scope("add+relu forward");
         fn run<T: WithDType>(
             s1: &CpuStorage,
             l1: &Layout,

@@ -56,6 +56,37 @@ pub(crate) fn lane_sum<T: WithDType>(xs: &[T], f: impl Fn(f64) -> f64) -> f64 {
     s
 }
 
+/// (sum g, sum g (x - mean)) over one block, with g = dy, or with RELU g = dy where y > 0;
+/// in eight float64 lanes.
+#[inline]
+fn grad_sums<T: WithDType, const RELU: bool>(dy: &[T], y: &[T], x: &[T], mean: f64) -> (f64, f64) {
+    let (mut a8, mut b8) = ([0f64; 8], [0f64; 8]);
+    let (dc, yc, xc) = (dy.chunks_exact(8), y.chunks_exact(8), x.chunks_exact(8));
+    let (dr, yr, xr) = (dc.remainder(), yc.remainder(), xc.remainder());
+    for ((d, yv), xv) in dc.zip(yc).zip(xc) {
+        for j in 0..8 {
+            let g = if RELU && yv[j] <= T::zero() {
+                0.0
+            } else {
+                d[j].to_f64()
+            };
+            a8[j] += g;
+            b8[j] += g * (xv[j].to_f64() - mean);
+        }
+    }
+    let (mut a, mut b) = (a8.iter().sum::<f64>(), b8.iter().sum::<f64>());
+    for ((d, yv), xv) in dr.iter().zip(yr).zip(xr) {
+        let g = if RELU && *yv <= T::zero() {
+            0.0
+        } else {
+            d.to_f64()
+        };
+        a += g;
+        b += g * (xv.to_f64() - mean);
+    }
+    (a, b)
+}
+
 /// Blocks per rayon task for per-(image, channel) blocks of `hw` elements.
 pub(crate) fn min_blocks(hw: usize) -> usize {
     (16384 / hw.max(1)).max(1)
@@ -185,6 +216,7 @@ impl CustomOp3 for BnTrainFwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _p = super::prof::scope("batchnorm(+relu) forward");
         float_dispatch3!(self, s1, l1, s2, l2, s3, l3, "batch norm")
     }
 
@@ -251,56 +283,20 @@ impl BnTrainBwd {
         let dy = contiguous::<T>(s3, l3, "gradient")?;
         let st = &self.stats;
         let relu = self.relu;
-        // The gradient reaching the normalisation: dy, or dy where y > 0 after a ReLU.
-        let g = |i: usize| -> f64 {
-            if relu && y[i].to_f64() <= 0.0 {
-                0.0
-            } else {
-                dy[i].to_f64()
-            }
-        };
         let inv_std: Vec<f64> = st.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         let (sum_dy, sum_dy_xhat): (Vec<f64>, Vec<f64>) = (0..c)
             .into_par_iter()
             .map(|ch| {
                 let (mut a, mut b) = (0f64, 0f64);
-                let mean = st.mean[ch];
                 for i in 0..n {
                     let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
-                    if relu {
-                        let (mut a8, mut b8) = ([0f64; 8], [0f64; 8]);
-                        let mut k = r.start;
-                        while k + 8 <= r.end {
-                            for j in 0..8 {
-                                let gv = g(k + j);
-                                a8[j] += gv;
-                                b8[j] += gv * (x[k + j].to_f64() - mean);
-                            }
-                            k += 8;
-                        }
-                        for k in k..r.end {
-                            let gv = g(k);
-                            a += gv;
-                            b += gv * (x[k].to_f64() - mean);
-                        }
-                        a += a8.iter().sum::<f64>();
-                        b += b8.iter().sum::<f64>();
+                    let (sa, sb) = if relu {
+                        grad_sums::<T, true>(&dy[r.clone()], &y[r.clone()], &x[r], st.mean[ch])
                     } else {
-                        let (dyb, xb) = (&dy[r.clone()], &x[r]);
-                        a += lane_sum(dyb, |v| v);
-                        let mut b8 = [0f64; 8];
-                        let (dc, xc) = (dyb.chunks_exact(8), xb.chunks_exact(8));
-                        let (dr, xr) = (dc.remainder(), xc.remainder());
-                        for (d, xv) in dc.zip(xc) {
-                            for j in 0..8 {
-                                b8[j] += d[j].to_f64() * (xv[j].to_f64() - mean);
-                            }
-                        }
-                        for (d, xv) in dr.iter().zip(xr) {
-                            b += d.to_f64() * (xv.to_f64() - mean);
-                        }
-                        b += b8.iter().sum::<f64>();
-                    }
+                        grad_sums::<T, false>(&dy[r.clone()], &dy[r.clone()], &x[r], st.mean[ch])
+                    };
+                    a += sa;
+                    b += sb;
                 }
                 (a, b * inv_std[ch])
             })
@@ -314,13 +310,21 @@ impl BnTrainBwd {
             .for_each(|(blk, out)| {
                 let ch = blk % c;
                 let k = self.gamma[ch] * inv_std[ch] / m;
-                // dx = k * (m g - sum_dy - xhat * sum_dy_xhat), as a * g + b * x + c0.
+                // dx = k * (m g - sum_dy - xhat * sum_dy_xhat), as a * g + bx * x + c0.
                 let a = k * m;
                 let bx = -k * sum_dy_xhat[ch] * inv_std[ch];
                 let c0 = -k * sum_dy[ch] - bx * st.mean[ch];
-                let base = blk * hw;
-                for (j, o) in out.iter_mut().enumerate() {
-                    *o = T::from_f64(a * g(base + j) + bx * x[base + j].to_f64() + c0);
+                let r = blk * hw..(blk + 1) * hw;
+                let (dyb, yb, xb) = (&dy[r.clone()], &y[r.clone()], &x[r]);
+                if relu {
+                    for (((o, d), yv), xv) in out.iter_mut().zip(dyb).zip(yb).zip(xb) {
+                        let g = if *yv > T::zero() { d.to_f64() } else { 0.0 };
+                        *o = T::from_f64(a * g + bx * xv.to_f64() + c0);
+                    }
+                } else {
+                    for ((o, d), xv) in out.iter_mut().zip(dyb).zip(xb) {
+                        *o = T::from_f64(a * d.to_f64() + bx * xv.to_f64() + c0);
+                    }
                 }
             });
         if let Ok(mut s) = self.sums.lock() {
@@ -344,6 +348,7 @@ impl CustomOp3 for BnTrainBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _p = super::prof::scope("batchnorm(+relu) backward");
         float_dispatch3!(self, s1, l1, s2, l2, s3, l3, "batch norm backward")
     }
 }
@@ -395,6 +400,7 @@ impl CustomOp3 for AffineOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _p = super::prof::scope("batchnorm eval (+relu)");
         float_dispatch3!(self, s1, l1, s2, l2, s3, l3, "batch norm")
     }
 

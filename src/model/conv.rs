@@ -128,6 +128,7 @@ pub fn conv2d(
         && x.dtype() == w.dtype()
         && conv_impl() == ConvImpl::Gemm;
     if !ours {
+        let _p = super::prof::scope("conv forward (stock)");
         return x.conv2d(w, padding, stride, 1, 1);
     }
     let (_, c_in, h, wd) = x.dims4()?;
@@ -424,6 +425,7 @@ impl CustomOp2 for ConvFwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _p = super::prof::scope("conv forward");
         float_dispatch!(self, s1, l1, s2, l2)
     }
 
@@ -504,6 +506,7 @@ impl CustomOp2 for ConvBwdData {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _p = super::prof::scope("conv input gradient");
         float_dispatch!(self, s1, l1, s2, l2)
     }
 }
@@ -572,6 +575,7 @@ impl CustomOp2 for ConvBwdFilter {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _p = super::prof::scope("conv weight gradient");
         float_dispatch!(self, s1, l1, s2, l2)
     }
 }

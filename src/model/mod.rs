@@ -8,6 +8,7 @@ pub mod head;
 pub mod norm;
 pub mod params;
 pub mod pool;
+pub mod prof;
 pub mod resnet;
 pub mod weights;
 
