@@ -166,3 +166,86 @@ impl CustomOp2 for AddRelu {
         Ok((Some(g.clone()), Some(g)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// relu and add_relu give candle's values and gradients for values straddling zero, in
+    /// f32 and f64. (At exactly zero candle passes the gradient, PyTorch and we do not: see
+    /// `zero_gets_no_gradient_as_in_pytorch`.)
+    #[test]
+    fn match_candle_ops_forward_and_backward() {
+        let dev = Device::Cpu;
+        for dtype in [DType::F32, DType::F64] {
+            let n = 3 * 5 * 7 * 11;
+            let a: Vec<f64> = (0..n).map(|i| ((i * 37) % 19) as f64 - 9.25).collect();
+            let b: Vec<f64> = (0..n).map(|i| ((i * 11) % 13) as f64 - 6.5).collect();
+            let r: Vec<f64> = (0..n).map(|i| ((i * 7) % 5) as f64 - 2.0).collect();
+            let t = |v: &Vec<f64>| {
+                Tensor::from_vec(v.clone(), (3, 5, 7, 11), &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap()
+            };
+            let run = |ours: bool| {
+                let (va, vb) = (
+                    Var::from_tensor(&t(&a)).unwrap(),
+                    Var::from_tensor(&t(&b)).unwrap(),
+                );
+                let (y1, y2) = if ours {
+                    (
+                        relu(va.as_tensor()).unwrap(),
+                        add_relu(va.as_tensor(), vb.as_tensor()).unwrap(),
+                    )
+                } else {
+                    (
+                        va.as_tensor().relu().unwrap(),
+                        (va.as_tensor() + vb.as_tensor()).unwrap().relu().unwrap(),
+                    )
+                };
+                let loss = ((&y1 * t(&r)).unwrap() + (&y2 * t(&r)).unwrap().sqr().unwrap())
+                    .unwrap()
+                    .sum_all()
+                    .unwrap();
+                let g = loss.backward().unwrap();
+                let flat = |x: &Tensor| {
+                    x.to_dtype(DType::F64)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap()
+                };
+                [
+                    flat(&y1),
+                    flat(&y2),
+                    flat(g.get(va.as_tensor()).unwrap()),
+                    flat(g.get(vb.as_tensor()).unwrap()),
+                ]
+            };
+            let (ours, theirs) = (run(true), run(false));
+            for (k, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+                let diff = o.iter().zip(t).filter(|(x, y)| x != y).count();
+                assert_eq!(
+                    diff, 0,
+                    "{dtype:?} output/gradient {k}: {diff} elements differ"
+                );
+            }
+        }
+    }
+
+    /// PyTorch's ReLU backward passes the gradient only where the output is positive.
+    #[test]
+    fn zero_gets_no_gradient_as_in_pytorch() {
+        let dev = Device::Cpu;
+        let x = Var::from_vec(vec![-1f32, 0.0, 2.0], 3, &dev).unwrap();
+        let z = Var::from_vec(vec![0f32, 0.0, 0.0], 3, &dev).unwrap();
+        let y = (relu(x.as_tensor()).unwrap() + add_relu(x.as_tensor(), z.as_tensor()).unwrap())
+            .unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let gx = g.get(x.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(gx, vec![0.0, 0.0, 2.0]);
+    }
+}

@@ -195,39 +195,67 @@ impl Geom {
     }
 }
 
-/// Copies image `x` (C, H, W) into `col` (C*k*k rows of OH*OW).
-fn im2col<T: WithDType>(g: &Geom, x: &[T], col: &mut [T]) {
-    let (p, k, s) = (g.p(), g.k, g.stride);
-    for (r, row) in col.chunks_exact_mut(p).enumerate() {
-        let (c, kh, kw) = (r / (k * k), (r / k) % k, r % k);
+/// Output columns `lo..hi` whose input column `ox * s + kw - pad` falls inside a line.
+fn valid_cols(g: &Geom, kw: usize) -> (usize, usize) {
+    let lo = (g.pad.saturating_sub(kw)).div_ceil(g.stride).min(g.ow);
+    let hi = if g.w + g.pad > kw {
+        ((g.w + g.pad - kw - 1) / g.stride + 1).min(g.ow)
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
+}
+
+/// Output positions `t0..t0 + n` of the im2col matrix of image `x` (C, H, W): `col` holds
+/// C*k*k rows of n, patch element (c, kh, kw) in row `row_of(c, kh, kw)`.
+fn im2col_range<T: WithDType>(
+    g: &Geom,
+    x: &[T],
+    (t0, n): (usize, usize),
+    col: &mut [T],
+    row_of: impl Fn(usize, usize, usize) -> usize,
+) {
+    let (k, s) = (g.k, g.stride);
+    for c in 0..g.c_in {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for (oy, out) in row.chunks_exact_mut(g.ow).enumerate() {
-            let iy = (oy * s + kh) as isize - g.pad as isize;
-            if iy < 0 || iy >= g.h as isize {
-                out.fill(T::zero());
-                continue;
-            }
-            let line = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-            // Output columns whose input column ox*s + kw - pad falls inside the line.
-            let lo = (g.pad.saturating_sub(kw)).div_ceil(s).min(g.ow);
-            let hi = if g.w + g.pad > kw {
-                ((g.w + g.pad - kw - 1) / s + 1).min(g.ow)
-            } else {
-                0
-            }
-            .max(lo);
-            out[..lo].fill(T::zero());
-            out[hi..].fill(T::zero());
-            let start = lo * s + kw - g.pad;
-            if s == 1 {
-                out[lo..hi].copy_from_slice(&line[start..start + (hi - lo)]);
-            } else {
-                for (o, v) in out[lo..hi].iter_mut().zip(line[start..].iter().step_by(s)) {
-                    *o = *v;
+        for kh in 0..k {
+            for kw in 0..k {
+                let row = &mut col[row_of(c, kh, kw) * n..][..n];
+                let (lo, hi) = valid_cols(g, kw);
+                let mut t = t0;
+                while t < t0 + n {
+                    let (oy, ox0) = (t / g.ow, t % g.ow);
+                    let ox1 = g.ow.min(ox0 + (t0 + n - t));
+                    let out = &mut row[t - t0..t - t0 + (ox1 - ox0)];
+                    t += ox1 - ox0;
+                    let iy = (oy * s + kh) as isize - g.pad as isize;
+                    let (a, b) = (lo.clamp(ox0, ox1), hi.clamp(ox0, ox1));
+                    if iy < 0 || iy >= g.h as isize || a == b {
+                        out.fill(T::zero());
+                        continue;
+                    }
+                    let line = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    out[..a - ox0].fill(T::zero());
+                    out[b - ox0..].fill(T::zero());
+                    let start = a * s + kw - g.pad;
+                    let dst = &mut out[a - ox0..b - ox0];
+                    if s == 1 {
+                        dst.copy_from_slice(&line[start..start + (b - a)]);
+                    } else {
+                        for (o, v) in dst.iter_mut().zip(line[start..].iter().step_by(s)) {
+                            *o = *v;
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// Copies image `x` (C, H, W) into `col` (C*k*k rows of OH*OW, patch order (c, kh, kw)).
+fn im2col<T: WithDType>(g: &Geom, x: &[T], col: &mut [T]) {
+    let k = g.k;
+    im2col_range(g, x, (0, g.p()), col, |c, kh, kw| (c * k + kh) * k + kw);
 }
 
 /// Adds `col` (C*k*k rows of OH*OW) back into image `dx` (C, H, W), which it overwrites.
@@ -239,13 +267,7 @@ fn col2im<T: WithDType>(g: &Geom, col: &[T], dx: &mut [T]) {
         for kh in 0..k {
             for kw in 0..k {
                 let row = &col[((c * k + kh) * k + kw) * p..][..p];
-                let lo = (g.pad.saturating_sub(kw)).div_ceil(s).min(g.ow);
-                let hi = if g.w + g.pad > kw {
-                    ((g.w + g.pad - kw - 1) / s + 1).min(g.ow)
-                } else {
-                    0
-                }
-                .max(lo);
+                let (lo, hi) = valid_cols(g, kw);
                 if lo == hi {
                     continue;
                 }
@@ -361,6 +383,126 @@ fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result
     }
 }
 
+/// Output positions per forward GEMM for kernels larger than 1x1 (candle's tile).
+const TILE: usize = 512;
+
+/// `w` (C_out, C_in, k, k) reordered to (C_out, k, k, C_in): the column order of
+/// [`im2col_tile`].
+fn weight_khwc<T: WithDType>(g: &Geom, w: &[T]) -> Vec<T> {
+    let (c, kk) = (g.c_in, g.k * g.k);
+    let mut out = vec![T::zero(); w.len()];
+    for (o, src) in out.chunks_exact_mut(c * kk).zip(w.chunks_exact(c * kk)) {
+        for ci in 0..c {
+            for r in 0..kk {
+                o[r * c + ci] = src[ci * kk + r];
+            }
+        }
+    }
+    out
+}
+
+/// Output positions `t0..t0 + n` of one image for kernels larger than 1x1, with the patch
+/// in (kh, kw, c) order, a row-major (patch x position) matrix and tiles of [`TILE`]: the
+/// same products in the same order as candle's tiled CPU convolution, so the output is
+/// candle's bit for bit. That matters beyond taste: ReLU and max-pool decisions follow the
+/// forward's rounding, and a different but equally accurate rounding flipped one of them on
+/// the torchvision fixture (see assets/docs/speed.md).
+fn forward_tile<T: WithDType>(
+    g: &Geom,
+    x: &[T],
+    w_khwc: &[T],
+    y: &mut [T],
+    (t0, n): (usize, usize),
+    col: &mut Vec<T>,
+) {
+    let (kk, p, k, c_in) = (g.kk(), g.p(), g.k, g.c_in);
+    col.resize(n * kk, T::zero());
+    im2col_range(g, x, (t0, n), col, |c, kh, kw| (kh * k + kw) * c_in + c);
+    assert!(y.len() >= g.c_out * p && t0 + n <= p && w_khwc.len() >= g.c_out * kk);
+    // SAFETY: y holds C_out rows of p (checked); this writes columns t0..t0+n of each row.
+    // w_khwc is C_out x kk and col kk x n, both row-major (checked / sized above).
+    unsafe {
+        gemm::gemm(
+            g.c_out,
+            n,
+            kk,
+            y.as_mut_ptr().add(t0),
+            1,
+            p as isize,
+            false,
+            w_khwc.as_ptr(),
+            1,
+            kk as isize,
+            col.as_ptr(),
+            1,
+            n as isize,
+            T::zero(),
+            T::one(),
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// Forward of a strided 1x1 convolution (the downsampling shortcut) as candle computes it,
+/// so that its output too is candle's bit for bit: one product (N*P x C_in) . W^T over the
+/// whole batch, then a transpose into (N, C_out, P).
+fn forward_1x1_strided<T: WithDType>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
+    let (p, c, hw) = (g.p(), g.c_in, g.h * g.w);
+    let mut col = vec![T::zero(); g.n * p * c];
+    col.par_chunks_mut(p * c).enumerate().for_each(|(i, ci)| {
+        let xi = &x[i * g.in_len()..][..g.in_len()];
+        for (t, row) in ci.chunks_exact_mut(c).enumerate() {
+            let at = (t / g.ow) * g.stride * g.w + (t % g.ow) * g.stride;
+            for (ch, v) in row.iter_mut().enumerate() {
+                *v = xi[ch * hw + at];
+            }
+        }
+    });
+    let mut prod = vec![T::zero(); g.n * p * g.c_out];
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    matmul(
+        &mut prod,
+        false,
+        (g.n * p, g.c_out, c),
+        Mat::rm(&col, c),
+        Mat::tr(w, c),
+        par,
+    );
+    let mut y = vec![T::zero(); g.n * g.out_len()];
+    y.par_chunks_mut(g.out_len())
+        .zip(prod.par_chunks(p * g.c_out))
+        .for_each(|(yi, pi)| {
+            for (t, row) in pi.chunks_exact(g.c_out).enumerate() {
+                for (o, v) in row.iter().enumerate() {
+                    yi[o * p + t] = *v;
+                }
+            }
+        });
+    y
+}
+
+/// A raw pointer that may cross threads, for disjoint writes into one buffer.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: only used for writes to disjoint ranges, each by one thread (see the callers).
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 /// Forward: y = conv(x, w).
 struct ConvFwd(Geom);
 
@@ -374,9 +516,35 @@ impl ConvFwd {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0;
         let (x, w) = (slice::<T>(xs, xl)?, slice::<T>(ws, wl)?);
+        if g.k == 1 && !g.direct() {
+            let y = forward_1x1_strided(&g, x, w);
+            return Ok((T::to_cpu_storage_owned(y), g.out_shape()));
+        }
         let mut y = vec![T::zero(); g.n * g.out_len()];
         let (workers, par) = split(g.n);
         let per = g.n.div_ceil(workers);
+        if g.k > 1 {
+            // Tiles are the unit of work: batch 1 still uses every thread.
+            let w_khwc = weight_khwc(&g, w);
+            let tiles = g.p().div_ceil(TILE);
+            let work: Vec<(usize, usize)> = (0..g.n)
+                .flat_map(|i| (0..tiles).map(move |t| (i, t)))
+                .collect();
+            let y_ptr = SendPtr(y.as_mut_ptr());
+            work.par_iter().for_each_init(Vec::new, |col, &(i, t)| {
+                let xi = &x[i * g.in_len()..][..g.in_len()];
+                let t0 = t * TILE;
+                let n = TILE.min(g.p() - t0);
+                // SAFETY: image i's output is y[i * out_len..][..out_len]; each (image,
+                // tile) writes only its columns t0..t0+n of that image's rows, so no two
+                // work items write the same element, and nothing reads y meanwhile.
+                let yi = unsafe {
+                    std::slice::from_raw_parts_mut(y_ptr.get().add(i * g.out_len()), g.out_len())
+                };
+                forward_tile(&g, xi, &w_khwc, yi, (t0, n), col);
+            });
+            return Ok((T::to_cpu_storage_owned(y), g.out_shape()));
+        }
         y.par_chunks_mut(per * g.out_len())
             .enumerate()
             .for_each(|(t, ys)| {
@@ -645,6 +813,10 @@ mod tests {
         (2, 2, 6, 5, 3, 3, 1, 0),
         (1, 3, 5, 5, 2, 5, 1, 2),
         (4, 8, 7, 9, 16, 3, 2, 0),
+        // ResNet's own geometries on even sizes: 3x3 stride 2 and the 1x1 stride-2 shortcut.
+        (2, 3, 8, 8, 4, 3, 2, 1),
+        (3, 4, 8, 8, 5, 1, 2, 0),
+        (1, 3, 16, 16, 4, 7, 2, 3),
     ];
 
     #[test]
@@ -725,6 +897,32 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The forward is candle's stock convolution bit for bit, on ResNet's geometries and
+    /// odd ones, batch 1 included (see `forward_tile` for why).
+    #[test]
+    fn forward_is_bit_identical_to_candle_stock() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let resnet = [
+            (2, 3, 64, 64, 16, 7, 2, 3),
+            (1, 16, 28, 28, 16, 3, 1, 1),
+            (2, 32, 28, 28, 32, 3, 2, 1),
+            (2, 64, 28, 28, 16, 1, 1, 0),
+            (3, 64, 28, 28, 128, 1, 2, 0),
+        ];
+        for &(n, ci, h, w, co, k, s, p) in CASES.iter().chain(&resnet) {
+            let x = randn(&mut rng, &[n, ci, h, w], DType::F32);
+            let wt = randn(&mut rng, &[co, ci, k, k], DType::F32);
+            let ours = conv2d(&x, &wt, s, p).unwrap().flatten_all().unwrap();
+            let stock = x.conv2d(&wt, p, s, 1, 1).unwrap().flatten_all().unwrap();
+            assert_eq!(
+                ours.to_vec1::<f32>().unwrap(),
+                stock.to_vec1::<f32>().unwrap(),
+                "{:?}",
+                (n, ci, h, w, co, k, s, p)
+            );
         }
     }
 

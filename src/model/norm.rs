@@ -142,6 +142,40 @@ mod tests {
         (d / n).sqrt()
     }
 
+    /// BatchNorm+ReLU fused (training and evaluation mode) equals BatchNorm then candle's
+    /// ReLU, output and gradients, in float64.
+    #[test]
+    fn fused_relu_matches_separate_relu() {
+        let dev = Device::Cpu;
+        let shape = [3usize, 4, 5, 6];
+        let n: usize = shape.iter().product();
+        let xs: Vec<f64> = (0..n)
+            .map(|i| (i as f64 * 0.37).sin() * 3.0 + (i % 5) as f64)
+            .collect();
+        let r: Vec<f64> = (0..n).map(|i| ((i * 11 % 13) as f64 - 6.0) / 5.0).collect();
+        let r = Tensor::from_vec(r, &shape, &dev).unwrap();
+        for train in [true, false] {
+            let run = |fused: bool| {
+                let mut store = crate::model::ParamStore::with_dtype(&dev, candle_core::DType::F64);
+                let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+                let mut b = Builder::new(&mut store, &mut rng);
+                let bn = BatchNorm::new(&mut b, 4).unwrap();
+                let x = Var::from_vec(xs.clone(), &shape, &dev).unwrap();
+                let y = if fused {
+                    bn.forward_relu_t(x.as_tensor(), train).unwrap()
+                } else {
+                    bn.forward_t(x.as_tensor(), train).unwrap().relu().unwrap()
+                };
+                let loss = (&y * &r).unwrap().sqr().unwrap().sum_all().unwrap();
+                let dx = loss.backward().unwrap().get(x.as_tensor()).unwrap().clone();
+                (y, dx)
+            };
+            let ((y1, d1), (y2, d2)) = (run(true), run(false));
+            assert!(rel(&y1, &y2) < 1e-12, "train={train} y");
+            assert!(rel(&d1, &d2) < 1e-12, "train={train} dx");
+        }
+    }
+
     /// The fused CPU op and autograd through candle's tensor ops agree in float64 for the
     /// output and all three gradients, for 4-D (BatchNorm2d) and 2-D (BatchNorm1d) inputs.
     #[test]

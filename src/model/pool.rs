@@ -1,13 +1,174 @@
 //! Pooling with working gradients. candle's `max_pool2d` has no correct backward when the
 //! kernel differs from the stride, and the ResNet stem needs a 3x3 stride-2 pool.
 use crate::Result;
-use candle_core::{Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, WithDType, D};
+use rayon::prelude::*;
 
 /// Max pooling with a square kernel, stride and padding (padding counts as -inf, as PyTorch).
+/// The gradient goes to the first maximum of each window in row-major order, as PyTorch's.
+/// On the CPU (f32/f64) one parallel pass each way; elsewhere built from tensor ops.
+pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let cpu = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64);
+    if !cpu || stride == 0 || kernel == 0 || h + 2 * padding < kernel || w + 2 * padding < kernel {
+        return max_pool2d_tensor_ops(x, kernel, stride, padding);
+    }
+    Ok(x.contiguous()?.apply_op1(MaxPool {
+        k: kernel,
+        s: stride,
+        p: padding,
+    })?)
+}
+
+/// A max-pooling window geometry.
+#[derive(Debug, Clone, Copy)]
+struct MaxPool {
+    k: usize,
+    s: usize,
+    p: usize,
+}
+
+impl MaxPool {
+    fn out(&self, h: usize, w: usize) -> (usize, usize) {
+        (
+            (h + 2 * self.p - self.k) / self.s + 1,
+            (w + 2 * self.p - self.k) / self.s + 1,
+        )
+    }
+
+    /// Index in the plane of the first maximum of output (oy, ox)'s window.
+    #[inline]
+    fn argmax<T: WithDType>(&self, plane: &[T], h: usize, w: usize, oy: usize, ox: usize) -> usize {
+        let y0 = (oy * self.s) as isize - self.p as isize;
+        let x0 = (ox * self.s) as isize - self.p as isize;
+        let (ya, yb) = (y0.max(0) as usize, ((y0 + self.k as isize) as usize).min(h));
+        let (xa, xb) = (x0.max(0) as usize, ((x0 + self.k as isize) as usize).min(w));
+        let mut best = ya * w + xa;
+        for yy in ya..yb {
+            for xx in xa..xb {
+                let i = yy * w + xx;
+                // NaN propagates, as in PyTorch.
+                if plane[i] > plane[best] || plane[i].to_f64().is_nan() {
+                    best = i;
+                }
+            }
+        }
+        best
+    }
+}
+
+fn dims_and_slice<'a, T: WithDType>(
+    s: &'a CpuStorage,
+    l: &Layout,
+) -> candle_core::Result<(&'a [T], usize, usize, usize)> {
+    let d = l.dims();
+    let (planes, h, w) = (d[0] * d[1], d[2], d[3]);
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok((&s.as_slice::<T>()?[a..b], planes, h, w)),
+        None => candle_core::bail!("max pool: input must be contiguous"),
+    }
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "max-pool2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        fn run<T: WithDType>(
+            op: &MaxPool,
+            s: &CpuStorage,
+            l: &Layout,
+        ) -> candle_core::Result<(CpuStorage, Shape)> {
+            let (x, _, h, w) = dims_and_slice::<T>(s, l)?;
+            let (oh, ow) = op.out(h, w);
+            let mut y = vec![T::zero(); x.len() / (h * w) * oh * ow];
+            y.par_chunks_mut(oh * ow)
+                .zip(x.par_chunks(h * w))
+                .for_each(|(out, plane)| {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            out[oy * ow + ox] = plane[op.argmax(plane, h, w, oy, ox)];
+                        }
+                    }
+                });
+            let d = l.dims();
+            Ok((
+                T::to_cpu_storage_owned(y),
+                Shape::from((d[0], d[1], oh, ow)),
+            ))
+        }
+        let _p = super::prof::scope("maxpool forward");
+        match s {
+            CpuStorage::F32(_) => run::<f32>(self, s, l),
+            CpuStorage::F64(_) => run::<f64>(self, s, l),
+            _ => candle_core::bail!("max pool: only f32 and f64 are supported"),
+        }
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &MaxPoolBwd(*self),
+        )?))
+    }
+}
+
+/// dx: each output's gradient added to its window's first maximum; applied to (x, dy).
+struct MaxPoolBwd(MaxPool);
+
+impl CustomOp2 for MaxPoolBwd {
+    fn name(&self) -> &'static str {
+        "max-pool2d-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        fn run<T: WithDType>(
+            op: &MaxPool,
+            s1: &CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+        ) -> candle_core::Result<(CpuStorage, Shape)> {
+            let (x, _, h, w) = dims_and_slice::<T>(s1, l1)?;
+            let (dy, _, oh, ow) = dims_and_slice::<T>(s2, l2)?;
+            let mut dx = vec![T::zero(); x.len()];
+            dx.par_chunks_mut(h * w)
+                .zip(x.par_chunks(h * w).zip(dy.par_chunks(oh * ow)))
+                .for_each(|(out, (plane, g))| {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            out[op.argmax(plane, h, w, oy, ox)] += g[oy * ow + ox];
+                        }
+                    }
+                });
+            Ok((T::to_cpu_storage_owned(dx), l1.shape().clone()))
+        }
+        let _p = super::prof::scope("maxpool backward");
+        match s1 {
+            CpuStorage::F32(_) => run::<f32>(&self.0, s1, l1, s2, l2),
+            CpuStorage::F64(_) => run::<f64>(&self.0, s1, l1, s2, l2),
+            _ => candle_core::bail!("max pool: only f32 and f64 are supported"),
+        }
+    }
+}
+
+/// Max pooling from tensor ops (GPU backends).
 ///
 /// Built from strided views of the padded input, stacked and reduced with argmax + gather so
 /// that the gradient goes to exactly one input per window (the first maximum), as in PyTorch.
-pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+fn max_pool2d_tensor_ops(
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let out_h = (h + 2 * padding - kernel) / stride + 1;
     let out_w = (w + 2 * padding - kernel) / stride + 1;
@@ -23,8 +184,8 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
             views.push(strided(&rows, 3, kw, stride, out_w)?);
         }
     }
-    let stacked = Tensor::stack(&views, 4)?; // (N, C, OH, OW, K*K)
-    let idx = stacked.argmax_keepdim(D::Minus1)?;
+    let stacked = Tensor::stack(&views, 4)?.contiguous()?; // (N, C, OH, OW, K*K)
+    let idx = stacked.argmax_keepdim(D::Minus1)?.contiguous()?;
     let out = stacked.gather(&idx, D::Minus1)?;
     Ok(out.reshape((n, c, out_h, out_w))?)
 }
@@ -170,6 +331,44 @@ mod tests {
             nonzero > 10,
             "the gradient should reach many inputs, got {nonzero}"
         );
+    }
+
+    /// The CPU op and the tensor-op version (GPU backends) agree on the output and the
+    /// gradient, ties included, for odd and even sizes and other geometries.
+    #[test]
+    fn cpu_op_matches_tensor_op_version() {
+        let dev = Device::Cpu;
+        for (h, w, k, s, p) in [
+            (9, 7, 3, 2, 1),
+            (8, 8, 3, 2, 1),
+            (6, 5, 2, 2, 0),
+            (5, 6, 3, 1, 1),
+        ] {
+            // Few distinct values: many ties.
+            let data: Vec<f32> = (0..2 * 3 * h * w).map(|i| ((i * 7) % 5) as f32).collect();
+            let r: Vec<f32> = (0..2 * 3 * h * w)
+                .map(|i| ((i * 13) % 7) as f32 - 3.0)
+                .collect();
+            let run = |ops: bool| {
+                let x = Var::from_vec(data.clone(), (2, 3, h, w), &dev).unwrap();
+                let y = if ops {
+                    max_pool2d_tensor_ops(x.as_tensor(), k, s, p).unwrap()
+                } else {
+                    max_pool2d(x.as_tensor(), k, s, p).unwrap()
+                };
+                let rr = Tensor::from_vec(r[..y.elem_count()].to_vec(), y.dims(), &dev).unwrap();
+                let g = (&y * rr).unwrap().sum_all().unwrap().backward().unwrap();
+                let dx = g
+                    .get(&x)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                (y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), dx)
+            };
+            assert_eq!(run(false), run(true), "{:?}", (h, w, k, s, p));
+        }
     }
 
     #[test]

@@ -226,10 +226,7 @@ impl ResNetBody {
     /// (N, 3, H, W) -> (N, features, H/32, W/32).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let x = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
-        let mut x = {
-            let _p = super::prof::scope("maxpool forward");
-            max_pool2d(&x, 3, 2, 1)?
-        };
+        let mut x = max_pool2d(&x, 3, 2, 1)?;
         for layer in &self.layers {
             for block in layer {
                 x = block.forward_t(&x, train)?;
