@@ -129,7 +129,7 @@ pub fn measure(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
                 phases[2] += (t3 - t2).as_secs_f64();
             }
             BenchKind::Infer | BenchKind::Load => {
-                let logits = model.forward_t(&x, false)?;
+                let logits = model.infer(&x)?;
                 let p = candle_nn::ops::softmax(&logits, D::Minus1)?;
                 p.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
                 phases[0] += t0.elapsed().as_secs_f64();

@@ -295,7 +295,7 @@ pub fn predict_cases(
         let b = b?;
         let idx = b.indices.clone();
         let (x, y) = b.to_tensors(model.device())?;
-        let logits = model.forward_t(&x, false)?;
+        let logits = model.infer(&x)?;
         let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         let lp = logp
             .to_device(&candle_core::Device::Cpu)?

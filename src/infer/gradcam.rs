@@ -74,7 +74,7 @@ impl Coarse {
 /// Grad-CAM for one preprocessed image `x` (1, 3, S, S) and class `class` (None: the
 /// predicted class).
 pub fn grad_cam_coarse(model: &Classifier, x: &Tensor, class: Option<usize>) -> Result<Coarse> {
-    let feats = model.features(x, false)?.detach();
+    let feats = model.infer_features(x)?;
     let (_, _, h, w) = feats.dims4()?;
     let var = Var::from_tensor(&feats)?;
     let logits = model.head_forward(var.as_tensor(), false)?;

@@ -140,7 +140,7 @@ impl Predictor {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let logits = self.model.forward_t(&self.input(images)?, false)?;
+        let logits = self.model.infer(&self.input(images)?)?;
         let probs = candle_nn::ops::softmax(&logits, D::Minus1)?;
         Ok(probs.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
     }

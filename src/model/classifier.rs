@@ -115,6 +115,17 @@ impl Classifier {
         self.head.forward_t(features, train, seed)
     }
 
+    /// Evaluation-mode logits without recording an autograd graph (inference, test sets):
+    /// each activation is freed once used.
+    pub fn infer(&self, x: &Tensor) -> Result<Tensor> {
+        super::params::no_grad(|| self.forward_t(x, false))
+    }
+
+    /// Evaluation-mode feature map without an autograd graph (Grad-CAM's starting point).
+    pub fn infer_features(&self, x: &Tensor) -> Result<Tensor> {
+        super::params::no_grad(|| self.features(x, false))
+    }
+
     /// Logits (N, classes) for normalised images (N, 3, H, W).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let f = self.features(x, train)?;

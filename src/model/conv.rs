@@ -108,7 +108,7 @@ impl Conv2d {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(conv2d(
             x,
-            self.weight.as_tensor(),
+            &super::params::value(&self.weight),
             self.stride,
             self.padding,
         )?)
@@ -414,6 +414,7 @@ fn forward_tile<T: WithDType>(
     y: &mut [T],
     (t0, n): (usize, usize),
     col: &mut Vec<T>,
+    par: Parallelism,
 ) {
     let (kk, p, k, c_in) = (g.kk(), g.p(), g.k, g.c_in);
     col.resize(n * kk, T::zero());
@@ -441,7 +442,7 @@ fn forward_tile<T: WithDType>(
             false,
             false,
             false,
-            Parallelism::None,
+            par,
         )
     }
 }
@@ -531,6 +532,13 @@ impl ConvFwd {
                 .flat_map(|i| (0..tiles).map(move |t| (i, t)))
                 .collect();
             let y_ptr = SendPtr(y.as_mut_ptr());
+            // Fewer tiles than threads (batch 1 deep in the network): GEMM's own threads.
+            let threads = rayon::current_num_threads();
+            let tile_par = if work.len() < threads {
+                Parallelism::Rayon(threads.div_ceil(work.len()))
+            } else {
+                Parallelism::None
+            };
             work.par_iter().for_each_init(Vec::new, |col, &(i, t)| {
                 let xi = &x[i * g.in_len()..][..g.in_len()];
                 let t0 = t * TILE;
@@ -541,7 +549,7 @@ impl ConvFwd {
                 let yi = unsafe {
                     std::slice::from_raw_parts_mut(y_ptr.get().add(i * g.out_len()), g.out_len())
                 };
-                forward_tile(&g, xi, &w_khwc, yi, (t0, n), col);
+                forward_tile(&g, xi, &w_khwc, yi, (t0, n), col, tile_par);
             });
             return Ok((T::to_cpu_storage_owned(y), g.out_shape()));
         }
@@ -908,6 +916,9 @@ mod tests {
         let resnet = [
             (2, 3, 64, 64, 16, 7, 2, 3),
             (1, 16, 28, 28, 16, 3, 1, 1),
+            (1, 64, 14, 14, 64, 3, 1, 1),
+            (1, 64, 7, 7, 128, 3, 2, 1),
+            (1, 64, 7, 7, 128, 1, 1, 0),
             (2, 32, 28, 28, 32, 3, 2, 1),
             (2, 64, 28, 28, 16, 1, 1, 0),
             (3, 64, 28, 28, 128, 1, 2, 0),

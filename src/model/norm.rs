@@ -50,14 +50,14 @@ impl BatchNorm {
         // Shape that broadcasts a per-channel vector against x: (1, C) or (1, C, 1, 1).
         let mut bshape = vec![1usize; rank];
         bshape[1] = self.channels;
-        let gamma = self.weight.as_tensor().reshape(bshape.as_slice())?;
-        let beta = self.bias.as_tensor().reshape(bshape.as_slice())?;
+        let gamma = &super::params::value(&self.weight).reshape(bshape.as_slice())?;
+        let beta = &super::params::value(&self.bias).reshape(bshape.as_slice())?;
         if train {
             let (y, mean, var_biased, count) = if fused {
                 let (y, st) = batch_norm_relu_train_cpu(
                     x,
-                    self.weight.as_tensor(),
-                    self.bias.as_tensor(),
+                    &super::params::value(&self.weight),
+                    &super::params::value(&self.bias),
                     BN_EPS,
                     relu,
                 )?;
@@ -75,14 +75,14 @@ impl BatchNorm {
             let mean = mean.to_dtype(dtype)?;
             let unbiased =
                 (var_biased.to_dtype(dtype)? * (count as f64 / (count.max(2) - 1) as f64))?;
-            let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?;
-            let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
+            let rm = ((&super::params::value(&self.running_mean) * (1.0 - m))? + (mean * m)?)?;
+            let rv = ((&super::params::value(&self.running_var) * (1.0 - m))? + (unbiased * m)?)?;
             self.running_mean.set(&rm)?;
             self.running_var.set(&rv)?;
             act(y)
         } else {
-            let rm = self.running_mean.as_tensor().reshape(bshape.as_slice())?;
-            let rv = self.running_var.as_tensor().reshape(bshape.as_slice())?;
+            let rm = &super::params::value(&self.running_mean).reshape(bshape.as_slice())?;
+            let rv = &super::params::value(&self.running_var).reshape(bshape.as_slice())?;
             let scale = gamma.broadcast_div(&(rv + BN_EPS)?.sqrt()?)?;
             let shift = beta.broadcast_sub(&rm.broadcast_mul(&scale)?)?;
             if fused {

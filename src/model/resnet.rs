@@ -266,8 +266,8 @@ impl Linear {
 
     /// (N, in) -> (N, out).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.weight.as_tensor().t()?)?
-            .broadcast_add(self.bias.as_tensor())?)
+        Ok(x.matmul(&super::params::value(&self.weight).t()?)?
+            .broadcast_add(&super::params::value(&self.bias))?)
     }
 }
 
