@@ -284,3 +284,8 @@ pub fn value(v: &Var) -> Tensor {
         v.as_tensor().clone()
     }
 }
+
+/// Whether this thread is inside [`no_grad`].
+pub fn is_no_grad() -> bool {
+    NO_GRAD.with(|c| c.get())
+}
