@@ -342,6 +342,11 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        let mut args = args;
+        if device.is_cuda() {
+            // assets/bench/torch_bench_device.py takes the device; the shared script is CPU.
+            args.extend(["--device".to_string(), "cuda".to_string()]);
+        }
         let (line, torch_ips) = torch_reference(a, py, &args)?;
         println!("{line}");
         println!(

@@ -882,7 +882,8 @@ mod tests {
 
     /// (N, C_in, H, W, C_out, k, stride, pad): odd sizes, strides 1 and 2, padding,
     /// 1x1 and 7x7 kernels, batch 1, and more images than threads.
-    const CASES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
+    type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+    const CASES: &[Case] = &[
         (1, 3, 13, 11, 5, 7, 2, 3),
         (2, 4, 9, 9, 6, 3, 1, 1),
         (3, 5, 10, 7, 4, 3, 2, 1),

@@ -1,7 +1,7 @@
 //! BatchNorm with PyTorch semantics: batch statistics and running-statistic updates
 //! (momentum 0.1, unbiased variance) in training, running statistics in evaluation.
 use super::bn_op::{affine_cpu, batch_norm_relu_train_cpu};
-use super::params::{Builder, Init, ParamKind};
+use super::params::{value, Builder, Init, ParamKind};
 use crate::Result;
 use candle_core::{Tensor, Var, D};
 
@@ -50,14 +50,14 @@ impl BatchNorm {
         // Shape that broadcasts a per-channel vector against x: (1, C) or (1, C, 1, 1).
         let mut bshape = vec![1usize; rank];
         bshape[1] = self.channels;
-        let gamma = &super::params::value(&self.weight).reshape(bshape.as_slice())?;
-        let beta = &super::params::value(&self.bias).reshape(bshape.as_slice())?;
+        let gamma = value(&self.weight).reshape(bshape.as_slice())?;
+        let beta = value(&self.bias).reshape(bshape.as_slice())?;
         if train {
             let (y, mean, var_biased, count) = if fused {
                 let (y, st) = batch_norm_relu_train_cpu(
                     x,
-                    &super::params::value(&self.weight),
-                    &super::params::value(&self.bias),
+                    &value(&self.weight),
+                    &value(&self.bias),
                     BN_EPS,
                     relu,
                 )?;
@@ -75,14 +75,14 @@ impl BatchNorm {
             let mean = mean.to_dtype(dtype)?;
             let unbiased =
                 (var_biased.to_dtype(dtype)? * (count as f64 / (count.max(2) - 1) as f64))?;
-            let rm = ((&super::params::value(&self.running_mean) * (1.0 - m))? + (mean * m)?)?;
-            let rv = ((&super::params::value(&self.running_var) * (1.0 - m))? + (unbiased * m)?)?;
+            let rm = ((&value(&self.running_mean) * (1.0 - m))? + (mean * m)?)?;
+            let rv = ((&value(&self.running_var) * (1.0 - m))? + (unbiased * m)?)?;
             self.running_mean.set(&rm)?;
             self.running_var.set(&rv)?;
             act(y)
         } else {
-            let rm = &super::params::value(&self.running_mean).reshape(bshape.as_slice())?;
-            let rv = &super::params::value(&self.running_var).reshape(bshape.as_slice())?;
+            let rm = value(&self.running_mean).reshape(bshape.as_slice())?;
+            let rv = value(&self.running_var).reshape(bshape.as_slice())?;
             let scale = gamma.broadcast_div(&(rv + BN_EPS)?.sqrt()?)?;
             let shift = beta.broadcast_sub(&rm.broadcast_mul(&scale)?)?;
             if fused {

@@ -52,15 +52,30 @@ fn check_dtype(arch: Backbone, weights: &str, reference: &str, dtype: DType) {
     let refs: HashMap<String, Tensor> =
         candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
 
-    let dev = Device::Cpu;
+    // COVID_RESNET_TEST_DEVICE (e.g. cuda:0) runs the same check on a GPU build.
+    let dev = match std::env::var("COVID_RESNET_TEST_DEVICE") {
+        Ok(d) => d
+            .parse::<covid_resnet::device::DeviceChoice>()
+            .and_then(|c| c.open())
+            .unwrap_or_else(|e| panic!("COVID_RESNET_TEST_DEVICE={d}: {e}")),
+        Err(_) => Device::Cpu,
+    };
     let model = ResNet::with_dtype(arch, 1000, 0, &dev, dtype).unwrap();
     let wpath = fx.join(weights);
     let file: BTreeMap<String, Tensor> = read_tensors(&wpath).unwrap();
     let rep = import_into(&model.store, "", &file, &wpath).unwrap();
     assert_eq!(rep.loaded, model.store.named_tensors().len());
 
-    let x = &refs["input"].to_dtype(dtype).unwrap();
-    let target = refs["target"].to_dtype(DType::U32).unwrap();
+    let x = &refs["input"]
+        .to_dtype(dtype)
+        .unwrap()
+        .to_device(&dev)
+        .unwrap();
+    let target = refs["target"]
+        .to_dtype(DType::U32)
+        .unwrap()
+        .to_device(&dev)
+        .unwrap();
     let grad_names: Vec<String> = refs
         .keys()
         .filter_map(|k| k.strip_prefix("grad_eval.").map(String::from))
@@ -69,7 +84,7 @@ fn check_dtype(arch: Backbone, weights: &str, reference: &str, dtype: DType) {
 
     let mut report: Vec<(String, f64, f64)> = Vec::new();
     let mut record = |name: &str, t: &Tensor| {
-        let e = rel_err(t, &refs[name]);
+        let e = rel_err(&t.to_device(&Device::Cpu).unwrap(), &refs[name]);
         let bound = tol[name];
         report.push((name.to_string(), e, bound));
     };
@@ -103,7 +118,9 @@ fn check_dtype(arch: Backbone, weights: &str, reference: &str, dtype: DType) {
         model.store.var("bn1.running_var").unwrap().as_tensor(),
     );
 
-    println!("{arch} ({dtype:?}) against torchvision (relative error ||ours - ref|| / ||ref||):");
+    println!(
+        "{arch} ({dtype:?}, {dev:?}) against torchvision (relative error ||ours - ref|| / ||ref||):"
+    );
     for (n, e, b) in &report {
         println!(
             "  {n:<45} {e:.3e}   (bound {b:.1e}){}",

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# CPU benchmark against PyTorch, in one run on the same machine (issue 7's table): for each
+# row, our `covid-resnet bench` and ../shared/reference/torch_bench.py on the same shapes and
+# thread count, each under GNU time for its peak RSS. Prints one table row per line.
+#
+#   assets/bench/cpu.sh [PYTHON] [BIN]
+#     PYTHON: a Python with torch + torchvision (default /work/torchvenv/bin/python)
+#     BIN:    our release binary (default target/release/covid-resnet; built if missing)
+# Extra arguments for our side can be given in BENCH_ARGS (e.g. BENCH_ARGS="--conv stock").
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${1:-/work/torchvenv/bin/python}
+BIN=${2:-target/release/covid-resnet}
+REF=${TORCH_BENCH:-../shared/reference/torch_bench.py}
+THREADS=${THREADS:-$(nproc)}
+[[ -x $BIN ]] || cargo build --release --locked
+[[ -x /usr/bin/time ]] || { echo "needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 1; }
+
+rows=(
+  "train resnet50 32 128 3 1"
+  "train resnet50 32 224 3 1"
+  "infer resnet50 1 224 10 2"
+  "infer resnet50 32 224 3 1"
+  "train resnet18 32 128 3 1"
+)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+rss() { awk -F': ' '/Maximum resident set size/ {printf "%.2f", $2 / 1048576}' "$1"; }
+ips() { grep '^RESULT' "$1" | tr ' ' '\n' | awk -F= '$1 == "img_per_s" {print $2}'; }
+printf "| work | backbone | batch | px | ours img/s | PyTorch img/s | ratio | ours peak RSS GB | PyTorch peak RSS GB |\n"
+printf "|---|---|---|---|---|---|---|---|---|\n"
+for row in "${rows[@]}"; do
+  read -r kind arch batch size iters warmup <<<"$row"
+  RAYON_NUM_THREADS=$THREADS /usr/bin/time -v "$BIN" bench "$kind" --backbone "$arch" \
+    --batch "$batch" --size "$size" --iters "$iters" --warmup "$warmup" ${BENCH_ARGS:-} \
+    >"$tmp/ours" 2>"$tmp/ours.time"
+  /usr/bin/time -v "$PY" "$REF" "$kind" --arch "$arch" --batch "$batch" --size "$size" \
+    --threads "$THREADS" --iters "$iters" --warmup "$warmup" >"$tmp/torch" 2>"$tmp/torch.time"
+  o=$(ips "$tmp/ours"); t=$(ips "$tmp/torch")
+  printf "| %s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n" "$kind" "$arch" "$batch" \
+    "$size" "$o" "$t" "$(awk -v o="$o" -v t="$t" 'BEGIN { print o / t }')" \
+    "$(rss "$tmp/ours.time")" "$(rss "$tmp/torch.time")"
+done

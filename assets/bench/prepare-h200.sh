@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds everything the H200 run (assets/bench/h200.sh) needs into target-cuda/carry, which the
+# `device` tool carries beside the working tree (limit 64 MiB in all):
+#   covid-resnet.xz  the CUDA binary (.ci/cuda-build), stripped and compressed
+#   it.xz            the integration-test binary built with --features cuda (fixture test)
+#   make_resnet_fixture.py  torchvision fixture generator (re-run there: the fixture weights
+#                    themselves, 100 MB, do not fit the carry limit)
+#   covidx-small/    COVIDx v1 re-encoded: longest side 232 px (>= the paper's 229), grayscale
+#                    JPEG quality 80, same names and split files
+# Usage: assets/bench/prepare-h200.sh [SHARED_DIR]   (default ../shared)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SHARED=${1:-../shared}
+C=target-cuda/carry
+rm -rf "$C" && mkdir -p "$C"
+
+CUDA_BUILD_TESTS=1 .ci/cuda-build
+xz -T0 -6 -c target-cuda/release/covid-resnet.stripped >"$C/covid-resnet.xz"
+xz -T0 -6 -c target-cuda/release/it.stripped >"$C/it.xz"
+cp "$SHARED/fixtures/make_resnet_fixture.py" "$C/"
+
+python3 - "$SHARED/data/covidx-v1" "$C/covidx-small" <<'PY'
+import os, shutil, sys
+from PIL import Image
+src, dst = sys.argv[1], sys.argv[2]
+for split in ("train", "test"):
+    os.makedirs(os.path.join(dst, split), exist_ok=True)
+    for name in os.listdir(os.path.join(src, split)):
+        im = Image.open(os.path.join(src, split, name)).convert("L")
+        im.thumbnail((232, 232), Image.LANCZOS) if max(im.size) > 232 else None
+        im.save(os.path.join(dst, split, name), "JPEG", quality=80)
+for f in os.listdir(src):
+    if f.endswith(".txt"):
+        shutil.copy(os.path.join(src, f), dst)
+PY
+du -sh "$C" "$C"/*
+total=$(du -sm "$C" | cut -f1)
+if (( total > 60 )); then
+  echo "carry is ${total} MiB: over the device tool's 64 MiB with the working tree" >&2
+  exit 1
+fi
