@@ -75,7 +75,54 @@ fn mask_grad(y: &Tensor, grad: &Tensor) -> Result<Tensor> {
         .apply_op2_no_bwd(&grad.contiguous()?, &MaskGrad)
 }
 
+/// An element-wise function of two tensors, for [`binary`].
+trait Elementwise2 {
+    fn apply<T: WithDType>(a: T, b: T) -> T;
+}
+
+/// `E::apply(a, b)` over two contiguous CPU tensors of one shape, in parallel.
+fn binary<E: Elementwise2>(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    fn run<E: Elementwise2, T: WithDType>(
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (a, b) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?);
+        let mut y = vec![T::zero(); a.len()];
+        y.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(o, (a, b))| {
+                for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
+                    *o = E::apply(*a, *b);
+                }
+            });
+        Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
+    }
+    match s1 {
+        CpuStorage::F32(_) => run::<E, f32>(s1, l1, s2, l2),
+        CpuStorage::F64(_) => run::<E, f64>(s1, l1, s2, l2),
+        _ => candle_core::bail!("relu: only f32 and f64 are supported"),
+    }
+}
+
+/// ReLU's backward, applied to (y, dy): dy where y > 0, else 0.
 struct MaskGrad;
+
+impl Elementwise2 for MaskGrad {
+    fn apply<T: WithDType>(y: T, g: T) -> T {
+        if y > T::zero() {
+            g
+        } else {
+            T::zero()
+        }
+    }
+}
 
 impl CustomOp2 for MaskGrad {
     fn name(&self) -> &'static str {
@@ -90,32 +137,23 @@ impl CustomOp2 for MaskGrad {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let _p = super::prof::scope("relu backward");
-        fn run<T: WithDType>(
-            s1: &CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            let (y, g) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?);
-            let mut dx = vec![T::zero(); y.len()];
-            dx.par_chunks_mut(CHUNK)
-                .zip(y.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-                .for_each(|(o, (y, g))| {
-                    for ((o, y), g) in o.iter_mut().zip(y).zip(g) {
-                        *o = if *y > T::zero() { *g } else { T::zero() };
-                    }
-                });
-            Ok((T::to_cpu_storage_owned(dx), l1.shape().clone()))
-        }
-        match s1 {
-            CpuStorage::F32(_) => run::<f32>(s1, l1, s2, l2),
-            CpuStorage::F64(_) => run::<f64>(s1, l1, s2, l2),
-            _ => candle_core::bail!("relu: only f32 and f64 are supported"),
-        }
+        binary::<Self>(s1, l1, s2, l2)
     }
 }
 
+/// max(a + b, 0).
 struct AddRelu;
+
+impl Elementwise2 for AddRelu {
+    fn apply<T: WithDType>(a: T, b: T) -> T {
+        let s = a + b;
+        if s > T::zero() {
+            s
+        } else {
+            T::zero()
+        }
+    }
+}
 
 impl CustomOp2 for AddRelu {
     fn name(&self) -> &'static str {
@@ -130,29 +168,7 @@ impl CustomOp2 for AddRelu {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let _p = super::prof::scope("add+relu forward");
-        fn run<T: WithDType>(
-            s1: &CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            let (a, b) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?);
-            let mut y = vec![T::zero(); a.len()];
-            y.par_chunks_mut(CHUNK)
-                .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-                .for_each(|(o, (a, b))| {
-                    for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
-                        let s = *a + *b;
-                        *o = if s > T::zero() { s } else { T::zero() };
-                    }
-                });
-            Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
-        }
-        match s1 {
-            CpuStorage::F32(_) => run::<f32>(s1, l1, s2, l2),
-            CpuStorage::F64(_) => run::<f64>(s1, l1, s2, l2),
-            _ => candle_core::bail!("relu: only f32 and f64 are supported"),
-        }
+        binary::<Self>(s1, l1, s2, l2)
     }
 
     fn bwd(

@@ -630,6 +630,28 @@ macro_rules! float_dispatch {
     };
 }
 
+/// `impl CustomOp2` (no autograd of its own) for a backward op with a generic `run`.
+macro_rules! backward_op {
+    ($ty:ty, $name:literal, $prof:literal) => {
+        impl CustomOp2 for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn cpu_fwd(
+                &self,
+                s1: &CpuStorage,
+                l1: &Layout,
+                s2: &CpuStorage,
+                l2: &Layout,
+            ) -> candle_core::Result<(CpuStorage, Shape)> {
+                let _p = super::prof::scope($prof);
+                float_dispatch!(self, s1, l1, s2, l2)
+            }
+        }
+    };
+}
+
 impl CustomOp2 for ConvFwd {
     fn name(&self) -> &'static str {
         "conv2d-gemm"
@@ -727,22 +749,7 @@ impl ConvBwdData {
     }
 }
 
-impl CustomOp2 for ConvBwdData {
-    fn name(&self) -> &'static str {
-        "conv2d-gemm-bwd-data"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let _p = super::prof::scope("conv input gradient");
-        float_dispatch!(self, s1, l1, s2, l2)
-    }
-}
+backward_op!(ConvBwdData, "conv2d-gemm-bwd-data", "conv input gradient");
 
 /// Weight gradient: dw = sum_n dy_n . col(x_n)^T, applied to (x, dy).
 struct ConvBwdFilter(Geom);
@@ -809,22 +816,11 @@ impl ConvBwdFilter {
     }
 }
 
-impl CustomOp2 for ConvBwdFilter {
-    fn name(&self) -> &'static str {
-        "conv2d-gemm-bwd-filter"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let _p = super::prof::scope("conv weight gradient");
-        float_dispatch!(self, s1, l1, s2, l2)
-    }
-}
+backward_op!(
+    ConvBwdFilter,
+    "conv2d-gemm-bwd-filter",
+    "conv weight gradient"
+);
 
 #[cfg(test)]
 mod tests {
