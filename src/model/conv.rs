@@ -131,10 +131,16 @@ pub fn conv2d(
         let _p = super::prof::scope("conv forward (stock)");
         return x.conv2d(w, padding, stride, 1, 1);
     }
-    let (_, c_in, h, wd) = x.dims4()?;
+    let (n, c_in, h, wd) = x.dims4()?;
     let (_, wc, kh, kw) = w.dims4()?;
-    if wc != c_in || kh != kw || stride == 0 || h + 2 * padding < kh || wd + 2 * padding < kw {
-        // Let candle produce its usual shape error.
+    if n == 0
+        || wc != c_in
+        || kh != kw
+        || stride == 0
+        || h + 2 * padding < kh
+        || wd + 2 * padding < kw
+    {
+        // An empty batch, or a shape candle reports as an error.
         return x.conv2d(w, padding, stride, 1, 1);
     }
     let g = Geom::new(x.dims(), w.dims(), stride, padding);
@@ -492,7 +498,12 @@ fn forward_1x1_strided<T: WithDType>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
     col.par_chunks_mut(p * c).enumerate().for_each(|(i, ci)| {
         let xi = &x[i * g.in_len()..][..g.in_len()];
         for (t, row) in ci.chunks_exact_mut(c).enumerate() {
-            let at = (t / g.ow) * g.stride * g.w + (t % g.ow) * g.stride;
+            let iy = ((t / g.ow) * g.stride) as isize - g.pad as isize;
+            let ix = ((t % g.ow) * g.stride) as isize - g.pad as isize;
+            if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                continue; // padding: the row stays zero
+            }
+            let at = iy as usize * g.w + ix as usize;
             for (ch, v) in row.iter_mut().enumerate() {
                 *v = xi[ch * hw + at];
             }
@@ -892,6 +903,9 @@ mod tests {
         (2, 3, 8, 8, 4, 3, 2, 1),
         (3, 4, 8, 8, 5, 1, 2, 0),
         (1, 3, 16, 16, 4, 7, 2, 3),
+        // 1x1 with padding.
+        (2, 3, 5, 6, 4, 1, 1, 1),
+        (2, 3, 6, 5, 4, 1, 2, 1),
     ];
 
     #[test]
@@ -1016,6 +1030,13 @@ mod tests {
             let case = (n, ci, h, w, co, k, s, p);
             assert!(max_rel(&infer, &train) < 1e-5, "{case:?}");
         }
+    }
+
+    #[test]
+    fn an_empty_batch_gives_an_empty_output() {
+        let x = Tensor::zeros((0, 3, 5, 5), DType::F32, &Device::Cpu).unwrap();
+        let w = Tensor::zeros((4, 3, 3, 3), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(conv2d(&x, &w, 1, 1).unwrap().dims(), &[0, 4, 5, 5]);
     }
 
     #[test]
