@@ -449,11 +449,15 @@ fn weight_khwc<T: WithDType>(g: &Geom, w: &[T]) -> Vec<T> {
 /// candle's bit for bit. That matters beyond taste: ReLU and max-pool decisions follow the
 /// forward's rounding, and a different but equally accurate rounding flipped one of them on
 /// the torchvision fixture (see assets/docs/speed.md).
-fn forward_tile<T: WithDType>(
+///
+/// # Safety
+/// `y` must point to the image's output, C_out rows of OH*OW elements, and no one else may
+/// access its columns `t0..t0 + n` during the call (other tiles write other columns).
+unsafe fn forward_tile<T: WithDType>(
     g: &Geom,
     x: &[T],
     w_khwc: &[T],
-    y: &mut [T],
+    y: *mut T,
     (t0, n): (usize, usize),
     col: &mut Vec<T>,
     par: Parallelism,
@@ -461,15 +465,16 @@ fn forward_tile<T: WithDType>(
     let (kk, p, k, c_in) = (g.kk(), g.p(), g.k, g.c_in);
     col.resize(n * kk, T::zero());
     im2col_range(g, x, (t0, n), col, |c, kh, kw| (kh * k + kw) * c_in + c);
-    assert!(y.len() >= g.c_out * p && t0 + n <= p && w_khwc.len() >= g.c_out * kk);
-    // SAFETY: y holds C_out rows of p (checked); this writes columns t0..t0+n of each row.
-    // w_khwc is C_out x kk and col kk x n, both row-major (checked / sized above).
+    assert!(t0 + n <= p && w_khwc.len() >= g.c_out * kk);
+    // SAFETY: the caller gives y as C_out rows of p and these columns to us alone; this
+    // writes columns t0..t0+n of each row (t0 + n <= p, checked). w_khwc is C_out x kk and
+    // col kk x n, both row-major (checked / sized above).
     unsafe {
         gemm::gemm(
             g.c_out,
             n,
             kk,
-            y.as_mut_ptr().add(t0),
+            y.add(t0),
             1,
             p as isize,
             false,
@@ -595,13 +600,14 @@ impl ConvFwd {
                 let xi = &x[i * g.in_len()..][..g.in_len()];
                 let t0 = t * TILE;
                 let n = TILE.min(g.p() - t0);
-                // SAFETY: image i's output is y[i * out_len..][..out_len]; each (image,
-                // tile) writes only its columns t0..t0+n of that image's rows, so no two
-                // work items write the same element, and nothing reads y meanwhile.
-                let yi = unsafe {
-                    std::slice::from_raw_parts_mut(y_ptr.get().add(i * g.out_len()), g.out_len())
-                };
-                forward_tile(&g, xi, &w_khwc, yi, (t0, n), col, tile_par);
+                // SAFETY: image i's output starts at y[i * out_len] (inside y, i < n) and
+                // holds C_out rows of p; each (image, tile) work item writes only its
+                // columns t0..t0+n of them, so no two items touch the same element, and
+                // nothing else reads or writes y until the loop ends.
+                unsafe {
+                    let yi = y_ptr.get().add(i * g.out_len());
+                    forward_tile(&g, xi, &w_khwc, yi, (t0, n), col, tile_par);
+                }
             });
             return Ok((T::to_cpu_storage_owned(y), g.out_shape()));
         }
