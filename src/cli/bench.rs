@@ -324,7 +324,7 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         print_profile(&r, a.iters.max(1));
     }
     if let Some(py) = &a.torch_python {
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             kind,
             "--arch",
             a.backbone.name(),
@@ -342,7 +342,6 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let mut args = args;
         if device.is_cuda() {
             // assets/bench/torch_bench_device.py takes the device; the shared script is CPU.
             args.extend(["--device".to_string(), "cuda".to_string()]);

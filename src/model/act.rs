@@ -3,6 +3,7 @@
 //! candle's CPU `relu` runs on one thread, and its backward builds a zero tensor, a
 //! comparison mask, a cast and a product (four passes); here each direction is one parallel
 //! pass. Other devices and dtypes use candle's ops.
+use super::cpu_op::{contiguous, impl_op2, run_float};
 use candle_core::WithDType;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -11,13 +12,6 @@ const CHUNK: usize = 16384;
 
 fn ours(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
-}
-
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("relu: operand must be contiguous"),
-    }
 }
 
 /// max(x, 0).
@@ -38,30 +32,28 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 struct Relu;
 
+impl Relu {
+    fn run<T: WithDType>(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous::<T>(s, l, "relu input")?;
+        let mut y = vec![T::zero(); x.len()];
+        y.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(o, i)| {
+                for (o, v) in o.iter_mut().zip(i) {
+                    *o = if *v > T::zero() { *v } else { T::zero() };
+                }
+            });
+        Ok((T::to_cpu_storage_owned(y), l.shape().clone()))
+    }
+}
+
 impl CustomOp1 for Relu {
     fn name(&self) -> &'static str {
         "relu-par"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let _p = super::prof::scope("relu forward");
-        fn run<T: WithDType>(s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-            let x = slice::<T>(s, l)?;
-            let mut y = vec![T::zero(); x.len()];
-            y.par_chunks_mut(CHUNK)
-                .zip(x.par_chunks(CHUNK))
-                .for_each(|(o, i)| {
-                    for (o, v) in o.iter_mut().zip(i) {
-                        *o = if *v > T::zero() { *v } else { T::zero() };
-                    }
-                });
-            Ok((T::to_cpu_storage_owned(y), l.shape().clone()))
-        }
-        match s {
-            CpuStorage::F32(_) => run::<f32>(s, l),
-            CpuStorage::F64(_) => run::<f64>(s, l),
-            _ => candle_core::bail!("relu: only f32 and f64 are supported"),
-        }
+        run_float!(self, "relu", "relu forward"; s, l)
     }
 
     fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -75,39 +67,29 @@ fn mask_grad(y: &Tensor, grad: &Tensor) -> Result<Tensor> {
         .apply_op2_no_bwd(&grad.contiguous()?, &MaskGrad)
 }
 
-/// An element-wise function of two tensors, for [`binary`].
+/// An element-wise function of two tensors of one shape, run in parallel over contiguous
+/// CPU operands.
 trait Elementwise2 {
     fn apply<T: WithDType>(a: T, b: T) -> T;
-}
 
-/// `E::apply(a, b)` over two contiguous CPU tensors of one shape, in parallel.
-fn binary<E: Elementwise2>(
-    s1: &CpuStorage,
-    l1: &Layout,
-    s2: &CpuStorage,
-    l2: &Layout,
-) -> Result<(CpuStorage, Shape)> {
-    fn run<E: Elementwise2, T: WithDType>(
+    fn run<T: WithDType>(
+        &self,
         s1: &CpuStorage,
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (a, b) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?);
+        let a = contiguous::<T>(s1, l1, "relu operand")?;
+        let b = contiguous::<T>(s2, l2, "relu operand")?;
         let mut y = vec![T::zero(); a.len()];
         y.par_chunks_mut(CHUNK)
             .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
             .for_each(|(o, (a, b))| {
                 for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
-                    *o = E::apply(*a, *b);
+                    *o = Self::apply(*a, *b);
                 }
             });
         Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
-    }
-    match s1 {
-        CpuStorage::F32(_) => run::<E, f32>(s1, l1, s2, l2),
-        CpuStorage::F64(_) => run::<E, f64>(s1, l1, s2, l2),
-        _ => candle_core::bail!("relu: only f32 and f64 are supported"),
     }
 }
 
@@ -124,22 +106,7 @@ impl Elementwise2 for MaskGrad {
     }
 }
 
-impl CustomOp2 for MaskGrad {
-    fn name(&self) -> &'static str {
-        "relu-par-bwd"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let _p = super::prof::scope("relu backward");
-        binary::<Self>(s1, l1, s2, l2)
-    }
-}
+impl_op2!(MaskGrad, "relu-par-bwd", "relu backward");
 
 /// max(a + b, 0).
 struct AddRelu;
@@ -167,8 +134,7 @@ impl CustomOp2 for AddRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let _p = super::prof::scope("add+relu forward");
-        binary::<Self>(s1, l1, s2, l2)
+        run_float!(self, "add+relu", "add+relu forward"; s1, l1, s2, l2)
     }
 
     fn bwd(

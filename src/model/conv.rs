@@ -15,6 +15,7 @@
 //!
 //! Candle's stock convolution stays selectable ([`set_conv_impl`], or
 //! `COVID_RESNET_CONV=stock`) to compare the two; CUDA and Metal always use their own kernels.
+use super::cpu_op::{contiguous, impl_op2, run_float};
 use super::params::{Builder, Init, ParamKind};
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, Var, WithDType};
@@ -418,13 +419,6 @@ fn scratch<T: WithDType>(g: &Geom) -> Vec<T> {
     }
 }
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("conv: operand must be contiguous"),
-    }
-}
-
 /// Output positions per forward GEMM for kernels larger than 1x1 (candle's tile).
 const TILE: usize = 512;
 
@@ -569,7 +563,10 @@ impl ConvFwd {
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0;
-        let (x, w) = (slice::<T>(xs, xl)?, slice::<T>(ws, wl)?);
+        let (x, w) = (
+            contiguous::<T>(xs, xl, "conv input")?,
+            contiguous::<T>(ws, wl, "conv weight")?,
+        );
         // Inference (no gradient will flow back): one product per image over the whole
         // im2col matrix, which is faster (batch 1: 23 against 18 images/s for ResNet-50 at
         // 224 px). Otherwise candle's own products, bit for bit (see `forward_tile`).
@@ -637,38 +634,6 @@ impl ConvFwd {
     }
 }
 
-macro_rules! float_dispatch {
-    ($self:ident, $s1:ident, $l1:ident, $s2:ident, $l2:ident) => {
-        match $s1 {
-            CpuStorage::F32(_) => $self.run::<f32>($s1, $l1, $s2, $l2),
-            CpuStorage::F64(_) => $self.run::<f64>($s1, $l1, $s2, $l2),
-            _ => candle_core::bail!("conv: only f32 and f64 are supported"),
-        }
-    };
-}
-
-/// `impl CustomOp2` (no autograd of its own) for a backward op with a generic `run`.
-macro_rules! backward_op {
-    ($ty:ty, $name:literal, $prof:literal) => {
-        impl CustomOp2 for $ty {
-            fn name(&self) -> &'static str {
-                $name
-            }
-
-            fn cpu_fwd(
-                &self,
-                s1: &CpuStorage,
-                l1: &Layout,
-                s2: &CpuStorage,
-                l2: &Layout,
-            ) -> candle_core::Result<(CpuStorage, Shape)> {
-                let _p = super::prof::scope($prof);
-                float_dispatch!(self, s1, l1, s2, l2)
-            }
-        }
-    };
-}
-
 impl CustomOp2 for ConvFwd {
     fn name(&self) -> &'static str {
         "conv2d-gemm"
@@ -681,8 +646,7 @@ impl CustomOp2 for ConvFwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let _p = super::prof::scope("conv forward");
-        float_dispatch!(self, s1, l1, s2, l2)
+        run_float!(self, "conv", "conv forward"; s1, l1, s2, l2)
     }
 
     fn bwd(
@@ -721,7 +685,10 @@ impl ConvBwdData {
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0;
-        let (dy, w) = (slice::<T>(ds, dl)?, slice::<T>(ws, wl)?);
+        let (dy, w) = (
+            contiguous::<T>(ds, dl, "conv gradient")?,
+            contiguous::<T>(ws, wl, "conv weight")?,
+        );
         let mut dx = vec![T::zero(); g.n * g.in_len()];
         let (workers, par) = split(g.n);
         let per = g.n.div_ceil(workers);
@@ -766,7 +733,7 @@ impl ConvBwdData {
     }
 }
 
-backward_op!(ConvBwdData, "conv2d-gemm-bwd-data", "conv input gradient");
+impl_op2!(ConvBwdData, "conv2d-gemm-bwd-data", "conv input gradient");
 
 /// Weight gradient: dw = sum_n dy_n . col(x_n)^T, applied to (x, dy).
 struct ConvBwdFilter(Geom);
@@ -780,7 +747,10 @@ impl ConvBwdFilter {
         dl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0;
-        let (x, dy) = (slice::<T>(xs, xl)?, slice::<T>(ds, dl)?);
+        let (x, dy) = (
+            contiguous::<T>(xs, xl, "conv input")?,
+            contiguous::<T>(ds, dl, "conv gradient")?,
+        );
         let wlen = g.c_out * g.kk();
         let (workers, par) = split(g.n);
         let per = g.n.div_ceil(workers);
@@ -833,7 +803,7 @@ impl ConvBwdFilter {
     }
 }
 
-backward_op!(
+impl_op2!(
     ConvBwdFilter,
     "conv2d-gemm-bwd-filter",
     "conv weight gradient"

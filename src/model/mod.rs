@@ -4,6 +4,7 @@ pub mod bn_op;
 pub mod checkpoint;
 pub mod classifier;
 pub mod conv;
+mod cpu_op;
 pub mod head;
 pub mod norm;
 pub mod params;

@@ -46,12 +46,10 @@ impl BatchNorm {
         let fused = x.device().is_cpu()
             && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64);
         let act = |y: Tensor| -> Result<Tensor> { Ok(if relu && !fused { y.relu()? } else { y }) };
-        let rank = x.rank();
         // Shape that broadcasts a per-channel vector against x: (1, C) or (1, C, 1, 1).
-        let mut bshape = vec![1usize; rank];
+        let mut bshape = vec![1usize; x.rank()];
         bshape[1] = self.channels;
-        let gamma = value(&self.weight).reshape(bshape.as_slice())?;
-        let beta = value(&self.bias).reshape(bshape.as_slice())?;
+        let per_channel = |v: &Var| value(v).reshape(bshape.as_slice());
         if train {
             let (y, mean, var_biased, count) = if fused {
                 let (y, st) = batch_norm_relu_train_cpu(
@@ -66,6 +64,7 @@ impl BatchNorm {
                 let var = Tensor::from_vec(st.var, self.channels, dev)?;
                 (y, mean, var, st.count)
             } else {
+                let (gamma, beta) = (per_channel(&self.weight)?, per_channel(&self.bias)?);
                 let (y, mean, var) = train_with_tensor_ops(x, &gamma, &beta)?;
                 (y, mean, var, x.elem_count() / self.channels)
             };
@@ -81,10 +80,12 @@ impl BatchNorm {
             self.running_var.set(&rv)?;
             act(y)
         } else {
-            let rm = value(&self.running_mean).reshape(bshape.as_slice())?;
-            let rv = value(&self.running_var).reshape(bshape.as_slice())?;
-            let scale = gamma.broadcast_div(&(rv + BN_EPS)?.sqrt()?)?;
-            let shift = beta.broadcast_sub(&rm.broadcast_mul(&scale)?)?;
+            let (rm, rv) = (
+                per_channel(&self.running_mean)?,
+                per_channel(&self.running_var)?,
+            );
+            let scale = per_channel(&self.weight)?.broadcast_div(&(rv + BN_EPS)?.sqrt()?)?;
+            let shift = per_channel(&self.bias)?.broadcast_sub(&rm.broadcast_mul(&scale)?)?;
             if fused {
                 let (scale, shift) = (scale.flatten_all()?, shift.flatten_all()?);
                 return Ok(affine_cpu(x, &scale, &shift, relu)?);

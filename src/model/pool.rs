@@ -1,7 +1,8 @@
 //! Pooling with working gradients. candle's `max_pool2d` has no correct backward when the
 //! kernel differs from the stride, and the ResNet stem needs a 3x3 stride-2 pool.
+use super::cpu_op::{contiguous, impl_op2, run_float};
 use crate::Result;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, WithDType, D};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType, D};
 use rayon::prelude::*;
 
 /// Max pooling with a square kernel, stride and padding (padding counts as -inf, as PyTorch).
@@ -57,15 +58,38 @@ impl MaxPool {
     }
 }
 
-fn dims_and_slice<'a, T: WithDType>(
+/// The elements of a contiguous (N, C, H, W) operand, with its H and W.
+fn planes<'a, T: WithDType>(
     s: &'a CpuStorage,
     l: &Layout,
-) -> candle_core::Result<(&'a [T], usize, usize, usize)> {
+) -> candle_core::Result<(&'a [T], usize, usize)> {
     let d = l.dims();
-    let (planes, h, w) = (d[0] * d[1], d[2], d[3]);
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok((&s.as_slice::<T>()?[a..b], planes, h, w)),
-        None => candle_core::bail!("max pool: input must be contiguous"),
+    Ok((contiguous::<T>(s, l, "max pool operand")?, d[2], d[3]))
+}
+
+impl MaxPool {
+    fn run<T: WithDType>(
+        &self,
+        s: &CpuStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, h, w) = planes::<T>(s, l)?;
+        let (oh, ow) = self.out(h, w);
+        let mut y = vec![T::zero(); x.len() / (h * w) * oh * ow];
+        y.par_chunks_mut(oh * ow)
+            .zip(x.par_chunks(h * w))
+            .for_each(|(out, plane)| {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        out[oy * ow + ox] = plane[self.argmax(plane, h, w, oy, ox)];
+                    }
+                }
+            });
+        let d = l.dims();
+        Ok((
+            T::to_cpu_storage_owned(y),
+            Shape::from((d[0], d[1], oh, ow)),
+        ))
     }
 }
 
@@ -75,35 +99,7 @@ impl CustomOp1 for MaxPool {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        fn run<T: WithDType>(
-            op: &MaxPool,
-            s: &CpuStorage,
-            l: &Layout,
-        ) -> candle_core::Result<(CpuStorage, Shape)> {
-            let (x, _, h, w) = dims_and_slice::<T>(s, l)?;
-            let (oh, ow) = op.out(h, w);
-            let mut y = vec![T::zero(); x.len() / (h * w) * oh * ow];
-            y.par_chunks_mut(oh * ow)
-                .zip(x.par_chunks(h * w))
-                .for_each(|(out, plane)| {
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            out[oy * ow + ox] = plane[op.argmax(plane, h, w, oy, ox)];
-                        }
-                    }
-                });
-            let d = l.dims();
-            Ok((
-                T::to_cpu_storage_owned(y),
-                Shape::from((d[0], d[1], oh, ow)),
-            ))
-        }
-        let _p = super::prof::scope("maxpool forward");
-        match s {
-            CpuStorage::F32(_) => run::<f32>(self, s, l),
-            CpuStorage::F64(_) => run::<f64>(self, s, l),
-            _ => candle_core::bail!("max pool: only f32 and f64 are supported"),
-        }
+        run_float!(self, "max pool", "maxpool forward"; s, l)
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -117,47 +113,31 @@ impl CustomOp1 for MaxPool {
 /// dx: each output's gradient added to its window's first maximum; applied to (x, dy).
 struct MaxPoolBwd(MaxPool);
 
-impl CustomOp2 for MaxPoolBwd {
-    fn name(&self) -> &'static str {
-        "max-pool2d-bwd"
-    }
-
-    fn cpu_fwd(
+impl MaxPoolBwd {
+    fn run<T: WithDType>(
         &self,
         s1: &CpuStorage,
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        fn run<T: WithDType>(
-            op: &MaxPool,
-            s1: &CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-        ) -> candle_core::Result<(CpuStorage, Shape)> {
-            let (x, _, h, w) = dims_and_slice::<T>(s1, l1)?;
-            let (dy, _, oh, ow) = dims_and_slice::<T>(s2, l2)?;
-            let mut dx = vec![T::zero(); x.len()];
-            dx.par_chunks_mut(h * w)
-                .zip(x.par_chunks(h * w).zip(dy.par_chunks(oh * ow)))
-                .for_each(|(out, (plane, g))| {
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            out[op.argmax(plane, h, w, oy, ox)] += g[oy * ow + ox];
-                        }
+        let (x, h, w) = planes::<T>(s1, l1)?;
+        let (dy, oh, ow) = planes::<T>(s2, l2)?;
+        let mut dx = vec![T::zero(); x.len()];
+        dx.par_chunks_mut(h * w)
+            .zip(x.par_chunks(h * w).zip(dy.par_chunks(oh * ow)))
+            .for_each(|(out, (plane, g))| {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        out[self.0.argmax(plane, h, w, oy, ox)] += g[oy * ow + ox];
                     }
-                });
-            Ok((T::to_cpu_storage_owned(dx), l1.shape().clone()))
-        }
-        let _p = super::prof::scope("maxpool backward");
-        match s1 {
-            CpuStorage::F32(_) => run::<f32>(&self.0, s1, l1, s2, l2),
-            CpuStorage::F64(_) => run::<f64>(&self.0, s1, l1, s2, l2),
-            _ => candle_core::bail!("max pool: only f32 and f64 are supported"),
-        }
+                }
+            });
+        Ok((T::to_cpu_storage_owned(dx), l1.shape().clone()))
     }
 }
+
+impl_op2!(MaxPoolBwd, "max-pool2d-bwd", "maxpool backward");
 
 /// Max pooling from tensor ops (GPU backends).
 ///
