@@ -36,6 +36,27 @@ pub enum Error {
         /// Why it is invalid.
         msg: String,
     },
+    /// The training loss became NaN or infinite; the weights of the epoch's start were
+    /// restored and the run can be resumed with a lower learning rate.
+    #[error(
+        "loss became {loss} at stage {stage}, step {step}, epoch {epoch}, batch {batch} \
+         (learning rate {lr:.3e}): weights restored to the start of this epoch; lower the \
+         learning rate and resume"
+    )]
+    Diverged {
+        /// The loss (NaN or infinite).
+        loss: f64,
+        /// Stage (1-based).
+        stage: usize,
+        /// Step in the stage (1-based).
+        step: usize,
+        /// Epoch in the step (1-based).
+        epoch: usize,
+        /// Batch in the epoch (1-based).
+        batch: usize,
+        /// The head group's learning rate at that batch.
+        lr: f64,
+    },
     /// The requested compute device is not available in this build or on this machine.
     #[error("device {0}")]
     Device(String),

@@ -10,6 +10,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod files;
+pub mod fmt;
 pub mod infer;
 pub mod model;
 pub mod train;

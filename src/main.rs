@@ -19,18 +19,7 @@ fn main() -> ExitCode {
     // SAFETY: sets a process-wide allocator option; no allocation is in flight on another
     // thread this early.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-    let args = Cli::parse();
-    let result = match &args.command {
-        None => covid_resnet::app::run(Default::default()).map(|()| ExitCode::SUCCESS),
-        Some(cli::Command::Open(o)) => covid_resnet::app::run(covid_resnet::app::Startup {
-            files: o.files.clone(),
-            model: o.model.clone(),
-            data: o.data.clone(),
-        })
-        .map(|()| ExitCode::SUCCESS),
-        Some(_) => cli::run(&args),
-    };
-    match result {
+    match cli::run(&Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

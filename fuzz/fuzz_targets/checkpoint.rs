@@ -5,5 +5,5 @@ use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
     let _ =
-        covid_resnet::train::trainer::parse_checkpoint(data, Path::new("checkpoint.safetensors"));
+        covid_resnet::train::checkpoint::parse_checkpoint(data, Path::new("checkpoint.safetensors"));
 });

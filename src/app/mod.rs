@@ -1,9 +1,13 @@
 //! The desktop app (eframe/egui). Only this module may use the UI crates.
+pub mod dialogs;
+pub mod notices;
 pub mod plots;
-pub mod sink;
 pub mod training;
 pub mod viewer;
 
+use dialogs::DialogBackend;
+use notices::Notices;
+use std::path::Path;
 use training::{TrainingSettings, TrainingTab};
 use viewer::{ViewerSettings, ViewerTab};
 
@@ -37,7 +41,7 @@ pub fn run(startup: Startup) -> anyhow::Result<()> {
                 app.tab = Tab::Viewer;
             }
             if let Some(d) = startup.data {
-                app.viewer.settings.data_dir = d.display().to_string();
+                app.training.settings.data_dir = d.display().to_string();
             }
             if !startup.files.is_empty() {
                 app.viewer.open_at_start(startup.files);
@@ -65,13 +69,25 @@ pub enum Tab {
 pub struct Settings {
     /// Open tab.
     pub tab: Tab,
-    /// Training tab settings.
+    /// Training tab settings (its dataset folder is the Viewer's too).
     pub training: TrainingSettings,
     /// Viewer tab settings.
     pub viewer: ViewerSettings,
 }
 
 const SETTINGS_KEY: &str = "covid-resnet-settings";
+
+/// What a tab may use besides its own state while it draws and runs its commands.
+pub struct Shared<'a> {
+    /// The window's messages.
+    pub notices: &'a mut Notices,
+    /// Whether file dialogs can be shown.
+    pub dialogs: DialogBackend,
+    /// The dataset folder both tabs use.
+    pub data_dir: &'a mut String,
+    /// The model of the newest finished training run.
+    pub last_model: Option<&'a Path>,
+}
 
 /// App state.
 pub struct App {
@@ -82,6 +98,10 @@ pub struct App {
     pub training: TrainingTab,
     /// The Viewer tab.
     pub viewer: ViewerTab,
+    /// Errors and notices of both tabs.
+    pub notices: Notices,
+    /// System file dialogs, or none (tests, headless sessions).
+    pub dialogs: DialogBackend,
 }
 
 impl App {
@@ -101,6 +121,8 @@ impl App {
             show_about: false,
             training: TrainingTab::new(settings.training),
             viewer: ViewerTab::new(settings.viewer),
+            notices: Notices::default(),
+            dialogs: DialogBackend::System,
         }
     }
 
@@ -124,44 +146,45 @@ impl App {
                     self.show_about = true;
                 }
             });
+            if !self.notices.items().is_empty() {
+                ui.separator();
+                self.notices.ui(ui);
+            }
         });
         egui::Panel::bottom("notice").show(ui, |ui| {
             ui.colored_label(egui::Color32::from_rgb(200, 120, 0), crate::RESEARCH_NOTICE);
         });
+        let ctx = ui.ctx().clone();
         // Files dropped anywhere open in the Viewer.
-        let (hovered, dropped) = ui
-            .ctx()
-            .input(|i| (i.raw.hovered_files.len(), i.raw.dropped_files.clone()));
+        let (hovered, dropped) =
+            ctx.input(|i| (i.raw.hovered_files.len(), i.raw.dropped_files.clone()));
         self.viewer.set_hovering(hovered);
         if !dropped.is_empty() {
             self.tab = Tab::Viewer;
-            let ctx = ui.ctx().clone();
-            self.viewer.open_dropped(&ctx, &dropped);
+            self.viewer.open_dropped(&ctx, &dropped, &mut self.notices);
         }
         self.viewer.device = self.training.settings.device.clone();
-        if self.viewer.settings.data_dir.trim().is_empty() {
-            // The Training tab's dataset is the natural one to review.
-            self.viewer.settings.data_dir = self.training.settings.data_dir.clone();
-        }
         match self.tab {
             Tab::Training => {
-                self.training.ui(ui);
+                self.training.ui(ui, &mut self.notices, self.dialogs);
                 // Keep the Viewer's background replies flowing.
-                let ctx = ui.ctx().clone();
-                self.viewer.poll(&ctx);
-                if hovered > 0 {
-                    self.viewer.ui_overlay_only(&ctx);
-                }
+                self.viewer.poll(&ctx, &mut self.notices);
+                self.viewer.drop_overlay(&ctx);
             }
             Tab::Viewer => {
-                let last = self.training.finished_model.clone();
-                self.viewer.ui(ui, last.as_deref());
+                let last = self.training.run.finished_model.clone();
+                let mut shared = Shared {
+                    notices: &mut self.notices,
+                    dialogs: self.dialogs,
+                    data_dir: &mut self.training.settings.data_dir,
+                    last_model: last.as_deref(),
+                };
+                self.viewer.ui(ui, &mut shared);
                 // Keep draining training events while another tab is shown.
-                self.training.poll_events();
+                self.training.poll(&ctx, &mut self.notices);
             }
         }
         if self.show_about {
-            let ctx = ui.ctx().clone();
             egui::Window::new("About covid-resnet")
                 .open(&mut self.show_about)
                 .show(&ctx, |ui| {
@@ -171,7 +194,7 @@ impl App {
                         crate::build_info::BACKENDS
                     ));
                     ui.label(format!("Device setting: {}", self.training.settings.device));
-                    match &self.training.device_in_use {
+                    match &self.training.run.device_in_use {
                         Some(d) => ui.label(format!("Device in use: {d}")),
                         None => ui.label("Device in use: none yet (no run started)"),
                     };

@@ -1,4 +1,41 @@
-//! Plot helpers: decimation so that a 41-epoch run stays fast to draw, and smoothing.
+//! What every chart of the window shares: decimation so that a 41-epoch run stays fast to
+//! draw, plots that follow their data (the mouse wheel scrolls the page; zooming takes Ctrl
+//! or a right-drag box; a double-click follows the data again), and log-scale axes.
+use egui_plot::{GridMark, HoverPosition, Plot, PlotPoint};
+
+/// How a user zooms and gets back, shown under the charts.
+pub const PLOT_HINT: &str =
+    "Charts follow the data. Ctrl+wheel or a right-drag box zooms; double-click follows the data again.";
+
+/// A plot that never moves under the wheel: only deliberate zooms change its view.
+pub fn following(plot: Plot<'_>) -> Plot<'_> {
+    plot.allow_scroll(false)
+        .allow_drag(false)
+        .allow_zoom(true)
+        .allow_boxed_zoom(true)
+        .allow_double_click_reset(true)
+}
+
+/// Axis labels for values plotted as log10: `1e-4`, `3e-4`, ...
+pub fn log10_label(mark: GridMark, _range: &std::ops::RangeInclusive<f64>) -> String {
+    crate::fmt::lr(10f64.powf(mark.value))
+}
+
+/// A hover label from the series' name ("" away from the data) and the position.
+pub fn hover_label(
+    f: impl Fn(&str, PlotPoint) -> String,
+) -> impl Fn(&HoverPosition<'_>) -> Option<String> {
+    move |h| {
+        Some(match h {
+            HoverPosition::NearDataPoint {
+                plot_name,
+                position,
+                ..
+            } => f(plot_name, *position),
+            HoverPosition::Elsewhere { position } => f("", *position),
+        })
+    }
+}
 
 /// At most `max` points: each bucket of consecutive points keeps its minimum and maximum
 /// (in x order), so spikes stay visible.

@@ -62,7 +62,7 @@ pub struct BenchArgs {
     pub torch_script: PathBuf,
     /// CPU convolution kernel: gemm (ours) or stock (candle's); default: $COVID_RESNET_CONV,
     /// else gemm.
-    #[arg(long)]
+    #[arg(long, value_enum)]
     pub conv: Option<crate::model::conv::ConvImpl>,
     /// Also print the time per step of each CPU op kind (PROFILE lines).
     #[arg(long)]

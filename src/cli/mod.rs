@@ -1,4 +1,5 @@
 //! The headless command line: `covid-resnet info | predict | bench ...`.
+pub mod args;
 pub mod bench;
 pub mod data;
 pub mod predict;
@@ -61,10 +62,16 @@ pub struct OpenArgs {
     pub files: Vec<std::path::PathBuf>,
 }
 
-/// Runs a parsed command. `None` means "open the app" and is the caller's job.
+/// Runs a parsed command line; no command (or `open`) opens the desktop app.
 pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        None | Some(Command::Open(_)) => anyhow::bail!("the app is opened by main"),
+        None => crate::app::run(Default::default()).map(|()| ExitCode::SUCCESS),
+        Some(Command::Open(o)) => crate::app::run(crate::app::Startup {
+            files: o.files.clone(),
+            model: o.model.clone(),
+            data: o.data.clone(),
+        })
+        .map(|()| ExitCode::SUCCESS),
         Some(Command::Info) => info(cli.device),
         Some(Command::Predict(a)) => predict::run(a, cli.device),
         Some(Command::Bench(a)) => bench::run(a, cli.device),

@@ -1,7 +1,7 @@
 //! Terminal progress for training: bars for the plan and the epoch with smoothed loss, lr,
 //! img/s and ETA; epoch metrics and log lines printed above them.
 use crate::train::events::{EventSink, TrainEvent};
-use crate::train::lr_finder::Smoother;
+use crate::train::progress::Progress;
 use crate::CLASS_NAMES;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Mutex;
@@ -11,7 +11,7 @@ pub struct CliSink {
     mp: MultiProgress,
     plan: ProgressBar,
     epoch: ProgressBar,
-    smooth: Mutex<Smoother>,
+    progress: Mutex<Progress>,
 }
 
 impl Default for CliSink {
@@ -37,7 +37,7 @@ impl CliSink {
             mp,
             plan,
             epoch,
-            smooth: Mutex::new(Smoother::default()),
+            progress: Mutex::new(Progress::default()),
         }
     }
 
@@ -49,21 +49,26 @@ impl CliSink {
 }
 
 fn pct(v: f64) -> String {
-    if v.is_nan() {
-        "  -  ".into()
-    } else {
-        format!("{:5.1}", 100.0 * v)
-    }
+    format!("{:>7}", crate::fmt::pct(v, 1))
 }
 
 impl EventSink for CliSink {
     fn send(&self, e: TrainEvent) {
+        let smoothed = self
+            .progress
+            .lock()
+            .map(|mut p| {
+                p.apply(&e, std::time::Instant::now());
+                p.smoothed_loss
+            })
+            .unwrap_or(f64::NAN);
         match e {
             TrainEvent::Started {
                 total_iters,
                 done_iters,
                 device,
                 run_dir,
+                ..
             } => {
                 self.plan.set_length(total_iters as u64);
                 self.plan.set_position(done_iters as u64);
@@ -77,17 +82,22 @@ impl EventSink for CliSink {
                     self.line(line);
                 }
             }
+            TrainEvent::LrFinderStarted { num_iter } => {
+                self.epoch.set_length(num_iter as u64);
+                self.epoch.set_position(0);
+            }
             TrainEvent::LrFinderPoint(p) => {
-                self.epoch.set_length(0);
+                self.epoch.set_position(p.iter as u64 + 1);
                 self.epoch.set_message(format!(
-                    "LR finder {} lr {:.2e} loss {:.4}",
-                    p.iter, p.lr, p.smoothed
+                    "LR finder: lr {}  loss {:.4}",
+                    crate::fmt::lr(p.lr),
+                    p.smoothed
                 ));
             }
             TrainEvent::LrFinderDone(r) => {
                 let s = r.suggestions;
                 let f = |x: Option<crate::train::lr_finder::Suggestion>| {
-                    x.map(|v| format!("{:.2e}", v.lr)).unwrap_or("-".into())
+                    x.map(|v| crate::fmt::lr(v.lr)).unwrap_or("-".into())
                 };
                 self.line(format!(
                     "LR finder: {} points{}; suggestions valley {}, steep {}, minimum/10 {}",
@@ -105,18 +115,16 @@ impl EventSink for CliSink {
             TrainEvent::Batch {
                 batch,
                 batches,
-                loss,
                 lrs,
                 img_per_s,
                 ..
             } => {
-                let sm = self.smooth.lock().map(|mut s| s.add(loss)).unwrap_or(loss);
                 self.plan.inc(1);
                 self.epoch.set_length(batches as u64);
                 self.epoch.set_position(batch as u64 + 1);
                 self.epoch.set_message(format!(
-                    "loss {sm:.4}  lr {:.2e}  {img_per_s:.1} img/s",
-                    lrs.last().copied().unwrap_or(0.0)
+                    "loss {smoothed:.4}  lr {}  {img_per_s:.1} img/s",
+                    crate::fmt::lr(lrs.last().copied().unwrap_or(0.0))
                 ));
             }
             TrainEvent::Epoch(m) => {
@@ -126,7 +134,7 @@ impl EventSink for CliSink {
                     .map(|(c, r)| format!("{c} {}", pct(*r)))
                     .collect();
                 self.line(format!(
-                    "epoch {:>2} ({} px): train loss {:.4}  valid loss {:.4}  accuracy {}%  macro F1 {}%  recall: {}  [{:.0} s, {:.1} img/s]",
+                    "epoch {:>2} ({} px): train loss {:.4}  valid loss {:.4}  accuracy {}  macro F1 {}  recall: {}  [{}, {:.1} img/s]",
                     m.global_epoch + 1,
                     m.size_px,
                     m.train_loss,
@@ -134,7 +142,7 @@ impl EventSink for CliSink {
                     pct(m.accuracy),
                     pct(m.macro_f1),
                     per.join(", "),
-                    m.secs,
+                    crate::fmt::duration(m.secs),
                     m.img_per_s
                 ));
             }

@@ -2,14 +2,15 @@
 use super::progress::CliSink;
 use crate::data::augment::AugmentConfig;
 use crate::data::sampler::Sampling;
-use crate::data::split::Dataset;
+use crate::data::split::{Dataset, SplitKind};
 use crate::device::DeviceChoice;
-use crate::eval::report::{predict_cases, EvalReport};
-use crate::model::checkpoint::load_model;
+use crate::eval::{evaluate, EvalOptions};
+use crate::infer::Predictor;
 use crate::model::Backbone;
+use crate::train::config::{SuggestionKind, TrainConfig};
 use crate::train::events::{Control, EventSink};
 use crate::train::schedule::{LrSpec, Plan, Stage, Step, Trainable};
-use crate::train::trainer::{Outcome, SuggestionKind, TrainConfig, Trainer};
+use crate::train::trainer::{Outcome, Trainer};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -90,9 +91,9 @@ pub struct TrainArgs {
     /// Continue the run in this folder from its checkpoint.
     #[arg(long, conflicts_with_all = ["out", "plan"])]
     pub resume: Option<PathBuf>,
-    /// LR-finder suggestion used by `auto` steps: valley, steep or minimum.
-    #[arg(long, default_value = "valley")]
-    pub suggestion: String,
+    /// LR-finder suggestion used by `auto` steps.
+    #[arg(long, value_enum, default_value_t = SuggestionKind::Valley)]
+    pub suggestion: SuggestionKind,
 }
 
 fn stop_on_ctrl_c(control: &Arc<Control>) {
@@ -124,12 +125,7 @@ pub fn train(a: &TrainArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
             let mut cfg = a
                 .common
                 .config(a.out.clone().unwrap_or_else(default_run_dir), plan)?;
-            cfg.suggestion = match a.suggestion.as_str() {
-                "valley" => SuggestionKind::Valley,
-                "steep" => SuggestionKind::Steep,
-                "minimum" => SuggestionKind::Minimum,
-                s => anyhow::bail!("--suggestion {s:?}: expected valley, steep or minimum"),
-            };
+            cfg.suggestion = a.suggestion;
             Trainer::new(cfg, device, sink.clone(), control)?
         }
     };
@@ -151,9 +147,9 @@ pub struct LrFindArgs {
     /// Input size.
     #[arg(long, default_value_t = 128)]
     pub size: u32,
-    /// Train only the head (head) or the whole network (all).
-    #[arg(long, default_value = "all")]
-    pub train: String,
+    /// What the sweep trains.
+    #[arg(long, value_enum, default_value_t = Trainable::All)]
+    pub train: Trainable,
     /// Iterations.
     #[arg(long, default_value_t = 100)]
     pub iters: usize,
@@ -164,11 +160,7 @@ pub struct LrFindArgs {
 
 /// Runs `lr-find`.
 pub fn lr_find(a: &LrFindArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
-    let trainable = match a.train.as_str() {
-        "all" => Trainable::All,
-        "head" => Trainable::Head,
-        s => anyhow::bail!("--train {s:?}: expected all or head"),
-    };
+    let trainable = a.train;
     let plan = Plan {
         name: "lr-find".into(),
         stages: vec![Stage {
@@ -180,24 +172,23 @@ pub fn lr_find(a: &LrFindArgs, device: DeviceChoice) -> anyhow::Result<ExitCode>
             }],
         }],
     };
-    let tmp = std::env::temp_dir().join(format!("covid-resnet-lr-find-{}", std::process::id()));
-    let mut cfg = a.common.config(tmp.clone(), plan)?;
+    let mut cfg = a.common.config(PathBuf::new(), plan)?;
     cfg.lr_finder.num_iter = a.iters;
     let sink: Arc<dyn EventSink> = Arc::new(CliSink::new());
     let control = Arc::new(Control::default());
     stop_on_ctrl_c(&control);
-    let mut t = Trainer::new(cfg, device, sink, control)?;
-    let r = t.lr_find(trainable);
-    let _ = std::fs::remove_dir_all(&tmp);
-    let r = r?;
-    let mut csv = String::from("iter,lr,loss,smoothed_loss\n");
+    let r = crate::train::worker::lr_find(cfg, trainable, device, sink, control)?;
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record(["iter", "lr", "loss", "smoothed_loss"])?;
     for p in &r.points {
-        csv.push_str(&format!(
-            "{},{:e},{},{}\n",
-            p.iter, p.lr, p.loss, p.smoothed
-        ));
+        csv.write_record([
+            p.iter.to_string(),
+            format!("{:e}", p.lr),
+            p.loss.to_string(),
+            p.smoothed.to_string(),
+        ])?;
     }
-    crate::files::write_atomic(&a.csv, csv.as_bytes())?;
+    crate::files::write_atomic(&a.csv, &csv.into_inner()?)?;
     let s = r.suggestions;
     for (name, v) in [
         ("valley", s.valley),
@@ -205,7 +196,7 @@ pub fn lr_find(a: &LrFindArgs, device: DeviceChoice) -> anyhow::Result<ExitCode>
         ("minimum/10", s.minimum),
     ] {
         match v {
-            Some(v) => println!("{name:<11} {:.3e}", v.lr),
+            Some(v) => println!("{name:<11} {}", crate::fmt::lr(v.lr)),
             None => println!("{name:<11} - (too few points)"),
         }
     }
@@ -222,10 +213,10 @@ pub struct EvalArgs {
     /// Dataset folder (default: $COVID_RESNET_DATA).
     #[arg(long, env = "COVID_RESNET_DATA")]
     pub data: PathBuf,
-    /// test or train.
-    #[arg(long, default_value = "test")]
-    pub split: String,
-    /// Folder for report.json/.csv/.md (default: beside the model).
+    /// The split to evaluate.
+    #[arg(long, value_enum, default_value_t = SplitKind::Test)]
+    pub split: SplitKind,
+    /// Folder for eval-<split>.json/.csv/.md/-confusion.png (default: beside the model).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Images per batch.
@@ -242,54 +233,35 @@ pub struct EvalArgs {
 /// Runs `eval`.
 pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     let device = device.open()?;
-    let (model, meta) = load_model(&a.model, &device)
+    let predictor = Predictor::load(&a.model, &device)
         .with_context(|| format!("cannot load model {}", a.model.display()))?;
     let ds = Dataset::open(&a.data)?;
-    let split = match a.split.as_str() {
-        "test" => ds.test,
-        "train" => ds.train,
-        s => anyhow::bail!("--split {s:?}: expected test or train"),
-    };
-    split.check_complete(&a.split)?;
+    let split = ds.split(a.split);
+    split.check_complete(a.split.name())?;
     let bar = indicatif::ProgressBar::new(split.samples.len() as u64);
-    let cases = predict_cases(
-        &model,
-        &split.samples,
-        meta.input_size_px,
-        a.batch_size,
-        2,
-        |d, _| bar.set_position(d as u64),
-    )?;
+    let opts = EvalOptions {
+        batch_size: a.batch_size,
+        bootstrap: a.bootstrap,
+        seed: a.seed,
+    };
+    let mut report = evaluate(&predictor, &split.samples, &opts, |d, _| {
+        bar.set_position(d as u64)
+    })?;
     bar.finish_and_clear();
-    let mut report = EvalReport::from_cases(meta.class_names.clone(), cases, a.bootstrap, a.seed);
     report
         .info
         .insert("model".into(), a.model.display().to_string());
     report
         .info
         .insert("data".into(), a.data.display().to_string());
-    report.info.insert("split".into(), a.split.clone());
-    report
-        .info
-        .insert("size_px".into(), meta.input_size_px.to_string());
+    report.info.insert("split".into(), a.split.name().into());
     let out = a
         .out
         .clone()
         .unwrap_or_else(|| a.model.parent().map(Path::to_path_buf).unwrap_or_default());
-    let stem = format!("eval-{}", a.split);
-    let path = report.write(&out, &stem)?;
-    crate::eval::plot::write_confusion_png(
-        &out.join(format!("{stem}.png")),
-        &report.classes,
-        &report.metrics.confusion.m,
-        &format!(
-            "{} split, {} images, accuracy {:.2} %",
-            a.split,
-            report.metrics.n,
-            100.0 * report.metrics.accuracy.value
-        ),
-    )?;
+    let paths = report.write_all(&out, &format!("eval-{}", a.split.name()))?;
     print!("{}", report.markdown());
-    println!("written: {} (+ .csv, .md, .png)", path.display());
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    println!("written: {}", names.join(", "));
     Ok(ExitCode::SUCCESS)
 }

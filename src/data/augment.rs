@@ -23,6 +23,21 @@ pub enum Flip {
     Dihedral,
 }
 
+impl Flip {
+    /// Every kind, in the order menus list them.
+    pub const ALL: [Self; 4] = [Self::Vertical, Self::Horizontal, Self::Dihedral, Self::None];
+
+    /// The kind in a user's words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Vertical => "vertical flips, as in the paper",
+            Self::Horizontal => "horizontal flips only, as most chest X-ray work",
+            Self::Dihedral => "all 8 flips and quarter turns",
+            Self::None => "no flips",
+        }
+    }
+}
+
 /// Augmentation settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

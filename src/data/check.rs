@@ -98,20 +98,51 @@ fn split_report(split: &Split) -> SplitReport {
     r
 }
 
-/// Opens the dataset at `root` and decodes every image.
-pub fn check_dataset(root: &Path) -> Result<DataReport> {
-    let ds = Dataset::open(root)?;
-    let layout = match &ds.layout {
+/// What a dataset folder holds, from its listing alone (nothing decoded): quick enough to
+/// show while the user types a folder name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetSummary {
+    /// Images per class, train.
+    pub train: [usize; 4],
+    /// Images per class, test.
+    pub test: [usize; 4],
+    /// How the folder is organised.
+    pub layout: String,
+    /// Listed files that are absent (train + test).
+    pub missing: usize,
+    /// Patients in both splits.
+    pub leaked: usize,
+}
+
+fn layout_name(l: &Layout) -> String {
+    match l {
         Layout::SplitFiles { train, test } => format!(
             "split files {} / {}",
             train.file_name().unwrap_or_default().to_string_lossy(),
             test.file_name().unwrap_or_default().to_string_lossy()
         ),
         Layout::ClassFolders => "class folders train/<class>, test/<class>".into(),
-    };
+    }
+}
+
+/// Lists the dataset at `root` without decoding it.
+pub fn summarize(root: &Path) -> Result<DatasetSummary> {
+    let ds = Dataset::open(root)?;
+    Ok(DatasetSummary {
+        train: ds.train.class_counts(),
+        test: ds.test.class_counts(),
+        layout: layout_name(&ds.layout),
+        missing: ds.train.missing.len() + ds.test.missing.len(),
+        leaked: ds.leaked_patients().len(),
+    })
+}
+
+/// Opens the dataset at `root` and decodes every image.
+pub fn check_dataset(root: &Path) -> Result<DataReport> {
+    let ds = Dataset::open(root)?;
     Ok(DataReport {
         root: root.display().to_string(),
-        layout,
+        layout: layout_name(&ds.layout),
         classes: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
         train: split_report(&ds.train),
         test: split_report(&ds.test),

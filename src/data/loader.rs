@@ -5,7 +5,7 @@
 //! alone, never on thread timing.
 use super::augment::{apply_geometry, apply_lighting, draw, AugmentConfig};
 use super::decode::decode_file;
-use super::preprocess::{resize_gray, ResizeMode};
+use super::preprocess::{resize_gray, Normalization, ResizeMode};
 use super::sampler::{epoch_order, Sampling};
 use super::split::Sample;
 use crate::{Error, Result};
@@ -36,10 +36,8 @@ pub struct LoaderConfig {
     pub seed: u64,
     /// Fitting to the square.
     pub resize: ResizeMode,
-    /// Normalisation mean.
-    pub mean: [f32; 3],
-    /// Normalisation std.
-    pub std: [f32; 3],
+    /// Normalisation.
+    pub norm: Normalization,
 }
 
 impl LoaderConfig {
@@ -55,17 +53,7 @@ impl LoaderConfig {
             augment: AugmentConfig::paper(),
             seed,
             resize: ResizeMode::Squash,
-            mean: crate::IMAGENET_MEAN,
-            std: crate::IMAGENET_STD,
-        }
-    }
-
-    /// Evaluation defaults: file order, no augmentation.
-    pub fn eval(batch_size: usize, size_px: u32) -> Self {
-        Self {
-            sampling: Sampling::Sequential,
-            augment: AugmentConfig::off(),
-            ..Self::train(batch_size, size_px, 0)
+            norm: Normalization::IMAGENET,
         }
     }
 }
@@ -277,13 +265,8 @@ fn build_batch(
         let d = draw(&cfg.augment, cfg.seed, epoch, i as u64);
         apply_geometry(&src, s, &d, &mut px);
         apply_lighting(&mut px, &d);
-        let out = &mut data[k * 3 * plane..(k + 1) * 3 * plane];
-        for c in 0..3 {
-            let (m, sd) = (cfg.mean[c], cfg.std[c]);
-            for (o, &g) in out[c * plane..(c + 1) * plane].iter_mut().zip(&px) {
-                *o = (g - m) / sd;
-            }
-        }
+        cfg.norm
+            .apply_into(&px, &mut data[k * 3 * plane..(k + 1) * 3 * plane]);
         labels.push(samples[i].label as u32);
     }
     Ok(HostBatch {
@@ -292,6 +275,46 @@ fn build_batch(
         indices: idx.to_vec(),
         size_px: cache.size_px,
     })
+}
+
+/// A training image as the network gets it, for people to look at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviewImage {
+    /// Gray pixels (the first channel with the normalisation undone), side x side.
+    pub pixels: Vec<u8>,
+    /// Side in pixels.
+    pub side: usize,
+    /// Class index.
+    pub label: usize,
+}
+
+/// The first batch of epoch `epoch` over `samples` as the network gets it (augmented as
+/// `cfg` says), for the batch preview.
+pub fn preview_batch(
+    samples: Vec<Sample>,
+    cfg: LoaderConfig,
+    epoch: u64,
+) -> Result<Vec<PreviewImage>> {
+    let norm = cfg.norm;
+    let loader = DataLoader::new(samples, cfg)?;
+    let b = loader
+        .epoch(epoch)
+        .next()
+        .ok_or_else(|| Error::invalid("dataset", "no training images"))??;
+    let s = b.size_px as usize;
+    let plane = s * s;
+    Ok(b.labels
+        .iter()
+        .enumerate()
+        .map(|(k, &l)| PreviewImage {
+            pixels: b.data[k * 3 * plane..k * 3 * plane + plane]
+                .iter()
+                .map(|&v| (norm.invert(0, v).clamp(0.0, 1.0) * 255.0).round() as u8)
+                .collect(),
+            side: s,
+            label: l as usize,
+        })
+        .collect())
 }
 
 /// The batches of one epoch, in order.
@@ -400,10 +423,33 @@ mod tests {
         assert_ne!(a, run(2, 10, 0), "a new seed draws anew");
     }
 
+    fn in_order(batch: usize, size: u32) -> LoaderConfig {
+        LoaderConfig {
+            sampling: Sampling::Sequential,
+            augment: AugmentConfig::off(),
+            ..LoaderConfig::train(batch, size, 0)
+        }
+    }
+
     #[test]
-    fn eval_loader_is_in_order_and_normalised() {
+    fn preview_undoes_the_normalisation() {
         let (_d, samples) = dataset(6);
-        let l = DataLoader::new(samples, LoaderConfig::eval(4, 16)).unwrap();
+        let first = crate::data::decode::decode_file(&samples[0].path).unwrap();
+        let want: Vec<u8> = resize_gray(&first, 16, ResizeMode::Squash)
+            .unwrap()
+            .iter()
+            .map(|v| (v * 255.0).round() as u8)
+            .collect();
+        let p = preview_batch(samples, in_order(4, 16), 0).unwrap();
+        assert_eq!(p.len(), 4);
+        assert_eq!((p[0].side, p[0].label, p[1].label), (16, 0, 1));
+        assert_eq!(p[0].pixels, want);
+    }
+
+    #[test]
+    fn sequential_loader_is_in_order_and_normalised() {
+        let (_d, samples) = dataset(6);
+        let l = DataLoader::new(samples, in_order(4, 16)).unwrap();
         let batches: Vec<HostBatch> = l.epoch(0).map(|b| b.unwrap()).collect();
         assert_eq!(batches[0].indices, vec![0, 1, 2, 3]);
         assert_eq!(batches[1].indices, vec![4, 5]);
@@ -424,7 +470,7 @@ mod tests {
         let bad = d.path().join("bad.png");
         std::fs::write(&bad, b"not an image").unwrap();
         samples[2].path = bad;
-        let l = DataLoader::new(samples, LoaderConfig::eval(2, 16)).unwrap();
+        let l = DataLoader::new(samples, in_order(2, 16)).unwrap();
         let r: Vec<_> = l.epoch(0).collect();
         assert!(r[0].is_ok());
         let e = r[1].as_ref().unwrap_err().to_string();

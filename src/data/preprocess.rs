@@ -1,12 +1,15 @@
-//! Rescaling to the network's input size and ImageNet normalisation.
+//! The one way an image becomes network input: resized to the square input size (f32,
+//! antialiased), then normalised per channel. Training batches, evaluation, `predict` and
+//! the Viewer all go through [`Preprocess`] and [`Normalization`].
 use super::decode::GrayImage;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use image::imageops::FilterType;
 use image::{ImageBuffer, Luma};
+use serde::{Deserialize, Serialize};
 
 /// How an image is fitted to the square input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ResizeMode {
     /// Stretch to the square (COVIDx and the paper).
@@ -14,6 +17,112 @@ pub enum ResizeMode {
     Squash,
     /// Scale the short side to the size and cut the centre square.
     CenterCrop,
+}
+
+/// Per-channel normalisation `(v - mean[c]) / std[c]` of a gray value copied to 3 channels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    /// Mean per channel.
+    pub mean: [f32; 3],
+    /// Standard deviation per channel.
+    pub std: [f32; 3],
+}
+
+impl Normalization {
+    /// ImageNet statistics (torchvision / fastai), what pretrained bodies expect.
+    pub const IMAGENET: Self = Self {
+        mean: crate::IMAGENET_MEAN,
+        std: crate::IMAGENET_STD,
+    };
+
+    /// Writes the normalised (3, plane) channels of gray values `gray` into `out`
+    /// (`out.len() == 3 * gray.len()`).
+    pub fn apply_into(&self, gray: &[f32], out: &mut [f32]) {
+        let plane = gray.len();
+        for c in 0..3 {
+            let (m, s) = (self.mean[c], self.std[c]);
+            for (o, &g) in out[c * plane..(c + 1) * plane].iter_mut().zip(gray) {
+                *o = (g - m) / s;
+            }
+        }
+    }
+
+    /// The gray value that channel `c`'s normalised value `v` came from.
+    pub fn invert(&self, c: usize, v: f32) -> f32 {
+        v * self.std[c] + self.mean[c]
+    }
+
+    /// The first problem with these statistics (a zero or non-finite value), if any.
+    pub fn problem(&self) -> Option<String> {
+        if self.mean.iter().any(|v| !v.is_finite()) {
+            return Some(format!("mean {:?} is not finite", self.mean));
+        }
+        if self.std.iter().any(|&v| !(v.is_finite() && v > 0.0)) {
+            return Some(format!("std {:?} must be positive", self.std));
+        }
+        None
+    }
+}
+
+impl Default for Normalization {
+    fn default() -> Self {
+        Self::IMAGENET
+    }
+}
+
+/// Everything that turns a decoded image into the network's input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Preprocess {
+    /// Side of the square input.
+    pub size_px: u32,
+    /// Fitting to the square.
+    pub resize: ResizeMode,
+    /// Normalisation.
+    pub norm: Normalization,
+}
+
+impl Preprocess {
+    /// Squashed to `size_px` with ImageNet normalisation.
+    pub fn imagenet(size_px: u32) -> Self {
+        Self {
+            size_px,
+            resize: ResizeMode::Squash,
+            norm: Normalization::IMAGENET,
+        }
+    }
+
+    /// The resized gray plane (size*size values in [0, 1] for a [0, 1] image).
+    pub fn plane(&self, img: &GrayImage) -> Result<Vec<f32>> {
+        resize_gray(img, self.size_px, self.resize)
+    }
+
+    /// Normalised (N, 3, S, S) input from resized planes.
+    pub fn tensor_from_planes(&self, planes: &[&[f32]], device: &Device) -> Result<Tensor> {
+        let s = self.size_px as usize;
+        let plane = s * s;
+        let mut data = vec![0f32; planes.len() * 3 * plane];
+        for (k, p) in planes.iter().enumerate() {
+            if p.len() != plane {
+                return Err(Error::invalid(
+                    "input",
+                    format!("{} values for a {s}x{s} plane", p.len()),
+                ));
+            }
+            self.norm
+                .apply_into(p, &mut data[k * 3 * plane..(k + 1) * 3 * plane]);
+        }
+        Ok(Tensor::from_vec(data, (planes.len(), 3, s, s), &Device::Cpu)?.to_device(device)?)
+    }
+
+    /// Normalised (N, 3, S, S) input for decoded images.
+    pub fn tensor(&self, images: &[&GrayImage], device: &Device) -> Result<Tensor> {
+        let planes = images
+            .iter()
+            .map(|i| self.plane(i))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+        self.tensor_from_planes(&refs, device)
+    }
 }
 
 /// Resizes a grayscale image to `size` x `size` with an antialiased (triangle) filter.
@@ -45,32 +154,6 @@ pub fn resize_gray(img: &GrayImage, size: u32, mode: ResizeMode) -> Result<Vec<f
     Ok(image::imageops::resize(&buf, size, size, FilterType::Triangle).into_raw())
 }
 
-/// Gray values in [0, 1] (size*size) -> normalised (3, size, size) values, channel-major.
-pub fn normalize_to_chw(gray: &[f32], mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(gray.len() * 3);
-    for c in 0..3 {
-        out.extend(gray.iter().map(|&g| (g - mean[c]) / std[c]));
-    }
-    out
-}
-
-/// Preprocesses decoded images into one normalised batch tensor (N, 3, size, size).
-pub fn batch_tensor(
-    images: &[&GrayImage],
-    size: u32,
-    mode: ResizeMode,
-    mean: [f32; 3],
-    std: [f32; 3],
-    device: &Device,
-) -> Result<Tensor> {
-    let s = size as usize;
-    let mut data = Vec::with_capacity(images.len() * 3 * s * s);
-    for img in images {
-        data.extend(normalize_to_chw(&resize_gray(img, size, mode)?, mean, std));
-    }
-    Ok(Tensor::from_vec(data, (images.len(), 3, s, s), &Device::Cpu)?.to_device(device)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,13 +165,17 @@ mod tests {
     #[test]
     fn constant_image_stays_constant_and_normalises_per_channel() {
         let img = gray(37, 53, |_, _| 0.5);
-        let r = resize_gray(&img, 16, ResizeMode::Squash).unwrap();
+        let p = Preprocess::imagenet(16);
+        let r = p.plane(&img).unwrap();
         assert_eq!(r.len(), 256);
         assert!(r.iter().all(|v| (v - 0.5).abs() < 1e-6));
-        let n = normalize_to_chw(&r, crate::IMAGENET_MEAN, crate::IMAGENET_STD);
+        let mut n = vec![0.0; 768];
+        Normalization::IMAGENET.apply_into(&r, &mut n);
+        // torchvision.transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
         assert!((n[0] - (0.5 - 0.485) / 0.229).abs() < 1e-6);
         assert!((n[256] - (0.5 - 0.456) / 0.224).abs() < 1e-6);
         assert!((n[512] - (0.5 - 0.406) / 0.225).abs() < 1e-6);
+        assert!((Normalization::IMAGENET.invert(1, n[256]) - 0.5).abs() < 1e-6);
     }
 
     #[test]
@@ -102,17 +189,29 @@ mod tests {
     }
 
     #[test]
-    fn batch_has_nchw_shape() {
+    fn batch_has_nchw_shape_and_planes_give_the_same_tensor() {
         let a = gray(20, 20, |x, _| x as f32 / 20.0);
-        let t = batch_tensor(
-            &[&a, &a],
-            8,
-            ResizeMode::Squash,
-            crate::IMAGENET_MEAN,
-            crate::IMAGENET_STD,
-            &Device::Cpu,
-        )
-        .unwrap();
+        let p = Preprocess::imagenet(8);
+        let t = p.tensor(&[&a, &a], &Device::Cpu).unwrap();
         assert_eq!(t.dims(), &[2, 3, 8, 8]);
+        let plane = p.plane(&a).unwrap();
+        let u = p
+            .tensor_from_planes(&[&plane, &plane], &Device::Cpu)
+            .unwrap();
+        let (tv, uv) = (
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            u.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert_eq!(tv, uv);
+    }
+
+    #[test]
+    fn zero_std_is_a_problem() {
+        let n = Normalization {
+            mean: [0.5; 3],
+            std: [0.2, 0.0, 0.2],
+        };
+        assert!(n.problem().unwrap().contains("std"));
+        assert!(Normalization::IMAGENET.problem().is_none());
     }
 }

@@ -244,6 +244,25 @@ pub enum Layout {
     ClassFolders,
 }
 
+/// Which split of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitKind {
+    /// Training images.
+    Train,
+    /// Test images.
+    Test,
+}
+
+impl SplitKind {
+    /// The split's name in files and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Train => "train",
+            Self::Test => "test",
+        }
+    }
+}
+
 /// A dataset with its train and test splits.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -258,6 +277,14 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// One of the splits.
+    pub fn split(&self, kind: SplitKind) -> &Split {
+        match kind {
+            SplitKind::Train => &self.train,
+            SplitKind::Test => &self.test,
+        }
+    }
+
     /// Detects the layout of `root` and reads both splits.
     pub fn open(root: &Path) -> Result<Self> {
         if !root.is_dir() {

@@ -2,3 +2,6 @@
 pub mod metrics;
 pub mod plot;
 pub mod report;
+pub mod run;
+
+pub use run::{evaluate, EvalOptions, EvalSet};

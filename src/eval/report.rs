@@ -1,12 +1,8 @@
 //! Running a model over a split and writing what it got right and wrong: JSON (everything),
 //! CSV (one row per image), and a short Markdown summary, each written atomically.
 use super::metrics::{compute, Metrics};
-use crate::data::loader::{DataLoader, LoaderConfig};
-use crate::data::split::Sample;
 use crate::files::write_atomic;
-use crate::model::Classifier;
 use crate::{Error, Result};
-use candle_core::D;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -112,14 +108,7 @@ impl EvalReport {
     /// Short Markdown summary.
     pub fn markdown(&self) -> String {
         use std::fmt::Write;
-        let pct = |w: &super::metrics::WithCi| {
-            format!(
-                "{:.2} % ({:.1}-{:.1})",
-                100.0 * w.value,
-                100.0 * w.lo,
-                100.0 * w.hi
-            )
-        };
+        let pct = |w: &super::metrics::WithCi| crate::fmt::pct_ci(w, 2);
         let mut o = String::new();
         let _ = writeln!(o, "# Evaluation\n");
         for (k, v) in &self.info {
@@ -213,16 +202,40 @@ impl EvalReport {
         o
     }
 
-    /// Writes `<stem>.json`, `<stem>.csv` and `<stem>.md` into `dir`; returns the JSON path.
-    pub fn write(&self, dir: &Path, stem: &str) -> Result<PathBuf> {
+    /// Writes `<stem>.json`, `<stem>.csv`, `<stem>.md` and the confusion matrix as
+    /// `<stem>-confusion.png` into `dir`, each atomically; returns the paths in that order.
+    pub fn write_all(&self, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let json = serde_json::to_string_pretty(self)
             .map_err(|e| Error::invalid("report", e.to_string()))?;
-        let jp = dir.join(format!("{stem}.json"));
-        write_atomic(&jp, json.as_bytes())?;
-        write_atomic(&dir.join(format!("{stem}.csv")), self.csv().as_bytes())?;
-        write_atomic(&dir.join(format!("{stem}.md")), self.markdown().as_bytes())?;
-        Ok(jp)
+        let paths: Vec<PathBuf> = ["json", "csv", "md"]
+            .iter()
+            .map(|ext| dir.join(format!("{stem}.{ext}")))
+            .chain([dir.join(format!("{stem}-confusion.png"))])
+            .collect();
+        write_atomic(&paths[0], json.as_bytes())?;
+        write_atomic(&paths[1], self.csv().as_bytes())?;
+        write_atomic(&paths[2], self.markdown().as_bytes())?;
+        super::plot::write_confusion_png(
+            &paths[3],
+            &self.classes,
+            &self.metrics.confusion.m,
+            &self.title(),
+        )?;
+        Ok(paths)
+    }
+
+    /// One line naming the split, its size and the accuracy (PNG titles).
+    pub fn title(&self) -> String {
+        format!(
+            "{}{} images, accuracy {}",
+            self.info
+                .get("split")
+                .map(|s| format!("{s} split, "))
+                .unwrap_or_default(),
+            self.metrics.n,
+            crate::fmt::pct(self.metrics.accuracy.value, 2)
+        )
     }
 
     /// Reads a JSON report.
@@ -275,46 +288,4 @@ impl EvalReport {
         }
         Ok(())
     }
-}
-
-/// Runs the model (eval mode) over `samples` at `size_px` and returns one case per image.
-/// `progress(done, total)` is called after each batch.
-pub fn predict_cases(
-    model: &Classifier,
-    samples: &[Sample],
-    size_px: u32,
-    batch_size: usize,
-    threads: usize,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<Vec<Case>> {
-    let mut cfg = LoaderConfig::eval(batch_size, size_px);
-    cfg.threads = threads.max(1);
-    let loader = DataLoader::new(samples.to_vec(), cfg)?;
-    let mut cases = Vec::with_capacity(samples.len());
-    for b in loader.epoch(0) {
-        let b = b?;
-        let idx = b.indices.clone();
-        let (x, y) = b.to_tensors(model.device())?;
-        let logits = model.infer(&x)?;
-        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let lp = logp
-            .to_device(&candle_core::Device::Cpu)?
-            .to_vec2::<f32>()?;
-        let ys = y.to_device(&candle_core::Device::Cpu)?.to_vec1::<u32>()?;
-        for ((i, row), t) in idx.into_iter().zip(lp).zip(ys) {
-            let probs: Vec<f32> = row.iter().map(|v| v.exp()).collect();
-            let predicted = crate::infer::predictor::argmax(&probs);
-            let s = &samples[i];
-            cases.push(Case {
-                file: s.path.display().to_string(),
-                actual: t as usize,
-                predicted,
-                loss: -(row[t as usize] as f64),
-                probs,
-                source: s.source.clone(),
-            });
-        }
-        progress(cases.len(), samples.len());
-    }
-    Ok(cases)
 }

@@ -78,11 +78,10 @@ pub fn grad_cam_coarse(model: &Classifier, x: &Tensor, class: Option<usize>) -> 
     let (_, _, h, w) = feats.dims4()?;
     let var = Var::from_tensor(&feats)?;
     let logits = model.head_forward(var.as_tensor(), false)?;
-    let probs = candle_nn::ops::softmax(&logits, 1)?
-        .to_device(&Device::Cpu)?
-        .to_dtype(DType::F32)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
+    let probs = super::predictor::log_softmax_rows(&logits)?
+        .first()
+        .map(|r| super::predictor::probs_of(r))
+        .unwrap_or_default();
     let class = class
         .filter(|&c| c < probs.len())
         .unwrap_or_else(|| super::predictor::argmax(&probs));

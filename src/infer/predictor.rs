@@ -2,11 +2,11 @@
 use super::gradcam::{grad_cam_coarse, Coarse};
 use crate::data::augment::{AugmentConfig, Flip};
 use crate::data::decode::{decode_file, GrayImage};
-use crate::data::preprocess::{batch_tensor, ResizeMode};
+use crate::data::preprocess::Preprocess;
 use crate::model::checkpoint::{load_model, ModelMeta};
 use crate::model::Classifier;
 use crate::Result;
-use candle_core::{Device, D};
+use candle_core::{DType, Device, Tensor, D};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -89,12 +89,26 @@ pub fn flip_horizontal(img: &GrayImage) -> GrayImage {
     out
 }
 
+/// Log-probabilities (one row per image) from logits: log-softmax in the model's dtype,
+/// then f32. Probabilities anywhere in the program are `exp` of these rows, so the Viewer,
+/// `predict`, `eval` and the review agree to the bit.
+pub fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(candle_nn::ops::log_softmax(logits, D::Minus1)?
+        .to_device(&Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .to_vec2::<f32>()?)
+}
+
+/// Probabilities from a row of log-probabilities.
+pub fn probs_of(log_probs: &[f32]) -> Vec<f32> {
+    log_probs.iter().map(|v| v.exp()).collect()
+}
+
 /// A loaded model ready to predict.
 #[derive(Debug, Clone)]
 pub struct Predictor {
     model: Classifier,
     meta: ModelMeta,
-    resize: ResizeMode,
 }
 
 impl Predictor {
@@ -106,11 +120,7 @@ impl Predictor {
 
     /// Wraps an in-memory model.
     pub fn new(model: Classifier, meta: ModelMeta) -> Self {
-        Self {
-            model,
-            meta,
-            resize: ResizeMode::Squash,
-        }
+        Self { model, meta }
     }
 
     /// The classifier.
@@ -123,26 +133,41 @@ impl Predictor {
         &self.meta
     }
 
+    /// How this model wants its input: the model file's size and normalisation.
+    pub fn preprocess(&self) -> Preprocess {
+        self.meta.preprocess()
+    }
+
     /// The normalised input batch (N, 3, S, S) for decoded images.
-    fn input(&self, images: &[&GrayImage]) -> Result<candle_core::Tensor> {
-        batch_tensor(
-            images,
-            self.meta.input_size_px,
-            self.resize,
-            self.meta.mean,
-            self.meta.std,
-            self.model.device(),
-        )
+    fn input(&self, images: &[&GrayImage]) -> Result<Tensor> {
+        self.preprocess().tensor(images, self.model.device())
+    }
+
+    /// Log-probabilities (one row per image) for planes already resized by
+    /// [`Predictor::preprocess`], evaluated in one batch.
+    pub fn log_probs_planes(&self, planes: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
+        if planes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let x = self
+            .preprocess()
+            .tensor_from_planes(planes, self.model.device())?;
+        log_softmax_rows(&self.model.infer(&x)?)
     }
 
     /// Probabilities (one row per image) for decoded images, evaluated in one batch.
     pub fn predict_images(&self, images: &[&GrayImage]) -> Result<Vec<Vec<f32>>> {
-        if images.is_empty() {
-            return Ok(Vec::new());
-        }
-        let logits = self.model.infer(&self.input(images)?)?;
-        let probs = candle_nn::ops::softmax(&logits, D::Minus1)?;
-        Ok(probs.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
+        let pre = self.preprocess();
+        let planes = images
+            .iter()
+            .map(|i| pre.plane(i))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+        Ok(self
+            .log_probs_planes(&refs)?
+            .iter()
+            .map(|r| probs_of(r))
+            .collect())
     }
 
     /// Turns the plain probabilities `plain` of `images` into their average with those of

@@ -4,6 +4,7 @@
 use super::classifier::Classifier;
 use super::resnet::Backbone;
 use crate::build_info::BuildInfo;
+use crate::data::preprocess::{Normalization, Preprocess, ResizeMode};
 use crate::files::write_atomic;
 use crate::{Error, Result, CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD};
 use candle_core::{DType, Device, Tensor};
@@ -35,6 +36,9 @@ pub struct ModelMeta {
     pub mean: [f32; 3],
     /// Normalisation std per channel.
     pub std: [f32; 3],
+    /// How images are fitted to the square input (squashed when the file does not say).
+    #[serde(default)]
+    pub resize: ResizeMode,
     /// The program that wrote the file.
     pub build: BuildInfo,
     /// Training summary (plan, epochs, metrics), if the file comes from a training run.
@@ -53,8 +57,28 @@ impl ModelMeta {
             input_size_px,
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
+            resize: ResizeMode::Squash,
             build: BuildInfo::current(),
             training: None,
+        }
+    }
+}
+
+impl ModelMeta {
+    /// The normalisation the model was trained with.
+    pub fn norm(&self) -> Normalization {
+        Normalization {
+            mean: self.mean,
+            std: self.std,
+        }
+    }
+
+    /// How an image becomes this model's input.
+    pub fn preprocess(&self) -> Preprocess {
+        Preprocess {
+            size_px: self.input_size_px,
+            resize: self.resize,
+            norm: self.norm(),
         }
     }
 }

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Which kernel runs CPU convolutions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvImpl {
     /// Our im2col + GEMM custom ops (the default).
     Gemm,

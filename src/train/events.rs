@@ -51,6 +51,19 @@ pub struct EpochMetrics {
     pub img_per_s: f64,
 }
 
+/// What one training batch left behind (`losses.csv` keeps these across resumes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// Iteration over the whole plan (0-based).
+    pub iter: usize,
+    /// Loss of the batch.
+    pub loss: f64,
+    /// Learning rate per parameter group.
+    pub lrs: Vec<f64>,
+    /// Adam beta1 (NaN when an old log did not record it).
+    pub beta1: f64,
+}
+
 /// An event of a training run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrainEvent {
@@ -64,6 +77,12 @@ pub enum TrainEvent {
         device: String,
         /// The run folder.
         run_dir: PathBuf,
+        /// Iteration at which each step of the plan starts.
+        step_starts: Vec<usize>,
+        /// Metrics of the epochs done before (resume).
+        history: Vec<EpochMetrics>,
+        /// Batches done before (resume), from the run folder's `losses.csv`.
+        past: Vec<BatchRecord>,
     },
     /// A plan step began.
     StepStarted {
@@ -79,6 +98,13 @@ pub enum TrainEvent {
         lrs: Vec<f64>,
         /// Epochs.
         epochs: usize,
+        /// Epochs of the step already done (a resumed run starts inside a step).
+        epochs_done: usize,
+    },
+    /// The LR finder began a sweep of this many iterations.
+    LrFinderStarted {
+        /// Iterations planned (fewer when the loss diverges).
+        num_iter: usize,
     },
     /// One LR-finder iteration.
     LrFinderPoint(LrPoint),
@@ -134,16 +160,26 @@ impl TrainEvent {
             trainable,
             lrs,
             epochs,
+            epochs_done,
         } = self
         else {
             return None;
         };
-        let lrs: Vec<String> = lrs.iter().map(|l| format!("{l:.1e}")).collect();
+        let lrs: Vec<String> = lrs.iter().map(|l| crate::fmt::lr(*l)).collect();
+        let what = match trainable {
+            Trainable::Head => "the head",
+            Trainable::All => "the whole network",
+        };
         Some(format!(
-            "stage {} step {}: {size_px} px, train {trainable:?}, lr [{}], {epochs} epoch(s)",
+            "stage {} step {}: {size_px} px, training {what}, lr [{}], {epochs} epoch(s){}",
             stage + 1,
             step + 1,
-            lrs.join(", ")
+            lrs.join(", "),
+            if *epochs_done > 0 {
+                format!(" ({epochs_done} done)")
+            } else {
+                String::new()
+            }
         ))
     }
 }

@@ -1,7 +1,8 @@
 //! The learning-rate range test (Smith 2017; fastai `lr_find`): an exponential sweep from
 //! 1e-7 to 10 over 100 batches, the debiased exponentially smoothed loss, early stop on
-//! divergence, and three suggestions (valley, steep, minimum). The sweep itself runs in
-//! the trainer, which restores weights, BatchNorm statistics and optimizer state after it.
+//! divergence, and three suggestions (valley, steep, minimum). [`sweep`] is the loop; the
+//! trainer gives it batches and a training step, and restores weights, BatchNorm statistics
+//! and optimizer state after it.
 use serde::{Deserialize, Serialize};
 
 /// Range-test settings.
@@ -97,6 +98,71 @@ pub struct LrFinderResult {
     pub stopped_early: bool,
 }
 
+/// Runs the range test: `next_batch()` gives the next training batch (None: no data),
+/// `train(batch, lr)` trains on it at `lr` for every group and returns its loss,
+/// `stopped()` is polled before each batch, and `on_point` sees every point as it comes.
+pub fn sweep<B>(
+    cfg: &LrFinderConfig,
+    mut next_batch: impl FnMut() -> Option<crate::Result<B>>,
+    mut train: impl FnMut(B, f64) -> crate::Result<f64>,
+    stopped: impl Fn() -> bool,
+    mut on_point: impl FnMut(LrPoint),
+) -> crate::Result<LrFinderResult> {
+    let mut points = Vec::with_capacity(cfg.num_iter);
+    let mut smoother = Smoother::default();
+    let mut best = f64::INFINITY;
+    let mut stopped_early = false;
+    for t in 0..cfg.num_iter {
+        if stopped() {
+            break;
+        }
+        let Some(b) = next_batch() else { break };
+        let lr = cfg.lr_at(t);
+        let loss = train(b?, lr)?;
+        let smoothed = smoother.add(loss);
+        let p = LrPoint {
+            iter: t,
+            lr,
+            loss,
+            smoothed,
+        };
+        points.push(p);
+        on_point(p);
+        if !smoothed.is_nan() && smoothed < best {
+            best = smoothed;
+        }
+        if cfg.stop_div && (smoothed.is_nan() || smoothed > 4.0 * best) {
+            stopped_early = true;
+            break;
+        }
+    }
+    Ok(LrFinderResult {
+        suggestions: suggest(&points),
+        points,
+        stopped_early,
+    })
+}
+
+/// The part of the curve worth looking at, as fastai's plot shows it: the points before the
+/// smoothed loss diverges (over 4x its best so far, or NaN), without the last five.
+pub fn view_range(points: &[LrPoint]) -> std::ops::Range<usize> {
+    let mut best = f64::INFINITY;
+    let mut end = points.len();
+    for (i, p) in points.iter().enumerate() {
+        if p.smoothed.is_nan() || p.smoothed > 4.0 * best {
+            end = i;
+            break;
+        }
+        best = best.min(p.smoothed);
+    }
+    let end = if end == points.len() {
+        end.saturating_sub(5).max(points.len().min(2))
+    } else {
+        end
+    };
+    0..end
+}
+
 /// Suggestions over the smoothed losses, on the points from index 10 to len-5 (fastai).
 pub fn suggest(points: &[LrPoint]) -> Suggestions {
     const SKIP_START: usize = 10;
@@ -185,6 +251,41 @@ mod tests {
         );
         // Second: avg = 0.98*0.04 + 0.02*4 = 0.1192; / (1 - 0.98^2) = 0.0396 -> 3.0101...
         assert!((s.add(4.0) - 0.1192 / 0.0396).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sweep_stops_on_divergence_and_the_view_ends_before_it() {
+        let cfg = LrFinderConfig {
+            num_iter: 50,
+            ..Default::default()
+        };
+        // The loss falls from 2.0, then explodes from iteration 30 on.
+        let mut seen = Vec::new();
+        let r = sweep(
+            &cfg,
+            || Some(Ok(())),
+            |_, lr| {
+                let t = (lr / cfg.start_lr).ln() / (cfg.end_lr / cfg.start_lr).ln() * 50.0;
+                Ok(if t < 30.0 { 2.0 - t / 40.0 } else { 1e3 })
+            },
+            || false,
+            |p| seen.push(p.iter),
+        )
+        .unwrap();
+        assert!(r.stopped_early);
+        assert_eq!(seen.len(), r.points.len());
+        let last = r.points.len() - 1;
+        assert!(r.points[last].smoothed > 4.0 * r.points[29].smoothed);
+        let v = view_range(&r.points);
+        assert_eq!(v, 0..last, "the view stops before the spike");
+        assert!(r.points[v.clone()]
+            .iter()
+            .all(|p| p.smoothed <= r.points[0].smoothed + 1e-9));
+        // A stop request ends the sweep at once; no data ends it too.
+        let r = sweep(&cfg, || Some(Ok(())), |_, _| Ok(1.0), || true, |_| {}).unwrap();
+        assert!(r.points.is_empty());
+        let r = sweep::<()>(&cfg, || None, |_, _| Ok(1.0), || false, |_| {}).unwrap();
+        assert!(r.points.is_empty() && !r.stopped_early);
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Training: optimizer with parameter groups, one-cycle, LR finder, the staged plan, the loop.
+pub mod checkpoint;
+pub mod config;
 pub mod events;
 pub mod lr_finder;
 pub mod one_cycle;
 pub mod optim;
+pub mod progress;
 pub mod schedule;
 pub mod trainer;
 pub mod worker;

@@ -5,188 +5,33 @@
 //! Everything random is a function of the seed and a counter (the loader's epoch, the
 //! model's count of training forwards), so the checkpoint's counters are the RNG state and a
 //! resumed run on the CPU ends with the same weights as an uninterrupted one.
-use super::events::{Control, EpochMetrics, EventSink, TrainEvent};
-use super::lr_finder::{suggest, LrFinderConfig, LrFinderResult, LrPoint, Smoother};
-use super::one_cycle::{OneCycle, OneCycleConfig};
-use super::optim::{Adam, AdamConfig, GroupHyper, OptimState};
-use super::schedule::{LrSpec, Plan, Trainable};
-use crate::build_info::BuildInfo;
-use crate::data::augment::AugmentConfig;
+use super::checkpoint::{
+    append_batch_log, read_batch_log, read_checkpoint, write_checkpoint, CheckpointMeta, Position,
+    CHECKPOINT_FILE, MODEL_FILE,
+};
+use super::config::{SuggestionKind, TrainConfig};
+use super::events::{BatchRecord, Control, EpochMetrics, EventSink, TrainEvent};
+use super::lr_finder::{sweep, LrFinderResult};
+use super::one_cycle::OneCycle;
+use super::optim::{Adam, GroupHyper, OptimState};
+use super::schedule::{LrSpec, Trainable};
 use crate::data::loader::{DataLoader, HostBatch, LoaderConfig};
 use crate::data::sampler::Sampling;
 use crate::data::split::{Dataset, Sample};
 use crate::device::{describe, DeviceChoice};
-use crate::eval::report::{predict_cases, EvalReport};
-use crate::files::write_atomic;
+use crate::eval::report::EvalReport;
+use crate::eval::{EvalOptions, EvalSet};
+use crate::infer::Predictor;
 use crate::model::checkpoint::{save_model, ModelMeta};
 use crate::model::classifier::NUM_GROUPS;
 use crate::model::weights::import_pretrained_body;
-use crate::model::{Backbone, Classifier};
+use crate::model::Classifier;
 use crate::{Error, Result, CLASS_NAMES};
 use candle_core::{Device, Tensor};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Which LR-finder suggestion `auto` steps use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum SuggestionKind {
-    /// fastai v2's default.
-    #[default]
-    Valley,
-    /// fastai v1's steepest descent.
-    Steep,
-    /// Minimum / 10.
-    Minimum,
-}
-
-/// Everything a run needs; saved in every checkpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// Dataset folder.
-    pub data: PathBuf,
-    /// Run folder (checkpoints, model, reports).
-    pub out_dir: PathBuf,
-    /// Body.
-    pub backbone: Backbone,
-    /// Pretrained body weights (torchvision/timm), if any.
-    pub weights: Option<PathBuf>,
-    /// The plan.
-    pub plan: Plan,
-    /// Images per batch.
-    pub batch_size: usize,
-    /// Seed of initialisation, order, augmentation and dropout.
-    pub seed: u64,
-    /// Augmentation.
-    pub augment: AugmentConfig,
-    /// Epoch order.
-    pub sampling: Sampling,
-    /// Loader threads.
-    pub loader_threads: usize,
-    /// Optimizer settings.
-    pub adam: AdamConfig,
-    /// One-cycle settings.
-    pub one_cycle: OneCycleConfig,
-    /// LR finder settings.
-    pub lr_finder: LrFinderConfig,
-    /// Suggestion used by `auto`.
-    pub suggestion: SuggestionKind,
-    /// Bootstrap resamples of the final test report.
-    pub bootstrap: usize,
-    /// Use at most this many training images (a seeded subset; demos and tests).
-    pub max_train_images: Option<usize>,
-    /// Use at most this many validation images (a seeded subset).
-    pub max_valid_images: Option<usize>,
-}
-
-impl TrainConfig {
-    /// Defaults for a dataset and a run folder: the paper plan, ResNet-50, batch 32.
-    pub fn new(data: PathBuf, out_dir: PathBuf) -> Self {
-        Self {
-            data,
-            out_dir,
-            backbone: Backbone::Resnet50,
-            weights: None,
-            plan: Plan::paper(),
-            batch_size: 32,
-            seed: 42,
-            augment: AugmentConfig::paper(),
-            sampling: Sampling::Shuffle,
-            loader_threads: 2,
-            adam: AdamConfig::default(),
-            one_cycle: OneCycleConfig::default(),
-            lr_finder: LrFinderConfig::default(),
-            suggestion: SuggestionKind::Valley,
-            bootstrap: 1000,
-            max_train_images: None,
-            max_valid_images: None,
-        }
-    }
-}
-
-/// Where a run is: the next batch to train.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Position {
-    /// Stage index.
-    pub stage: usize,
-    /// Step index in the stage.
-    pub step: usize,
-    /// Epoch in the step.
-    pub epoch: usize,
-    /// Batch in the epoch.
-    pub batch: usize,
-    /// Epochs begun before this one over the whole run (the loader's epoch number).
-    pub global_epoch: usize,
-    /// Iterations done over the whole plan.
-    pub global_iter: usize,
-}
-
-/// Parses a checkpoint's bytes: its metadata (validated) and every tensor on the CPU.
-/// `path` only names the file in errors.
-pub fn parse_checkpoint(
-    bytes: &[u8],
-    path: &Path,
-) -> Result<(CheckpointMeta, BTreeMap<String, Tensor>)> {
-    let (_, md) = safetensors::SafeTensors::read_metadata(bytes)
-        .map_err(|e| Error::weights(path, format!("corrupt or truncated checkpoint: {e}")))?;
-    let json = md
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("checkpoint"))
-        .ok_or_else(|| Error::weights(path, "not a covid-resnet checkpoint"))?;
-    let meta: CheckpointMeta = serde_json::from_str(json)
-        .map_err(|e| Error::weights(path, format!("bad checkpoint metadata: {e}")))?;
-    if meta.format != CHECKPOINT_FORMAT {
-        return Err(Error::weights(
-            path,
-            format!("unknown format {:?}", meta.format),
-        ));
-    }
-    let problems = meta.config.plan.problems();
-    if !problems.is_empty() || meta.config.batch_size < 2 {
-        return Err(Error::weights(
-            path,
-            format!(
-                "checkpoint settings are invalid: {}",
-                if problems.is_empty() {
-                    format!("batch size {}", meta.config.batch_size)
-                } else {
-                    problems.join("; ")
-                }
-            ),
-        ));
-    }
-    let all: BTreeMap<String, Tensor> = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
-        .map_err(|e| Error::weights(path, format!("corrupt or truncated checkpoint: {e}")))?
-        .into_iter()
-        .collect();
-    Ok((meta, all))
-}
-
-/// What the checkpoint's metadata holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckpointMeta {
-    format: String,
-    version: u32,
-    config: TrainConfig,
-    position: Position,
-    step_lrs: Option<Vec<f64>>,
-    train_forwards: u64,
-    optim_steps: BTreeMap<String, u64>,
-    history: Vec<EpochMetrics>,
-    epoch_loss_sum: f64,
-    epoch_batches: usize,
-    build: BuildInfo,
-}
-
-const CHECKPOINT_FORMAT: &str = "covid-resnet-checkpoint";
-/// File name of the checkpoint in a run folder.
-pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
-/// File name of the final model in a run folder.
-pub const MODEL_FILE: &str = "model.safetensors";
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,7 +52,7 @@ pub struct Trainer {
     model: Classifier,
     opt: Adam,
     loader: DataLoader,
-    valid: Vec<Sample>,
+    valid: EvalSet,
     sink: Arc<dyn EventSink>,
     control: Arc<Control>,
     pos: Position,
@@ -215,8 +60,8 @@ pub struct Trainer {
     history: Vec<EpochMetrics>,
     epoch_loss_sum: f64,
     epoch_batches: usize,
-    /// (global iteration, loss, last group's lr) of every batch since the start or resume.
-    batch_log: Vec<(usize, f64, f64)>,
+    /// Batches trained since the last checkpoint (appended to `losses.csv` with it).
+    unsaved_batches: Vec<BatchRecord>,
 }
 
 fn subset(mut v: Vec<Sample>, max: Option<usize>, seed: u64) -> Vec<Sample> {
@@ -231,6 +76,32 @@ fn subset(mut v: Vec<Sample>, max: Option<usize>, seed: u64) -> Vec<Sample> {
         }
     }
     v
+}
+
+/// One forward/backward/update on a batch with per-group rates; returns the loss (the
+/// update is skipped when the loss is not finite).
+fn train_step(
+    model: &Classifier,
+    opt: &mut Adam,
+    device: &Device,
+    b: HostBatch,
+    lrs: &[f64],
+    beta1: f64,
+) -> Result<f64> {
+    for (g, &lr) in lrs.iter().enumerate() {
+        let frozen = opt.groups()[g].frozen;
+        opt.set_group(g, GroupHyper { lr, beta1, frozen })?;
+    }
+    let (x, y) = b.to_tensors(device)?;
+    let logits = model.forward_t(&x, true)?;
+    let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+    let lv = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+    if !lv.is_finite() {
+        return Ok(lv);
+    }
+    let grads = loss.backward()?;
+    opt.step(&grads)?;
+    Ok(lv)
 }
 
 impl Trainer {
@@ -300,6 +171,7 @@ impl Trainer {
         lc.threads = cfg.loader_threads.max(1);
         lc.augment = cfg.augment;
         lc.sampling = cfg.sampling;
+        lc.norm = cfg.norm;
         // As fastai: a last batch of one image would break BatchNorm's batch statistics.
         lc.drop_last = true;
         let loader = DataLoader::new(train, lc)?;
@@ -311,7 +183,7 @@ impl Trainer {
             model,
             opt,
             loader,
-            valid,
+            valid: EvalSet::new(valid),
             sink,
             control,
             pos: Position::default(),
@@ -319,7 +191,7 @@ impl Trainer {
             history: Vec::new(),
             epoch_loss_sum: 0.0,
             epoch_batches: 0,
-            batch_log: Vec::new(),
+            unsaved_batches: Vec::new(),
         })
     }
 
@@ -331,8 +203,7 @@ impl Trainer {
         control: Arc<Control>,
     ) -> Result<Self> {
         let path = run_dir.join(CHECKPOINT_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let (meta, all) = parse_checkpoint(&bytes, &path)?;
+        let (meta, all) = read_checkpoint(run_dir)?;
         for p in crate::files::remove_stale_temps(run_dir) {
             sink.send(TrainEvent::Log(format!(
                 "removed {} (a write cut short by a crash)",
@@ -402,6 +273,20 @@ impl Trainer {
         self.cfg.plan.total_epochs() * self.batches_per_epoch()
     }
 
+    /// Iteration at which each step of the plan starts.
+    fn step_starts(&self) -> Vec<usize> {
+        let bpe = self.batches_per_epoch();
+        let mut at = 0;
+        let mut out = Vec::new();
+        for st in &self.cfg.plan.stages {
+            for s in &st.steps {
+                out.push(at);
+                at += s.epochs * bpe;
+            }
+        }
+        out
+    }
+
     fn set_freeze(&mut self, trainable: Trainable) -> Result<()> {
         for g in 0..NUM_GROUPS {
             let mut h = self.opt.groups()[g];
@@ -409,24 +294,6 @@ impl Trainer {
             self.opt.set_group(g, h)?;
         }
         Ok(())
-    }
-
-    /// One forward/backward/update on a batch with per-group rates; returns the loss.
-    fn train_batch(&mut self, b: HostBatch, lrs: &[f64], beta1: f64) -> Result<f64> {
-        for (g, &lr) in lrs.iter().enumerate() {
-            let frozen = self.opt.groups()[g].frozen;
-            self.opt.set_group(g, GroupHyper { lr, beta1, frozen })?;
-        }
-        let (x, y) = b.to_tensors(&self.device)?;
-        let logits = self.model.forward_t(&x, true)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-        let lv = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        if !lv.is_finite() {
-            return Ok(lv);
-        }
-        let grads = loss.backward()?;
-        self.opt.step(&grads)?;
-        Ok(lv)
     }
 
     fn snapshot_model(&self) -> Result<Vec<Tensor>> {
@@ -451,7 +318,32 @@ impl Trainer {
         let model_snap = self.snapshot_model()?;
         let opt_snap = self.opt.snapshot();
         let forwards = self.model.train_forwards();
-        let result = self.lr_sweep(trainable);
+        self.set_freeze(trainable)?;
+        self.sink.send(TrainEvent::LrFinderStarted {
+            num_iter: self.cfg.lr_finder.num_iter,
+        });
+        let result = {
+            let (model, opt, device, loader) =
+                (&self.model, &mut self.opt, &self.device, &self.loader);
+            let (control, sink) = (&self.control, &self.sink);
+            // Epoch numbers far from the training run's, so the sweep sees its own draws.
+            let mut epoch = u64::MAX / 2;
+            let mut batches = loader.epoch(epoch);
+            let mut next = move || {
+                batches.next().or_else(|| {
+                    epoch += 1;
+                    batches = loader.epoch(epoch);
+                    batches.next()
+                })
+            };
+            sweep(
+                &self.cfg.lr_finder,
+                &mut next,
+                |b, lr| train_step(model, opt, device, b, &[lr; NUM_GROUPS], 0.9),
+                || control.is_stopped(),
+                |p| sink.send(TrainEvent::LrFinderPoint(p)),
+            )
+        };
         self.restore_model(&model_snap)?;
         self.opt.restore(&opt_snap);
         self.model.set_train_forwards(forwards);
@@ -460,57 +352,51 @@ impl Trainer {
         Ok(result)
     }
 
-    fn lr_sweep(&mut self, trainable: Trainable) -> Result<LrFinderResult> {
-        self.set_freeze(trainable)?;
-        let fc = self.cfg.lr_finder;
-        let mut points = Vec::with_capacity(fc.num_iter);
-        let mut smoother = Smoother::default();
-        let mut best = f64::INFINITY;
-        let mut stopped_early = false;
-        let mut t = 0;
-        // Epoch numbers far from the training run's, so the sweep sees its own draws.
-        let mut epoch = u64::MAX / 2;
-        'outer: while t < fc.num_iter {
-            for b in self.loader.epoch(epoch) {
-                if t >= fc.num_iter || self.control.is_stopped() {
-                    break 'outer;
-                }
-                let lr = fc.lr_at(t);
-                let loss = self.train_batch(b?, &[lr; NUM_GROUPS], 0.9)?;
-                let smoothed = smoother.add(loss);
-                let p = LrPoint {
-                    iter: t,
-                    lr,
-                    loss,
-                    smoothed,
-                };
-                points.push(p);
-                self.sink.send(TrainEvent::LrFinderPoint(p));
-                t += 1;
-                if !smoothed.is_nan() && smoothed < best {
-                    best = smoothed;
-                }
-                if fc.stop_div && (smoothed.is_nan() || smoothed > 4.0 * best) {
-                    stopped_early = true;
-                    break 'outer;
-                }
-            }
-            epoch += 1;
+    fn step_lrs_for(&mut self, step: super::schedule::Step) -> Result<Vec<f64>> {
+        if let Some(l) = self.step_lrs.clone() {
+            return Ok(l);
         }
-        Ok(LrFinderResult {
-            suggestions: suggest(&points),
-            points,
-            stopped_early,
-        })
+        let suggestion = if step.lr == LrSpec::Auto {
+            self.sink.send(TrainEvent::Log(format!(
+                "LR finder for stage {}, step {}",
+                self.pos.stage + 1,
+                self.pos.step + 1
+            )));
+            let r = self.lr_find(step.train)?;
+            self.set_freeze(step.train)?;
+            let s = &r.suggestions;
+            let pick = match self.cfg.suggestion {
+                SuggestionKind::Valley => s.valley,
+                SuggestionKind::Steep => s.steep,
+                SuggestionKind::Minimum => s.minimum,
+            };
+            Some(pick.map(|p| p.lr).ok_or_else(|| {
+                Error::invalid(
+                    "LR finder",
+                    "too few points for a suggestion (the loss diverged at once?)",
+                )
+            })?)
+        } else {
+            None
+        };
+        step.lr.group_lrs(NUM_GROUPS, suggestion)
     }
 
     /// Runs (the rest of) the plan.
     pub fn run(&mut self) -> Result<Outcome> {
+        let past = read_batch_log(&self.cfg.out_dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.iter < self.pos.global_iter)
+            .collect();
         self.sink.send(TrainEvent::Started {
             total_iters: self.total_iters(),
             done_iters: self.pos.global_iter,
             device: describe(&self.device),
             run_dir: self.cfg.out_dir.clone(),
+            step_starts: self.step_starts(),
+            history: self.history.clone(),
+            past,
         });
         self.cfg.plan.save(&self.cfg.out_dir.join("plan.toml"))?;
         let plan = self.cfg.plan.clone();
@@ -520,46 +406,17 @@ impl Trainer {
             while self.pos.step < stage.steps.len() {
                 let step = stage.steps[self.pos.step];
                 self.set_freeze(step.train)?;
-                let lrs = match self.step_lrs.clone() {
-                    Some(l) => l,
-                    None => {
-                        let suggestion = if step.lr == LrSpec::Auto {
-                            self.sink.send(TrainEvent::Log(format!(
-                                "LR finder for stage {}, step {}",
-                                self.pos.stage + 1,
-                                self.pos.step + 1
-                            )));
-                            let r = self.lr_find(step.train)?;
-                            self.set_freeze(step.train)?;
-                            let s = &r.suggestions;
-                            let pick = match self.cfg.suggestion {
-                                SuggestionKind::Valley => s.valley,
-                                SuggestionKind::Steep => s.steep,
-                                SuggestionKind::Minimum => s.minimum,
-                            };
-                            Some(pick.map(|p| p.lr).ok_or_else(|| {
-                                Error::invalid(
-                                    "LR finder",
-                                    "too few points for a suggestion (the loss diverged at once?)",
-                                )
-                            })?)
-                        } else {
-                            None
-                        };
-                        step.lr.group_lrs(NUM_GROUPS, suggestion)?
-                    }
-                };
+                let lrs = self.step_lrs_for(step)?;
                 self.step_lrs = Some(lrs.clone());
-                if self.pos.epoch == 0 && self.pos.batch == 0 {
-                    self.sink.send(TrainEvent::StepStarted {
-                        stage: self.pos.stage,
-                        step: self.pos.step,
-                        size_px: stage.size_px,
-                        trainable: step.train,
-                        lrs: lrs.clone(),
-                        epochs: step.epochs,
-                    });
-                }
+                self.sink.send(TrainEvent::StepStarted {
+                    stage: self.pos.stage,
+                    step: self.pos.step,
+                    size_px: stage.size_px,
+                    trainable: step.train,
+                    lrs: lrs.clone(),
+                    epochs: step.epochs,
+                    epochs_done: self.pos.epoch,
+                });
                 let bpe = self.batches_per_epoch();
                 let cycle = OneCycle::new(self.cfg.one_cycle, step.epochs * bpe);
                 while self.pos.epoch < step.epochs {
@@ -575,6 +432,25 @@ impl Trainer {
             self.pos.step = 0;
         }
         self.finish()
+    }
+
+    /// Metadata of the model as it stands, for input size `size_px`.
+    fn model_meta(&self, size_px: u32) -> ModelMeta {
+        let mut meta = ModelMeta::new(self.cfg.backbone, size_px);
+        meta.mean = self.cfg.norm.mean;
+        meta.std = self.cfg.norm.std;
+        meta
+    }
+
+    /// Runs the model over the validation images at `size_px`.
+    fn validate(&self, size_px: u32, bootstrap: usize) -> Result<EvalReport> {
+        let p = Predictor::new(self.model.clone(), self.model_meta(size_px));
+        let opts = EvalOptions {
+            batch_size: self.cfg.batch_size,
+            bootstrap,
+            seed: self.cfg.seed,
+        };
+        self.valid.evaluate(&p, &opts, |_, _| {})
     }
 
     /// One epoch from `pos.batch`; Some(outcome) when stopped.
@@ -601,27 +477,38 @@ impl Trainer {
             let group_lrs: Vec<f64> = lrs.iter().map(|&l| cycle.lr(l, it)).collect();
             let beta1 = cycle.beta1(it);
             let tb = Instant::now();
-            let loss = self.train_batch(b, &group_lrs, beta1)?;
+            let loss = train_step(
+                &self.model,
+                &mut self.opt,
+                &self.device,
+                b,
+                &group_lrs,
+                beta1,
+            )?;
             let secs = tb.elapsed().as_secs_f64();
             if !loss.is_finite() {
                 self.restore_model(&last_good)?;
                 self.opt.restore(&last_opt);
                 self.model.set_train_forwards(last_forwards);
-                let msg = format!(
-                    "loss became {loss} at stage {}, step {}, epoch {}, batch {} (learning rate {:.3e}): weights restored to the start of this epoch; lower the learning rate and resume",
-                    self.pos.stage + 1, self.pos.step + 1, self.pos.epoch + 1, self.pos.batch + 1, group_lrs.last().copied().unwrap_or(0.0)
-                );
-                return Err(Error::invalid("training", msg));
+                return Err(Error::Diverged {
+                    loss,
+                    stage: self.pos.stage + 1,
+                    step: self.pos.step + 1,
+                    epoch: self.pos.epoch + 1,
+                    batch: self.pos.batch + 1,
+                    lr: group_lrs.last().copied().unwrap_or(0.0),
+                });
             }
             train_secs += secs;
             images += n;
             self.epoch_loss_sum += loss;
             self.epoch_batches += 1;
-            self.batch_log.push((
-                self.pos.global_iter,
+            self.unsaved_batches.push(BatchRecord {
+                iter: self.pos.global_iter,
                 loss,
-                group_lrs.last().copied().unwrap_or(0.0),
-            ));
+                lrs: group_lrs.clone(),
+                beta1,
+            });
             self.sink.send(TrainEvent::Batch {
                 global_iter: self.pos.global_iter,
                 batch: self.pos.batch,
@@ -647,20 +534,7 @@ impl Trainer {
             }
         }
         // Validation at this stage's size.
-        let cases = predict_cases(
-            &self.model,
-            &self.valid,
-            size_px,
-            self.cfg.batch_size,
-            self.cfg.loader_threads,
-            |_, _| {},
-        )?;
-        let report = EvalReport::from_cases(
-            CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
-            cases,
-            0,
-            0,
-        );
+        let report = self.validate(size_px, 0)?;
         let m = &report.metrics;
         let em = EpochMetrics {
             stage: self.pos.stage,
@@ -696,61 +570,28 @@ impl Trainer {
         Ok(None)
     }
 
-    /// Writes the checkpoint atomically and returns its path.
-    pub fn save_checkpoint(&self) -> Result<PathBuf> {
-        let path = self.cfg.out_dir.join(CHECKPOINT_FILE);
+    /// Writes the checkpoint, `history.json` and `losses.csv` atomically and returns the
+    /// checkpoint's path.
+    pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
         let st = self.opt.state();
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         for (n, t) in self.model.store().named_tensors() {
-            tensors.push((format!("model.{n}"), t.to_device(&Device::Cpu)?));
+            tensors.push((format!("model.{n}"), t));
         }
         for (n, t) in st.tensors {
-            tensors.push((format!("optim.{n}"), t.to_device(&Device::Cpu)?));
+            tensors.push((format!("optim.{n}"), t));
         }
-        let meta = CheckpointMeta {
-            format: CHECKPOINT_FORMAT.into(),
-            version: 1,
-            config: self.cfg.clone(),
-            position: self.pos,
-            step_lrs: self.step_lrs.clone(),
-            train_forwards: self.model.train_forwards(),
-            optim_steps: st.steps.into_iter().collect(),
-            history: self.history.clone(),
-            epoch_loss_sum: self.epoch_loss_sum,
-            epoch_batches: self.epoch_batches,
-            build: BuildInfo::current(),
-        };
-        let json = serde_json::to_string(&meta)
-            .map_err(|e| Error::invalid("checkpoint", e.to_string()))?;
-        let info = HashMap::from([("checkpoint".to_string(), json)]);
-        let bytes =
-            safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(info))
-                .map_err(|e| Error::weights(&path, format!("cannot serialise: {e}")))?;
-        write_atomic(&path, &bytes)?;
-        let hist = serde_json::to_string_pretty(&self.history)
-            .map_err(|e| Error::invalid("history", e.to_string()))?;
-        write_atomic(&self.cfg.out_dir.join("history.json"), hist.as_bytes())?;
-        self.write_batch_log()?;
+        let mut meta = CheckpointMeta::new(self.cfg.clone(), self.pos);
+        meta.step_lrs = self.step_lrs.clone();
+        meta.train_forwards = self.model.train_forwards();
+        meta.optim_steps = st.steps.into_iter().collect();
+        meta.history = self.history.clone();
+        meta.epoch_loss_sum = self.epoch_loss_sum;
+        meta.epoch_batches = self.epoch_batches;
+        let path = write_checkpoint(&self.cfg.out_dir, &meta, &tensors)?;
+        append_batch_log(&self.cfg.out_dir, &self.unsaved_batches)?;
+        self.unsaved_batches.clear();
         Ok(path)
-    }
-
-    /// Appends this session's batch losses to `losses.csv` (kept across resumes: rows of
-    /// iterations not yet in the file are added).
-    fn write_batch_log(&self) -> Result<()> {
-        let path = self.cfg.out_dir.join("losses.csv");
-        let mut text =
-            std::fs::read_to_string(&path).unwrap_or_else(|_| "iteration,loss,lr\n".into());
-        let last_written: Option<usize> = text
-            .lines()
-            .last()
-            .and_then(|l| l.split(',').next())
-            .and_then(|v| v.parse().ok());
-        for &(it, loss, lr) in &self.batch_log {
-            if last_written.is_none_or(|w| it > w) {
-                text.push_str(&format!("{it},{loss},{lr:e}\n"));
-            }
-        }
-        write_atomic(&path, text.as_bytes())
     }
 
     fn finish(&mut self) -> Result<Outcome> {
@@ -761,7 +602,7 @@ impl Trainer {
             .last()
             .map(|s| s.size_px)
             .unwrap_or(224);
-        let mut meta = ModelMeta::new(self.cfg.backbone, size);
+        let mut meta = self.model_meta(size);
         meta.training = Some(serde_json::json!({
             "plan": self.cfg.plan,
             "epochs": self.history.len(),
@@ -776,20 +617,7 @@ impl Trainer {
         // The last epoch's checkpoint already holds these weights; resuming from it
         // trains nothing and finishes again.
         save_model(&model_path, &self.model, &meta)?;
-        let cases = predict_cases(
-            &self.model,
-            &self.valid,
-            size,
-            self.cfg.batch_size,
-            self.cfg.loader_threads,
-            |_, _| {},
-        )?;
-        let mut report = EvalReport::from_cases(
-            CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
-            cases,
-            self.cfg.bootstrap,
-            self.cfg.seed,
-        );
+        let mut report = self.validate(size, self.cfg.bootstrap)?;
         report
             .info
             .insert("model".into(), model_path.display().to_string());
@@ -797,11 +625,10 @@ impl Trainer {
             .info
             .insert("data".into(), self.cfg.data.display().to_string());
         report.info.insert("split".into(), "test".into());
-        report.info.insert("size_px".into(), size.to_string());
-        let rp = report.write(&self.cfg.out_dir, "report")?;
+        let paths = report.write_all(&self.cfg.out_dir, "report")?;
         self.sink.send(TrainEvent::Finished {
             model: model_path.clone(),
-            report: Some(rp),
+            report: paths.into_iter().next(),
         });
         Ok(Outcome::Finished { model: model_path })
     }

@@ -68,12 +68,13 @@ fn start_pause_resume_stop_and_checkpoint() {
     h.get_by_label("Start").click();
     h.step();
     step_until(&mut h, 120, "training points", |a| {
-        a.training.losses.len() >= 3
+        a.training.run.losses.len() >= 3
     });
-    assert_eq!(h.state().training.state, RunState::Running);
+    assert_eq!(h.state().training.run.state, RunState::Running);
     assert!(h
         .state()
         .training
+        .run
         .device_in_use
         .as_deref()
         .is_some_and(|d| d.starts_with("CPU")));
@@ -87,25 +88,25 @@ fn start_pause_resume_stop_and_checkpoint() {
     // Pause: no new batches while paused.
     h.get_by_label("Pause").click();
     step_until(&mut h, 60, "the pause", |a| {
-        a.training.log.iter().any(|l| l == "paused")
+        a.training.run.log.iter().any(|l| l == "paused")
     });
-    let n = h.state().training.losses.len();
+    let n = h.state().training.run.losses.len();
     for _ in 0..10 {
         h.step();
         std::thread::sleep(Duration::from_millis(30));
     }
     assert_eq!(
-        h.state().training.losses.len(),
+        h.state().training.run.losses.len(),
         n,
         "a batch ran while paused"
     );
     h.get_by_label("Resume").click();
     step_until(&mut h, 60, "progress after resuming", |a| {
-        a.training.losses.len() > n
+        a.training.run.losses.len() > n
     });
     h.get_by_label("Stop").click();
     step_until(&mut h, 120, "the stop", |a| {
-        a.training.state == RunState::Idle
+        a.training.run.state == RunState::Idle
     });
     assert!(
         run.join("checkpoint.safetensors").is_file(),
@@ -114,11 +115,12 @@ fn start_pause_resume_stop_and_checkpoint() {
     assert!(
         h.state()
             .training
+            .run
             .log
             .iter()
             .any(|l| l.starts_with("stopped; checkpoint")),
         "{:?}",
-        h.state().training.log
+        h.state().training.run.log
     );
     assert_eq!(
         h.state().training.resume_dir,
@@ -126,9 +128,9 @@ fn start_pause_resume_stop_and_checkpoint() {
         "the stopped run is offered for resuming"
     );
     assert!(
-        h.state().training.error.is_none(),
+        h.state().notices.last_error("Training").is_none(),
         "{:?}",
-        h.state().training.error
+        h.state().notices.items()
     );
 }
 
@@ -143,28 +145,44 @@ fn lr_finder_fills_its_chart_and_offers_suggestions() {
     });
     h.get_by_label("LR finder").click();
     step_until(&mut h, 300, "the LR finder", |a| {
-        a.training.lr_result.is_some()
+        a.training.run.lr_result.is_some()
     });
     let t = &h.state().training;
-    assert!(t.lr_points.len() >= 20, "{}", t.lr_points.len());
-    assert!(t.lr_result.as_ref().unwrap().suggestions.valley.is_some());
+    assert!(t.run.lr_points.len() >= 20, "{}", t.run.lr_points.len());
+    assert!(t
+        .run
+        .lr_result
+        .as_ref()
+        .unwrap()
+        .suggestions
+        .valley
+        .is_some());
     h.step();
     let valley = h.get_by_label_contains("Use valley");
     valley.click();
-    h.step();
+    h.run_steps(2);
     let lr = h.state().training.chosen_lr.expect("a chosen rate");
+    // The message names the row and the range, rounded as a person would type it.
+    let spec = covid_resnet::train::schedule::LrSpec::for_suggestion(lr);
+    let typed = covid_resnet::app::training::charts::spec_text(spec);
+    assert!(
+        h.query_by_label_contains(&format!("row 2 (auto) becomes {typed}"))
+            .is_some(),
+        "no message for {typed}"
+    );
     // Start turns the `auto` row into the chosen discriminative range.
     h.get_by_label("Start").click();
     h.step();
     let row = &h.state().training.settings.plan_rows[1].lr;
-    assert_eq!(
-        row.parse::<covid_resnet::train::schedule::LrSpec>()
-            .unwrap(),
-        covid_resnet::train::schedule::LrSpec::for_suggestion(lr)
-    );
+    assert_eq!(row, &typed);
+    let covid_resnet::train::schedule::LrSpec::Range(lo, hi) = row.parse().unwrap() else {
+        panic!("{row} is not a range");
+    };
+    // Three significant digits: within 0.5 % of the suggestion.
+    assert!((hi / lr - 1.0).abs() < 5e-3 && (lo / (lr / 100.0) - 1.0).abs() < 5e-3);
     h.get_by_label("Stop").click();
     step_until(&mut h, 120, "the stop", |a| {
-        a.training.state == RunState::Idle
+        a.training.run.state == RunState::Idle
     });
 }
 
@@ -244,7 +262,7 @@ fn snapshots_before_and_during_training() {
     h.state_mut().training.stop_after = Some(3);
     h.get_by_label("Start").click();
     step_until(&mut h, 120, "the stop after 3 batches", |a| {
-        a.training.state == RunState::Idle && a.training.losses.len() == 3
+        a.training.run.state == RunState::Idle && a.training.run.losses.len() == 3
     });
     h.run_steps(3);
     h.snapshot("training_tab_after_3_batches");
@@ -268,9 +286,14 @@ fn divergence_is_shown_and_the_run_stays_resumable() {
     });
     h.get_by_label("Start").click();
     step_until(&mut h, 120, "the failure", |a| {
-        a.training.state == RunState::Idle && a.training.error.is_some()
+        a.training.run.state == RunState::Idle && a.notices.last_error("Training").is_some()
     });
-    let e = h.state().training.error.clone().unwrap();
+    let e = h
+        .state()
+        .notices
+        .last_error("Training")
+        .unwrap()
+        .to_string();
     assert!(e.contains("loss became") && e.contains("restored"), "{e}");
     assert!(
         h.query_all_by_label_contains("loss became")

@@ -51,12 +51,12 @@ fn harness(model: &Path, data: &Path) -> Harness<'static, App> {
         tab: Tab::Viewer,
         viewer: ViewerSettings {
             model: model.display().to_string(),
-            data_dir: data.display().to_string(),
             ..Default::default()
         },
         ..Default::default()
     };
     s.training.device = "cpu".into();
+    s.training.data_dir = data.display().to_string();
     Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
         .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s))
@@ -231,11 +231,11 @@ fn confusion_cell_click_lists_exactly_its_cases_and_opens_one() {
         .map(|s| s.to_string())
         .collect();
     let report = EvalReport::from_cases(classes.clone(), cases, 50, 0);
-    let json = report.write(&d.join("eval"), "eval-test").unwrap();
+    let json = report.write_all(&d.join("eval"), "eval-test").unwrap()[0].clone();
 
     let mut h = harness(&model, d);
     step_until(&mut h, 60, "the model", |a| a.viewer.model.is_some());
-    h.state_mut().viewer.review.open_report(&json);
+    h.state_mut().viewer.review.open_report(&json).unwrap();
     h.state_mut().viewer.mode = Mode::Review;
     h.run_steps(3);
     assert!(shown(&h, "10 images"));
@@ -297,7 +297,7 @@ fn test_set_run_in_the_background_fills_the_matrix() {
     let mut h = harness(Path::new(""), &data);
     h.run_steps(2);
     assert!(h.query_by_label("Use the last run's model").is_none());
-    h.state_mut().training.finished_model = Some(model.clone());
+    h.state_mut().training.run.finished_model = Some(model.clone());
     h.run_steps(2);
     h.get_by_label("Use the last run's model").click();
     step_until(&mut h, 60, "the model", |a| a.viewer.model.is_some());

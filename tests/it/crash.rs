@@ -5,8 +5,8 @@ use crate::common::bin;
 use crate::training::write_synthetic;
 use covid_resnet::eval::report::EvalReport;
 use covid_resnet::model::checkpoint::parse_model_file;
+use covid_resnet::train::checkpoint::parse_checkpoint;
 use covid_resnet::train::schedule::Plan;
-use covid_resnet::train::trainer::parse_checkpoint;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -97,6 +97,9 @@ fn check_run_folder(run: &Path) -> usize {
             }
             "report.md" => {
                 assert!(std::str::from_utf8(&bytes).unwrap().ends_with('\n'));
+            }
+            "report-confusion.png" => {
+                image::load_from_memory(&bytes).expect("the confusion PNG decodes");
             }
             other => panic!("unexpected file {other} in the run folder"),
         }

@@ -72,7 +72,7 @@ fn train_eval_and_lr_find_commands() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("eval-test.json")).unwrap()).unwrap();
     // The confusion matrix as a picture beside it.
-    assert!(image::open(run.join("eval-test.png")).is_ok());
+    assert!(image::open(run.join("eval-test-confusion.png")).is_ok());
     assert_eq!(report["metrics"]["n"], 8);
     assert_eq!(report["cases"].as_array().unwrap().len(), 8);
 

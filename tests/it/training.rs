@@ -3,9 +3,10 @@
 use candle_core::Tensor;
 use covid_resnet::device::DeviceChoice;
 use covid_resnet::model::Backbone;
+use covid_resnet::train::config::TrainConfig;
 use covid_resnet::train::events::{Control, TrainEvent, VecSink};
 use covid_resnet::train::schedule::{LrSpec, Plan, Stage, Step, Trainable};
-use covid_resnet::train::trainer::{Outcome, TrainConfig, Trainer};
+use covid_resnet::train::trainer::{Outcome, Trainer};
 use image::{GrayImage, Luma};
 use std::path::Path;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! The zoomable image canvas: fit, wheel zoom around the cursor, drag to pan, 1:1,
-//! right-drag for window/level, and the Grad-CAM texture on top.
+//! right-drag for window/level, the Grad-CAM texture on top, and corner text that says what
+//! is shown and how to move it (no tooltip over the toolbar).
 use egui::{pos2, vec2, Color32, Rect, Sense, TextureHandle, Vec2};
 
 /// Zoom and pan of one image.
@@ -55,13 +56,43 @@ pub struct CanvasInput {
     pub wl_drag: Vec2,
 }
 
-/// Draws the image (and optional overlay) filling the available space.
+/// How to move the image, written in the canvas's bottom-left corner.
+pub const CANVAS_HELP: &str =
+    "wheel: zoom · drag: pan · right-drag: window/level · double-click: fit";
+
+/// Lines of text in a box at a corner of `panel`, readable over any image.
+fn corner_text(painter: &egui::Painter, panel: Rect, lines: &[String], bottom: bool) {
+    if lines.is_empty() {
+        return;
+    }
+    let font = egui::FontId::proportional(15.0);
+    let text = lines.join("\n");
+    let galley = painter.layout_no_wrap(text, font, Color32::from_gray(235));
+    let pad = vec2(8.0, 6.0);
+    let min = if bottom {
+        pos2(
+            panel.min.x + 8.0,
+            panel.max.y - 8.0 - galley.size().y - 2.0 * pad.y,
+        )
+    } else {
+        panel.min + vec2(8.0, 8.0)
+    };
+    let bg = Rect::from_min_size(min, galley.size() + 2.0 * pad);
+    painter.rect_filled(bg, 4.0, Color32::from_black_alpha(170));
+    painter.galley(min + pad, galley, Color32::from_gray(235));
+}
+
+/// Draws the image (and optional overlay) filling the available space, with `info` lines in
+/// the top-left corner. `full_per_texture` is the full image's pixels per texture pixel (the
+/// texture may be a downscaled copy), so the zoom shown is of the full image.
 pub fn canvas(
     ui: &mut egui::Ui,
     view: &mut ViewState,
     texture: &TextureHandle,
     image_px: [usize; 2],
     overlay: Option<(&TextureHandle, f32)>,
+    info: &[String],
+    full_per_texture: f32,
 ) -> CanvasInput {
     let avail = ui.available_size().max(vec2(64.0, 64.0));
     let (panel, resp) = ui.allocate_exact_size(avail, Sense::click_and_drag());
@@ -93,10 +124,13 @@ pub fn canvas(
         let a = (opacity.clamp(0.0, 1.0) * 255.0).round() as u8;
         painter.image(tex.id(), rect, uv, Color32::from_white_alpha(a));
     }
-    resp.on_hover_text(
-        "wheel: zoom at the cursor · drag: pan · right-drag: window (left/right) and level \
-         (up/down) · double-click: fit",
-    );
+    // Physical pixels per full-image pixel: 100 % is the 1:1 button's view.
+    let zoom =
+        view.zoom_in(size, panel.size()) * ui.ctx().pixels_per_point() / full_per_texture.max(1e-6);
+    let mut lines = info.to_vec();
+    lines.push(format!("zoom {:.0} %", 100.0 * zoom));
+    corner_text(&painter, panel, &lines, false);
+    corner_text(&painter, panel, &[CANVAS_HELP.to_string()], true);
     out
 }
 

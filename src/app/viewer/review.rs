@@ -1,8 +1,9 @@
 //! Test-set review: run the model over a dataset's test split (or open a report `eval`
 //! wrote), the confusion matrix as a clickable heat map, per-class and per-source tables,
 //! and a gallery of the cases in the chosen cell, sorted by loss.
-use super::ViewerTab;
+use super::{Ask, Command, ViewerTab};
 use crate::eval::report::{Case, EvalReport};
+use crate::fmt::pct_ci;
 use egui::{Color32, RichText, Sense, TextureHandle, TextureOptions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,47 +29,50 @@ pub struct ReviewState {
     pub cell: Option<(usize, usize)>,
     /// Progress of a running test-set pass (done, total).
     pub running: Option<(usize, usize)>,
-    /// The last error.
-    pub error: Option<String>,
-    /// Message after an export.
-    pub exported: Option<String>,
     thumbs: HashMap<String, Thumb>,
     thumb_requests: Vec<String>,
 }
 
 impl ReviewState {
     /// Opens a JSON report written by `eval`, training or an export.
-    pub fn open_report(&mut self, path: &Path) {
-        match EvalReport::load(path) {
-            Ok(r) => self.set(r, format!("report {}", path.display())),
-            Err(e) => self.error = Some(e.to_string()),
-        }
+    pub fn open_report(&mut self, path: &Path) -> Result<(), String> {
+        let r = EvalReport::load(path).map_err(|e| e.to_string())?;
+        self.set(r, format!("report {}", path.display()));
+        Ok(())
     }
 
     fn set(&mut self, r: EvalReport, source: String) {
         self.report = Some(r);
         self.source = source;
         self.cell = None;
-        self.error = None;
-        self.exported = None;
+    }
+
+    /// The true class of a case of the report, by its file.
+    pub fn truth_of(&self, file: &str) -> Option<usize> {
+        self.report
+            .as_ref()?
+            .cases
+            .iter()
+            .find(|c| c.file == file)
+            .map(|c| c.actual)
     }
 
     pub(super) fn progress(&mut self, done: usize, total: usize) {
         self.running = Some((done, total));
     }
 
-    pub(super) fn finished(&mut self, result: Result<Box<EvalReport>, String>) {
+    pub(super) fn finished(
+        &mut self,
+        result: Result<Box<EvalReport>, String>,
+    ) -> Result<(), String> {
         self.running = None;
-        match result {
-            Ok(r) => {
-                let src = format!(
-                    "test split of {}",
-                    r.info.get("data").cloned().unwrap_or_default()
-                );
-                self.set(*r, src);
-            }
-            Err(e) => self.error = Some(e),
-        }
+        let r = result?;
+        let src = format!(
+            "test split of {}",
+            r.info.get("data").cloned().unwrap_or_default()
+        );
+        self.set(*r, src);
+        Ok(())
     }
 
     pub(super) fn thumb_arrived(
@@ -114,27 +118,14 @@ impl ReviewState {
         v
     }
 
-    /// Writes `review.json`, `review.csv`, `review.md` and `confusion.png` into `dir`.
-    pub fn export(&mut self, dir: &Path) -> crate::Result<Vec<PathBuf>> {
+    /// Writes `review.json`, `review.csv`, `review.md` and `review-confusion.png` into
+    /// `dir`; returns their paths in that order.
+    pub fn export(&self, dir: &Path) -> crate::Result<Vec<PathBuf>> {
         let r = self
             .report
             .as_ref()
             .ok_or_else(|| crate::Error::invalid("review", "no review to export"))?;
-        let json = r.write(dir, "review")?;
-        let png = dir.join("confusion.png");
-        crate::eval::plot::write_confusion_png(
-            &png,
-            &r.classes,
-            &r.metrics.confusion.m,
-            &format!(
-                "Confusion matrix, {} images, accuracy {:.2} %",
-                r.metrics.n,
-                100.0 * r.metrics.accuracy.value
-            ),
-        )?;
-        let out = vec![json, dir.join("review.csv"), dir.join("review.md"), png];
-        self.exported = Some(format!("written to {}", dir.display()));
-        Ok(out)
+        r.write_all(dir, "review")
     }
 }
 
@@ -143,122 +134,185 @@ pub fn cell_label(classes: &[String], a: usize, p: usize) -> String {
     format!("actual {} predicted {}", classes[a], classes[p])
 }
 
-fn pct(v: f64) -> String {
-    if v.is_finite() {
-        format!("{:.1}", 100.0 * v)
+/// What the heat map's colour encodes: the value each cell shows.
+pub fn shade(m: &[Vec<usize>], i: usize, j: usize, normalised: bool) -> f32 {
+    if normalised {
+        let row: usize = m[i].iter().sum();
+        if row == 0 {
+            0.0
+        } else {
+            m[i][j] as f32 / row as f32
+        }
     } else {
-        "–".into()
+        let max = m.iter().flatten().copied().max().unwrap_or(0);
+        if max == 0 {
+            0.0
+        } else {
+            m[i][j] as f32 / max as f32
+        }
     }
 }
 
-fn with_ci(w: &crate::eval::metrics::WithCi) -> String {
-    format!("{} ({}–{})", pct(w.value), pct(w.lo), pct(w.hi))
+/// The confusion matrix as a clickable heat map; returns the cell clicked.
+fn confusion_ui(
+    ui: &mut egui::Ui,
+    classes: &[String],
+    m: &[Vec<usize>],
+    normalised: bool,
+    chosen: Option<(usize, usize)>,
+) -> Option<(usize, usize)> {
+    let k = classes.len();
+    let cell_px = 84.0;
+    let label_w = 96.0;
+    let (rect, _) = ui.allocate_exact_size(
+        egui::vec2(label_w + k as f32 * cell_px, 24.0 + k as f32 * cell_px),
+        Sense::hover(),
+    );
+    let painter = ui.painter_at(rect.expand(2.0));
+    let text = ui.visuals().text_color();
+    let mut clicked = None;
+    for (j, c) in classes.iter().enumerate() {
+        painter.text(
+            egui::pos2(
+                rect.min.x + label_w + (j as f32 + 0.5) * cell_px,
+                rect.min.y + 10.0,
+            ),
+            egui::Align2::CENTER_CENTER,
+            c,
+            egui::FontId::proportional(13.0),
+            text,
+        );
+    }
+    for i in 0..k {
+        let total: usize = m[i].iter().sum();
+        let y0 = rect.min.y + 24.0 + i as f32 * cell_px;
+        painter.text(
+            egui::pos2(rect.min.x + label_w - 8.0, y0 + cell_px / 2.0),
+            egui::Align2::RIGHT_CENTER,
+            &classes[i],
+            egui::FontId::proportional(13.0),
+            text,
+        );
+        for (j, &v) in m[i].iter().enumerate() {
+            let f = shade(m, i, j, normalised);
+            let cr = egui::Rect::from_min_size(
+                egui::pos2(rect.min.x + label_w + j as f32 * cell_px, y0),
+                egui::vec2(cell_px, cell_px),
+            )
+            .shrink(1.0);
+            let id = ui.scope_id().with(("cm-cell", i, j));
+            let resp = ui.interact(cr, id, Sense::click());
+            let label = cell_label(classes, i, j);
+            resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+            let [rr, gg, bb] = crate::eval::plot::blues(f);
+            painter.rect_filled(cr, 2.0, Color32::from_rgb(rr, gg, bb));
+            if chosen == Some((i, j)) {
+                painter.rect_stroke(
+                    cr,
+                    2.0,
+                    egui::Stroke::new(3.0, Color32::from_rgb(230, 120, 30)),
+                    egui::StrokeKind::Inside,
+                );
+            } else if resp.hovered() {
+                painter.rect_stroke(
+                    cr,
+                    2.0,
+                    egui::Stroke::new(2.0, Color32::GRAY),
+                    egui::StrokeKind::Inside,
+                );
+            }
+            let ink = if f > 0.5 {
+                Color32::WHITE
+            } else {
+                Color32::from_gray(20)
+            };
+            let main = match (normalised, total) {
+                (true, 0) => "–".to_string(),
+                (true, _) => format!("{:.1} %", 100.0 * v as f64 / total as f64),
+                (false, _) => v.to_string(),
+            };
+            painter.text(
+                cr.center(),
+                egui::Align2::CENTER_CENTER,
+                main,
+                egui::FontId::proportional(20.0),
+                ink,
+            );
+            if resp.clicked() {
+                clicked = Some((i, j));
+            }
+            resp.on_hover_text(format!(
+                "{v} of {total} {} images predicted {}: click to list them",
+                classes[i], classes[j]
+            ));
+        }
+    }
+    legend_ui(ui, m, normalised);
+    clicked
+}
+
+/// The colour scale under the matrix: what light and dark mean.
+fn legend_ui(ui: &mut egui::Ui, m: &[Vec<usize>], normalised: bool) {
+    let max = m.iter().flatten().copied().max().unwrap_or(0);
+    ui.horizontal(|ui| {
+        let (lo, hi, what) = if normalised {
+            (
+                "0 %".to_string(),
+                "100 %".to_string(),
+                "share of the row's (actual class's) images",
+            )
+        } else {
+            ("0".to_string(), max.to_string(), "images in the cell")
+        };
+        ui.label(format!("Colour: {what}"));
+        ui.label(lo);
+        let (r, _) = ui.allocate_exact_size(egui::vec2(120.0, 12.0), Sense::hover());
+        let steps = 24;
+        for s in 0..steps {
+            let f = s as f32 / (steps - 1) as f32;
+            let [rr, gg, bb] = crate::eval::plot::blues(f);
+            let x0 = r.min.x + r.width() * s as f32 / steps as f32;
+            let x1 = r.min.x + r.width() * (s + 1) as f32 / steps as f32;
+            ui.painter().rect_filled(
+                egui::Rect::from_min_max(egui::pos2(x0, r.min.y), egui::pos2(x1, r.max.y)),
+                0.0,
+                Color32::from_rgb(rr, gg, bb),
+            );
+        }
+        ui.label(hi);
+    });
 }
 
 impl ViewerTab {
-    pub(super) fn review_side_ui(&mut self, ui: &mut egui::Ui, ctx: &egui::Context) {
-        ui.heading("Test-set review");
-        let dl = ui.label("Dataset folder");
-        ui.horizontal(|ui| {
-            ui.add(egui::TextEdit::singleline(&mut self.settings.data_dir).desired_width(200.0))
-                .labelled_by(dl.id);
-            if ui.button("…").on_hover_text("choose a folder").clicked() {
-                if let Some(p) = rfd::FileDialog::new().pick_folder() {
-                    self.settings.data_dir = p.display().to_string();
-                }
-            }
-        });
-        let can_run = self.model.is_some()
-            && self.review.running.is_none()
-            && !self.settings.data_dir.trim().is_empty();
-        ui.horizontal(|ui| {
-            if ui
-                .add_enabled(can_run, egui::Button::new("Run test set"))
-                .on_disabled_hover_text("needs a model and a dataset folder")
-                .clicked()
-            {
-                self.run_test_set(ctx);
-            }
-            if ui.button("Open report…").clicked() {
-                if let Some(p) = rfd::FileDialog::new()
-                    .add_filter("eval report", &["json"])
-                    .pick_file()
-                {
-                    self.review.open_report(&p);
-                    self.mode = super::Mode::Review;
-                }
-            }
-        });
-        if let Some((d, t)) = self.review.running {
-            ui.add(
-                egui::ProgressBar::new(if t > 0 { d as f32 / t as f32 } else { 0.0 })
-                    .text(format!("{d} / {t} images")),
-            );
-        }
-        if let Some(e) = &self.review.error {
-            ui.colored_label(Color32::from_rgb(220, 60, 60), e);
-        }
-        if self.review.report.is_some() && ui.button("Show the review").clicked() {
-            self.mode = super::Mode::Review;
-        }
-    }
-
-    /// Starts the test-set pass in the background.
-    pub fn run_test_set(&mut self, ctx: &egui::Context) {
-        let Some(m) = &self.model else {
-            self.review.error = Some("load a model first".into());
-            return;
-        };
-        let (p, path) = (m.predictor.clone(), m.path.clone());
-        let data = PathBuf::from(self.settings.data_dir.trim());
-        let bs = self.settings.batch_size.max(1);
-        self.review.running = Some((0, 0));
-        self.review.error = None;
-        self.mode = super::Mode::Review;
-        self.worker(ctx).review(data, p, path, bs);
-    }
-
-    /// Draws the review; returns a case file the user clicked.
-    pub(super) fn review_ui(&mut self, ui: &mut egui::Ui, ctx: &egui::Context) -> Option<String> {
+    /// Draws the review; a click on a case queues it for the image view.
+    pub(super) fn review_ui(&mut self, ui: &mut egui::Ui, ctx: &egui::Context) {
         let Some(r) = &self.review.report else {
             ui.label(
                 "Run the model on a dataset's test split (left), or open a report written by \
                  `covid-resnet eval` or by training.",
             );
-            return None;
+            return;
         };
-        let mut clicked = None;
         let classes = r.classes.clone();
-        let k = classes.len();
         let m = &r.metrics;
         ui.label(RichText::new(&self.review.source).small());
         ui.label(
             RichText::new(format!(
-                "{} images · accuracy {} % · macro F1 {} % · loss {:.4}",
+                "{} images · accuracy {} · macro F1 {} · loss {:.4}",
                 m.n,
-                with_ci(&m.accuracy),
-                with_ci(&m.macro_f1),
+                pct_ci(&m.accuracy, 1),
+                pct_ci(&m.macro_f1, 1),
                 r.loss
             ))
             .strong(),
         );
-        let mut export = false;
         ui.horizontal(|ui| {
             ui.checkbox(&mut self.settings.normalised, "Row-normalised");
             if ui.button("Export review…").clicked() {
-                export = true;
-            }
-            if let Some(msg) = &self.review.exported {
-                ui.label(msg);
+                self.commands.push(Command::Pick(Ask::Export));
             }
         });
-        if export {
-            if let Some(dir) = rfd::FileDialog::new().pick_folder() {
-                if let Err(e) = self.review.export(&dir) {
-                    self.review.error = Some(e.to_string());
-                }
-            }
-        }
+        let mut clicked = None;
         egui::Panel::right("review-gallery")
             .resizable(true)
             .default_size(420.0)
@@ -266,121 +320,34 @@ impl ViewerTab {
             .show(ui, |ui| {
                 clicked = gallery_ui(ui, ctx, &mut self.review, &classes);
             });
-        let r = self.review.report.as_ref().expect("checked above");
+        if let Some(f) = clicked {
+            self.commands.push(Command::OpenCase(f));
+        }
+        let Some(r) = self.review.report.as_ref() else {
+            return;
+        };
         let m = &r.metrics;
         let mut cell = self.review.cell;
+        let normalised = self.settings.normalised;
         egui::ScrollArea::vertical().show(ui, |ui| {
             ui.add_space(6.0);
-            // Heat map.
-            let cell_px = 84.0;
-            let label_w = 96.0;
-            let (rect, _) = ui.allocate_exact_size(
-                egui::vec2(label_w + k as f32 * cell_px, 24.0 + k as f32 * cell_px),
-                Sense::hover(),
-            );
-            let painter = ui.painter_at(rect.expand(2.0));
-            let text = ui.visuals().text_color();
-            for (j, c) in classes.iter().enumerate() {
-                painter.text(
-                    egui::pos2(
-                        rect.min.x + label_w + (j as f32 + 0.5) * cell_px,
-                        rect.min.y + 10.0,
-                    ),
-                    egui::Align2::CENTER_CENTER,
-                    c,
-                    egui::FontId::proportional(13.0),
-                    text,
-                );
+            if let Some(c) = confusion_ui(ui, &classes, &m.confusion.m, normalised, cell) {
+                cell = Some(c);
             }
-            for i in 0..k {
-                let row = &m.confusion.m[i];
-                let total: usize = row.iter().sum();
-                let y0 = rect.min.y + 24.0 + i as f32 * cell_px;
-                painter.text(
-                    egui::pos2(rect.min.x + label_w - 8.0, y0 + cell_px / 2.0),
-                    egui::Align2::RIGHT_CENTER,
-                    &classes[i],
-                    egui::FontId::proportional(13.0),
-                    text,
-                );
-                for (j, &v) in row.iter().enumerate() {
-                    let frac = if total > 0 {
-                        v as f32 / total as f32
-                    } else {
-                        0.0
-                    };
-                    let cr = egui::Rect::from_min_size(
-                        egui::pos2(rect.min.x + label_w + j as f32 * cell_px, y0),
-                        egui::vec2(cell_px, cell_px),
-                    )
-                    .shrink(1.0);
-                    let id = ui.scope_id().with(("cm-cell", i, j));
-                    let resp = ui.interact(cr, id, Sense::click());
-                    let label = cell_label(&classes, i, j);
-                    resp.widget_info(|| {
-                        egui::WidgetInfo::labeled(egui::Role::Button, true, &label)
-                    });
-                    let [rr, gg, bb] = crate::eval::plot::blues(frac);
-                    painter.rect_filled(cr, 2.0, Color32::from_rgb(rr, gg, bb));
-                    if cell == Some((i, j)) {
-                        painter.rect_stroke(
-                            cr,
-                            2.0,
-                            egui::Stroke::new(3.0, Color32::from_rgb(230, 120, 30)),
-                            egui::StrokeKind::Inside,
-                        );
-                    } else if resp.hovered() {
-                        painter.rect_stroke(
-                            cr,
-                            2.0,
-                            egui::Stroke::new(2.0, Color32::GRAY),
-                            egui::StrokeKind::Inside,
-                        );
-                    }
-                    let ink = if frac > 0.5 {
-                        Color32::WHITE
-                    } else {
-                        Color32::from_gray(20)
-                    };
-                    let main = if self.settings.normalised {
-                        if total > 0 {
-                            format!("{:.1} %", 100.0 * frac)
-                        } else {
-                            "–".into()
-                        }
-                    } else {
-                        v.to_string()
-                    };
-                    painter.text(
-                        cr.center(),
-                        egui::Align2::CENTER_CENTER,
-                        main,
-                        egui::FontId::proportional(20.0),
-                        ink,
-                    );
-                    if resp.clicked() {
-                        cell = Some((i, j));
-                    }
-                    resp.on_hover_text(format!(
-                        "{v} images of {} predicted {}: click to list them",
-                        classes[i], classes[j]
-                    ));
-                }
-            }
-            ui.label(RichText::new("Rows: actual class · columns: predicted class").small());
+            ui.label("Rows: actual class · columns: predicted class");
             ui.add_space(8.0);
             ui.label(RichText::new("Per class (95% bootstrap CI)").strong());
             egui::Grid::new("per-class").striped(true).show(ui, |ui| {
-                for h in ["class", "n", "recall %", "PPV %", "F1 %"] {
+                for h in ["class", "n", "recall", "PPV", "F1"] {
                     ui.label(RichText::new(h).strong());
                 }
                 ui.end_row();
                 for c in &m.per_class {
                     ui.label(&c.class);
                     ui.label(c.support.to_string());
-                    ui.label(with_ci(&c.recall));
-                    ui.label(with_ci(&c.ppv));
-                    ui.label(with_ci(&c.f1));
+                    ui.label(pct_ci(&c.recall, 1));
+                    ui.label(pct_ci(&c.ppv, 1));
+                    ui.label(pct_ci(&c.f1, 1));
                     ui.end_row();
                 }
             });
@@ -388,7 +355,7 @@ impl ViewerTab {
                 ui.add_space(8.0);
                 ui.label(RichText::new("Per source").strong());
                 egui::Grid::new("per-source").striped(true).show(ui, |ui| {
-                    for h in ["source", "n", "correct", "accuracy %"] {
+                    for h in ["source", "n", "correct", "accuracy"] {
                         ui.label(RichText::new(h).strong());
                     }
                     ui.end_row();
@@ -396,14 +363,13 @@ impl ViewerTab {
                         ui.label(s);
                         ui.label(v.n.to_string());
                         ui.label(v.correct.to_string());
-                        ui.label(pct(v.accuracy));
+                        ui.label(crate::fmt::pct(v.accuracy, 1));
                         ui.end_row();
                     }
                 });
             }
         });
         self.review.cell = cell;
-        clicked
     }
 }
 

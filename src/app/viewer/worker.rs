@@ -4,7 +4,8 @@
 use crate::data::decode::{decode_bytes, decode_file, GrayImage};
 use crate::data::split::Dataset;
 use crate::device::DeviceChoice;
-use crate::eval::report::{predict_cases, EvalReport};
+use crate::eval::report::EvalReport;
+use crate::eval::{evaluate, EvalOptions};
 use crate::infer::predictor::Analysis;
 use crate::infer::Predictor;
 use std::path::PathBuf;
@@ -287,24 +288,17 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
             let result = (|| -> crate::Result<EvalReport> {
                 let ds = Dataset::open(&data)?;
                 ds.test.check_complete("test")?;
-                let meta = predictor.meta();
-                let cases = predict_cases(
-                    predictor.model(),
-                    &ds.test.samples,
-                    meta.input_size_px,
+                let opts = EvalOptions {
                     batch_size,
-                    2,
-                    |done, total| {
-                        Worker::send_reply(tx, ctx, Reply::ReviewProgress { done, total })
-                    },
-                )?;
-                let mut r = EvalReport::from_cases(meta.class_names.clone(), cases, 1000, 0);
+                    ..EvalOptions::default()
+                };
+                let mut r = evaluate(&predictor, &ds.test.samples, &opts, |done, total| {
+                    Worker::send_reply(tx, ctx, Reply::ReviewProgress { done, total })
+                })?;
                 r.info
                     .insert("model".into(), model_path.display().to_string());
                 r.info.insert("data".into(), data.display().to_string());
                 r.info.insert("split".into(), "test".into());
-                r.info
-                    .insert("size_px".into(), meta.input_size_px.to_string());
                 Ok(r)
             })()
             .map(Box::new)

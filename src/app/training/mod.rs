@@ -1,0 +1,707 @@
+//! The Training tab: set-up, plan editor, LR finder, run control, live plots, progress,
+//! per-epoch metrics, a log and a batch preview. The run model ([`state`]) changes only by
+//! trainer events and by commands; buttons push [`Command`]s that run after the frame is
+//! drawn, and background work goes through one job/reply channel ([`worker`]).
+pub mod charts;
+pub mod plan_editor;
+pub mod setup;
+pub mod state;
+pub mod tables;
+pub mod worker;
+
+pub use plan_editor::{plan_of, rows_of, PlanRow};
+pub use setup::TrainingSettings;
+pub use state::{RunModel, RunState};
+
+use super::dialogs::{pick, unavailable_message, DialogBackend, Pick, Picked};
+use super::notices::Notices;
+use crate::device::DeviceChoice;
+use crate::train::config::TrainConfig;
+use crate::train::events::Control;
+use crate::train::schedule::{LrSpec, Plan, Trainable};
+use crate::train::worker::Job;
+use crate::CLASS_NAMES;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use worker::{Reply, Worker};
+
+/// Messages of this tab carry this topic.
+const TOPIC: &str = "Training";
+
+/// What the user asked for; run after the frame is drawn.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Start a new run with the plan as edited.
+    Start,
+    /// Run the LR finder for the plan's first stage.
+    FindLr,
+    /// Continue the run in the resume folder.
+    Resume,
+    /// Pause or continue between batches.
+    TogglePause,
+    /// Stop after this batch, with a checkpoint.
+    Stop,
+    /// Draw a new preview batch.
+    NewPreview,
+    /// Choose the dataset folder with a dialog.
+    BrowseData,
+    /// Choose the pretrained weights with a dialog.
+    BrowseWeights,
+    /// Choose the run folder to resume with a dialog.
+    BrowseResume,
+    /// Load a plan file.
+    LoadPlan,
+    /// Save the plan to a file.
+    SavePlan,
+    /// Replace the plan with a preset.
+    Preset(Plan),
+    /// Add a row (a copy of the last).
+    AddRow,
+    /// Remove a row.
+    RemoveRow(usize),
+    /// Use this rate for the next `auto` row.
+    ChooseLr(f64),
+    /// Write the LR finder's range for `lr` into a row.
+    SetRowLr {
+        /// Row index.
+        row: usize,
+        /// The chosen rate.
+        lr: f64,
+    },
+    /// Show the run folder in the system's file manager.
+    OpenRunFolder,
+}
+
+/// State of the Training tab.
+pub struct TrainingTab {
+    /// Persisted settings.
+    pub settings: TrainingSettings,
+    /// Folder of a run to resume.
+    pub resume_dir: String,
+    /// The run shown.
+    pub run: RunModel,
+    /// Result of the last dataset scan.
+    pub dataset: setup::Scan,
+    scanned_for: Option<String>,
+    /// The learning rate picked for the next `auto` step.
+    pub chosen_lr: Option<f64>,
+    /// The plan row selected (the LR finder's suggestion can be written into it).
+    pub selected_row: usize,
+    /// Images of the batch preview: (texture, label).
+    pub preview: Vec<(egui::TextureHandle, String)>,
+    preview_draws: u64,
+    /// Show the preview with augmentation.
+    pub preview_augment: bool,
+    worker: Option<Worker>,
+    control: Arc<Control>,
+    commands: Vec<Command>,
+    /// Slowest recent frame, ms (logged after every epoch).
+    pub frame_ms: f32,
+    /// Stop the next run after this many batches (tests and snapshots).
+    #[doc(hidden)]
+    pub stop_after: Option<usize>,
+}
+
+impl TrainingTab {
+    /// A tab with these settings.
+    pub fn new(settings: TrainingSettings) -> Self {
+        Self {
+            settings,
+            resume_dir: String::new(),
+            run: RunModel::default(),
+            dataset: None,
+            scanned_for: None,
+            chosen_lr: None,
+            selected_row: 0,
+            preview: Vec::new(),
+            preview_draws: 0,
+            preview_augment: true,
+            worker: None,
+            control: Arc::new(Control::default()),
+            commands: Vec::new(),
+            frame_ms: 0.0,
+            stop_after: None,
+        }
+    }
+
+    /// The plan as edited, or its problems.
+    pub fn plan(&self) -> Result<Plan, Vec<String>> {
+        plan_of(&self.settings.plan_name, &self.settings.plan_rows)
+    }
+
+    fn dataset_ok(&self) -> bool {
+        matches!(&self.dataset, Some(Ok(d)) if d.missing == 0)
+    }
+
+    /// Why Start is disabled, if it is.
+    pub fn start_blocker(&self) -> Option<String> {
+        if self.run.state.busy() {
+            return Some(format!("busy: {}", self.run.state.words().to_lowercase()));
+        }
+        match &self.dataset {
+            None => return Some("choose a dataset folder first".into()),
+            Some(Err(_)) => return Some("the dataset folder cannot be used (see above)".into()),
+            Some(Ok(d)) if d.missing > 0 => {
+                return Some("some listed files are missing (see above)".into())
+            }
+            _ => {}
+        }
+        self.plan()
+            .err()
+            .map(|_| "the plan has errors (see the plan table)".into())
+    }
+
+    /// Queues a command as a button would.
+    pub fn push(&mut self, c: Command) {
+        self.commands.push(c);
+    }
+
+    fn worker(&mut self, ctx: &egui::Context) -> &mut Worker {
+        self.worker.get_or_insert_with(|| Worker::new(ctx.clone()))
+    }
+
+    /// Handles replies from background work and rescans a changed dataset folder.
+    pub fn poll(&mut self, ctx: &egui::Context, notices: &mut Notices) {
+        if self.scanned_for.as_deref() != Some(self.settings.data_dir.as_str()) {
+            self.scanned_for = Some(self.settings.data_dir.clone());
+            self.dataset = None;
+            if !self.settings.data_dir.trim().is_empty() {
+                let dir = self.settings.data_dir.clone();
+                self.worker(ctx).scan(dir);
+            }
+        }
+        let replies = match self.worker.as_mut() {
+            Some(w) => w.poll(),
+            None => return,
+        };
+        for r in replies {
+            match r {
+                Reply::Scanned { dir, result } => {
+                    if dir == self.settings.data_dir {
+                        self.dataset = Some(result);
+                    }
+                }
+                Reply::Preview(Ok(images)) => {
+                    self.preview = images
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, p)| {
+                            let img = egui::ColorImage::from_gray([p.side, p.side], &p.pixels);
+                            let name = CLASS_NAMES.get(p.label).copied().unwrap_or("?");
+                            (
+                                ctx.load_texture(
+                                    format!("preview-{i}"),
+                                    img,
+                                    egui::TextureOptions::LINEAR,
+                                ),
+                                name.to_string(),
+                            )
+                        })
+                        .collect();
+                }
+                Reply::Preview(Err(e)) => notices.error(TOPIC, format!("batch preview: {e}")),
+                Reply::Train(e) => {
+                    use crate::train::events::TrainEvent;
+                    let ended = matches!(e, TrainEvent::Stopped(_) | TrainEvent::Failed(_));
+                    if matches!(e, TrainEvent::Epoch(_)) {
+                        self.run
+                            .log
+                            .push(format!("UI: slowest recent frame {:.1} ms", self.frame_ms));
+                    }
+                    match self.run.apply(e, Instant::now()) {
+                        Some(state::Message::Info(t)) => notices.info(TOPIC, t),
+                        Some(state::Message::Error(t)) => notices.error(TOPIC, t),
+                        None => {}
+                    }
+                    // A stopped or failed run keeps its checkpoint: offer it for resuming.
+                    if let Some(dir) = self
+                        .run
+                        .last_checkpoint
+                        .as_ref()
+                        .filter(|_| ended)
+                        .and_then(|p| p.parent())
+                    {
+                        self.resume_dir = dir.display().to_string();
+                    }
+                }
+                Reply::JobEnded => self.run.job_ended(),
+            }
+        }
+    }
+
+    fn config(&self, plan: Plan) -> TrainConfig {
+        let s = &self.settings;
+        let mut c = TrainConfig::new(
+            PathBuf::from(s.data_dir.trim()),
+            PathBuf::from(s.run_dir.trim()),
+        );
+        c.backbone = s.backbone;
+        c.weights = (!s.weights.trim().is_empty()).then(|| PathBuf::from(s.weights.trim()));
+        c.plan = plan;
+        c.batch_size = s.batch_size;
+        c.seed = s.seed;
+        c.augment = s.augment_config(s.augment);
+        c
+    }
+
+    fn launch(&mut self, ctx: &egui::Context, job: Job, notices: &mut Notices) -> bool {
+        let device: DeviceChoice = match self.settings.device.parse() {
+            Ok(d) => d,
+            Err(e) => {
+                notices.error(TOPIC, e.to_string());
+                return false;
+            }
+        };
+        self.control = Arc::new(Control::default());
+        if let Some(n) = self.stop_after {
+            self.control.stop_after_batches(n);
+        }
+        let control = self.control.clone();
+        match self.worker(ctx).start(job, device, control) {
+            Ok(()) => true,
+            Err(e) => {
+                notices.error(TOPIC, e);
+                false
+            }
+        }
+    }
+
+    /// Runs the queued commands (after the frame).
+    pub fn run_commands(
+        &mut self,
+        ctx: &egui::Context,
+        notices: &mut Notices,
+        dialogs: DialogBackend,
+    ) {
+        for c in std::mem::take(&mut self.commands) {
+            self.execute(c, ctx, notices, dialogs);
+        }
+    }
+
+    fn browse(
+        &mut self,
+        what: Pick,
+        field: &str,
+        notices: &mut Notices,
+        dialogs: DialogBackend,
+    ) -> Option<PathBuf> {
+        match pick(dialogs, &what) {
+            Picked::Chosen(mut v) => v.pop(),
+            Picked::Cancelled => None,
+            Picked::Unavailable => {
+                notices.warn(TOPIC, unavailable_message(field));
+                None
+            }
+        }
+    }
+
+    fn execute(
+        &mut self,
+        c: Command,
+        ctx: &egui::Context,
+        notices: &mut Notices,
+        dialogs: DialogBackend,
+    ) {
+        let busy = self.run.state.busy();
+        match c {
+            Command::Start if !busy => {
+                if let Some(why) = self.start_blocker() {
+                    notices.error(TOPIC, format!("cannot start: {why}"));
+                    return;
+                }
+                if let Some(lr) = self.chosen_lr.take() {
+                    if let Some(r) = plan_editor::first_auto_row(&self.settings.plan_rows) {
+                        self.settings.plan_rows[r].lr =
+                            charts::spec_text(LrSpec::for_suggestion(lr));
+                    }
+                }
+                let Ok(plan) = self.plan() else { return };
+                notices.clear_topic(TOPIC);
+                self.run.begin_training();
+                self.run.log.push(format!(
+                    "starting {} ({}) in {}",
+                    plan.name,
+                    plan_editor::summary(&plan),
+                    self.settings.run_dir
+                ));
+                let job = Job::Train(Box::new(self.config(plan)));
+                if !self.launch(ctx, job, notices) {
+                    self.run.job_ended();
+                }
+            }
+            Command::FindLr if !busy => {
+                let Ok(plan) = self.plan() else { return };
+                notices.clear_topic(TOPIC);
+                self.chosen_lr = None;
+                self.run.begin_lr_find();
+                let job = Job::LrFind(Box::new(self.config(plan)));
+                if !self.launch(ctx, job, notices) {
+                    self.run.job_ended();
+                }
+            }
+            Command::Resume if !busy => {
+                let dir = PathBuf::from(self.resume_dir.trim());
+                notices.clear_topic(TOPIC);
+                self.run.begin_training();
+                if !self.launch(ctx, Job::Resume(dir), notices) {
+                    self.run.job_ended();
+                }
+            }
+            Command::TogglePause => match self.run.state {
+                RunState::Running => {
+                    self.control.pause();
+                    self.run.state = RunState::Paused;
+                }
+                RunState::Paused => {
+                    self.control.resume();
+                    self.run.state = RunState::Running;
+                }
+                _ => {}
+            },
+            Command::Stop if busy => {
+                self.control.stop();
+                self.control.resume();
+                if self.run.state != RunState::FindingLr {
+                    self.run.state = RunState::Stopping;
+                }
+            }
+            Command::NewPreview => {
+                let size = self
+                    .plan()
+                    .ok()
+                    .and_then(|p| p.stages.first().map(|s| s.size_px))
+                    .unwrap_or(128);
+                let mut cfg =
+                    crate::data::loader::LoaderConfig::train(12, size, self.settings.seed);
+                cfg.augment = self.settings.augment_config(self.preview_augment);
+                cfg.threads = 1;
+                let dir = PathBuf::from(self.settings.data_dir.trim());
+                let epoch = self.preview_draws;
+                self.preview_draws += 1;
+                self.worker(ctx).preview(dir, cfg, epoch);
+            }
+            Command::BrowseData => {
+                if let Some(p) = self.browse(Pick::Folder, "Dataset folder", notices, dialogs) {
+                    self.settings.data_dir = p.display().to_string();
+                }
+            }
+            Command::BrowseWeights => {
+                let what = Pick::File {
+                    filter: "weights",
+                    exts: &["pth", "pt", "safetensors", "bin"],
+                };
+                if let Some(p) = self.browse(what, "Pretrained weights", notices, dialogs) {
+                    self.settings.weights = p.display().to_string();
+                }
+            }
+            Command::BrowseResume => {
+                if let Some(p) = self.browse(Pick::Folder, "Resume folder", notices, dialogs) {
+                    self.resume_dir = p.display().to_string();
+                }
+            }
+            Command::LoadPlan => {
+                let what = Pick::File {
+                    filter: "plan",
+                    exts: &["toml"],
+                };
+                if let Some(p) = self.browse(what, "plan", notices, dialogs) {
+                    match Plan::load(&p) {
+                        Ok(plan) => {
+                            self.settings.plan_name = plan.name.clone();
+                            self.settings.plan_rows = rows_of(&plan);
+                        }
+                        Err(e) => notices.error(TOPIC, e.to_string()),
+                    }
+                }
+            }
+            Command::SavePlan => match self.plan() {
+                Ok(plan) => {
+                    let what = Pick::Save {
+                        filter: "plan",
+                        exts: &["toml"],
+                        name: "plan.toml",
+                    };
+                    if let Some(p) = self.browse(what, "plan", notices, dialogs) {
+                        match plan.save(&p) {
+                            Ok(()) => notices.info(TOPIC, format!("plan saved: {}", p.display())),
+                            Err(e) => notices.error(TOPIC, e.to_string()),
+                        }
+                    }
+                }
+                Err(_) => notices.error(TOPIC, "fix the plan's errors before saving it"),
+            },
+            Command::Preset(plan) => {
+                self.settings.plan_name = plan.name.clone();
+                self.settings.plan_rows = rows_of(&plan);
+            }
+            Command::AddRow => {
+                let last = self.settings.plan_rows.last().cloned().unwrap_or(PlanRow {
+                    size: "224".into(),
+                    train: Trainable::All,
+                    lr: "1e-4".into(),
+                    epochs: "1".into(),
+                });
+                self.settings.plan_rows.push(last);
+            }
+            Command::RemoveRow(i) => {
+                if i < self.settings.plan_rows.len() {
+                    self.settings.plan_rows.remove(i);
+                }
+            }
+            Command::ChooseLr(lr) => self.chosen_lr = Some(lr),
+            Command::SetRowLr { row, lr } => {
+                if let Some(r) = self.settings.plan_rows.get_mut(row) {
+                    r.lr = charts::spec_text(LrSpec::for_suggestion(lr));
+                    self.chosen_lr = None;
+                    notices.info(TOPIC, format!("row {} now trains at {}", row + 1, r.lr));
+                }
+            }
+            Command::OpenRunFolder => {
+                let dir = self.run_folder();
+                if let Err(e) = super::dialogs::open_folder(&dir) {
+                    notices.error(TOPIC, e);
+                }
+            }
+            // Commands that do not apply in the current state (a double click).
+            Command::Start | Command::FindLr | Command::Resume | Command::Stop => {}
+        }
+    }
+
+    /// The run folder, absolute: the one training writes to, or the next run's.
+    pub fn run_folder(&self) -> PathBuf {
+        let p = self
+            .run
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(self.settings.run_dir.trim()));
+        std::path::absolute(&p).unwrap_or(p)
+    }
+
+    /// Draws the tab; commands run at the end of the frame.
+    pub fn ui(&mut self, ui: &mut egui::Ui, notices: &mut Notices, dialogs: DialogBackend) {
+        let t0 = Instant::now();
+        let ctx = ui.ctx().clone();
+        self.poll(&ctx, notices);
+        let plan = self.plan();
+        let idle = !self.run.state.busy();
+        let mut commands = std::mem::take(&mut self.commands);
+        egui::Panel::left("training-setup")
+            .resizable(true)
+            .default_size(400.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    setup::setup_ui(ui, &mut self.settings, &self.dataset, idle, &mut commands);
+                    ui.separator();
+                    plan_editor::plan_ui(
+                        ui,
+                        &mut self.settings.plan_rows,
+                        &plan,
+                        &mut self.selected_row,
+                        idle,
+                        &mut commands,
+                    );
+                    ui.separator();
+                    self.control_ui(ui, &mut commands);
+                });
+            });
+        egui::CentralPanel::default().show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                self.progress_ui(ui, &mut commands);
+                if self.run.state == RunState::FindingLr || !self.run.lr_points.is_empty() {
+                    charts::lr_finder_ui(
+                        ui,
+                        &self.run,
+                        self.chosen_lr,
+                        &self.settings.plan_rows,
+                        self.selected_row,
+                        &mut commands,
+                    );
+                }
+                let epochs = plan.as_ref().map(|p| p.total_epochs()).unwrap_or(1);
+                charts::plots_ui(ui, &self.run, epochs);
+                self.preview_ui(ui, &mut commands);
+                tables::epochs_ui(ui, &self.run);
+                tables::log_ui(ui, &self.run);
+            });
+        });
+        self.commands = commands;
+        self.run_commands(&ctx, notices, dialogs);
+        if self.run.state.busy() {
+            // Progress and ETA move even between events.
+            ctx.request_repaint_after(std::time::Duration::from_millis(250));
+        }
+        let ms = t0.elapsed().as_secs_f32() * 1000.0;
+        self.frame_ms = if ms > self.frame_ms {
+            ms
+        } else {
+            0.95 * self.frame_ms + 0.05 * ms
+        };
+    }
+
+    fn control_ui(&mut self, ui: &mut egui::Ui, commands: &mut Vec<Command>) {
+        ui.heading("Run");
+        let state = self.run.state;
+        let blocker = self.start_blocker();
+        ui.horizontal(|ui| {
+            let start = ui.add_enabled(blocker.is_none(), egui::Button::new("Start"));
+            if let Some(why) = &blocker {
+                start.clone().on_disabled_hover_text(why.as_str());
+            }
+            if start.clicked() {
+                commands.push(Command::Start);
+            }
+            let pausable = matches!(state, RunState::Running | RunState::Paused);
+            let label = if state == RunState::Paused {
+                "Resume"
+            } else {
+                "Pause"
+            };
+            if ui.add_enabled(pausable, egui::Button::new(label)).clicked() {
+                commands.push(Command::TogglePause);
+            }
+            let stoppable = matches!(
+                state,
+                RunState::Running | RunState::Paused | RunState::FindingLr
+            );
+            if ui
+                .add_enabled(stoppable, egui::Button::new("Stop"))
+                .on_hover_text("finish this batch, write a checkpoint, stop")
+                .clicked()
+            {
+                commands.push(Command::Stop);
+            }
+            if ui
+                .add_enabled(blocker.is_none(), egui::Button::new("LR finder"))
+                .on_hover_text("sweep learning rates at the first stage's size")
+                .clicked()
+            {
+                commands.push(Command::FindLr);
+            }
+        });
+        ui.horizontal(|ui| {
+            let ok = state == RunState::Idle && !self.resume_dir.trim().is_empty();
+            if ui
+                .add_enabled(ok, egui::Button::new("Resume run"))
+                .on_disabled_hover_text("type or choose a run folder that has a checkpoint")
+                .clicked()
+            {
+                commands.push(Command::Resume);
+            }
+            let l = ui.label("folder");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.resume_dir)
+                    .hint_text("run folder with checkpoint.safetensors"),
+            )
+            .labelled_by(l.id);
+            if ui
+                .add_enabled(state == RunState::Idle, egui::Button::new("…"))
+                .on_hover_text("choose a run folder")
+                .clicked()
+            {
+                commands.push(Command::BrowseResume);
+            }
+        });
+        ui.label(format!("State: {}", state.words()));
+    }
+
+    fn progress_ui(&self, ui: &mut egui::Ui, commands: &mut Vec<Command>) {
+        let p = &self.run.progress;
+        let frac = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f32 / b as f32 };
+        if let Some((done, total)) = p.lr_finder {
+            ui.add(
+                egui::ProgressBar::new(frac(done, total))
+                    .text(format!("LR finder: {done}/{total} learning rates")),
+            );
+        }
+        let eta = match (self.run.state, p.eta_secs(Instant::now())) {
+            (RunState::Paused, _) => " · paused".to_string(),
+            (_, Some(s)) => format!(" · ETA {}", crate::fmt::duration(s)),
+            _ => String::new(),
+        };
+        ui.add(
+            egui::ProgressBar::new(frac(p.done_iters, p.total_iters)).text(format!(
+                "plan: {}/{} iterations{eta}",
+                p.done_iters, p.total_iters
+            )),
+        );
+        if let Some(s) = p.step {
+            ui.add(
+                egui::ProgressBar::new(frac(s.epochs_done, s.epochs)).text(format!(
+                    "stage {} step {} ({} px): epoch {}/{}",
+                    s.stage + 1,
+                    s.step + 1,
+                    s.size_px,
+                    (s.epochs_done + 1).min(s.epochs),
+                    s.epochs
+                )),
+            );
+        }
+        let speed = if self.run.state == RunState::Running {
+            format!(" · {:.1} img/s", p.img_per_s)
+        } else {
+            String::new()
+        };
+        ui.add(
+            egui::ProgressBar::new(frac(p.batch.0, p.batch.1))
+                .text(format!("epoch: batch {}/{}{speed}", p.batch.0, p.batch.1)),
+        );
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Run folder:");
+            let dir = self.run_folder();
+            ui.monospace(dir.display().to_string());
+            if ui
+                .add_enabled(dir.is_dir(), egui::Button::new("Open folder"))
+                .on_disabled_hover_text("the folder does not exist yet")
+                .clicked()
+            {
+                commands.push(Command::OpenRunFolder);
+            }
+        });
+        if let Some(m) = &self.run.finished_model {
+            ui.label(format!(
+                "Model: {} (open it in the Viewer tab)",
+                m.display()
+            ));
+        }
+    }
+
+    fn preview_ui(&mut self, ui: &mut egui::Ui, commands: &mut Vec<Command>) {
+        let ok = self.dataset_ok();
+        let flips = self.settings.flip.describe();
+        ui.collapsing("Batch preview", |ui| {
+            ui.horizontal_wrapped(|ui| {
+                if ui
+                    .add_enabled(ok, egui::Button::new("New batch"))
+                    .on_disabled_hover_text("choose a usable dataset folder first")
+                    .clicked()
+                {
+                    commands.push(Command::NewPreview);
+                }
+                ui.checkbox(&mut self.preview_augment, "augmented");
+                ui.label("as the network gets it at the first stage's size");
+            });
+            if self.preview_augment {
+                ui.label(format!(
+                    "Augmentation: rotation, lighting and {flips}{}.",
+                    if self.settings.flip == crate::data::augment::Flip::Vertical {
+                        " (so some radiographs show upside down)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            egui::Grid::new("preview-grid").show(ui, |ui| {
+                for (i, (tex, label)) in self.preview.iter().enumerate() {
+                    ui.vertical(|ui| {
+                        ui.add(egui::Image::new(tex).fit_to_exact_size(egui::vec2(96.0, 96.0)));
+                        ui.label(label);
+                    });
+                    if i % 6 == 5 {
+                        ui.end_row();
+                    }
+                }
+            });
+        });
+    }
+}

@@ -1,0 +1,153 @@
+//! The Training tab's background work through one job/reply channel: the dataset scan and
+//! the batch preview on short threads, training, resuming and the LR finder on the
+//! "trainer" thread. The trainer thread's handle is kept: dropping the worker (closing the
+//! window) stops the run after its batch and waits for its checkpoint.
+use crate::data::check::{summarize, DatasetSummary};
+use crate::data::loader::{preview_batch, LoaderConfig, PreviewImage};
+use crate::data::split::Dataset;
+use crate::device::DeviceChoice;
+use crate::train::events::{Control, EventSink, TrainEvent};
+use crate::train::worker::{self, Job};
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// What comes back from background work.
+#[derive(Debug)]
+pub enum Reply {
+    /// A dataset folder was listed.
+    Scanned {
+        /// The folder as typed.
+        dir: String,
+        /// What it holds, or why it cannot be used.
+        result: Result<DatasetSummary, String>,
+    },
+    /// A preview batch was built.
+    Preview(Result<Vec<PreviewImage>, String>),
+    /// An event of the training thread.
+    Train(TrainEvent),
+    /// The training thread ended; its events have all arrived.
+    JobEnded,
+}
+
+/// Sends the trainer's events as replies and wakes the UI.
+struct ChannelSink {
+    tx: Sender<Reply>,
+    ctx: egui::Context,
+}
+
+impl EventSink for ChannelSink {
+    fn send(&self, e: TrainEvent) {
+        let _ = self.tx.send(Reply::Train(e));
+        self.ctx.request_repaint();
+    }
+}
+
+/// Handle to the tab's background work.
+pub struct Worker {
+    tx: Sender<Reply>,
+    rx: Receiver<Reply>,
+    ctx: egui::Context,
+    trainer: Option<(JoinHandle<()>, Arc<Control>)>,
+}
+
+impl Worker {
+    /// A worker whose replies wake `ctx`.
+    pub fn new(ctx: egui::Context) -> Self {
+        let (tx, rx) = channel();
+        Self {
+            tx,
+            rx,
+            ctx,
+            trainer: None,
+        }
+    }
+
+    /// Replies that have arrived, oldest first.
+    pub fn poll(&mut self) -> Vec<Reply> {
+        let replies: Vec<Reply> = self.rx.try_iter().collect();
+        if replies.iter().any(|r| matches!(r, Reply::JobEnded)) {
+            if let Some((h, _)) = self.trainer.take() {
+                let _ = h.join();
+            }
+        }
+        replies
+    }
+
+    fn spawn(&self, name: &str, f: impl FnOnce(&Sender<Reply>) + Send + 'static) {
+        let (tx, ctx) = (self.tx.clone(), self.ctx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                f(&tx);
+                ctx.request_repaint();
+            });
+        if let Err(e) = spawned {
+            let _ = self.tx.send(Reply::Train(TrainEvent::Log(format!(
+                "cannot start the {name} thread: {e}"
+            ))));
+        }
+    }
+
+    /// Lists the dataset folder `dir` (nothing decoded).
+    pub fn scan(&self, dir: String) {
+        self.spawn("dataset-scan", move |tx| {
+            let result = summarize(std::path::Path::new(dir.trim())).map_err(|e| e.to_string());
+            let _ = tx.send(Reply::Scanned { dir, result });
+        });
+    }
+
+    /// Builds a training batch of `dir` as the network gets it.
+    pub fn preview(&self, dir: PathBuf, cfg: LoaderConfig, epoch: u64) {
+        self.spawn("batch-preview", move |tx| {
+            let r = Dataset::open(&dir)
+                .and_then(|ds| preview_batch(ds.train.samples, cfg, epoch))
+                .map_err(|e| e.to_string());
+            let _ = tx.send(Reply::Preview(r));
+        });
+    }
+
+    /// True while a training job runs.
+    pub fn training(&self) -> bool {
+        self.trainer.is_some()
+    }
+
+    /// Starts `job` on the "trainer" thread.
+    pub fn start(
+        &mut self,
+        job: Job,
+        device: DeviceChoice,
+        control: Arc<Control>,
+    ) -> Result<(), String> {
+        if self.trainer.is_some() {
+            return Err("a job is already running".into());
+        }
+        let sink: Arc<dyn EventSink> = Arc::new(ChannelSink {
+            tx: self.tx.clone(),
+            ctx: self.ctx.clone(),
+        });
+        let (tx, ctx, c) = (self.tx.clone(), self.ctx.clone(), control.clone());
+        let h = std::thread::Builder::new()
+            .name("trainer".into())
+            .spawn(move || {
+                let _ = worker::run(job, device, sink, c);
+                let _ = tx.send(Reply::JobEnded);
+                ctx.request_repaint();
+            })
+            .map_err(|e| format!("cannot start the trainer thread: {e}"))?;
+        self.trainer = Some((h, control));
+        Ok(())
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some((h, control)) = self.trainer.take() {
+            // Finish the batch, write the checkpoint, end: nothing is lost on close.
+            control.stop();
+            control.resume();
+            let _ = h.join();
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The Viewer's left panel: the model, the opened images with their predicted class, and
+//! the test-set review's controls.
+use super::state::{ImageState, Mode};
+use super::{Ask, Command, ViewerTab};
+use crate::app::notices::error_text;
+use crate::app::Shared;
+use egui::RichText;
+use std::path::Path;
+
+impl ViewerTab {
+    pub(super) fn side_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared<'_>) {
+        if let Some(p) = self.prompt.as_mut() {
+            match p.ui(ui) {
+                Some(Some(path)) => {
+                    let ask = p.purpose;
+                    self.prompt = None;
+                    self.commands.push(Command::Answer(ask, path));
+                }
+                Some(None) => self.prompt = None,
+                None => {}
+            }
+            ui.separator();
+        }
+        self.model_ui(ui, shared.last_model);
+        ui.separator();
+        self.images_ui(ui);
+        ui.separator();
+        self.review_side_ui(ui, shared.data_dir);
+    }
+
+    fn model_ui(&mut self, ui: &mut egui::Ui, last_model: Option<&Path>) {
+        ui.heading("Model");
+        ui.horizontal_wrapped(|ui| {
+            if ui.button("Load model…").clicked() {
+                self.commands.push(Command::Pick(Ask::Model));
+            }
+            if let Some(last) = last_model {
+                let current = self.model.as_ref().map(|m| m.path.as_path());
+                if current != Some(last)
+                    && ui
+                        .button("Use the last run's model")
+                        .on_hover_text(last.display().to_string())
+                        .clicked()
+                {
+                    self.commands.push(Command::LoadModel(last.to_path_buf()));
+                }
+            }
+        });
+        if let Some(p) = &self.model_loading {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(format!("loading {}", p.display()));
+            });
+        }
+        match &self.model {
+            Some(m) => {
+                let meta = m.predictor.meta();
+                ui.label(
+                    RichText::new(
+                        m.path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                    )
+                    .strong(),
+                )
+                .on_hover_text(m.path.display().to_string());
+                ui.label(format!(
+                    "{}, {} px input, {} classes",
+                    meta.backbone.name(),
+                    meta.input_size_px,
+                    meta.class_names.len()
+                ));
+            }
+            None => {
+                ui.label("No model loaded: load a model file written by training.");
+            }
+        }
+        ui.checkbox(
+            &mut self.settings.tta,
+            "Test-time augmentation (average over flips)",
+        );
+    }
+
+    fn images_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Images");
+        ui.horizontal(|ui| {
+            if ui.button("Open…").clicked() {
+                self.commands.push(Command::Pick(Ask::Images));
+            }
+            if !self.images.is_empty() && ui.button("Close all").clicked() {
+                self.commands.push(Command::CloseAll);
+            }
+        });
+        if self.images.is_empty() {
+            ui.label("Drop X-ray files on the window or use Open… (PNG, JPEG, BMP, TIFF, DICOM).");
+        }
+        let classes = self.class_names();
+        let thumb = egui::vec2(44.0, 44.0);
+        for (i, im) in self.images.iter().enumerate() {
+            ui.horizontal(|ui| match &im.state {
+                ImageState::Loading => {
+                    ui.spinner();
+                    ui.label(&im.name);
+                }
+                ImageState::Failed(e) => {
+                    if ui.small_button("x").on_hover_text("remove").clicked() {
+                        self.commands.push(Command::Remove(i));
+                    }
+                    ui.vertical(|ui| {
+                        error_text(ui, e);
+                    });
+                }
+                ImageState::Ready(l) => {
+                    ui.add(egui::Image::new((l.thumb.id(), thumb)).fit_to_exact_size(thumb));
+                    let sel = self.selected == Some(i);
+                    let text = match l.analysis.as_ref().map(|(_, a)| a) {
+                        Some(Ok(a)) => format!(
+                            "{}\n{} {:.0} %{}",
+                            im.name,
+                            classes.get(a.predicted).map(String::as_str).unwrap_or("?"),
+                            100.0 * a.probs[a.predicted],
+                            if a.warnings.is_empty() { "" } else { "  (!)" }
+                        ),
+                        _ => im.name.clone(),
+                    };
+                    if ui.selectable_label(sel, text).clicked() {
+                        self.commands.push(Command::Select(i));
+                    }
+                }
+            });
+        }
+    }
+
+    fn review_side_ui(&mut self, ui: &mut egui::Ui, data_dir: &mut String) {
+        ui.heading("Test-set review");
+        let dl = ui.label("Dataset folder (shared with the Training tab)");
+        ui.horizontal(|ui| {
+            ui.add(egui::TextEdit::singleline(data_dir).desired_width(200.0))
+                .labelled_by(dl.id);
+            if ui.button("…").on_hover_text("choose a folder").clicked() {
+                self.commands.push(Command::Pick(Ask::DataFolder));
+            }
+        });
+        let why_not = if self.model.is_none() {
+            Some("load a model first")
+        } else if self.review.running.is_some() {
+            Some("a test-set run is in progress")
+        } else if data_dir.trim().is_empty() {
+            Some("choose the dataset folder above")
+        } else {
+            None
+        };
+        ui.horizontal(|ui| {
+            let run = ui.add_enabled(why_not.is_none(), egui::Button::new("Run test set"));
+            if let Some(w) = why_not {
+                run.clone().on_disabled_hover_text(w);
+            }
+            if run.clicked() {
+                self.commands.push(Command::RunTestSet);
+            }
+            if ui.button("Open report…").clicked() {
+                self.commands.push(Command::Pick(Ask::Report));
+            }
+        });
+        if let Some(w) = why_not.filter(|_| self.review.running.is_none()) {
+            ui.label(RichText::new(format!("Run test set: {w}.")).weak());
+        }
+        if let Some((d, t)) = self.review.running {
+            ui.add(
+                egui::ProgressBar::new(if t > 0 { d as f32 / t as f32 } else { 0.0 })
+                    .text(format!("{d} / {t} images")),
+            );
+        }
+        if self.review.report.is_some() && ui.button("Show the review").clicked() {
+            self.mode = Mode::Review;
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The one evaluation: a model (with its file's preprocessing) over a list of samples, one
+//! [`Case`] per image, and the report built from them. Training's validation and final
+//! test, `eval` and the Viewer's test-set review all call it.
+use super::report::{Case, EvalReport};
+use crate::data::decode::decode_file;
+use crate::data::preprocess::Preprocess;
+use crate::data::split::Sample;
+use crate::infer::predictor::{argmax, probs_of};
+use crate::infer::Predictor;
+use crate::{Error, Result};
+use rayon::prelude::*;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// How an evaluation runs and how its intervals are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalOptions {
+    /// Images per forward pass.
+    pub batch_size: usize,
+    /// Bootstrap resamples of the intervals (0: none, as for per-epoch validation).
+    pub bootstrap: usize,
+    /// Seed of the bootstrap.
+    pub seed: u64,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            bootstrap: 1000,
+            seed: 0,
+        }
+    }
+}
+
+/// Resized planes of one input size, filled on first use.
+struct Planes {
+    size_px: u32,
+    resize: crate::data::preprocess::ResizeMode,
+    slots: Vec<OnceLock<Arc<[f32]>>>,
+}
+
+/// Samples to evaluate, with the resized planes of the last size kept for the next pass
+/// (training validates the same images after every epoch).
+pub struct EvalSet {
+    samples: Vec<Sample>,
+    planes: Mutex<Option<Arc<Planes>>>,
+}
+
+impl EvalSet {
+    /// A set over `samples` (nothing is decoded yet).
+    pub fn new(samples: Vec<Sample>) -> Self {
+        Self {
+            samples,
+            planes: Mutex::new(None),
+        }
+    }
+
+    /// The samples.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    fn planes_for(&self, pre: &Preprocess) -> Arc<Planes> {
+        let mut g = self.planes.lock().unwrap_or_else(|e| e.into_inner());
+        match &*g {
+            Some(p) if p.size_px == pre.size_px && p.resize == pre.resize => p.clone(),
+            _ => {
+                let p = Arc::new(Planes {
+                    size_px: pre.size_px,
+                    resize: pre.resize,
+                    slots: (0..self.samples.len()).map(|_| OnceLock::new()).collect(),
+                });
+                *g = Some(p.clone());
+                p
+            }
+        }
+    }
+
+    /// Runs `predictor` over every sample; `progress(done, total)` after each batch.
+    pub fn cases(
+        &self,
+        predictor: &Predictor,
+        opts: &EvalOptions,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<Case>> {
+        if opts.batch_size == 0 {
+            return Err(Error::invalid("batch size", "0: must be at least 1"));
+        }
+        let classes = predictor.meta().class_names.len();
+        let pre = predictor.preprocess();
+        let planes = self.planes_for(&pre);
+        let total = self.samples.len();
+        let mut cases = Vec::with_capacity(total);
+        for (b, chunk) in self.samples.chunks(opts.batch_size).enumerate() {
+            let first = b * opts.batch_size;
+            let batch: Vec<Arc<[f32]>> = chunk
+                .par_iter()
+                .enumerate()
+                .map(|(k, s)| -> Result<Arc<[f32]>> {
+                    let slot = &planes.slots[first + k];
+                    if let Some(p) = slot.get() {
+                        return Ok(p.clone());
+                    }
+                    let p: Arc<[f32]> = pre.plane(&decode_file(&s.path)?)?.into();
+                    Ok(slot.get_or_init(|| p).clone())
+                })
+                .collect::<Result<_>>()?;
+            let refs: Vec<&[f32]> = batch.iter().map(|p| &p[..]).collect();
+            for (s, lp) in chunk.iter().zip(predictor.log_probs_planes(&refs)?) {
+                if s.label >= classes {
+                    return Err(Error::invalid(
+                        "label",
+                        format!(
+                            "{}: class {} but the model has {classes} classes",
+                            s.path.display(),
+                            s.label
+                        ),
+                    ));
+                }
+                let probs = probs_of(&lp);
+                cases.push(Case {
+                    file: s.path.display().to_string(),
+                    actual: s.label,
+                    predicted: argmax(&probs),
+                    loss: -(lp[s.label] as f64),
+                    probs,
+                    source: s.source.clone(),
+                });
+            }
+            progress(cases.len(), total);
+        }
+        Ok(cases)
+    }
+
+    /// The report of `predictor` on these samples (classes from the model file).
+    pub fn evaluate(
+        &self,
+        predictor: &Predictor,
+        opts: &EvalOptions,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<EvalReport> {
+        let cases = self.cases(predictor, opts, progress)?;
+        let mut r = EvalReport::from_cases(
+            predictor.meta().class_names.clone(),
+            cases,
+            opts.bootstrap,
+            opts.seed,
+        );
+        r.info
+            .insert("size_px".into(), predictor.meta().input_size_px.to_string());
+        Ok(r)
+    }
+}
+
+/// Evaluates `predictor` on `samples` once (no planes kept).
+pub fn evaluate(
+    predictor: &Predictor,
+    samples: &[Sample],
+    opts: &EvalOptions,
+    progress: impl FnMut(usize, usize),
+) -> Result<EvalReport> {
+    EvalSet::new(samples.to_vec()).evaluate(predictor, opts, progress)
+}

@@ -1,0 +1,123 @@
+//! What a training run is asked to do: the data, the model, the plan and every setting,
+//! saved in each checkpoint so a resumed run continues with the same ones.
+use super::lr_finder::LrFinderConfig;
+use super::one_cycle::OneCycleConfig;
+use super::optim::AdamConfig;
+use super::schedule::Plan;
+use crate::data::augment::AugmentConfig;
+use crate::data::preprocess::Normalization;
+use crate::data::sampler::Sampling;
+use crate::model::Backbone;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Which LR-finder suggestion `auto` steps use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SuggestionKind {
+    /// fastai v2's default.
+    #[default]
+    Valley,
+    /// fastai v1's steepest descent.
+    Steep,
+    /// Minimum / 10.
+    Minimum,
+}
+
+/// Everything a run needs; saved in every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Dataset folder.
+    pub data: PathBuf,
+    /// Run folder (checkpoints, model, reports).
+    pub out_dir: PathBuf,
+    /// Body.
+    pub backbone: Backbone,
+    /// Pretrained body weights (torchvision/timm), if any.
+    pub weights: Option<PathBuf>,
+    /// The plan.
+    pub plan: Plan,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Seed of initialisation, order, augmentation and dropout.
+    pub seed: u64,
+    /// Augmentation.
+    pub augment: AugmentConfig,
+    /// Input normalisation (recorded in the model file).
+    #[serde(default)]
+    pub norm: Normalization,
+    /// Epoch order.
+    pub sampling: Sampling,
+    /// Loader threads.
+    pub loader_threads: usize,
+    /// Optimizer settings.
+    pub adam: AdamConfig,
+    /// One-cycle settings.
+    pub one_cycle: OneCycleConfig,
+    /// LR finder settings.
+    pub lr_finder: LrFinderConfig,
+    /// Suggestion used by `auto`.
+    pub suggestion: SuggestionKind,
+    /// Bootstrap resamples of the final test report.
+    pub bootstrap: usize,
+    /// Use at most this many training images (a seeded subset; demos and tests).
+    pub max_train_images: Option<usize>,
+    /// Use at most this many validation images (a seeded subset).
+    pub max_valid_images: Option<usize>,
+}
+
+impl TrainConfig {
+    /// Defaults for a dataset and a run folder: the paper plan, ResNet-50, batch 32.
+    pub fn new(data: PathBuf, out_dir: PathBuf) -> Self {
+        Self {
+            data,
+            out_dir,
+            backbone: Backbone::Resnet50,
+            weights: None,
+            plan: Plan::paper(),
+            batch_size: 32,
+            seed: 42,
+            augment: AugmentConfig::paper(),
+            norm: Normalization::IMAGENET,
+            sampling: Sampling::Shuffle,
+            loader_threads: 2,
+            adam: AdamConfig::default(),
+            one_cycle: OneCycleConfig::default(),
+            lr_finder: LrFinderConfig::default(),
+            suggestion: SuggestionKind::Valley,
+            bootstrap: 1000,
+            max_train_images: None,
+            max_valid_images: None,
+        }
+    }
+}
+
+impl SuggestionKind {
+    /// Every kind, in the order menus list them.
+    pub const ALL: [Self; 3] = [Self::Valley, Self::Steep, Self::Minimum];
+
+    /// The name used on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Valley => "valley",
+            Self::Steep => "steep",
+            Self::Minimum => "minimum",
+        }
+    }
+}
+
+impl std::str::FromStr for SuggestionKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                Error::invalid(
+                    "suggestion",
+                    format!("{s:?}: expected valley, steep or minimum"),
+                )
+            })
+    }
+}
