@@ -53,6 +53,16 @@ impl Head {
     /// Body features (N, F, h, w) -> logits (N, classes). `dropout_seed` seeds the dropout
     /// masks of this forward (training only), so runs are reproducible.
     pub fn forward_t(&self, features: &Tensor, train: bool, dropout_seed: u64) -> Result<Tensor> {
+        let n = features.dim(0)?;
+        if !train && n > 1 {
+            // In evaluation each image goes alone: a matrix product rounds differently with
+            // one row than with many (gemm takes another path), and an image must get the
+            // same probabilities alone (Viewer, predict) as in a batch (eval, review).
+            let rows = (0..n)
+                .map(|i| self.forward_t(&features.narrow(0, i, 1)?, false, 0))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Tensor::cat(&rows, 0)?);
+        }
         let x = concat_pool(features)?;
         let x = self.bn1.forward_t(&x, train)?;
         let x = dropout(&x, DROPOUT[0], train, dropout_seed, 0)?;
@@ -84,4 +94,21 @@ pub fn dropout(x: &Tensor, p: f64, train: bool, seed: u64, layer: u64) -> Result
         .to_dtype(x.dtype())?
         .to_device(x.device())?;
     Ok((x * mask)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Backbone, Classifier};
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn evaluation_logits_do_not_depend_on_the_batch() {
+        let m = Classifier::new(Backbone::Resnet18, 4, 11, &Device::Cpu).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (5, 3, 48, 48), &Device::Cpu).unwrap();
+        let all = m.infer(&x).unwrap().to_vec2::<f32>().unwrap();
+        for i in 0..5 {
+            let one = m.infer(&x.narrow(0, i, 1).unwrap()).unwrap();
+            assert_eq!(one.to_vec2::<f32>().unwrap()[0], all[i], "image {i}");
+        }
+    }
 }

@@ -6,6 +6,7 @@ mod crash;
 mod data_check;
 mod hostile;
 mod model_files;
+mod one_path;
 mod predict_cli;
 mod torchvision_fixture;
 mod train_cli;
