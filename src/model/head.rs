@@ -106,9 +106,9 @@ mod tests {
         let m = Classifier::new(Backbone::Resnet18, 4, 11, &Device::Cpu).unwrap();
         let x = Tensor::randn(0f32, 1.0, (5, 3, 48, 48), &Device::Cpu).unwrap();
         let all = m.infer(&x).unwrap().to_vec2::<f32>().unwrap();
-        for i in 0..5 {
+        for (i, row) in all.iter().enumerate() {
             let one = m.infer(&x.narrow(0, i, 1).unwrap()).unwrap();
-            assert_eq!(one.to_vec2::<f32>().unwrap()[0], all[i], "image {i}");
+            assert_eq!(&one.to_vec2::<f32>().unwrap()[0], row, "image {i}");
         }
     }
 }

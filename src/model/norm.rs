@@ -3,7 +3,7 @@
 use super::bn_op::{affine_cpu, batch_norm_relu_train_cpu};
 use super::params::{value, Builder, Init, ParamKind};
 use crate::Result;
-use candle_core::{Tensor, Var, D};
+use candle_core::{Tensor, Var};
 
 /// PyTorch's default BatchNorm momentum.
 pub const BN_MOMENTUM: f64 = 0.1;
@@ -111,11 +111,6 @@ fn train_with_tensor_ops(
         .broadcast_mul(&inv_std.broadcast_mul(gamma)?)?
         .broadcast_add(beta)?;
     Ok((y, mean.detach().flatten_all()?, var.detach().flatten_all()?))
-}
-
-/// Mean over the spatial dimensions: (N, C, H, W) -> (N, C).
-pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
-    Ok(x.mean((D::Minus2, D::Minus1))?)
 }
 
 #[cfg(test)]

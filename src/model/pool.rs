@@ -216,6 +216,11 @@ pub fn concat_pool(x: &Tensor) -> Result<Tensor> {
     Ok(Tensor::cat(&[mx, avg], 1)?)
 }
 
+/// Mean over the spatial dimensions: (N, C, H, W) -> (N, C) (torchvision's avgpool + flatten).
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    Ok(x.mean((candle_core::D::Minus2, candle_core::D::Minus1))?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,8 +2,9 @@
 //! mode uses batch statistics), unlike `candle_transformers::models::resnet`.
 use super::act::add_relu;
 use super::conv::Conv2d;
-use super::norm::{global_avg_pool, BatchNorm};
+use super::norm::BatchNorm;
 use super::params::{Builder, Init, ParamKind, ParamStore};
+use super::pool::global_avg_pool;
 use super::pool::max_pool2d;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};

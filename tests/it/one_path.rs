@@ -19,7 +19,11 @@ use std::process::Command;
 fn film16(w: u32, h: u32, seed: u32) -> ImageBuffer<Luma<u16>, Vec<u16>> {
     ImageBuffer::from_fn(w, h, |x, y| {
         let lung = (x > w / 8 && x < 3 * w / 8) || (x > 5 * w / 8 && x < 7 * w / 8);
-        let base: u32 = if lung && y > h / 6 && y < 4 * h / 5 { 15_000 } else { 45_000 };
+        let base: u32 = if lung && y > h / 6 && y < 4 * h / 5 {
+            15_000
+        } else {
+            45_000
+        };
         Luma([(base + (x * 977 + y * 613 + seed * 7919) % 9_000) as u16])
     })
 }
@@ -86,7 +90,15 @@ fn a_16_bit_image_gets_the_same_probabilities_everywhere() {
         a.viewer.images.iter().all(|i| i.analysis().is_some()) && !a.viewer.busy()
     });
     let viewer = match &h.state().viewer.images[0].state {
-        ImageState::Ready(l) => l.analysis.as_ref().unwrap().1.as_ref().unwrap().probs.clone(),
+        ImageState::Ready(l) => l
+            .analysis
+            .as_ref()
+            .unwrap()
+            .1
+            .as_ref()
+            .unwrap()
+            .probs
+            .clone(),
         _ => panic!("the image did not open"),
     };
 
@@ -117,7 +129,11 @@ fn a_16_bit_image_gets_the_same_probabilities_everywhere() {
         .arg(&target)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let predict = probs_of_json(&doc["predictions"][0]["probabilities"], &classes);
 
@@ -131,7 +147,11 @@ fn a_16_bit_image_gets_the_same_probabilities_everywhere() {
         .arg(dir.path().join("eval"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report = EvalReport::load(&dir.path().join("eval").join("eval-test.json")).unwrap();
     let eval = report
         .cases

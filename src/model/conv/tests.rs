@@ -1,0 +1,230 @@
+//! The convolution against candle's stock ops, finite differences and edge cases.
+use super::*;
+use candle_core::{DType, Device, Var, D};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+
+fn randn(rng: &mut rand_chacha::ChaCha8Rng, shape: &[usize], dtype: DType) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| StandardNormal.sample(rng)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+}
+
+fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    let scale = b
+        .abs()
+        .unwrap()
+        .max(D::Minus1)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    let d = (a - b).unwrap().abs().unwrap().max(D::Minus1).unwrap();
+    d.to_scalar::<f64>().unwrap() / scale.max(1e-30)
+}
+
+/// (output, dx, dw) of sum(conv(x, w) * r) with our kernel or candle's.
+fn run(
+    x: &Tensor,
+    w: &Tensor,
+    r: &Tensor,
+    stride: usize,
+    pad: usize,
+    stock: bool,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let xv = Var::from_tensor(x).unwrap();
+    let wv = Var::from_tensor(w).unwrap();
+    let y = if stock {
+        xv.conv2d(&wv, pad, stride, 1, 1).unwrap()
+    } else {
+        let g = Geom::new(x.dims(), w.dims(), stride, pad);
+        xv.apply_op2(
+            &wv,
+            ConvFwd {
+                g,
+                inference: false,
+            },
+        )
+        .unwrap()
+    };
+    let loss = (&y * r).unwrap().sum_all().unwrap();
+    let grads = loss.backward()?;
+    let dx = grads.get(xv.as_tensor()).unwrap().clone();
+    let dw = grads.get(wv.as_tensor()).unwrap().clone();
+    Ok((y, dx, dw))
+}
+
+/// (N, C_in, H, W, C_out, k, stride, pad): odd sizes, strides 1 and 2, padding,
+/// 1x1 and 7x7 kernels, batch 1, and more images than threads.
+type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+const CASES: &[Case] = &[
+    (1, 3, 13, 11, 5, 7, 2, 3),
+    (2, 4, 9, 9, 6, 3, 1, 1),
+    (3, 5, 10, 7, 4, 3, 2, 1),
+    (1, 6, 8, 8, 7, 1, 1, 0),
+    (5, 6, 9, 8, 3, 1, 2, 0),
+    (2, 2, 6, 5, 3, 3, 1, 0),
+    (1, 3, 5, 5, 2, 5, 1, 2),
+    (4, 8, 7, 9, 16, 3, 2, 0),
+    // ResNet's own geometries on even sizes: 3x3 stride 2 and the 1x1 stride-2 shortcut.
+    (2, 3, 8, 8, 4, 3, 2, 1),
+    (3, 4, 8, 8, 5, 1, 2, 0),
+    (1, 3, 16, 16, 4, 7, 2, 3),
+    // 1x1 with padding.
+    (2, 3, 5, 6, 4, 1, 1, 1),
+    (2, 3, 6, 5, 4, 1, 2, 1),
+];
+
+#[test]
+fn matches_candle_stock_forward_and_both_gradients() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for &(n, ci, h, w, co, k, s, p) in CASES {
+        for dtype in [DType::F64, DType::F32] {
+            let x = randn(&mut rng, &[n, ci, h, w], dtype);
+            let wt = randn(&mut rng, &[co, ci, k, k], dtype);
+            let oh = (h + 2 * p - k) / s + 1;
+            let ow = (w + 2 * p - k) / s + 1;
+            let r = randn(&mut rng, &[n, co, oh, ow], dtype);
+            let ours = run(&x, &wt, &r, s, p, false).unwrap();
+            let case = format!("{:?} {dtype:?}", (n, ci, h, w, co, k, s, p));
+            let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
+            let stock_y = x.conv2d(&wt, p, s, 1, 1).unwrap();
+            assert_eq!(ours.0.dims(), stock_y.dims(), "{case}");
+            assert!(max_rel(&ours.0, &stock_y) < tol, "forward {case}");
+            // candle 0.11's conv2d backward takes the input gradient's output padding from
+            // the height alone, so it fails when height and width leave different
+            // remainders under the stride (e.g. 10x7, stride 2); those cases are checked
+            // against finite differences below.
+            let rem = |d: usize| (d + 2 * p - k) % s;
+            if rem(h) != rem(w) {
+                assert!(run(&x, &wt, &r, s, p, true).is_err(), "{case}");
+                continue;
+            }
+            let stock = run(&x, &wt, &r, s, p, true).unwrap();
+            assert!(max_rel(&ours.1, &stock.1) < tol, "input gradient {case}");
+            assert!(max_rel(&ours.2, &stock.2) < tol, "weight gradient {case}");
+        }
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    for &(n, ci, h, w, co, k, s, p) in &CASES[..5] {
+        let x = randn(&mut rng, &[n, ci, h, w], DType::F64);
+        let wt = randn(&mut rng, &[co, ci, k, k], DType::F64);
+        let oh = (h + 2 * p - k) / s + 1;
+        let ow = (w + 2 * p - k) / s + 1;
+        let r = randn(&mut rng, &[n, co, oh, ow], DType::F64);
+        let (_, dx, dw) = run(&x, &wt, &r, s, p, false).unwrap();
+        let loss = |x: &Tensor, wt: &Tensor| -> f64 {
+            let g = Geom::new(x.dims(), wt.dims(), s, p);
+            let y = x
+                .apply_op2(
+                    wt,
+                    ConvFwd {
+                        g,
+                        inference: false,
+                    },
+                )
+                .unwrap();
+            (y * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        let eps = 1e-6;
+        // A few coordinates of each gradient, central differences.
+        for (t, grad, is_x) in [(&x, &dx, true), (&wt, &dw, false)] {
+            let flat = t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let g = grad.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            for idx in [0, flat.len() / 3, flat.len() / 2, flat.len() - 1] {
+                let bump = |d: f64| {
+                    let mut v = flat.clone();
+                    v[idx] += d;
+                    Tensor::from_vec(v, t.dims(), &Device::Cpu).unwrap()
+                };
+                let (lp, lm) = if is_x {
+                    (loss(&bump(eps), &wt), loss(&bump(-eps), &wt))
+                } else {
+                    (loss(&x, &bump(eps)), loss(&x, &bump(-eps)))
+                };
+                let fd = (lp - lm) / (2.0 * eps);
+                assert!(
+                    (fd - g[idx]).abs() < 1e-6 * (1.0 + fd.abs()),
+                    "{:?} {} [{idx}]: finite difference {fd}, autograd {}",
+                    (n, ci, h, w, co, k, s, p),
+                    if is_x { "dx" } else { "dw" },
+                    g[idx]
+                );
+            }
+        }
+    }
+}
+
+/// The forward is candle's stock convolution bit for bit, on ResNet's geometries and
+/// odd ones, batch 1 included (see `forward_tile` for why).
+#[test]
+fn forward_is_bit_identical_to_candle_stock() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let resnet = [
+        (2, 3, 64, 64, 16, 7, 2, 3),
+        (1, 16, 28, 28, 16, 3, 1, 1),
+        (1, 64, 14, 14, 64, 3, 1, 1),
+        (1, 64, 7, 7, 128, 3, 2, 1),
+        (1, 64, 7, 7, 128, 1, 1, 0),
+        (2, 32, 28, 28, 32, 3, 2, 1),
+        (2, 64, 28, 28, 16, 1, 1, 0),
+        (3, 64, 28, 28, 128, 1, 2, 0),
+    ];
+    for &(n, ci, h, w, co, k, s, p) in CASES.iter().chain(&resnet) {
+        let x = randn(&mut rng, &[n, ci, h, w], DType::F32);
+        let wt = randn(&mut rng, &[co, ci, k, k], DType::F32);
+        let ours = conv2d(&x, &wt, s, p).unwrap().flatten_all().unwrap();
+        let stock = x.conv2d(&wt, p, s, 1, 1).unwrap().flatten_all().unwrap();
+        assert_eq!(
+            ours.to_vec1::<f32>().unwrap(),
+            stock.to_vec1::<f32>().unwrap(),
+            "{:?}",
+            (n, ci, h, w, co, k, s, p)
+        );
+    }
+}
+
+/// The inference forward (other products) equals the training forward to rounding.
+#[test]
+fn inference_forward_matches_training_forward() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    for &(n, ci, h, w, co, k, s, p) in CASES {
+        let x = randn(&mut rng, &[n, ci, h, w], DType::F32);
+        let wt = randn(&mut rng, &[co, ci, k, k], DType::F32);
+        let train = conv2d(&x, &wt, s, p).unwrap();
+        let infer = crate::model::params::no_grad(|| conv2d(&x, &wt, s, p)).unwrap();
+        let case = (n, ci, h, w, co, k, s, p);
+        assert!(max_rel(&infer, &train) < 1e-5, "{case:?}");
+    }
+}
+
+#[test]
+fn an_empty_batch_gives_an_empty_output() {
+    let x = Tensor::zeros((0, 3, 5, 5), DType::F32, &Device::Cpu).unwrap();
+    let w = Tensor::zeros((4, 3, 3, 3), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(conv2d(&x, &w, 1, 1).unwrap().dims(), &[0, 4, 5, 5]);
+}
+
+#[test]
+fn an_input_without_gradient_gets_none_and_the_weight_still_learns() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let x = randn(&mut rng, &[2, 3, 9, 9], DType::F32);
+    let w = Var::from_tensor(&randn(&mut rng, &[4, 3, 3, 3], DType::F32)).unwrap();
+    let y = conv2d(&x, w.as_tensor(), 2, 1).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(&x).is_none());
+    assert_eq!(grads.get(w.as_tensor()).unwrap().dims(), &[4, 3, 3, 3]);
+}
