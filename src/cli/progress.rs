@@ -48,10 +48,6 @@ impl CliSink {
     }
 }
 
-fn pct(v: f64) -> String {
-    format!("{:>7}", crate::fmt::pct(v, 1))
-}
-
 impl EventSink for CliSink {
     fn send(&self, e: TrainEvent) {
         let smoothed = self
@@ -131,7 +127,7 @@ impl EventSink for CliSink {
                 let per: Vec<String> = CLASS_NAMES
                     .iter()
                     .zip(&m.recall)
-                    .map(|(c, r)| format!("{c} {}", pct(*r)))
+                    .map(|(c, r)| format!("{c} {}", crate::fmt::pct(*r, 1)))
                     .collect();
                 self.line(format!(
                     "epoch {:>2} ({} px): train loss {:.4}  valid loss {:.4}  accuracy {}  macro F1 {}  recall: {}  [{}, {:.1} img/s]",
@@ -139,8 +135,8 @@ impl EventSink for CliSink {
                     m.size_px,
                     m.train_loss,
                     m.valid_loss,
-                    pct(m.accuracy),
-                    pct(m.macro_f1),
+                    crate::fmt::pct(m.accuracy, 1),
+                    crate::fmt::pct(m.macro_f1, 1),
                     per.join(", "),
                     crate::fmt::duration(m.secs),
                     m.img_per_s

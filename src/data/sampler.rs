@@ -53,6 +53,21 @@ pub fn epoch_order(labels: &[usize], sampling: Sampling, seed: u64, epoch: u64) 
     }
 }
 
+/// At most `max` of `v`, a subset drawn from `seed`, in their original order (demos and
+/// tests train on a part of a data set).
+pub fn seeded_subset<T: Clone>(v: Vec<T>, max: Option<usize>, seed: u64) -> Vec<T> {
+    match max {
+        Some(m) if m < v.len() => {
+            let labels = vec![0; v.len()];
+            let order = epoch_order(&labels, Sampling::Shuffle, seed, u64::MAX - 1);
+            let mut keep: Vec<usize> = order[..m].to_vec();
+            keep.sort_unstable();
+            keep.into_iter().map(|i| v[i].clone()).collect()
+        }
+        _ => v,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

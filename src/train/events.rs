@@ -51,6 +51,32 @@ pub struct EpochMetrics {
     pub img_per_s: f64,
 }
 
+impl EpochMetrics {
+    /// The validation figures of `report`; the position, training loss and timings are
+    /// zero for the caller to fill in.
+    pub fn of_validation(report: &crate::eval::report::EvalReport) -> Self {
+        let m = &report.metrics;
+        Self {
+            stage: 0,
+            step: 0,
+            epoch_in_step: 0,
+            global_epoch: 0,
+            global_iter: 0,
+            size_px: 0,
+            train_loss: 0.0,
+            valid_loss: report.loss,
+            accuracy: m.accuracy.value,
+            macro_f1: m.macro_f1.value,
+            recall: m.per_class.iter().map(|c| c.recall.value).collect(),
+            ppv: m.per_class.iter().map(|c| c.ppv.value).collect(),
+            f1: m.per_class.iter().map(|c| c.f1.value).collect(),
+            confusion: m.confusion.m.clone(),
+            secs: 0.0,
+            img_per_s: 0.0,
+        }
+    }
+}
+
 /// What one training batch left behind (`losses.csv` keeps these across resumes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchRecord {

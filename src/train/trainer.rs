@@ -16,8 +16,8 @@ use super::one_cycle::OneCycle;
 use super::optim::{Adam, GroupHyper, OptimState};
 use super::schedule::{LrSpec, Trainable};
 use crate::data::loader::{DataLoader, HostBatch, LoaderConfig};
-use crate::data::sampler::Sampling;
-use crate::data::split::{Dataset, Sample};
+use crate::data::sampler::seeded_subset;
+use crate::data::split::Dataset;
 use crate::device::{describe, DeviceChoice};
 use crate::eval::report::EvalReport;
 use crate::eval::{EvalOptions, EvalSet};
@@ -62,20 +62,6 @@ pub struct Trainer {
     epoch_batches: usize,
     /// Batches trained since the last checkpoint (appended to `losses.csv` with it).
     unsaved_batches: Vec<BatchRecord>,
-}
-
-fn subset(mut v: Vec<Sample>, max: Option<usize>, seed: u64) -> Vec<Sample> {
-    if let Some(m) = max {
-        if m < v.len() {
-            let labels = vec![0; v.len()];
-            let order =
-                crate::data::sampler::epoch_order(&labels, Sampling::Shuffle, seed, u64::MAX - 1);
-            let mut keep: Vec<usize> = order[..m].to_vec();
-            keep.sort_unstable();
-            v = keep.into_iter().map(|i| v[i].clone()).collect();
-        }
-    }
-    v
 }
 
 /// One forward/backward/update on a batch with per-group rates; returns the loss (the
@@ -154,8 +140,8 @@ impl Trainer {
                 leaked.len()
             )));
         }
-        let train = subset(ds.train.samples, cfg.max_train_images, cfg.seed);
-        let valid = subset(ds.test.samples, cfg.max_valid_images, cfg.seed);
+        let train = seeded_subset(ds.train.samples, cfg.max_train_images, cfg.seed);
+        let valid = seeded_subset(ds.test.samples, cfg.max_valid_images, cfg.seed);
         if train.len() < cfg.batch_size {
             return Err(Error::invalid(
                 "dataset",
@@ -535,7 +521,6 @@ impl Trainer {
         }
         // Validation at this stage's size.
         let report = self.validate(size_px, 0)?;
-        let m = &report.metrics;
         let em = EpochMetrics {
             stage: self.pos.stage,
             step: self.pos.step,
@@ -544,15 +529,9 @@ impl Trainer {
             global_iter: self.pos.global_iter,
             size_px,
             train_loss: self.epoch_loss_sum / self.epoch_batches.max(1) as f64,
-            valid_loss: report.loss,
-            accuracy: m.accuracy.value,
-            macro_f1: m.macro_f1.value,
-            recall: m.per_class.iter().map(|c| c.recall.value).collect(),
-            ppv: m.per_class.iter().map(|c| c.ppv.value).collect(),
-            f1: m.per_class.iter().map(|c| c.f1.value).collect(),
-            confusion: m.confusion.m.clone(),
             secs: t0.elapsed().as_secs_f64(),
             img_per_s: images as f64 / train_secs.max(1e-9),
+            ..EpochMetrics::of_validation(&report)
         };
         self.history.push(em.clone());
         self.sink.send(TrainEvent::Epoch(em));
