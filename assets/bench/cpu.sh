@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CPU benchmark against PyTorch, in one run on the same machine (issue 7's table): for each
+# CPU benchmark against PyTorch, in one run on the same machine (assets/docs/speed.md): for each
 # row, our `covid-resnet bench` and ../shared/reference/torch_bench.py on the same shapes and
 # thread count, each under GNU time for its peak RSS. Prints one table row per line.
 #

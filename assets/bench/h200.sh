@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Issue 8's GPU check, run on the H200 machine by the `device` tool after
+# The GPU check, run on the H200 machine by the `device` tool after
 # assets/bench/prepare-h200.sh built target-cuda/carry here:
 #   run(command="bash assets/bench/h200.sh", carry=["target-cuda/carry"], timeout_s=540)
 # 1. the torchvision fixture test on the GPU (same tolerances as on the CPU);
 # 2. bench train (batch 32, 224 px) and infer (batch 1 and 32, 224 px) beside PyTorch on the
-#    same GPU (assets/bench/torch_bench_device.py --device cuda);
+#    same GPU (the shared reference torch_bench.py --device cuda, carried);
 # 3. the paper plan (41 epochs, 128 -> 224 -> 229 px) on the compact COVIDx from random init,
 #    then the test-set evaluation. Everything is also written under $OUT.
 set -uo pipefail
@@ -33,7 +33,7 @@ $BIN info | tee "$OUT/info.txt"
 
 log "1. torchvision fixture on cuda:0"
 mkdir -p /tmp/cr/shared/fixtures
-(cd /tmp/cr/shared/fixtures && python3 "$OLDPWD/$C/make_resnet_fixture.py") >"$OUT/fixture-make.txt" 2>&1
+(cd /tmp/cr/shared/fixtures && python3 "$OLDPWD/tests/fixtures/make_resnet_fixture.py") >"$OUT/fixture-make.txt" 2>&1
 COVID_RESNET_SHARED=/tmp/cr/shared COVID_RESNET_TEST_DEVICE=cuda:0 \
   /tmp/cr/it torchvision_fixture --nocapture --test-threads 1 2>&1 | tee "$OUT/fixture.txt" | grep -E "^test |FAIL|result"
 
@@ -42,7 +42,7 @@ for args in "train --batch 32 --size 224 --iters 10 --warmup 3" \
             "infer --batch 1 --size 224 --iters 50 --warmup 10" \
             "infer --batch 32 --size 224 --iters 10 --warmup 3"; do
   $BIN --device cuda:0 bench $args --torch-python python3 \
-    --torch-script assets/bench/torch_bench_device.py 2>&1 | tee -a "$OUT/bench.txt" | grep -E "RATIO|RESULT"
+    --torch-script "$C/torch_bench.py" 2>&1 | tee -a "$OUT/bench.txt" | grep -E "RATIO|RESULT"
 done
 
 log "3. paper plan on COVIDx v1 (compact copy), random init"

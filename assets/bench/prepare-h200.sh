@@ -3,8 +3,7 @@
 # `device` tool carries beside the working tree (limit 64 MiB in all):
 #   covid-resnet.xz  the CUDA binary (.ci/cuda-build), stripped and compressed
 #   it.xz            the integration-test binary built with --features cuda (fixture test)
-#   make_resnet_fixture.py  torchvision fixture generator (re-run there: the fixture weights
-#                    themselves, 100 MB, do not fit the carry limit)
+#   torch_bench.py   PyTorch's reference (SHARED/reference; takes --device cuda, --precision bf16)
 #   covidx-small/    COVIDx v1 re-encoded: longest side 232 px (>= the paper's 229), grayscale
 #                    JPEG quality 60 (28.5 MiB; quality 80 was 45 MiB and did not fit), same
 #                    names and split files
@@ -18,7 +17,7 @@ rm -rf "$C" && mkdir -p "$C"
 CUDA_BUILD_TESTS=1 .ci/cuda-build
 xz -T0 -6 -c target-cuda/release/covid-resnet.stripped >"$C/covid-resnet.xz"
 xz -T0 -6 -c target-cuda/release/it.stripped >"$C/it.xz"
-cp "$SHARED/fixtures/make_resnet_fixture.py" "$C/"
+cp "$SHARED/reference/torch_bench.py" "$C/"
 
 python3 - "$SHARED/data/covidx-v1" "$C/covidx-small" <<'PY'
 import os, shutil, sys

@@ -343,7 +343,7 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         .map(|s| s.to_string())
         .collect();
         if device.is_cuda() {
-            // assets/bench/torch_bench_device.py takes the device; the shared script is CPU.
+            // The reference script runs on the CPU unless told otherwise.
             args.extend(["--device".to_string(), "cuda".to_string()]);
         }
         let (line, torch_ips) = torch_reference(a, py, &args)?;

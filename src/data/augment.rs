@@ -1,4 +1,4 @@
-//! Training augmentation as METHOD.md gives it (fastai v1 `get_transforms` semantics):
+//! Training augmentation as the paper used it (fastai v1 `get_transforms` semantics):
 //! a flip (vertical in the paper preset), rotation uniform in +-15 degrees with probability
 //! 0.75 and reflective borders, brightness (logit space, change in [0.4, 0.6]) and contrast
 //! (log-uniform in [0.8, 1.25], logit space), each with probability 0.75.

@@ -1,4 +1,4 @@
-//! Grad-CAM (Selvaraju et al. 2017), as METHOD.md describes it: the gradient of a class
+//! Grad-CAM (Selvaraju et al. 2017): the gradient of a class
 //! score (the logit, before softmax) with respect to the last convolutional block's output
 //! (`layer4`), averaged over space per channel, weights that output; the ReLU of the weighted
 //! sum, upsampled to the image, is the heat map.

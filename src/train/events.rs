@@ -1,5 +1,6 @@
-//! What a training run reports, and how it is controlled (DESIGN.md: the trainer thread
-//! sends events through an `EventSink`; pause/stop flags go the other way).
+//! What a training run reports, and how it is controlled: the training thread sends events
+//! through an `EventSink` (the CLI draws bars, the GUI feeds its run model, tests collect
+//! them); pause and stop flags go the other way, read between batches.
 use super::lr_finder::{LrFinderResult, LrPoint};
 use super::schedule::Trainable;
 use serde::{Deserialize, Serialize};

@@ -166,7 +166,8 @@ pub struct Plan {
 pub const SIZE_RANGE_PX: (u32, u32) = (32, 1024);
 
 impl Plan {
-    /// METHOD.md's table: 41 epochs in three stages (128, 224, 229 px).
+    /// The paper's plan (Farooq & Hafeez 2020, section 3): 41 epochs in three stages (128, 224,
+    /// 229 px).
     pub fn paper() -> Self {
         let step = |train, lr: &str, epochs| Step {
             train,

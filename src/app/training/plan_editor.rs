@@ -120,7 +120,7 @@ pub fn plan_ui(
         ui.horizontal_wrapped(|ui| {
             if ui
                 .button("Paper preset")
-                .on_hover_text("METHOD.md's table: 128/224/229 px, 41 epochs")
+                .on_hover_text("the paper's plan: 128/224/229 px, 41 epochs")
                 .clicked()
             {
                 commands.push(Command::Preset(Plan::paper()));
