@@ -7,9 +7,12 @@ use egui_plot::{GridMark, HoverPosition, Plot, PlotPoint};
 pub const PLOT_HINT: &str =
     "Charts follow the data. Ctrl+wheel or a right-drag box zooms; double-click follows the data again.";
 
-/// A plot that never moves under the wheel: only deliberate zooms change its view.
-pub fn following(plot: Plot<'_>) -> Plot<'_> {
-    plot.allow_scroll(false)
+/// A plot named `name` (its id, the same wherever it is drawn, so tests can read its
+/// memory) that never moves under the wheel: only deliberate zooms change its view.
+pub fn following(name: &'static str) -> Plot<'static> {
+    Plot::new(name)
+        .id(egui::Id::unique(name))
+        .allow_scroll(false)
         .allow_drag(false)
         .allow_zoom(true)
         .allow_boxed_zoom(true)

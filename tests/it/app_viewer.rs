@@ -276,6 +276,16 @@ fn confusion_cell_click_lists_exactly_its_cases_and_opens_one() {
     assert_eq!(sel.path, wrong[1]);
     let a = sel.analysis().unwrap().as_ref().unwrap();
     assert_eq!(a.cam.class, a.predicted);
+    // The case keeps its true label in the image view (panel and corner text).
+    assert_eq!(sel.truth, Some(0));
+    let said = format!(
+        "true: Normal, predicted: {}",
+        covid_resnet::CLASS_NAMES[a.predicted]
+    );
+    assert!(
+        h.query_all_by_label_contains(&said).count() >= 1,
+        "{said} is not shown"
+    );
 
     // Export: JSON reads back to the same report, the PNG decodes.
     let out = d.join("export");
@@ -316,4 +326,47 @@ fn test_set_run_in_the_background_fills_the_matrix() {
     assert_eq!(r.per_source.get("synth").map(|s| s.n), Some(10));
     assert_eq!(h.state().viewer.mode, Mode::Review);
     assert!(shown(&h, "10 images"));
+}
+
+/// The image uses the space it has at the common screen sizes: a portrait radiograph fills
+/// the canvas's height, the toolbar's sliders keep their values in view. Snapshots of both.
+#[test]
+fn the_image_view_uses_the_space_at_1280x800_and_1920x1080() {
+    let dir = FixedDir::new("covid-resnet-viewer-sizes");
+    let d = dir.0.as_path();
+    let model = write_model(d, 64);
+    let f = d.join("portrait.png");
+    film(900, 1000, 3).save(&f).unwrap();
+    let mut h = harness(&model, d);
+    step_until(&mut h, 60, "the model", |a| a.viewer.model.is_some());
+    drop_files(&mut h, std::slice::from_ref(&f));
+    step_until(&mut h, 60, "the prediction", all_predicted);
+    for (w, h_px, min_height, name) in [
+        (1280.0, 800.0, 600.0, "viewer_1280x800"),
+        (1920.0, 1080.0, 870.0, "viewer_1920x1080"),
+    ] {
+        h.set_size(egui::vec2(w, h_px));
+        h.run_steps(4);
+        let shown_rect = match &h.state().viewer.images[0].state {
+            ImageState::Ready(l) => l.shown_rect.expect("drawn"),
+            _ => panic!("not ready"),
+        };
+        assert!(
+            shown_rect.height() >= min_height,
+            "{name}: the radiograph is {} points tall",
+            shown_rect.height()
+        );
+        // The toolbar's last slider and its value box are inside the window.
+        let slider = |label: &str| {
+            h.get_by_role_and_label(egui::accesskit::Role::Slider, label)
+                .rect()
+        };
+        assert!(slider("Level").max.x <= w - 60.0, "{name}");
+        assert!(
+            slider("Opacity").max.x <= w - 60.0,
+            "{name}: {:?}",
+            slider("Opacity")
+        );
+        h.snapshot(name);
+    }
 }

@@ -1,6 +1,7 @@
 //! Integration tests, compiled as one binary (link time matters).
 mod app_training;
 mod app_viewer;
+mod app_window;
 mod common;
 mod crash;
 mod data_check;

@@ -6,7 +6,7 @@ use super::Command;
 use crate::app::plots::{decimate, following, hover_label, log10_label, PLOT_HINT};
 use crate::train::lr_finder::{view_range, LrFinderConfig, Suggestion};
 use crate::train::schedule::LrSpec;
-use egui_plot::{Legend, Line, Plot, PlotPoints, Points, VLine};
+use egui_plot::{Legend, Line, PlotPoints, Points, VLine};
 
 /// One colour per series, so a series' line, markers and legend entry agree.
 const ACC_COLOR: egui::Color32 = egui::Color32::from_rgb(90, 170, 250);
@@ -57,7 +57,7 @@ pub fn lr_finder_ui(
     let all = &run.lr_points;
     // Explicit x range: a plot of one point has degenerate bounds.
     let cfg = LrFinderConfig::default();
-    let resp = following(Plot::new("lr-finder"))
+    let resp = following("lr-finder")
         .height(220.0)
         .include_x(cfg.start_lr.log10())
         .include_x(cfg.end_lr.log10())
@@ -160,7 +160,7 @@ pub fn plots_ui(ui: &mut egui::Ui, run: &RunModel, plan_epochs: usize) {
     ui.heading("Loss");
     let x_max = run.progress.total_iters.max(1) as f64;
     let epochs_max = plan_epochs.max(run.epochs.len()).max(1) as f64;
-    following(Plot::new("loss"))
+    following("loss")
         .height(220.0)
         .legend(Legend::default())
         .x_axis_label("iteration")
@@ -198,7 +198,7 @@ pub fn plots_ui(ui: &mut egui::Ui, run: &RunModel, plan_epochs: usize) {
         });
     ui.columns(2, |cols| {
         cols[0].label("Learning rate per group (log scale), and beta1");
-        following(Plot::new("lr"))
+        following("lr")
             .height(160.0)
             .legend(Legend::default())
             .include_x(0.0)
@@ -221,7 +221,7 @@ pub fn plots_ui(ui: &mut egui::Ui, run: &RunModel, plan_epochs: usize) {
                     pu.line(Line::new(format!("lr group {g}"), PlotPoints::from(log)));
                 }
             });
-        following(Plot::new("beta1"))
+        following("beta1")
             .height(80.0)
             .include_x(0.0)
             .include_x(x_max)
@@ -241,7 +241,7 @@ pub fn plots_ui(ui: &mut egui::Ui, run: &RunModel, plan_epochs: usize) {
                 .collect()
         };
         let (acc, f1) = (per_epoch(|m| m.accuracy), per_epoch(|m| m.macro_f1));
-        following(Plot::new("metrics"))
+        following("metrics")
             .height(250.0)
             .legend(Legend::default())
             .include_x(0.0)

@@ -81,7 +81,7 @@ impl TrainingTab {
         }
         let eta = match (self.run.state, p.eta_secs(Instant::now())) {
             (RunState::Paused, _) => " · paused".to_string(),
-            (_, Some(s)) => format!(" · ETA {}", crate::fmt::duration(s)),
+            (RunState::Running, Some(s)) => format!(" · ETA {}", crate::fmt::duration(s)),
             _ => String::new(),
         };
         ui.add(

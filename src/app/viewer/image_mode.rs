@@ -69,6 +69,8 @@ impl ViewerTab {
 }
 
 fn toolbar_ui(ui: &mut egui::Ui, l: &mut Loaded, settings: &mut super::ViewerSettings) {
+    // Short sliders: the whole toolbar fits beside the panels at 1280 px.
+    ui.spacing_mut().slider_width = 90.0;
     ui.horizontal_wrapped(|ui| {
         if ui.button("Fit").clicked() {
             l.view = ViewState::default();
@@ -157,6 +159,7 @@ fn canvas_ui(
         info,
         l.image.width as f32 / l.display.width.max(1) as f32,
     );
+    l.shown_rect = Some(input.image_rect);
     if input.wl_drag != egui::Vec2::ZERO {
         l.window = (l.window + input.wl_drag.x * 0.002).clamp(0.02, 1.0);
         l.level = (l.level - input.wl_drag.y * 0.002).clamp(0.0, 1.0);

@@ -50,10 +50,12 @@ impl ViewState {
 }
 
 /// What the user did on the canvas this frame.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct CanvasInput {
     /// Right-drag delta (window/level), in screen points.
     pub wl_drag: Vec2,
+    /// Where the image was drawn.
+    pub image_rect: Rect,
 }
 
 /// How to move the image, written in the canvas's bottom-left corner.
@@ -97,7 +99,10 @@ pub fn canvas(
     let avail = ui.available_size().max(vec2(64.0, 64.0));
     let (panel, resp) = ui.allocate_exact_size(avail, Sense::click_and_drag());
     let size = vec2(image_px[0] as f32, image_px[1] as f32);
-    let mut out = CanvasInput::default();
+    let mut out = CanvasInput {
+        wl_drag: Vec2::ZERO,
+        image_rect: Rect::NOTHING,
+    };
     if let Some(cursor) = resp.hover_pos() {
         let scroll = ui.input(|i| i.smooth_scroll_delta.y);
         let pinch = ui.input(|i| i.zoom_delta());
@@ -118,6 +123,7 @@ pub fn canvas(
     let painter = ui.painter_at(panel);
     painter.rect_filled(panel, 0.0, Color32::from_gray(12));
     let rect = view.image_rect(size, panel);
+    out.image_rect = rect;
     let uv = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
     painter.image(texture.id(), rect, uv, Color32::WHITE);
     if let Some((tex, opacity)) = overlay {

@@ -298,6 +298,7 @@ impl ViewerTab {
                                 window: 1.0,
                                 level: 0.5,
                                 view: ViewState::default(),
+                                shown_rect: None,
                                 analysis: None,
                                 pending: None,
                                 cam_tex: None,

@@ -462,3 +462,22 @@ fn gallery_ui(
     }
     clicked
 }
+
+#[cfg(test)]
+mod tests {
+    use super::shade;
+
+    #[test]
+    fn the_colour_follows_what_the_cells_show() {
+        // Row 0 has 234 images, 39 in the first cell; row 1 has 8, 2 in its first cell.
+        let m = vec![vec![39, 195], vec![2, 6]];
+        // Counts: shaded by count over the largest count, so 2 is pale beside 39.
+        assert!((shade(&m, 0, 0, false) - 39.0 / 195.0).abs() < 1e-6);
+        assert!((shade(&m, 1, 0, false) - 2.0 / 195.0).abs() < 1e-6);
+        assert!(shade(&m, 1, 0, false) < shade(&m, 0, 0, false));
+        // Row-normalised: by the share of the row, which is what the cells then show.
+        assert!((shade(&m, 0, 0, true) - 39.0 / 234.0).abs() < 1e-6);
+        assert!((shade(&m, 1, 0, true) - 0.25).abs() < 1e-6);
+        assert_eq!(shade(&[vec![0, 0], vec![0, 0]], 0, 0, true), 0.0);
+    }
+}

@@ -57,6 +57,8 @@ pub struct Loaded {
     pub level: f32,
     /// Zoom and pan.
     pub view: ViewState,
+    /// Where the image was drawn last (screen points).
+    pub shown_rect: Option<egui::Rect>,
     /// The latest prediction and what it answered.
     pub analysis: Option<(AnalysisKey, Result<Box<Analysis>, String>)>,
     /// The analysis asked for and not yet back.
