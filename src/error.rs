@@ -4,16 +4,17 @@ use std::path::PathBuf;
 /// Errors of the covid-resnet library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    /// Reading or writing a file failed. The OS error is part of the message and not a
+    /// separate source, so a chain printer (`{:#}`) does not say it twice.
+    #[error("{}: {os}", crate::files::shown(path))]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        os: std::io::Error,
     },
     /// A weight, model or checkpoint file is unusable.
-    #[error("{}: {msg}", path.display())]
+    #[error("{}: {msg}", crate::files::shown(path))]
     WeightFile {
         /// The file.
         path: PathBuf,
@@ -21,7 +22,7 @@ pub enum Error {
         msg: String,
     },
     /// An image could not be decoded.
-    #[error("{}: {msg}", path.display())]
+    #[error("{}: {msg}", crate::files::shown(path))]
     Decode {
         /// The image file.
         path: PathBuf,
@@ -65,15 +66,25 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 }
 
+impl Error {
+    /// The OS error of an I/O failure (its kind tells a full disk from a missing file).
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Self::Io { os, .. } => Some(os.kind()),
+            _ => None,
+        }
+    }
+}
+
 /// Result with the library's error.
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// An I/O error on `path`.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, os: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            os,
         }
     }
 

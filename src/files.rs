@@ -4,6 +4,77 @@ use crate::{Error, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// A path as people read it: UTF-8 as it is, every other byte as `\xHH`. Never U+FFFD, so
+/// two different names never look the same (`bad\xff.jpg`, `bad\xfe.jpg`).
+pub fn path_text(p: &Path) -> String {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str());
+    #[cfg(not(unix))]
+    let owned = p.to_string_lossy().into_owned().into_bytes();
+    #[cfg(not(unix))]
+    let bytes = &owned[..];
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// The raw bytes of a path that is not UTF-8, as hex (None for a UTF-8 path): what a report
+/// keeps beside [`path_text`] so the exact file can be found again.
+pub fn path_bytes_hex(p: &Path) -> Option<String> {
+    if p.to_str().is_some() {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        let b = std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str());
+        Some(b.iter().map(|x| format!("{x:02x}")).collect())
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// The path whose bytes [`path_bytes_hex`] wrote, or None for text that is not such hex.
+pub fn path_from_hex(hex: &str) -> Option<PathBuf> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    #[cfg(unix)]
+    {
+        let os: std::ffi::OsString = std::os::unix::ffi::OsStringExt::from_vec(bytes?);
+        Some(PathBuf::from(os))
+    }
+    #[cfg(not(unix))]
+    {
+        String::from_utf8(bytes?).ok().map(PathBuf::from)
+    }
+}
+
+/// `Display` for a path with [`path_text`]'s escapes.
+pub struct Shown<'a>(&'a Path);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.to_str() {
+            Some(s) => f.write_str(s),
+            None => f.write_str(&path_text(self.0)),
+        }
+    }
+}
+
+/// A path to show to people (see [`path_text`]).
+pub fn shown(p: &Path) -> Shown<'_> {
+    Shown(p)
+}
+
 /// Writes `bytes` to `path` atomically (temp file in the same folder + fsync + rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {
@@ -95,6 +166,20 @@ mod tests {
             vec![d.join(".checkpoint.safetensors.tmp-99999999")]
         );
         assert!(d.join("keep.json").is_file() && d.join(".hidden").is_file());
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn names_that_are_not_utf8_stay_distinct_and_come_back() {
+        use std::os::unix::ffi::OsStrExt;
+        let a = Path::new(std::ffi::OsStr::from_bytes(b"dir/bad\xff.jpg"));
+        let b = Path::new(std::ffi::OsStr::from_bytes(b"dir/bad\xfe.jpg"));
+        assert_eq!(path_text(a), "dir/bad\\xff.jpg");
+        assert_ne!(path_text(a), path_text(b));
+        assert_eq!(shown(a).to_string(), path_text(a));
+        assert_eq!(path_from_hex(&path_bytes_hex(a).unwrap()).unwrap(), a);
+        assert_eq!(path_bytes_hex(Path::new("plain.png")), None);
+        assert_eq!(path_text(Path::new("ümlaut.png")), "ümlaut.png");
     }
 
     #[test]

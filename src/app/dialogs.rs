@@ -113,8 +113,8 @@ pub fn open_folder(dir: &std::path::Path) -> Result<(), String> {
         .map_err(|e| {
             format!(
                 "cannot open {} with {opener}: {e}; the folder is {}",
-                dir.display(),
-                dir.display()
+                crate::files::shown(dir),
+                crate::files::shown(dir)
             )
         })
 }

@@ -37,11 +37,11 @@ pub fn run(startup: Startup) -> anyhow::Result<()> {
         Box::new(|cc| {
             let mut app = App::new(cc);
             if let Some(m) = startup.model {
-                app.viewer.settings.model = m.display().to_string();
+                app.viewer.settings.model = crate::files::shown(&m).to_string();
                 app.tab = Tab::Viewer;
             }
             if let Some(d) = startup.data {
-                app.training.settings.data_dir = d.display().to_string();
+                app.training.settings.data_dir = crate::files::shown(&d).to_string();
             }
             if !startup.files.is_empty() {
                 app.viewer.open_at_start(startup.files);

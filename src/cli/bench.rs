@@ -164,7 +164,13 @@ fn torch_reference(a: &BenchArgs, py: &Path, args: &[String]) -> anyhow::Result<
         .arg(&a.torch_script)
         .args(args)
         .output()
-        .with_context(|| format!("cannot run {} {}", py.display(), a.torch_script.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot run {} {}",
+                crate::files::shown(py),
+                crate::files::shown(&a.torch_script)
+            )
+        })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
         .lines()
@@ -232,7 +238,7 @@ fn run_load(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         let args: Vec<String> = vec![
             "load".into(),
             "--data".into(),
-            data.display().to_string(),
+            crate::files::shown(data).to_string(),
             "--size".into(),
             a.size.to_string(),
             "--workers".into(),

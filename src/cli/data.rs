@@ -22,6 +22,9 @@ pub enum DataCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Use links that lead to files outside the data folder (refused by default).
+        #[arg(long)]
+        allow_outside_links: bool,
     },
     /// Decode image files and print what the program sees: size, bit depth, format, DICOM
     /// facts and input warnings (exit code 1 when a file cannot be read).
@@ -35,8 +38,15 @@ pub enum DataCommand {
 /// Runs `data`; exit code 1 when files are missing or unreadable or patients leak.
 pub fn run(a: &DataArgs) -> anyhow::Result<ExitCode> {
     match &a.command {
-        DataCommand::Check { data, json } => {
-            let r = check_dataset(data)?;
+        DataCommand::Check {
+            data,
+            json,
+            allow_outside_links,
+        } => {
+            let opts = crate::data::split::DataOptions {
+                allow_outside_links: *allow_outside_links,
+            };
+            let r = check_dataset(data, &opts)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -59,7 +69,7 @@ pub fn run(a: &DataArgs) -> anyhow::Result<ExitCode> {
                             .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
                         println!(
                             "{}: {}x{} px, {}-bit {}{}, intensities {lo:.3}..{hi:.3}",
-                            f.display(),
+                            crate::files::shown(f),
                             img.width,
                             img.height,
                             img.bit_depth,

@@ -68,15 +68,19 @@ fn predict_with_cams(
     class: Option<usize>,
     opacity: f32,
 ) -> anyhow::Result<(Vec<crate::Result<Prediction>>, CamResults)> {
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("cannot create the Grad-CAM folder {}", out.display()))?;
+    std::fs::create_dir_all(out).with_context(|| {
+        format!(
+            "cannot create the Grad-CAM folder {}",
+            crate::files::shown(out)
+        )
+    })?;
     let mut used = std::collections::HashSet::new();
     let (mut preds, mut cams) = (Vec::new(), Vec::new());
     for f in files {
         let analysed = crate::data::decode::decode_file(f).and_then(|img| {
-            let a = predictor
-                .analyze(&img, tta, class)
-                .map_err(|e| crate::Error::invalid("inference", format!("{}: {e}", f.display())))?;
+            let a = predictor.analyze(&img, tta, class).map_err(|e| {
+                crate::Error::invalid("inference", format!("{}: {e}", crate::files::shown(f)))
+            })?;
             Ok((img, a))
         });
         let (img, a) = match analysed {
@@ -88,7 +92,7 @@ fn predict_with_cams(
         };
         let stem = f
             .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
+            .map(|s| crate::files::path_text(std::path::Path::new(s)))
             .unwrap_or_else(|| "image".into());
         let mut name = format!("{stem}.gradcam.png");
         let mut k = 2;
@@ -119,9 +123,12 @@ fn predict_with_cams(
 
 /// Runs `predict`: exit code 1 when any file failed (the others are still printed).
 pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
+    if a.batch_size == 0 {
+        anyhow::bail!("--batch-size 0: must be at least 1");
+    }
     let device = device.open()?;
     let predictor = Predictor::load(&a.model, &device)
-        .with_context(|| format!("cannot load model {}", a.model.display()))?;
+        .with_context(|| format!("cannot load model {}", crate::files::shown(&a.model)))?;
     let classes = predictor.meta().class_names.clone();
     let cam_class = a
         .cam_class
@@ -149,13 +156,16 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
                     .map(|(c, &v)| (c.clone(), serde_json::json!(v)))
                     .collect();
                 let mut v = serde_json::json!({
-                    "file": p.path,
+                    "file": crate::files::path_text(&p.path),
                     "probabilities": probs,
                     "predicted": classes.get(p.predicted),
                     "warnings": p.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
                 });
+                if let Some(hex) = crate::files::path_bytes_hex(&p.path) {
+                    v["file_bytes"] = serde_json::json!(hex);
+                }
                 match cam_of(&p.path) {
-                    Some(Ok(c)) => v["gradcam"] = serde_json::json!(c),
+                    Some(Ok(c)) => v["gradcam"] = serde_json::json!(crate::files::path_text(c)),
                     Some(Err(e)) => v["gradcam_error"] = serde_json::json!(e),
                     None => {}
                 }
@@ -169,11 +179,13 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
             .filter_map(|(f, r)| {
                 r.as_ref()
                     .err()
-                    .map(|e| serde_json::json!({"file": f, "error": e.to_string()}))
+                    .map(|e| {
+                        serde_json::json!({"file": crate::files::path_text(f), "error": e.to_string()})
+                    })
             })
             .collect();
         let doc = serde_json::json!({
-            "model": a.model,
+            "model": crate::files::path_text(&a.model),
             "notice": crate::RESEARCH_NOTICE,
             "tta": a.tta,
             "predictions": preds,
@@ -184,7 +196,7 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
         let width = a
             .files
             .iter()
-            .map(|f| f.display().to_string().len())
+            .map(|f| crate::files::shown(f).to_string().len())
             .max()
             .unwrap_or(4)
             .clamp(4, 60);
@@ -194,7 +206,7 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
         }
         println!("  predicted");
         for r in results.iter().flatten() {
-            print!("{:<width$}", r.path.display().to_string());
+            print!("{:<width$}", crate::files::shown(&r.path).to_string());
             for p in &r.probs {
                 print!("  {p:>9.4}");
             }
@@ -206,7 +218,7 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
                 println!("    warning: {w}");
             }
             match cam_of(&r.path) {
-                Some(Ok(c)) => println!("    grad-cam: {}", c.display()),
+                Some(Ok(c)) => println!("    grad-cam: {}", crate::files::shown(c)),
                 Some(Err(e)) => println!("    grad-cam failed: {e}"),
                 None => {}
             }

@@ -70,7 +70,7 @@ impl EventSink for CliSink {
                 self.plan.set_position(done_iters as u64);
                 self.line(format!(
                     "training on {device}; run folder {}",
-                    run_dir.display()
+                    crate::files::shown(&run_dir)
                 ));
             }
             e @ TrainEvent::StepStarted { .. } => {
@@ -149,18 +149,18 @@ impl EventSink for CliSink {
                 self.plan.abandon();
                 self.line(format!(
                     "stopped; checkpoint {} (continue with --resume {})",
-                    p.display(),
+                    crate::files::shown(&p),
                     p.parent()
-                        .map(|d| d.display().to_string())
+                        .map(|d| crate::files::shown(d).to_string())
                         .unwrap_or_default()
                 ));
             }
             TrainEvent::Finished { model, report } => {
                 self.epoch.finish_and_clear();
                 self.plan.finish();
-                self.line(format!("finished: model {}", model.display()));
+                self.line(format!("finished: model {}", crate::files::shown(&model)));
                 if let Some(r) = report {
-                    self.line(format!("test report {}", r.display()));
+                    self.line(format!("test report {}", crate::files::shown(&r)));
                 }
             }
             TrainEvent::Failed(msg) => {

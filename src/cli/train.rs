@@ -9,6 +9,7 @@ use crate::infer::Predictor;
 use crate::model::Backbone;
 use crate::train::config::{SuggestionKind, TrainConfig};
 use crate::train::events::{Control, EventSink};
+use crate::train::resume::ResumeOptions;
 use crate::train::schedule::{LrSpec, Plan, Stage, Step, Trainable};
 use crate::train::trainer::{Outcome, Trainer};
 use anyhow::Context;
@@ -16,27 +17,29 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Options shared by `train` and `lr-find`.
+/// Options shared by `train` and `lr-find`. With `--resume`, a value given must agree with
+/// the run's (a resumed run keeps its settings); the defaults apply to new runs.
 #[derive(Debug, clap::Args)]
 pub struct CommonTrain {
-    /// Dataset folder (default: $COVID_RESNET_DATA).
+    /// Dataset folder (default: $COVID_RESNET_DATA). With --resume: where the run's data set
+    /// is now, if it moved.
     #[arg(long, env = "COVID_RESNET_DATA")]
     pub data: Option<PathBuf>,
-    /// resnet18, resnet34 or resnet50.
-    #[arg(long, default_value = "resnet50")]
-    pub backbone: Backbone,
+    /// resnet18, resnet34 or resnet50 [default: resnet50].
+    #[arg(long)]
+    pub backbone: Option<Backbone>,
     /// Pretrained ImageNet body (torchvision/timm .pth or .safetensors).
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// Seed of initialisation, order, augmentation and dropout.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Images per batch.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// Loader threads.
-    #[arg(long, default_value_t = 2)]
-    pub loader_threads: usize,
+    /// Seed of initialisation, order, augmentation and dropout [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Images per batch [default: 32].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Loader threads [default: 2].
+    #[arg(long)]
+    pub loader_threads: Option<usize>,
     /// Train without augmentation.
     #[arg(long)]
     pub no_augment: bool,
@@ -49,6 +52,9 @@ pub struct CommonTrain {
     /// Use a seeded subset of this many validation (test-split) images per epoch.
     #[arg(long)]
     pub max_valid_images: Option<usize>,
+    /// Use links that lead to files outside the data folder (refused by default).
+    #[arg(long)]
+    pub allow_outside_links: bool,
 }
 
 impl CommonTrain {
@@ -58,12 +64,12 @@ impl CommonTrain {
             .clone()
             .context("--data DIR (or COVID_RESNET_DATA) is required")?;
         let mut c = TrainConfig::new(data, out);
-        c.backbone = self.backbone;
+        c.backbone = self.backbone.unwrap_or(Backbone::Resnet50);
         c.weights = self.weights.clone();
         c.plan = plan;
-        c.seed = self.seed;
-        c.batch_size = self.batch_size;
-        c.loader_threads = self.loader_threads;
+        c.seed = self.seed.unwrap_or(c.seed);
+        c.batch_size = self.batch_size.unwrap_or(c.batch_size);
+        c.loader_threads = self.loader_threads.unwrap_or(c.loader_threads);
         if self.no_augment {
             c.augment = AugmentConfig::off();
         }
@@ -72,7 +78,25 @@ impl CommonTrain {
         }
         c.max_train_images = self.max_train_images;
         c.max_valid_images = self.max_valid_images;
+        c.allow_outside_links = self.allow_outside_links;
         Ok(c)
+    }
+
+    /// What was given, for a resume to check against the run.
+    fn resume_options(&self, suggestion: Option<SuggestionKind>, force: bool) -> ResumeOptions {
+        ResumeOptions {
+            data: self.data.clone(),
+            backbone: self.backbone,
+            weights: self.weights.clone(),
+            batch_size: self.batch_size,
+            seed: self.seed,
+            suggestion,
+            augment: self.no_augment.then_some(false),
+            balanced: self.balanced.then_some(true),
+            max_train_images: self.max_train_images,
+            max_valid_images: self.max_valid_images,
+            force,
+        }
     }
 }
 
@@ -91,9 +115,13 @@ pub struct TrainArgs {
     /// Continue the run in this folder from its checkpoint.
     #[arg(long, conflicts_with_all = ["out", "plan"])]
     pub resume: Option<PathBuf>,
-    /// LR-finder suggestion used by `auto` steps.
-    #[arg(long, value_enum, default_value_t = SuggestionKind::Valley)]
-    pub suggestion: SuggestionKind,
+    /// LR-finder suggestion used by `auto` steps [default: valley].
+    #[arg(long, value_enum)]
+    pub suggestion: Option<SuggestionKind>,
+    /// Overwrite a finished or stopped run in --out; with --resume, go on although the data
+    /// set changed or plan.toml was edited.
+    #[arg(long)]
+    pub force: bool,
 }
 
 fn stop_on_ctrl_c(control: &Arc<Control>) {
@@ -119,13 +147,17 @@ pub fn train(a: &TrainArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     let control = Arc::new(Control::default());
     stop_on_ctrl_c(&control);
     let mut trainer = match &a.resume {
-        Some(dir) => Trainer::resume(dir, device, sink.clone(), control)?,
+        Some(dir) => {
+            let opts = a.common.resume_options(a.suggestion, a.force);
+            Trainer::resume_with(dir, &opts, device, sink.clone(), control)?
+        }
         None => {
             let plan = Plan::resolve(&a.plan)?;
             let mut cfg = a
                 .common
                 .config(a.out.clone().unwrap_or_else(default_run_dir), plan)?;
-            cfg.suggestion = a.suggestion;
+            cfg.suggestion = a.suggestion.unwrap_or_default();
+            cfg.overwrite = a.force;
             Trainer::new(cfg, device, sink.clone(), control)?
         }
     };
@@ -200,7 +232,7 @@ pub fn lr_find(a: &LrFindArgs, device: DeviceChoice) -> anyhow::Result<ExitCode>
             None => println!("{name:<11} - (too few points)"),
         }
     }
-    println!("curve: {}", a.csv.display());
+    println!("curve: {}", crate::files::shown(&a.csv));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -228,16 +260,32 @@ pub struct EvalArgs {
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Use links that lead to files outside the data folder (refused by default).
+    #[arg(long)]
+    pub allow_outside_links: bool,
 }
 
 /// Runs `eval`.
 pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     let device = device.open()?;
     let predictor = Predictor::load(&a.model, &device)
-        .with_context(|| format!("cannot load model {}", a.model.display()))?;
-    let ds = Dataset::open(&a.data)?;
+        .with_context(|| format!("cannot load model {}", crate::files::shown(&a.model)))?;
+    if a.batch_size == 0 {
+        anyhow::bail!("--batch-size 0: must be at least 1");
+    }
+    let opts = crate::data::split::DataOptions {
+        allow_outside_links: a.allow_outside_links,
+    };
+    let ds = Dataset::open_with(&a.data, &opts)?;
     let split = ds.split(a.split);
     split.check_complete(a.split.name())?;
+    if split.samples.is_empty() {
+        anyhow::bail!(
+            "the {} split of {} has no images: there is nothing to evaluate",
+            a.split.name(),
+            crate::files::shown(&a.data)
+        );
+    }
     let bar = indicatif::ProgressBar::new(split.samples.len() as u64);
     let opts = EvalOptions {
         batch_size: a.batch_size,
@@ -250,10 +298,10 @@ pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     report
         .info
-        .insert("model".into(), a.model.display().to_string());
+        .insert("model".into(), crate::files::shown(&a.model).to_string());
     report
         .info
-        .insert("data".into(), a.data.display().to_string());
+        .insert("data".into(), crate::files::shown(&a.data).to_string());
     report.info.insert("split".into(), a.split.name().into());
     let out = a
         .out
@@ -261,7 +309,10 @@ pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| a.model.parent().map(Path::to_path_buf).unwrap_or_default());
     let paths = report.write_all(&out, &format!("eval-{}", a.split.name()))?;
     print!("{}", report.markdown());
-    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| crate::files::shown(p).to_string())
+        .collect();
     println!("written: {}", names.join(", "));
     Ok(ExitCode::SUCCESS)
 }

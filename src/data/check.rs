@@ -20,6 +20,8 @@ pub struct SplitReport {
     pub missing: Vec<String>,
     /// Files that exist but cannot be decoded, with the reason.
     pub unreadable: Vec<(String, String)>,
+    /// Entries not used (broken links, links out of the data folder), with the reason.
+    pub skipped: Vec<(String, String)>,
     /// "WxH" -> count.
     pub sizes: BTreeMap<String, usize>,
     /// Bits per sample -> count.
@@ -53,7 +55,7 @@ impl DataReport {
         self.leaked_patients.is_empty()
             && [&self.train, &self.test]
                 .iter()
-                .all(|s| s.missing.is_empty() && s.unreadable.is_empty())
+                .all(|s| s.missing.is_empty() && s.unreadable.is_empty() && s.skipped.is_empty())
     }
 }
 
@@ -70,9 +72,14 @@ fn split_report(split: &Split) -> SplitReport {
         missing: split
             .missing
             .iter()
-            .map(|p| p.display().to_string())
+            .map(|p| crate::files::shown(p).to_string())
             .collect(),
         unreadable: Vec::new(),
+        skipped: split
+            .skipped
+            .iter()
+            .map(|(p, why)| (crate::files::path_text(p), why.clone()))
+            .collect(),
         sizes: BTreeMap::new(),
         bit_depths: BTreeMap::new(),
         color_images: 0,
@@ -92,7 +99,7 @@ fn split_report(split: &Split) -> SplitReport {
             }
             Err(e) => r
                 .unreadable
-                .push((s.path.display().to_string(), e.to_string())),
+                .push((crate::files::shown(&s.path).to_string(), e.to_string())),
         }
     }
     r
@@ -125,6 +132,66 @@ fn layout_name(l: &Layout) -> String {
     }
 }
 
+/// What stops training on a data set, and what its user should be told before it starts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Readiness {
+    /// Problems that make training pointless or impossible.
+    pub errors: Vec<String>,
+    /// Things to look at (training still starts).
+    pub warnings: Vec<String>,
+}
+
+/// Fewer training images than this in a class earns a warning.
+pub const FEW_IMAGES: usize = 10;
+
+/// Checks a data set before training on it: missing files, an empty split, empty or tiny
+/// classes, patients in both splits, entries that were skipped while listing.
+pub fn readiness(ds: &Dataset) -> Readiness {
+    let mut r = Readiness::default();
+    for (name, split) in [("train", &ds.train), ("test", &ds.test)] {
+        if let Err(e) = split.check_complete(name) {
+            r.errors.push(e.to_string());
+        }
+        // A class folder's odd entry is left out; a file a split file lists must be used.
+        let listed = matches!(ds.layout, super::split::Layout::SplitFiles { .. });
+        for (p, why) in &split.skipped {
+            let line = format!("{name}: {} is not used: {why}", crate::files::shown(p));
+            if listed {
+                r.errors.push(line);
+            } else {
+                r.warnings.push(line);
+            }
+        }
+    }
+    if ds.train.samples.is_empty() {
+        r.errors.push("the training split has no images".into());
+    }
+    if ds.test.samples.is_empty() {
+        r.errors.push(
+            "the test split has no images: there is nothing to validate or evaluate on".into(),
+        );
+    }
+    let counts = ds.train.class_counts();
+    for (c, &n) in CLASS_NAMES.iter().zip(&counts) {
+        if n == 0 {
+            r.warnings.push(format!(
+                "class {c} has no training images: the model cannot learn it"
+            ));
+        } else if n < FEW_IMAGES {
+            r.warnings
+                .push(format!("class {c} has only {n} training image(s)"));
+        }
+    }
+    let leaked = ds.leaked_patients();
+    if !leaked.is_empty() {
+        r.warnings.push(format!(
+            "{} patient(s) are in both train and test",
+            leaked.len()
+        ));
+    }
+    r
+}
+
 /// Lists the dataset at `root` without decoding it.
 pub fn summarize(root: &Path) -> Result<DatasetSummary> {
     let ds = Dataset::open(root)?;
@@ -138,10 +205,10 @@ pub fn summarize(root: &Path) -> Result<DatasetSummary> {
 }
 
 /// Opens the dataset at `root` and decodes every image.
-pub fn check_dataset(root: &Path) -> Result<DataReport> {
-    let ds = Dataset::open(root)?;
+pub fn check_dataset(root: &Path, opts: &super::split::DataOptions) -> Result<DataReport> {
+    let ds = Dataset::open_with(root, opts)?;
     Ok(DataReport {
-        root: root.display().to_string(),
+        root: crate::files::shown(root).to_string(),
         layout: layout_name(&ds.layout),
         classes: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
         train: split_report(&ds.train),
@@ -203,6 +270,9 @@ pub fn format_report(r: &DataReport) -> String {
         }
         for (f, e) in &s.unreadable {
             let _ = writeln!(o, "{name}: UNREADABLE {f}: {e}");
+        }
+        for (f, why) in &s.skipped {
+            let _ = writeln!(o, "{name}: SKIPPED {f}: {why}");
         }
     }
     if r.leaked_patients.is_empty() {

@@ -4,6 +4,7 @@ pub mod check;
 pub mod decode;
 pub mod dicom;
 pub mod dicom_scan;
+pub mod fingerprint;
 pub mod loader;
 pub mod preprocess;
 pub mod sampler;

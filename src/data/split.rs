@@ -52,6 +52,9 @@ pub struct Split {
     pub samples: Vec<Sample>,
     /// Files listed but not found (reported, never silently dropped).
     pub missing: Vec<PathBuf>,
+    /// Entries not used, with the reason (a dangling or looping link, a link that leaves
+    /// the data folder).
+    pub skipped: Vec<(PathBuf, String)>,
 }
 
 impl Split {
@@ -87,7 +90,7 @@ impl Split {
             .missing
             .iter()
             .take(5)
-            .map(|p| p.display().to_string())
+            .map(|p| crate::files::shown(p).to_string())
             .collect();
         Err(Error::invalid(
             format!("{what} split"),
@@ -114,8 +117,12 @@ pub fn parse_split_text(text: &str, path: &Path, image_dir: &Path) -> Result<Spl
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let err =
-            |msg: String| Error::invalid("split file", format!("{}:{n}: {msg}", path.display()));
+        let err = |msg: String| {
+            Error::invalid(
+                "split file",
+                format!("{}:{n}: {msg}", crate::files::shown(path)),
+            )
+        };
         let cols: Vec<&str> = line.split_whitespace().collect();
         if !(3..=4).contains(&cols.len()) {
             return Err(err(format!(
@@ -165,7 +172,7 @@ pub fn read_split_file(path: &Path, image_dir: &Path) -> Result<Split> {
     let text = String::from_utf8(bytes).map_err(|e| {
         Error::invalid(
             "split file",
-            format!("{}: not UTF-8 text: {e}", path.display()),
+            format!("{}: not UTF-8 text: {e}", crate::files::shown(path)),
         )
     })?;
     parse_split_text(&text, path, image_dir)
@@ -184,34 +191,40 @@ pub fn read_class_folders(root: &Path) -> Result<Split> {
     if dirs.is_empty() {
         return Err(Error::invalid(
             "dataset",
-            format!("{} has no class folders", root.display()),
+            format!("{} has no class folders", crate::files::shown(root)),
         ));
     }
     for dir in dirs {
         let name = dir
             .file_name()
-            .map(|n| n.to_string_lossy().to_string())
+            .map(|n| crate::files::path_text(Path::new(n)))
             .unwrap_or_default();
         let label = parse_label(&name).ok_or_else(|| {
             Error::invalid(
                 "class folder",
                 format!(
                     "{}: unknown class {name:?} (expected {})",
-                    dir.display(),
+                    crate::files::shown(&dir),
                     CLASS_NAMES.join(", ")
                 ),
             )
         })?;
+        // Files, and links whatever they lead to (a broken one is reported, not dropped).
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(|e| Error::io(&dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && has_image_extension(p))
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let t = e.file_type();
+                (e.path().is_file() || t.is_ok_and(|t| t.is_symlink()))
+                    && has_image_extension(&e.path())
+            })
+            .map(|e| e.path())
             .collect();
         files.sort();
         for f in files {
             let stem = f
                 .file_stem()
-                .map(|s| s.to_string_lossy().to_string())
+                .map(|s| crate::files::path_text(Path::new(s)))
                 .unwrap_or_default();
             split.samples.push(Sample {
                 path: f,
@@ -263,6 +276,30 @@ impl SplitKind {
     }
 }
 
+/// How a data set folder is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DataOptions {
+    /// Use links that lead to files outside the data folder (refused by default: a split
+    /// file or a class folder must not reach files elsewhere unnoticed).
+    pub allow_outside_links: bool,
+}
+
+/// Why the file at `path` cannot be used: a link that is dangling or loops, one that leads
+/// outside the data folder `root` (canonical) when that is not allowed, or no file at all.
+fn link_problem(path: &Path, root: &Path, opts: &DataOptions) -> Option<String> {
+    match path.canonicalize() {
+        Err(e) => Some(format!(
+            "a link that leads nowhere (dangling or looping: {e})"
+        )),
+        Ok(t) if !t.starts_with(root) && !opts.allow_outside_links => Some(format!(
+            "a link to {}, outside the data folder (allow with --allow-outside-links)",
+            crate::files::shown(&t)
+        )),
+        Ok(t) if !t.is_file() => Some("not a file".into()),
+        Ok(_) => None,
+    }
+}
+
 /// A dataset with its train and test splits.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -285,12 +322,34 @@ impl Dataset {
         }
     }
 
-    /// Detects the layout of `root` and reads both splits.
+    /// Detects the layout of `root` and reads both splits, with the default options.
     pub fn open(root: &Path) -> Result<Self> {
+        Self::open_with(root, &DataOptions::default())
+    }
+
+    /// Detects the layout of `root` and reads both splits. Links that do not lead to a file
+    /// inside `root` are set aside with the reason (see [`Split::skipped`]).
+    pub fn open_with(root: &Path, opts: &DataOptions) -> Result<Self> {
+        let mut ds = Self::read(root)?;
+        let canon = root.canonicalize().map_err(|e| Error::io(root, e))?;
+        for split in [&mut ds.train, &mut ds.test] {
+            let (keep, set_aside): (Vec<Sample>, Vec<Sample>) = std::mem::take(&mut split.samples)
+                .into_iter()
+                .partition(|s| link_problem(&s.path, &canon, opts).is_none());
+            for s in set_aside {
+                let why = link_problem(&s.path, &canon, opts).unwrap_or_default();
+                split.skipped.push((s.path, why));
+            }
+            split.samples = keep;
+        }
+        Ok(ds)
+    }
+
+    fn read(root: &Path) -> Result<Self> {
         if !root.is_dir() {
             return Err(Error::invalid(
                 "dataset",
-                format!("{} is not a folder", root.display()),
+                format!("{} is not a folder", crate::files::shown(root)),
             ));
         }
         let layout = detect_layout(root)?;
@@ -368,7 +427,7 @@ fn detect_layout(root: &Path) -> Result<Layout> {
         "dataset",
         format!(
             "{}: found neither train_*.txt/test_*.txt split files nor train/ and test/ class folders",
-            root.display()
+            crate::files::shown(root)
         ),
     ))
 }

@@ -92,14 +92,47 @@ impl Confusion {
         self.m[c][c] as f64 / col as f64
     }
 
-    /// F1 of class c (0 when recall and PPV are both 0).
+    /// Whether class c has images or predictions (scikit-learn's label set: classes in
+    /// neither take no part in macro averages).
+    pub fn present(&self, c: usize) -> bool {
+        self.m[c].iter().sum::<usize>() > 0 || self.m.iter().any(|r| r[c] > 0)
+    }
+
+    /// F1 of class c as scikit-learn computes it with `zero_division=0`: an undefined recall
+    /// or PPV counts as 0, and F1 is 0 when both are 0. NaN for a class with neither images
+    /// nor predictions.
     pub fn f1(&self, c: usize) -> f64 {
-        let (r, p) = (self.recall(c), self.ppv(c));
+        if !self.present(c) {
+            return f64::NAN;
+        }
+        let zero_if_nan = |v: f64| if v.is_nan() { 0.0 } else { v };
+        let (r, p) = (zero_if_nan(self.recall(c)), zero_if_nan(self.ppv(c)));
         if r + p == 0.0 {
             0.0
         } else {
             2.0 * r * p / (r + p)
         }
+    }
+
+    /// Macro average of `per_class` over the present classes, an undefined value counting
+    /// as 0 (scikit-learn's `average="macro", zero_division=0`); NaN when no class is present.
+    pub fn macro_of(&self, per_class: impl Fn(&Self, usize) -> f64) -> f64 {
+        let present: Vec<usize> = (0..self.k()).filter(|&c| self.present(c)).collect();
+        if present.is_empty() {
+            return f64::NAN;
+        }
+        present
+            .iter()
+            .map(|&c| {
+                let v = per_class(self, c);
+                if v.is_nan() {
+                    0.0
+                } else {
+                    v
+                }
+            })
+            .sum::<f64>()
+            / present.len() as f64
     }
 }
 
@@ -149,19 +182,11 @@ pub struct Metrics {
     pub macro_f1: WithCi,
     /// Per class.
     pub per_class: Vec<ClassMetrics>,
+    /// Classes with neither images nor predictions: left out of the macro averages.
+    #[serde(default)]
+    pub absent: Vec<String>,
     /// Bootstrap resamples used.
     pub bootstrap: usize,
-}
-
-fn nanmean(v: impl Iterator<Item = f64>) -> f64 {
-    let (s, n) = v
-        .filter(|x| !x.is_nan())
-        .fold((0.0, 0), |(s, n), x| (s + x, n + 1));
-    if n == 0 {
-        f64::NAN
-    } else {
-        s / n as f64
-    }
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -192,9 +217,9 @@ pub fn compute(
     let stats = |c: &Confusion| -> Vec<f64> {
         let mut v = vec![
             c.accuracy(),
-            nanmean((0..k).map(|i| c.recall(i))),
-            nanmean((0..k).map(|i| c.ppv(i))),
-            nanmean((0..k).map(|i| c.f1(i))),
+            c.macro_of(Confusion::recall),
+            c.macro_of(Confusion::ppv),
+            c.macro_of(Confusion::f1),
         ];
         for i in 0..k {
             v.extend([c.recall(i), c.ppv(i), c.f1(i)]);
@@ -248,6 +273,10 @@ pub fn compute(
                 f1: ci[6 + 3 * i],
             })
             .collect(),
+        absent: (0..k)
+            .filter(|&c| !cm.present(c))
+            .map(|c| classes[c].clone())
+            .collect(),
         bootstrap,
     }
 }
@@ -280,6 +309,61 @@ mod tests {
         assert_eq!(m.per_class[3].support, 2);
         let macro_r = (2.0 / 3.0 + 0.5 + 1.0 + 0.5) / 4.0;
         assert!((m.macro_recall.value - macro_r).abs() < 1e-12);
+    }
+
+    /// Expected values from scikit-learn 1.9.1:
+    /// ```python
+    /// from sklearn.metrics import f1_score, recall_score, precision_score
+    /// A = ([0,0,1,1,2,2,2,2,3], [0,0,0,2,2,2,2,0,2])  # COVID-19 and Bacterial never right
+    /// f1_score(*A, average="macro", zero_division=0)        # 0.3333333333333333
+    /// recall_score(*A, average="macro", zero_division=0)    # 0.4375
+    /// precision_score(*A, average="macro", zero_division=0) # 0.275
+    /// B = ([0,0,0,1,1,2,2], [0,1,0,1,2,2,0])              # no COVID-19 anywhere
+    /// f1_score(*B, average="macro", zero_division=0)        # 0.5555555555555555
+    /// C = ([0,0,1,1,2,2], [0,3,1,1,2,0])                  # COVID-19 predicted, never true
+    /// f1_score(*C, average="macro", zero_division=0)        # 0.5416666666666666
+    /// recall_score(*C, average="macro", zero_division=0)    # 0.5
+    /// precision_score(*C, average="macro", zero_division=0) # 0.625
+    /// ```
+    #[test]
+    fn macro_averages_follow_scikit_learn_at_the_edges() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        let m = compute(
+            &names(),
+            &[0, 0, 1, 1, 2, 2, 2, 2, 3],
+            &[0, 0, 0, 2, 2, 2, 2, 0, 2],
+            0,
+            0,
+        );
+        assert!(
+            close(m.macro_f1.value, 0.3333333333333333),
+            "{}",
+            m.macro_f1.value
+        );
+        assert!(close(m.macro_recall.value, 0.4375));
+        assert!(close(m.macro_ppv.value, 0.275));
+        assert_eq!(
+            m.per_class[3].f1.value, 0.0,
+            "never predicted: F1 0, not NaN"
+        );
+        assert!(m.absent.is_empty());
+        let m = compute(
+            &names(),
+            &[0, 0, 0, 1, 1, 2, 2],
+            &[0, 1, 0, 1, 2, 2, 0],
+            0,
+            0,
+        );
+        assert!(close(m.macro_f1.value, 0.5555555555555555));
+        assert_eq!(m.absent, vec!["COVID-19".to_string()]);
+        assert!(
+            m.per_class[3].f1.value.is_nan(),
+            "no images, no predictions: undefined"
+        );
+        let m = compute(&names(), &[0, 0, 1, 1, 2, 2], &[0, 3, 1, 1, 2, 0], 0, 0);
+        assert!(close(m.macro_f1.value, 0.5416666666666666));
+        assert!(close(m.macro_recall.value, 0.5));
+        assert!(close(m.macro_ppv.value, 0.625));
     }
 
     #[test]

@@ -162,7 +162,7 @@ pub fn write_confusion_png(
     let img = confusion_image(classes, m, title);
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| Error::invalid("png", format!("{}: {e}", path.display())))?;
+        .map_err(|e| Error::invalid("png", format!("{}: {e}", crate::files::shown(path))))?;
     write_atomic(path, &png)
 }
 

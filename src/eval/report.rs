@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 /// One evaluated image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Case {
-    /// The image file.
+    /// The image file as people read it (bytes that are not UTF-8 as `\xHH`).
     pub file: String,
+    /// The file name's raw bytes in hex, when it is not UTF-8 (so the file can be found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_bytes: Option<String>,
     /// True class index.
     pub actual: usize,
     /// Predicted class index.
@@ -55,6 +58,16 @@ pub struct EvalReport {
     pub cases: Vec<Case>,
     /// Free-form facts (model, data, split, size).
     pub info: BTreeMap<String, String>,
+}
+
+impl Case {
+    /// The image file's path, exactly.
+    pub fn path(&self) -> std::path::PathBuf {
+        self.file_bytes
+            .as_deref()
+            .and_then(crate::files::path_from_hex)
+            .unwrap_or_else(|| std::path::PathBuf::from(&self.file))
+    }
 }
 
 impl EvalReport {
@@ -108,22 +121,41 @@ impl EvalReport {
     /// Short Markdown summary.
     pub fn markdown(&self) -> String {
         use std::fmt::Write;
-        let pct = |w: &super::metrics::WithCi| crate::fmt::pct_ci(w, 2);
+        // Never NaN in words: an undefined figure says why.
+        let pct = |w: &super::metrics::WithCi, why: &str| {
+            if w.value.is_finite() {
+                crate::fmt::pct_ci(w, 2)
+            } else {
+                format!("undefined: {why}")
+            }
+        };
         let mut o = String::new();
         let _ = writeln!(o, "# Evaluation\n");
         for (k, v) in &self.info {
             let _ = writeln!(o, "- {k}: {v}");
         }
         let m = &self.metrics;
+        let loss = if m.n == 0 {
+            "undefined: no images".to_string()
+        } else {
+            format!("{:.4}", self.loss)
+        };
         let _ = writeln!(
             o,
-            "\n{} images, loss {:.4}, accuracy {} (95% bootstrap CI, {} resamples), macro F1 {}.\n",
+            "\n{} images, loss {loss}, accuracy {} (95% bootstrap CI, {} resamples), macro F1 {}.\n",
             m.n,
-            self.loss,
-            pct(&m.accuracy),
+            pct(&m.accuracy, "no images"),
             m.bootstrap,
-            pct(&m.macro_f1)
+            pct(&m.macro_f1, "no images")
         );
+        if !m.absent.is_empty() {
+            let _ = writeln!(
+                o,
+                "No images and no predictions of {}: left out of the macro averages \
+                 (scikit-learn's convention).\n",
+                m.absent.join(", ")
+            );
+        }
         let _ = writeln!(
             o,
             "| class | n | recall % | PPV % | F1 % |\n|---|---|---|---|---|"
@@ -134,9 +166,9 @@ impl EvalReport {
                 "| {} | {} | {} | {} | {} |",
                 c.class,
                 c.support,
-                pct(&c.recall),
-                pct(&c.ppv),
-                pct(&c.f1)
+                pct(&c.recall, "no images"),
+                pct(&c.ppv, "never predicted"),
+                pct(&c.f1, "no images, no predictions")
             );
         }
         let _ = writeln!(o, "\nConfusion matrix (rows actual, columns predicted):\n");
@@ -153,7 +185,7 @@ impl EvalReport {
         if !self.per_source.is_empty() {
             let _ = writeln!(o, "\n| source | n | accuracy % |\n|---|---|---|");
             for (s, v) in &self.per_source {
-                let _ = writeln!(o, "| {s} | {} | {:.2} |", v.n, 100.0 * v.accuracy);
+                let _ = writeln!(o, "| {s} | {} | {} |", v.n, crate::fmt::pct(v.accuracy, 2));
             }
         }
         let wrong = self.misclassified().count();
@@ -173,33 +205,32 @@ impl EvalReport {
         o
     }
 
-    /// One CSV row per image.
-    pub fn csv(&self) -> String {
-        let mut o = format!(
-            "file,actual,predicted,loss,source,{}\n",
-            self.classes
-                .iter()
-                .map(|c| format!("p_{c}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+    /// One CSV row per image (RFC 4180 quoting: a comma, quote or newline in a file name or
+    /// a source stays inside its field).
+    pub fn csv(&self) -> Result<String> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let err = |e: csv::Error| Error::invalid("report", format!("CSV: {e}"));
+        let mut head: Vec<String> = ["file", "actual", "predicted", "loss", "source"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        head.extend(self.classes.iter().map(|c| format!("p_{c}")));
+        w.write_record(&head).map_err(err)?;
         for c in &self.cases {
-            let file = if c.file.contains([',', '"']) {
-                format!("\"{}\"", c.file.replace('"', "\"\""))
-            } else {
-                c.file.clone()
-            };
-            let probs: Vec<String> = c.probs.iter().map(|p| format!("{p:.6}")).collect();
-            o.push_str(&format!(
-                "{file},{},{},{:.6},{},{}\n",
-                self.classes[c.actual],
-                self.classes[c.predicted],
-                c.loss,
+            let mut row = vec![
+                c.file.clone(),
+                self.classes[c.actual].clone(),
+                self.classes[c.predicted].clone(),
+                format!("{:.6}", c.loss),
                 c.source.clone().unwrap_or_default(),
-                probs.join(",")
-            ));
+            ];
+            row.extend(c.probs.iter().map(|p| format!("{p:.6}")));
+            w.write_record(&row).map_err(err)?;
         }
-        o
+        let bytes = w
+            .into_inner()
+            .map_err(|e| Error::invalid("report", format!("CSV: {e}")))?;
+        String::from_utf8(bytes).map_err(|e| Error::invalid("report", format!("CSV: {e}")))
     }
 
     /// Writes `<stem>.json`, `<stem>.csv`, `<stem>.md` and the confusion matrix as
@@ -214,7 +245,7 @@ impl EvalReport {
             .chain([dir.join(format!("{stem}-confusion.png"))])
             .collect();
         write_atomic(&paths[0], json.as_bytes())?;
-        write_atomic(&paths[1], self.csv().as_bytes())?;
+        write_atomic(&paths[1], self.csv()?.as_bytes())?;
         write_atomic(&paths[2], self.markdown().as_bytes())?;
         super::plot::write_confusion_png(
             &paths[3],
@@ -247,9 +278,10 @@ impl EvalReport {
     /// Parses and checks a JSON report; `path` only names it in errors.
     pub fn from_json(bytes: &[u8], path: &Path) -> Result<Self> {
         let r: Self = serde_json::from_slice(bytes)
-            .map_err(|e| Error::invalid("report", format!("{}: {e}", path.display())))?;
-        r.check()
-            .map_err(|msg| Error::invalid("report", format!("{}: {msg}", path.display())))?;
+            .map_err(|e| Error::invalid("report", format!("{}: {e}", crate::files::shown(path))))?;
+        r.check().map_err(|msg| {
+            Error::invalid("report", format!("{}: {msg}", crate::files::shown(path)))
+        })?;
         Ok(r)
     }
 

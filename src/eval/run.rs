@@ -112,14 +112,15 @@ impl EvalSet {
                         "label",
                         format!(
                             "{}: class {} but the model has {classes} classes",
-                            s.path.display(),
+                            crate::files::shown(&s.path),
                             s.label
                         ),
                     ));
                 }
                 let probs = probs_of(&lp);
                 cases.push(Case {
-                    file: s.path.display().to_string(),
+                    file: crate::files::path_text(&s.path),
+                    file_bytes: crate::files::path_bytes_hex(&s.path),
                     actual: s.label,
                     predicted: argmax(&probs),
                     loss: -(lp[s.label] as f64),

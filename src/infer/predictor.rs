@@ -261,7 +261,7 @@ impl Predictor {
                         d.and_then(|_| {
                             Err(crate::Error::invalid(
                                 "inference",
-                                format!("{}: {msg}", p.display()),
+                                format!("{}: {msg}", crate::files::shown(p)),
                             ))
                         })
                     }));

@@ -122,17 +122,26 @@ fn meta_from_bytes(bytes: &[u8], path: &Path) -> Result<ModelMeta> {
             format!("not a readable model file (corrupt or truncated?): {e}"),
         )
     })?;
-    let json = md
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(META_KEY))
-        .ok_or_else(|| {
-            Error::weights(
+    let found = md.metadata().as_ref();
+    if found.is_some_and(|m| m.contains_key("checkpoint")) {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        return Err(Error::weights(
+            path,
+            format!(
+                "this is a training checkpoint, not a model file; the run's model is {} once \
+                 the run has finished, or continue the run with --resume {}",
+                crate::files::shown(&dir.join("model.safetensors")),
+                crate::files::shown(dir)
+            ),
+        ));
+    }
+    let json = found.and_then(|m| m.get(META_KEY)).ok_or_else(|| {
+        Error::weights(
             path,
             "not a covid-resnet model file (no covid_resnet metadata); a torchvision/timm file is \
              pretrained weights: pass it as --weights to train from it",
         )
-        })?;
+    })?;
     let meta: ModelMeta = serde_json::from_str(json)
         .map_err(|e| Error::weights(path, format!("bad model metadata: {e}")))?;
     if meta.format != MODEL_FORMAT {
@@ -150,13 +159,100 @@ fn meta_from_bytes(bytes: &[u8], path: &Path) -> Result<ModelMeta> {
             ),
         ));
     }
-    if meta.class_names.is_empty() || meta.input_size_px < 32 {
-        return Err(Error::weights(
-            path,
-            "model metadata lists no classes or an input size below 32 px",
-        ));
+    if let Some(problem) = meta.problem() {
+        return Err(Error::weights(path, format!("model metadata: {problem}")));
     }
     Ok(meta)
+}
+
+/// Smallest and largest input sizes a model file may give.
+pub const INPUT_SIZE_RANGE: std::ops::RangeInclusive<u32> = 32..=1024;
+/// Fewest and most classes a model may have.
+pub const CLASS_COUNT_RANGE: std::ops::RangeInclusive<usize> = 2..=64;
+
+impl ModelMeta {
+    /// The first field that cannot be right, named, if any.
+    pub fn problem(&self) -> Option<String> {
+        let k = self.class_names.len();
+        if !CLASS_COUNT_RANGE.contains(&k) {
+            return Some(format!(
+                "class_names lists {k} classes (expected {} to {})",
+                CLASS_COUNT_RANGE.start(),
+                CLASS_COUNT_RANGE.end()
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for c in &self.class_names {
+            if c.trim().is_empty() || !seen.insert(c.as_str()) {
+                return Some(format!(
+                    "class_names {:?}: names must be distinct and not empty",
+                    self.class_names
+                ));
+            }
+        }
+        if !INPUT_SIZE_RANGE.contains(&self.input_size_px) {
+            return Some(format!(
+                "input_size_px {} is outside {}..={}",
+                self.input_size_px,
+                INPUT_SIZE_RANGE.start(),
+                INPUT_SIZE_RANGE.end()
+            ));
+        }
+        if let Some(p) = self.norm().problem() {
+            return Some(format!("mean/std: {p}"));
+        }
+        // A file from training records what it was trained at and on: they must agree.
+        let training = self.training.as_ref()?;
+        // The plan as the training summary writes it: `{"name": .., "stage": [{"size_px": ..}]}`.
+        if let Some(last) = training
+            .get("plan")
+            .and_then(|p| p.get("stage"))
+            .and_then(|s| s.as_array())
+            .and_then(|s| s.last())
+            .and_then(|s| s.get("size_px"))
+            .and_then(|v| v.as_u64())
+        {
+            if last != self.input_size_px as u64 {
+                return Some(format!(
+                    "input_size_px {} but the model was last trained at {last} px",
+                    self.input_size_px
+                ));
+            }
+        }
+        if let Some(trained) = training.get("classes").and_then(|c| c.as_array()) {
+            let trained: Vec<&str> = trained.iter().filter_map(|v| v.as_str()).collect();
+            if trained
+                != self
+                    .class_names
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+            {
+                return Some(format!(
+                    "class_names {:?} differ from the classes it was trained on {:?}",
+                    self.class_names, trained
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// Checks the metadata against the tensors: the head's last layer has one output per class.
+fn check_tensors(meta: &ModelMeta, tensors: &BTreeMap<String, Tensor>, path: &Path) -> Result<()> {
+    if let Some(w) = tensors.get("head.8.weight") {
+        let rows = w.dims().first().copied().unwrap_or(0);
+        if rows != meta.class_names.len() {
+            return Err(Error::weights(
+                path,
+                format!(
+                    "model metadata: class_names lists {} classes but the head has {rows} outputs",
+                    meta.class_names.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a model file's bytes: its metadata and every tensor (on the CPU). `path` only
@@ -167,6 +263,7 @@ pub fn parse_model_file(
 ) -> Result<(ModelMeta, BTreeMap<String, Tensor>)> {
     let meta = meta_from_bytes(bytes, path)?;
     let tensors = tensors_from_bytes(bytes, path)?;
+    check_tensors(&meta, &tensors, path)?;
     Ok((meta, tensors))
 }
 

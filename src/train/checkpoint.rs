@@ -61,6 +61,9 @@ pub struct CheckpointMeta {
     pub epoch_batches: usize,
     /// The program that wrote it.
     pub build: BuildInfo,
+    /// The data set the run started on (absent in checkpoints written before it was kept).
+    #[serde(default)]
+    pub data_fingerprint: Option<crate::data::fingerprint::DataFingerprint>,
 }
 
 impl CheckpointMeta {
@@ -78,6 +81,7 @@ impl CheckpointMeta {
             epoch_loss_sum: 0.0,
             epoch_batches: 0,
             build: BuildInfo::current(),
+            data_fingerprint: None,
         }
     }
 }
@@ -174,7 +178,7 @@ pub fn read_batch_log(run_dir: &Path) -> Result<Vec<BatchRecord>> {
     let bad = |line: usize, msg: String| {
         Error::invalid(
             "batch log",
-            format!("{}: line {line}: {msg}", path.display()),
+            format!("{}: line {line}: {msg}", crate::files::shown(&path)),
         )
     };
     let mut rd = csv::ReaderBuilder::new().from_reader(&text[..]);
@@ -226,7 +230,8 @@ pub fn append_batch_log(run_dir: &Path, records: &[BatchRecord]) -> Result<()> {
     let path = run_dir.join(LOSSES_FILE);
     let groups = all.iter().map(|r| r.lrs.len()).max().unwrap_or(0);
     let mut w = csv::Writer::from_writer(Vec::new());
-    let csv_err = |e: csv::Error| Error::invalid("batch log", format!("{}: {e}", path.display()));
+    let csv_err =
+        |e: csv::Error| Error::invalid("batch log", format!("{}: {e}", crate::files::shown(&path)));
     w.write_record(batch_log_header(groups)).map_err(csv_err)?;
     for r in &all {
         let mut row = vec![r.iter.to_string(), r.loss.to_string()];

@@ -65,6 +65,12 @@ pub struct TrainConfig {
     pub max_train_images: Option<usize>,
     /// Use at most this many validation images (a seeded subset).
     pub max_valid_images: Option<usize>,
+    /// Use links that lead outside the data folder.
+    #[serde(default)]
+    pub allow_outside_links: bool,
+    /// Replace a finished or stopped run in `out_dir` (never saved: it is asked each time).
+    #[serde(skip)]
+    pub overwrite: bool,
 }
 
 impl TrainConfig {
@@ -89,6 +95,17 @@ impl TrainConfig {
             bootstrap: 1000,
             max_train_images: None,
             max_valid_images: None,
+            allow_outside_links: false,
+            overwrite: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// How the run reads its data set.
+    pub fn data_options(&self) -> crate::data::split::DataOptions {
+        crate::data::split::DataOptions {
+            allow_outside_links: self.allow_outside_links,
         }
     }
 }

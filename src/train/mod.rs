@@ -6,6 +6,8 @@ pub mod lr_finder;
 pub mod one_cycle;
 pub mod optim;
 pub mod progress;
+pub mod resume;
+pub mod run_dir;
 pub mod schedule;
 pub mod trainer;
 pub mod worker;

@@ -318,7 +318,7 @@ impl Plan {
     /// Reads a plan file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_toml(&text, &path.display().to_string())
+        Self::from_toml(&text, &crate::files::shown(path).to_string())
     }
 
     /// Writes the plan atomically.

@@ -14,7 +14,10 @@ use super::events::{BatchRecord, Control, EpochMetrics, EventSink, TrainEvent};
 use super::lr_finder::{sweep, LrFinderResult};
 use super::one_cycle::OneCycle;
 use super::optim::{Adam, GroupHyper, OptimState};
+use super::resume::{settle, ResumeOptions};
+use super::run_dir::{claim_new, claim_resume, RunLock};
 use super::schedule::{LrSpec, Trainable};
+use crate::data::fingerprint::{fingerprint, DataFingerprint};
 use crate::data::loader::{DataLoader, HostBatch, LoaderConfig};
 use crate::data::sampler::seeded_subset;
 use crate::data::split::Dataset;
@@ -62,6 +65,29 @@ pub struct Trainer {
     epoch_batches: usize,
     /// Batches trained since the last checkpoint (appended to `losses.csv` with it).
     unsaved_batches: Vec<BatchRecord>,
+    /// The data set as the run started on it.
+    fingerprint: DataFingerprint,
+    /// This process's hold on the run folder, for the run's life.
+    _lock: RunLock,
+}
+
+/// Refuses a data set that cannot be trained on (naming why) and logs its warnings.
+fn check_ready(cfg: &TrainConfig, ds: &Dataset, sink: &dyn EventSink) -> Result<()> {
+    let ready = crate::data::check::readiness(ds);
+    if !ready.errors.is_empty() {
+        return Err(Error::invalid(
+            "dataset",
+            format!(
+                "{}: {}",
+                crate::files::shown(&cfg.data),
+                ready.errors.join("; ")
+            ),
+        ));
+    }
+    for w in ready.warnings {
+        sink.send(TrainEvent::Log(format!("warning: {w}")));
+    }
+    Ok(())
 }
 
 /// One forward/backward/update on a batch with per-group rates; returns the loss (the
@@ -91,9 +117,10 @@ fn train_step(
 }
 
 impl Trainer {
-    /// Prepares a new run: reads the dataset, builds the model (imports pretrained weights).
+    /// Prepares a new run: takes the run folder, reads the dataset, builds the model
+    /// (imports pretrained weights).
     pub fn new(
-        cfg: TrainConfig,
+        mut cfg: TrainConfig,
         device: DeviceChoice,
         sink: Arc<dyn EventSink>,
         control: Arc<Control>,
@@ -105,6 +132,13 @@ impl Trainer {
                 format!("{}: BatchNorm needs at least 2", cfg.batch_size),
             ));
         }
+        // Absolute paths: the run can be resumed from any working directory.
+        cfg.data = std::path::absolute(&cfg.data).unwrap_or(cfg.data);
+        cfg.out_dir = std::path::absolute(&cfg.out_dir).unwrap_or(cfg.out_dir);
+        let ds = Dataset::open_with(&cfg.data, &cfg.data_options())?;
+        // Refuse an unusable data set before the run folder is touched.
+        check_ready(&cfg, &ds, sink.as_ref())?;
+        let lock = claim_new(&cfg.out_dir, cfg.overwrite)?;
         let device = device.open()?;
         let model = Classifier::new(cfg.backbone, CLASS_NAMES.len(), cfg.seed, &device)?;
         if let Some(w) = &cfg.weights {
@@ -112,7 +146,7 @@ impl Trainer {
             sink.send(TrainEvent::Log(format!(
                 "imported {} tensors from {} (skipped {})",
                 rep.loaded,
-                w.display(),
+                crate::files::shown(w),
                 rep.skipped.len()
             )));
         } else {
@@ -120,26 +154,20 @@ impl Trainer {
                 "no pretrained weights: training starts from random initialisation".into(),
             ));
         }
-        Self::assemble(cfg, device, model, sink, control)
+        Self::assemble(cfg, ds, lock, device, model, sink, control)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn assemble(
         cfg: TrainConfig,
+        ds: Dataset,
+        lock: RunLock,
         device: Device,
         model: Classifier,
         sink: Arc<dyn EventSink>,
         control: Arc<Control>,
     ) -> Result<Self> {
-        let ds = Dataset::open(&cfg.data)?;
-        ds.train.check_complete("train")?;
-        ds.test.check_complete("test")?;
-        let leaked = ds.leaked_patients();
-        if !leaked.is_empty() {
-            sink.send(TrainEvent::Log(format!(
-                "warning: {} patient(s) are in both train and test",
-                leaked.len()
-            )));
-        }
+        let fingerprint = fingerprint(&ds);
         let train = seeded_subset(ds.train.samples, cfg.max_train_images, cfg.seed);
         let valid = seeded_subset(ds.test.samples, cfg.max_valid_images, cfg.seed);
         if train.len() < cfg.batch_size {
@@ -162,7 +190,6 @@ impl Trainer {
         lc.drop_last = true;
         let loader = DataLoader::new(train, lc)?;
         let opt = Adam::new(model.store().params(), NUM_GROUPS, 1e-3, cfg.adam)?;
-        std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::io(&cfg.out_dir, e))?;
         Ok(Self {
             cfg,
             device,
@@ -178,27 +205,47 @@ impl Trainer {
             epoch_loss_sum: 0.0,
             epoch_batches: 0,
             unsaved_batches: Vec::new(),
+            fingerprint,
+            _lock: lock,
         })
     }
 
-    /// Reopens a run from its folder's checkpoint.
+    /// Reopens a run from its folder's checkpoint, as it was; see [`Trainer::resume_with`].
     pub fn resume(
         run_dir: &Path,
         device: DeviceChoice,
         sink: Arc<dyn EventSink>,
         control: Arc<Control>,
     ) -> Result<Self> {
+        Self::resume_with(run_dir, &ResumeOptions::default(), device, sink, control)
+    }
+
+    /// Reopens a run from its folder's checkpoint: takes the folder's lock, checks what the
+    /// user gave against the run (`opts`) and the data set against its record.
+    pub fn resume_with(
+        run_dir: &Path,
+        opts: &ResumeOptions,
+        device: DeviceChoice,
+        sink: Arc<dyn EventSink>,
+        control: Arc<Control>,
+    ) -> Result<Self> {
+        let run_dir = &std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
         let path = run_dir.join(CHECKPOINT_FILE);
+        let (lock, removed) = claim_resume(run_dir)?;
         let (meta, all) = read_checkpoint(run_dir)?;
-        for p in crate::files::remove_stale_temps(run_dir) {
+        for p in removed {
             sink.send(TrainEvent::Log(format!(
                 "removed {} (a write cut short by a crash)",
-                p.display()
+                crate::files::shown(&p)
             )));
         }
+        let settled = settle(&meta, run_dir, opts)?;
+        for n in &settled.notes {
+            sink.send(TrainEvent::Log(n.clone()));
+        }
+        let cfg = settled.config;
+        check_ready(&cfg, &settled.dataset, sink.as_ref())?;
         let device = device.open()?;
-        let mut cfg = meta.config.clone();
-        cfg.out_dir = run_dir.to_path_buf();
         let model = Classifier::new(cfg.backbone, CLASS_NAMES.len(), cfg.seed, &device)?;
         let model_t: BTreeMap<String, Tensor> = all
             .iter()
@@ -206,7 +253,11 @@ impl Trainer {
             .collect();
         crate::model::weights::import_into(model.store(), "", &model_t, &path)?;
         model.set_train_forwards(meta.train_forwards);
-        let mut t = Self::assemble(cfg, device, model, sink, control)?;
+        let mut t = Self::assemble(cfg, settled.dataset, lock, device, model, sink, control)?;
+        // The record the run started with stays the reference (a forced resume keeps it).
+        if let Some(f) = meta.data_fingerprint.clone() {
+            t.fingerprint = f;
+        }
         let st = OptimState {
             tensors: all
                 .iter()
@@ -222,7 +273,7 @@ impl Trainer {
         t.epoch_batches = meta.epoch_batches;
         t.sink.send(TrainEvent::Log(format!(
             "resumed {} at stage {}, step {}, epoch {}, batch {}",
-            path.display(),
+            crate::files::shown(&path),
             t.pos.stage + 1,
             t.pos.step + 1,
             t.pos.epoch + 1,
@@ -384,7 +435,11 @@ impl Trainer {
             history: self.history.clone(),
             past,
         });
-        self.cfg.plan.save(&self.cfg.out_dir.join("plan.toml"))?;
+        // The plan as a file for the user; an existing one is the run's own (checked on resume).
+        let plan_file = self.cfg.out_dir.join("plan.toml");
+        if !plan_file.exists() {
+            self.cfg.plan.save(&plan_file)?;
+        }
         let plan = self.cfg.plan.clone();
         while self.pos.stage < plan.stages.len() {
             let stage = &plan.stages[self.pos.stage];
@@ -567,6 +622,7 @@ impl Trainer {
         meta.history = self.history.clone();
         meta.epoch_loss_sum = self.epoch_loss_sum;
         meta.epoch_batches = self.epoch_batches;
+        meta.data_fingerprint = Some(self.fingerprint.clone());
         let path = write_checkpoint(&self.cfg.out_dir, &meta, &tensors)?;
         append_batch_log(&self.cfg.out_dir, &self.unsaved_batches)?;
         self.unsaved_batches.clear();
@@ -583,13 +639,14 @@ impl Trainer {
             .unwrap_or(224);
         let mut meta = self.model_meta(size);
         meta.training = Some(serde_json::json!({
+            "classes": meta.class_names,
             "plan": self.cfg.plan,
             "epochs": self.history.len(),
             "seed": self.cfg.seed,
             "batch_size": self.cfg.batch_size,
             "augment": self.cfg.augment,
-            "weights": self.cfg.weights,
-            "data": self.cfg.data,
+            "weights": self.cfg.weights.as_deref().map(crate::files::path_text),
+            "data": crate::files::path_text(&self.cfg.data),
             "final_epoch": self.history.last(),
         }));
         let model_path = self.cfg.out_dir.join(MODEL_FILE);
@@ -599,10 +656,11 @@ impl Trainer {
         let mut report = self.validate(size, self.cfg.bootstrap)?;
         report
             .info
-            .insert("model".into(), model_path.display().to_string());
-        report
-            .info
-            .insert("data".into(), self.cfg.data.display().to_string());
+            .insert("model".into(), crate::files::shown(&model_path).to_string());
+        report.info.insert(
+            "data".into(),
+            crate::files::shown(&self.cfg.data).to_string(),
+        );
         report.info.insert("split".into(), "test".into());
         let paths = report.write_all(&self.cfg.out_dir, "report")?;
         self.sink.send(TrainEvent::Finished {

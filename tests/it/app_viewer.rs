@@ -195,6 +195,7 @@ fn case(file: &Path, actual: usize, predicted: usize, loss: f64) -> Case {
     probs[predicted] = 0.7;
     Case {
         file: file.display().to_string(),
+        file_bytes: None,
         actual,
         predicted,
         probs,

@@ -98,6 +98,7 @@ fn check_run_folder(run: &Path) -> usize {
             "report.md" => {
                 assert!(std::str::from_utf8(&bytes).unwrap().ends_with('\n'));
             }
+            "run.lock" => {}
             "report-confusion.png" => {
                 image::load_from_memory(&bytes).expect("the confusion PNG decodes");
             }

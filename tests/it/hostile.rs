@@ -485,6 +485,7 @@ fn an_inconsistent_eval_report_is_refused_with_its_name() {
         .collect();
     let case = |a, p| Case {
         file: "x.png".into(),
+        file_bytes: None,
         actual: a,
         predicted: p,
         probs: vec![0.25; 4],

@@ -9,6 +9,7 @@ mod hostile;
 mod model_files;
 mod one_path;
 mod predict_cli;
+mod safety;
 mod torchvision_fixture;
 mod train_cli;
 mod training;

@@ -223,7 +223,7 @@ impl TrainingTab {
                         .filter(|_| ended)
                         .and_then(|p| p.parent())
                     {
-                        self.resume_dir = dir.display().to_string();
+                        self.resume_dir = crate::files::shown(dir).to_string();
                     }
                 }
                 Reply::JobEnded => self.run.job_ended(),
@@ -243,6 +243,7 @@ impl TrainingTab {
         c.batch_size = s.batch_size;
         c.seed = s.seed;
         c.augment = s.augment_config(s.augment);
+        c.overwrite = s.overwrite;
         c
     }
 
@@ -384,7 +385,7 @@ impl TrainingTab {
             }
             Command::BrowseData => {
                 if let Some(p) = self.browse(Pick::Folder, "Dataset folder", notices, dialogs) {
-                    self.settings.data_dir = p.display().to_string();
+                    self.settings.data_dir = crate::files::shown(&p).to_string();
                 }
             }
             Command::BrowseWeights => {
@@ -393,12 +394,12 @@ impl TrainingTab {
                     exts: &["pth", "pt", "safetensors", "bin"],
                 };
                 if let Some(p) = self.browse(what, "Pretrained weights", notices, dialogs) {
-                    self.settings.weights = p.display().to_string();
+                    self.settings.weights = crate::files::shown(&p).to_string();
                 }
             }
             Command::BrowseResume => {
                 if let Some(p) = self.browse(Pick::Folder, "Resume folder", notices, dialogs) {
-                    self.resume_dir = p.display().to_string();
+                    self.resume_dir = crate::files::shown(&p).to_string();
                 }
             }
             Command::LoadPlan => {
@@ -425,7 +426,8 @@ impl TrainingTab {
                     };
                     if let Some(p) = self.browse(what, "plan", notices, dialogs) {
                         match plan.save(&p) {
-                            Ok(()) => notices.info(TOPIC, format!("plan saved: {}", p.display())),
+                            Ok(()) => notices
+                                .info(TOPIC, format!("plan saved: {}", crate::files::shown(&p))),
                             Err(e) => notices.error(TOPIC, e.to_string()),
                         }
                     }

@@ -114,7 +114,7 @@ impl TrainingTab {
         ui.horizontal_wrapped(|ui| {
             ui.label("Run folder:");
             let dir = self.run_folder();
-            ui.monospace(dir.display().to_string());
+            ui.monospace(crate::files::shown(&dir).to_string());
             if ui
                 .add_enabled(dir.is_dir(), egui::Button::new("Open folder"))
                 .on_disabled_hover_text("the folder does not exist yet")
@@ -126,7 +126,7 @@ impl TrainingTab {
         if let Some(m) = &self.run.finished_model {
             ui.label(format!(
                 "Model: {} (open it in the Viewer tab)",
-                m.display()
+                crate::files::shown(m)
             ));
         }
     }

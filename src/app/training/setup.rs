@@ -36,6 +36,9 @@ pub struct TrainingSettings {
     pub plan_name: String,
     /// Plan rows.
     pub plan_rows: Vec<PlanRow>,
+    /// Replace a finished or stopped run in the run folder (asked each time, not kept).
+    #[serde(skip)]
+    pub overwrite: bool,
 }
 
 impl Default for TrainingSettings {
@@ -52,6 +55,7 @@ impl Default for TrainingSettings {
             flip: Flip::Vertical,
             plan_name: "paper".into(),
             plan_rows: rows_of(&Plan::paper()),
+            overwrite: false,
         }
     }
 }
@@ -181,7 +185,10 @@ pub fn setup_ui(
             });
             ui.end_row();
             let l = ui.label("Run folder");
-            ui.text_edit_singleline(&mut s.run_dir).labelled_by(l.id);
+            ui.vertical(|ui| {
+                ui.text_edit_singleline(&mut s.run_dir).labelled_by(l.id);
+                ui.checkbox(&mut s.overwrite, "overwrite an earlier run there");
+            });
             ui.end_row();
         });
     });

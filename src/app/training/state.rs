@@ -178,8 +178,10 @@ impl RunModel {
                 }
                 self.epochs = history;
                 self.step_starts = step_starts;
-                self.log
-                    .push(format!("training on {device} in {}", run_dir.display()));
+                self.log.push(format!(
+                    "training on {device} in {}",
+                    crate::files::shown(&run_dir)
+                ));
                 self.run_dir = Some(run_dir);
             }
             e @ TrainEvent::StepStarted { .. } => self.log.extend(e.step_summary()),
@@ -231,7 +233,8 @@ impl RunModel {
                 self.epochs.push(m);
             }
             TrainEvent::Checkpoint(p) => {
-                self.log.push(format!("checkpoint {}", p.display()));
+                self.log
+                    .push(format!("checkpoint {}", crate::files::shown(&p)));
                 self.last_checkpoint = Some(p);
             }
             TrainEvent::Paused => {
@@ -244,24 +247,26 @@ impl RunModel {
             TrainEvent::Log(s) => self.log.push(s),
             TrainEvent::Stopped(p) => {
                 self.log
-                    .push(format!("stopped; checkpoint {}", p.display()));
+                    .push(format!("stopped; checkpoint {}", crate::files::shown(&p)));
                 self.last_checkpoint = Some(p.clone());
                 self.state = RunState::Idle;
                 return Some(Message::Info(format!(
                     "Checkpoint saved: {}. Resume run continues from it.",
-                    p.display()
+                    crate::files::shown(&p)
                 )));
             }
             TrainEvent::Finished { model, report } => {
-                self.log.push(format!("finished: {}", model.display()));
+                self.log
+                    .push(format!("finished: {}", crate::files::shown(&model)));
                 if let Some(r) = &report {
-                    self.log.push(format!("test report {}", r.display()));
+                    self.log
+                        .push(format!("test report {}", crate::files::shown(r)));
                 }
                 self.finished_model = Some(model.clone());
                 self.state = RunState::Idle;
                 return Some(Message::Info(format!(
                     "Training finished: {} (open it in the Viewer)",
-                    model.display()
+                    crate::files::shown(&model)
                 )));
             }
             TrainEvent::Failed(msg) => {

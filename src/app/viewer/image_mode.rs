@@ -132,7 +132,7 @@ fn canvas_ui(
             None => {
                 l.texture = Some((
                     ctx.load_texture(
-                        format!("image-{}", path.display()),
+                        format!("image-{}", crate::files::shown(path)),
                         img,
                         TextureOptions::LINEAR,
                     ),
@@ -188,7 +188,7 @@ fn cam_texture(ctx: &egui::Context, l: &mut Loaded, path: &std::path::Path) {
     l.cam_tex = Some((
         key,
         ctx.load_texture(
-            format!("cam-{}", path.display()),
+            format!("cam-{}", crate::files::shown(path)),
             ci,
             TextureOptions::LINEAR,
         ),

@@ -91,7 +91,7 @@ pub enum Command {
     /// Run the model over the dataset's test split.
     RunTestSet,
     /// Open a case of the review (its file) in the image view.
-    OpenCase(String),
+    OpenCase(PathBuf),
 }
 
 /// The Viewer tab.
@@ -223,7 +223,7 @@ impl ViewerTab {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
+            .unwrap_or_else(|| crate::files::shown(&path).to_string());
         self.worker(ctx).decode(id, path.clone(), bytes);
         self.images.push(OpenImage {
             id,
@@ -272,8 +272,8 @@ impl ViewerTab {
         for r in replies {
             self.apply(ctx, r, notices);
         }
-        for f in self.review.take_thumb_requests() {
-            self.worker(ctx).thumbnail(f);
+        for (key, path) in self.review.take_thumb_requests() {
+            self.worker(ctx).thumbnail(key, path);
         }
         self.schedule(ctx);
     }
@@ -321,7 +321,7 @@ impl ViewerTab {
                         {
                             self.cam_class = None;
                         }
-                        self.settings.model = path.display().to_string();
+                        self.settings.model = crate::files::shown(&path).to_string();
                         self.model = Some(ModelSlot {
                             path,
                             predictor: p,
@@ -447,11 +447,14 @@ impl ViewerTab {
                 Ask::Export => match self.review.export(&p) {
                     Ok(files) => shared.notices.info(
                         "Review",
-                        format!("review written: {}", files[0].with_extension("*").display()),
+                        format!(
+                            "review written: {}",
+                            crate::files::shown(&files[0].with_extension("*"))
+                        ),
                     ),
                     Err(e) => shared.notices.error("Review", e.to_string()),
                 },
-                Ask::DataFolder => *shared.data_dir = p.display().to_string(),
+                Ask::DataFolder => *shared.data_dir = crate::files::shown(&p).to_string(),
             },
             Command::LoadModel(p) => self.load_model(ctx, p),
             Command::Select(i) => {
@@ -495,9 +498,8 @@ impl ViewerTab {
         self.worker(ctx).review(data, p, path, bs);
     }
 
-    fn open_case(&mut self, ctx: &egui::Context, file: String) {
-        let truth = self.review.truth_of(&file);
-        let path = PathBuf::from(&file);
+    fn open_case(&mut self, ctx: &egui::Context, path: PathBuf) {
+        let truth = self.review.truth_of(&path);
         if let Some(i) = self.images.iter().position(|im| im.path == path) {
             self.images[i].truth = truth.or(self.images[i].truth);
             self.selected = Some(i);

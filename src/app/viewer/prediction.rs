@@ -140,7 +140,7 @@ pub fn facts_ui(ui: &mut egui::Ui, name: &str, path: &Path, img: &GrayImage) {
             row(
                 "Folder",
                 path.parent()
-                    .map(|p| p.display().to_string())
+                    .map(|p| crate::files::shown(p).to_string())
                     .unwrap_or_default(),
             );
             row("Size", format!("{} × {} px", img.width, img.height));

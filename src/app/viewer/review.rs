@@ -30,14 +30,14 @@ pub struct ReviewState {
     /// Progress of a running test-set pass (done, total).
     pub running: Option<(usize, usize)>,
     thumbs: HashMap<String, Thumb>,
-    thumb_requests: Vec<String>,
+    thumb_requests: Vec<(String, PathBuf)>,
 }
 
 impl ReviewState {
     /// Opens a JSON report written by `eval`, training or an export.
     pub fn open_report(&mut self, path: &Path) -> Result<(), String> {
         let r = EvalReport::load(path).map_err(|e| e.to_string())?;
-        self.set(r, format!("report {}", path.display()));
+        self.set(r, format!("report {}", crate::files::shown(path)));
         Ok(())
     }
 
@@ -48,12 +48,12 @@ impl ReviewState {
     }
 
     /// The true class of a case of the report, by its file.
-    pub fn truth_of(&self, file: &str) -> Option<usize> {
+    pub fn truth_of(&self, file: &Path) -> Option<usize> {
         self.report
             .as_ref()?
             .cases
             .iter()
-            .find(|c| c.file == file)
+            .find(|c| c.path() == file)
             .map(|c| c.actual)
     }
 
@@ -95,12 +95,13 @@ impl ReviewState {
         !self.thumb_requests.is_empty() || self.thumbs.values().any(|t| matches!(t, Thumb::Pending))
     }
 
-    fn want_thumb(&mut self, file: String) {
-        self.thumb_requests.push(file);
+    fn want_thumb(&mut self, key: String, path: PathBuf) {
+        self.thumb_requests.push((key, path));
     }
 
-    /// Thumbnails the gallery asked for since the last call.
-    pub(super) fn take_thumb_requests(&mut self) -> Vec<String> {
+    /// Thumbnails the gallery asked for since the last call: (the case's file as the report
+    /// names it, its path).
+    pub(super) fn take_thumb_requests(&mut self) -> Vec<(String, PathBuf)> {
         std::mem::take(&mut self.thumb_requests)
     }
 
@@ -378,7 +379,7 @@ fn gallery_ui(
     ctx: &egui::Context,
     review: &mut ReviewState,
     classes: &[String],
-) -> Option<String> {
+) -> Option<PathBuf> {
     let Some((a, p)) = review.cell else {
         ui.label("Click a cell of the matrix to list its cases.");
         return None;
@@ -402,9 +403,10 @@ fn gallery_ui(
         cases.len(),
         |ui, range| {
             for c in &cases[range] {
-                let name = Path::new(&c.file)
+                let path = c.path();
+                let name = path
                     .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
+                    .map(|n| crate::files::path_text(Path::new(n)))
                     .unwrap_or_else(|| c.file.clone());
                 let r = ui.horizontal(|ui| {
                     ui.set_min_height(row_h - 6.0);
@@ -421,7 +423,7 @@ fn gallery_ui(
                             ui.add_sized(size, egui::Spinner::new());
                         }
                         None => {
-                            wanted.push(c.file.clone());
+                            wanted.push((c.file.clone(), path.clone()));
                             ui.add_sized(size, egui::Spinner::new());
                         }
                     }
@@ -447,7 +449,7 @@ fn gallery_ui(
                     .inner
                 });
                 if r.inner || r.response.interact(Sense::click()).clicked() {
-                    clicked = Some(c.file.clone());
+                    clicked = Some(path.clone());
                 }
             }
         },
@@ -455,9 +457,9 @@ fn gallery_ui(
     if !wanted.is_empty() {
         // Decoded in the background (the tab hands these to its worker).
         ctx.request_repaint();
-        for f in wanted {
-            review.thumbs.insert(f.clone(), Thumb::Pending);
-            review.want_thumb(f);
+        for (key, path) in wanted {
+            review.thumbs.insert(key.clone(), Thumb::Pending);
+            review.want_thumb(key, path);
         }
     }
     clicked

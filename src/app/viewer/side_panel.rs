@@ -39,7 +39,7 @@ impl ViewerTab {
                 if current != Some(last)
                     && ui
                         .button("Use the last run's model")
-                        .on_hover_text(last.display().to_string())
+                        .on_hover_text(crate::files::shown(last).to_string())
                         .clicked()
                 {
                     self.commands.push(Command::LoadModel(last.to_path_buf()));
@@ -49,7 +49,7 @@ impl ViewerTab {
         if let Some(p) = &self.model_loading {
             ui.horizontal(|ui| {
                 ui.spinner();
-                ui.label(format!("loading {}", p.display()));
+                ui.label(format!("loading {}", crate::files::shown(p)));
             });
         }
         match &self.model {
@@ -64,7 +64,7 @@ impl ViewerTab {
                     )
                     .strong(),
                 )
-                .on_hover_text(m.path.display().to_string());
+                .on_hover_text(crate::files::shown(&m.path).to_string());
                 ui.label(format!(
                     "{}, {} px input, {} classes",
                     meta.backbone.name(),

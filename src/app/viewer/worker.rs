@@ -209,10 +209,10 @@ impl Worker {
     }
 
     /// Decodes a gallery thumbnail on the rayon pool.
-    pub fn thumbnail(&self, file: String) {
+    pub fn thumbnail(&self, file: String, path: PathBuf) {
         let (tx, ctx) = (self.replies_tx.clone(), self.ctx.clone());
         rayon::spawn(move || {
-            let result = decode_file(std::path::Path::new(&file))
+            let result = decode_file(&path)
                 .map(|g| gray_to_color(&downscale(&g, THUMB_PX), 0.0, 1.0))
                 .map_err(|e| e.to_string());
             Self::send_reply(&tx, &ctx, Reply::Thumb { file, result });
@@ -264,7 +264,7 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
                 .open()
                 .and_then(|d| Predictor::load(&path, &d))
                 .map(Arc::new)
-                .map_err(|e| format!("cannot load model {}: {e}", path.display()));
+                .map_err(|e| format!("cannot load model {}: {e}", crate::files::shown(&path)));
             Reply::Model { path, result }
         }
         Job::Analyze {
@@ -296,8 +296,9 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
                     Worker::send_reply(tx, ctx, Reply::ReviewProgress { done, total })
                 })?;
                 r.info
-                    .insert("model".into(), model_path.display().to_string());
-                r.info.insert("data".into(), data.display().to_string());
+                    .insert("model".into(), crate::files::shown(&model_path).to_string());
+                r.info
+                    .insert("data".into(), crate::files::shown(&data).to_string());
                 r.info.insert("split".into(), "test".into());
                 Ok(r)
             })()
