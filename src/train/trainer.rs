@@ -5,18 +5,14 @@
 //! Everything random is a function of the seed and a counter (the loader's epoch, the
 //! model's count of training forwards), so the checkpoint's counters are the RNG state and a
 //! resumed run on the CPU ends with the same weights as an uninterrupted one.
-use super::checkpoint::{
-    append_batch_log, read_batch_log, read_checkpoint, write_checkpoint, CheckpointMeta, Position,
-    CHECKPOINT_FILE, MODEL_FILE,
-};
-use super::config::{SuggestionKind, TrainConfig};
+use super::checkpoint::{read_batch_log, read_checkpoint, Position, CHECKPOINT_FILE};
+use super::config::TrainConfig;
 use super::events::{BatchRecord, Control, EpochMetrics, EventSink, TrainEvent};
-use super::lr_finder::{sweep, LrFinderResult};
 use super::one_cycle::OneCycle;
 use super::optim::{Adam, GroupHyper, OptimState};
 use super::resume::{settle, ResumeOptions};
 use super::run_dir::{claim_new, claim_resume, RunLock};
-use super::schedule::{LrSpec, Trainable};
+use super::schedule::Trainable;
 use crate::data::fingerprint::{fingerprint, DataFingerprint};
 use crate::data::loader::{DataLoader, HostBatch, LoaderConfig};
 use crate::data::sampler::seeded_subset;
@@ -25,7 +21,7 @@ use crate::device::{describe, DeviceChoice};
 use crate::eval::report::EvalReport;
 use crate::eval::{EvalOptions, EvalSet};
 use crate::infer::Predictor;
-use crate::model::checkpoint::{save_model, ModelMeta};
+use crate::model::checkpoint::ModelMeta;
 use crate::model::classifier::NUM_GROUPS;
 use crate::model::weights::import_pretrained_body;
 use crate::model::Classifier;
@@ -35,6 +31,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+
+mod lr;
+mod output;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -349,76 +348,6 @@ impl Trainer {
         Ok(())
     }
 
-    /// The LR range test for a step training `trainable`, on the current stage size.
-    /// Weights, BatchNorm statistics, optimizer state and the dropout counter are restored.
-    pub fn lr_find(&mut self, trainable: Trainable) -> Result<LrFinderResult> {
-        let model_snap = self.snapshot_model()?;
-        let opt_snap = self.opt.snapshot();
-        let forwards = self.model.train_forwards();
-        self.set_freeze(trainable)?;
-        self.sink.send(TrainEvent::LrFinderStarted {
-            num_iter: self.cfg.lr_finder.num_iter,
-        });
-        let result = {
-            let (model, opt, device, loader) =
-                (&self.model, &mut self.opt, &self.device, &self.loader);
-            let (control, sink) = (&self.control, &self.sink);
-            // Epoch numbers far from the training run's, so the sweep sees its own draws.
-            let mut epoch = u64::MAX / 2;
-            let mut batches = loader.epoch(epoch);
-            let mut next = move || {
-                batches.next().or_else(|| {
-                    epoch += 1;
-                    batches = loader.epoch(epoch);
-                    batches.next()
-                })
-            };
-            sweep(
-                &self.cfg.lr_finder,
-                &mut next,
-                |b, lr| train_step(model, opt, device, b, &[lr; NUM_GROUPS], 0.9),
-                || control.is_stopped(),
-                |p| sink.send(TrainEvent::LrFinderPoint(p)),
-            )
-        };
-        self.restore_model(&model_snap)?;
-        self.opt.restore(&opt_snap);
-        self.model.set_train_forwards(forwards);
-        let result = result?;
-        self.sink.send(TrainEvent::LrFinderDone(result.clone()));
-        Ok(result)
-    }
-
-    fn step_lrs_for(&mut self, step: super::schedule::Step) -> Result<Vec<f64>> {
-        if let Some(l) = self.step_lrs.clone() {
-            return Ok(l);
-        }
-        let suggestion = if step.lr == LrSpec::Auto {
-            self.sink.send(TrainEvent::Log(format!(
-                "LR finder for stage {}, step {}",
-                self.pos.stage + 1,
-                self.pos.step + 1
-            )));
-            let r = self.lr_find(step.train)?;
-            self.set_freeze(step.train)?;
-            let s = &r.suggestions;
-            let pick = match self.cfg.suggestion {
-                SuggestionKind::Valley => s.valley,
-                SuggestionKind::Steep => s.steep,
-                SuggestionKind::Minimum => s.minimum,
-            };
-            Some(pick.map(|p| p.lr).ok_or_else(|| {
-                Error::invalid(
-                    "LR finder",
-                    "too few points for a suggestion (the loss diverged at once?)",
-                )
-            })?)
-        } else {
-            None
-        };
-        step.lr.group_lrs(NUM_GROUPS, suggestion)
-    }
-
     /// Runs (the rest of) the plan.
     pub fn run(&mut self) -> Result<Outcome> {
         let past = read_batch_log(&self.cfg.out_dir)
@@ -602,71 +531,5 @@ impl Trainer {
             return Ok(Some(Outcome::Stopped));
         }
         Ok(None)
-    }
-
-    /// Writes the checkpoint, `history.json` and `losses.csv` atomically and returns the
-    /// checkpoint's path.
-    pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
-        let st = self.opt.state();
-        let mut tensors: Vec<(String, Tensor)> = Vec::new();
-        for (n, t) in self.model.store().named_tensors() {
-            tensors.push((format!("model.{n}"), t));
-        }
-        for (n, t) in st.tensors {
-            tensors.push((format!("optim.{n}"), t));
-        }
-        let mut meta = CheckpointMeta::new(self.cfg.clone(), self.pos);
-        meta.step_lrs = self.step_lrs.clone();
-        meta.train_forwards = self.model.train_forwards();
-        meta.optim_steps = st.steps.into_iter().collect();
-        meta.history = self.history.clone();
-        meta.epoch_loss_sum = self.epoch_loss_sum;
-        meta.epoch_batches = self.epoch_batches;
-        meta.data_fingerprint = Some(self.fingerprint.clone());
-        let path = write_checkpoint(&self.cfg.out_dir, &meta, &tensors)?;
-        append_batch_log(&self.cfg.out_dir, &self.unsaved_batches)?;
-        self.unsaved_batches.clear();
-        Ok(path)
-    }
-
-    fn finish(&mut self) -> Result<Outcome> {
-        let size = self
-            .cfg
-            .plan
-            .stages
-            .last()
-            .map(|s| s.size_px)
-            .unwrap_or(224);
-        let mut meta = self.model_meta(size);
-        meta.training = Some(serde_json::json!({
-            "classes": meta.class_names,
-            "plan": self.cfg.plan,
-            "epochs": self.history.len(),
-            "seed": self.cfg.seed,
-            "batch_size": self.cfg.batch_size,
-            "augment": self.cfg.augment,
-            "weights": self.cfg.weights.as_deref().map(crate::files::path_text),
-            "data": crate::files::path_text(&self.cfg.data),
-            "final_epoch": self.history.last(),
-        }));
-        let model_path = self.cfg.out_dir.join(MODEL_FILE);
-        // The last epoch's checkpoint already holds these weights; resuming from it
-        // trains nothing and finishes again.
-        save_model(&model_path, &self.model, &meta)?;
-        let mut report = self.validate(size, self.cfg.bootstrap)?;
-        report
-            .info
-            .insert("model".into(), crate::files::shown(&model_path).to_string());
-        report.info.insert(
-            "data".into(),
-            crate::files::shown(&self.cfg.data).to_string(),
-        );
-        report.info.insert("split".into(), "test".into());
-        let paths = report.write_all(&self.cfg.out_dir, "report")?;
-        self.sink.send(TrainEvent::Finished {
-            model: model_path.clone(),
-            report: paths.into_iter().next(),
-        });
-        Ok(Outcome::Finished { model: model_path })
     }
 }

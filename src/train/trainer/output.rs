@@ -1,0 +1,77 @@
+//! What a run writes: the checkpoint after every epoch (with `history.json` and
+//! `losses.csv`), and at the end the model file and the test report.
+use super::{Outcome, Trainer};
+use crate::model::checkpoint::save_model;
+use crate::train::checkpoint::{append_batch_log, write_checkpoint, CheckpointMeta, MODEL_FILE};
+use crate::train::events::TrainEvent;
+use crate::Result;
+use candle_core::Tensor;
+use std::path::PathBuf;
+
+impl Trainer {
+    /// Writes the checkpoint, `history.json` and `losses.csv` atomically and returns the
+    /// checkpoint's path.
+    pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        let st = self.opt.state();
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        for (n, t) in self.model.store().named_tensors() {
+            tensors.push((format!("model.{n}"), t));
+        }
+        for (n, t) in st.tensors {
+            tensors.push((format!("optim.{n}"), t));
+        }
+        let mut meta = CheckpointMeta::new(self.cfg.clone(), self.pos);
+        meta.step_lrs = self.step_lrs.clone();
+        meta.train_forwards = self.model.train_forwards();
+        meta.optim_steps = st.steps.into_iter().collect();
+        meta.history = self.history.clone();
+        meta.epoch_loss_sum = self.epoch_loss_sum;
+        meta.epoch_batches = self.epoch_batches;
+        meta.data_fingerprint = Some(self.fingerprint.clone());
+        let path = write_checkpoint(&self.cfg.out_dir, &meta, &tensors)?;
+        append_batch_log(&self.cfg.out_dir, &self.unsaved_batches)?;
+        self.unsaved_batches.clear();
+        Ok(path)
+    }
+
+    pub(super) fn finish(&mut self) -> Result<Outcome> {
+        let size = self
+            .cfg
+            .plan
+            .stages
+            .last()
+            .map(|s| s.size_px)
+            .unwrap_or(224);
+        let mut meta = self.model_meta(size);
+        meta.training = Some(serde_json::json!({
+            "classes": meta.class_names,
+            "plan": self.cfg.plan,
+            "epochs": self.history.len(),
+            "seed": self.cfg.seed,
+            "batch_size": self.cfg.batch_size,
+            "augment": self.cfg.augment,
+            "weights": self.cfg.weights.as_deref().map(crate::files::path_text),
+            "data": crate::files::path_text(&self.cfg.data),
+            "final_epoch": self.history.last(),
+        }));
+        let model_path = self.cfg.out_dir.join(MODEL_FILE);
+        // The last epoch's checkpoint already holds these weights; resuming from it
+        // trains nothing and finishes again.
+        save_model(&model_path, &self.model, &meta)?;
+        let mut report = self.validate(size, self.cfg.bootstrap)?;
+        report
+            .info
+            .insert("model".into(), crate::files::shown(&model_path).to_string());
+        report.info.insert(
+            "data".into(),
+            crate::files::shown(&self.cfg.data).to_string(),
+        );
+        report.info.insert("split".into(), "test".into());
+        let paths = report.write_all(&self.cfg.out_dir, "report")?;
+        self.sink.send(TrainEvent::Finished {
+            model: model_path.clone(),
+            report: paths.into_iter().next(),
+        });
+        Ok(Outcome::Finished { model: model_path })
+    }
+}
