@@ -90,24 +90,7 @@ impl EventSink for CliSink {
                     p.smoothed
                 ));
             }
-            TrainEvent::LrFinderDone(r) => {
-                let s = r.suggestions;
-                let f = |x: Option<crate::train::lr_finder::Suggestion>| {
-                    x.map(|v| crate::fmt::lr(v.lr)).unwrap_or("-".into())
-                };
-                self.line(format!(
-                    "LR finder: {} points{}; suggestions valley {}, steep {}, minimum/10 {}",
-                    r.points.len(),
-                    if r.stopped_early {
-                        " (stopped on divergence)"
-                    } else {
-                        ""
-                    },
-                    f(s.valley),
-                    f(s.steep),
-                    f(s.minimum)
-                ));
-            }
+            TrainEvent::LrFinderDone(r) => self.line(r.summary()),
             TrainEvent::Batch {
                 batch,
                 batches,

@@ -163,6 +163,29 @@ pub fn view_range(points: &[LrPoint]) -> std::ops::Range<usize> {
     0..end
 }
 
+impl LrFinderResult {
+    /// One line for logs: points, whether it stopped on divergence, the three suggestions.
+    pub fn summary(&self) -> String {
+        let s = &self.suggestions;
+        let said = |v: Option<Suggestion>| {
+            v.map(|s| crate::fmt::lr(s.lr))
+                .unwrap_or_else(|| "-".into())
+        };
+        format!(
+            "LR finder: {} points{}; valley {}, steep {}, minimum/10 {}",
+            self.points.len(),
+            if self.stopped_early {
+                " (stopped where the loss diverged)"
+            } else {
+                ""
+            },
+            said(s.valley),
+            said(s.steep),
+            said(s.minimum)
+        )
+    }
+}
+
 /// Suggestions over the smoothed losses, on the points from index 10 to len-5 (fastai).
 pub fn suggest(points: &[LrPoint]) -> Suggestions {
     const SKIP_START: usize = 10;

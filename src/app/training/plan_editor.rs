@@ -171,7 +171,7 @@ pub fn plan_ui(
                         .labelled_by(heads[2]);
                     ui.add(
                         egui::TextEdit::singleline(&mut r.lr)
-                            .desired_width(100.0)
+                            .desired_width(125.0)
                             .id_salt(("lr", i)),
                     )
                     .labelled_by(heads[3])

@@ -190,23 +190,7 @@ impl RunModel {
                 .push(format!("LR finder: sweeping {num_iter} learning rates")),
             TrainEvent::LrFinderPoint(p) => self.lr_points.push(p),
             TrainEvent::LrFinderDone(r) => {
-                let s = &r.suggestions;
-                let said = |v: Option<crate::train::lr_finder::Suggestion>| {
-                    v.map(|s| crate::fmt::lr(s.lr))
-                        .unwrap_or_else(|| "-".into())
-                };
-                self.log.push(format!(
-                    "LR finder: {} points{}; valley {}, steep {}, minimum/10 {}",
-                    r.points.len(),
-                    if r.stopped_early {
-                        " (stopped where the loss diverged)"
-                    } else {
-                        ""
-                    },
-                    said(s.valley),
-                    said(s.steep),
-                    said(s.minimum)
-                ));
+                self.log.push(r.summary());
                 self.lr_points = r.points.clone();
                 self.lr_result = Some(r);
             }

@@ -48,32 +48,29 @@ impl<'a, T> Mat<'a, T> {
     }
 }
 
-/// `dst (m x n, row-major) (+)= a (m x k) . b (k x n)`; panics when the shapes disagree.
-pub fn matmul<T: candle_core::WithDType>(
-    dst: &mut [T],
+/// The one call into `gemm`: `dst (a.rows x b.cols, rows dst_rs apart) (+)= a . b`.
+///
+/// # Safety
+/// `dst` must be valid for writes of `a.rows` rows of `b.cols` elements, `dst_rs` apart,
+/// and no one else may read or write those elements during the call. (`a` and `b` are
+/// checked views.)
+unsafe fn gemm_into<T: candle_core::WithDType>(
+    dst: *mut T,
+    dst_rs: usize,
     accumulate: bool,
     a: Mat<'_, T>,
     b: Mat<'_, T>,
     par: Parallelism,
 ) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(b.rows, k, "inner dimensions {k} and {}", b.rows);
-    assert!(
-        dst.len() >= m * n,
-        "{} elements for a {m}x{n} result",
-        dst.len()
-    );
-    // SAFETY: dst holds m*n elements written row-major (checked); a and b are views whose
-    // every element lies in their slices (checked when built) with the strides given; the
-    // borrow of dst is exclusive and those of a and b shared for the whole call.
+    // SAFETY: the caller vouches for dst; a and b's elements lie in their slices.
     unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
+            a.rows,
+            b.cols,
+            a.cols,
+            dst,
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             a.data.as_ptr(),
             a.cs as isize,
@@ -89,6 +86,25 @@ pub fn matmul<T: candle_core::WithDType>(
             par,
         )
     }
+}
+
+/// `dst (m x n, row-major) (+)= a (m x k) . b (k x n)`; panics when the shapes disagree.
+pub fn matmul<T: candle_core::WithDType>(
+    dst: &mut [T],
+    accumulate: bool,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    par: Parallelism,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "inner dimensions {k} and {}", b.rows);
+    assert!(
+        dst.len() >= m * n,
+        "{} elements for a {m}x{n} result",
+        dst.len()
+    );
+    // SAFETY: dst holds m*n elements written row-major (checked), borrowed exclusively.
+    unsafe { gemm_into(dst.as_mut_ptr(), n, accumulate, a, b, par) }
 }
 
 /// A pointer to one output buffer that tiles on several threads write through, each to
@@ -151,30 +167,7 @@ pub fn tiled_products<T, F>(
         // those rows, with row stride p. No two items share an (image, tile), so no element
         // is written twice, and y is borrowed exclusively until the loop ends. a and b are
         // checked views.
-        unsafe {
-            let dst = out.ptr().add(i * rows * p + t0);
-            gemm::gemm(
-                rows,
-                n,
-                kk,
-                dst,
-                1,
-                p as isize,
-                false,
-                a.data.as_ptr(),
-                a.cs as isize,
-                a.rs as isize,
-                b.data.as_ptr(),
-                b.cs as isize,
-                b.rs as isize,
-                T::zero(),
-                T::one(),
-                false,
-                false,
-                false,
-                par,
-            )
-        }
+        unsafe { gemm_into(out.ptr().add(i * rows * p + t0), p, false, a, b, par) }
     });
 }
 
