@@ -9,6 +9,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod fetch;
 pub mod files;
 pub mod fmt;
 pub mod infer;

@@ -2,9 +2,11 @@
 pub mod args;
 pub mod bench;
 pub mod data;
+pub mod model;
 pub mod predict;
 pub mod progress;
 pub mod train;
+pub mod weights;
 
 use crate::device::{describe, DeviceChoice};
 use clap::{Parser, Subcommand};
@@ -47,6 +49,10 @@ pub enum Command {
     Eval(train::EvalArgs),
     /// Open the desktop app's Viewer with these images (and a model).
     Open(OpenArgs),
+    /// ImageNet ResNet weights from torchvision: list, fetch.
+    Weights(weights::WeightsArgs),
+    /// Model files: what one says, a half-size copy.
+    Model(model::ModelArgs),
 }
 
 /// Arguments of `open`.
@@ -79,7 +85,30 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Train(a)) => train::train(a, cli.device),
         Some(Command::LrFind(a)) => train::lr_find(a, cli.device),
         Some(Command::Eval(a)) => train::eval(a, cli.device),
+        Some(Command::Weights(a)) => weights::run(a),
+        Some(Command::Model(a)) => model::run(a),
     }
+}
+
+/// The model file given, or the shipped one (said on stderr).
+pub fn model_or_shipped(given: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    let p = crate::model::shipped::model_path().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no --model given, and the shipped model ({}) was not found beside the program",
+            crate::model::shipped::MODEL_FILE
+        )
+    })?;
+    let about = crate::model::checkpoint::read_meta(&p)
+        .map(|m| crate::model::shipped::describe(&m))
+        .unwrap_or_default();
+    eprintln!(
+        "no --model: using the shipped model {} ({about})",
+        crate::files::shown(&p)
+    );
+    Ok(p)
 }
 
 fn info(choice: DeviceChoice) -> anyhow::Result<ExitCode> {

@@ -8,9 +8,10 @@ use std::process::ExitCode;
 /// Arguments of `predict`.
 #[derive(Debug, clap::Args)]
 pub struct PredictArgs {
-    /// A model file written by covid-resnet (`train`, or the app).
+    /// A model file written by covid-resnet (`train`, or the app); default: the shipped
+    /// model (weights/default-covidx-v1.safetensors).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -127,8 +128,9 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--batch-size 0: must be at least 1");
     }
     let device = device.open()?;
-    let predictor = Predictor::load(&a.model, &device)
-        .with_context(|| format!("cannot load model {}", crate::files::shown(&a.model)))?;
+    let model = super::model_or_shipped(a.model.as_deref())?;
+    let predictor = Predictor::load(&model, &device)
+        .with_context(|| format!("cannot load model {}", crate::files::shown(&model)))?;
     let classes = predictor.meta().class_names.clone();
     let cam_class = a
         .cam_class
@@ -185,7 +187,7 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
             })
             .collect();
         let doc = serde_json::json!({
-            "model": crate::files::path_text(&a.model),
+            "model": crate::files::path_text(&model),
             "notice": crate::RESEARCH_NOTICE,
             "tta": a.tta,
             "predictions": preds,

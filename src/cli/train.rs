@@ -28,7 +28,8 @@ pub struct CommonTrain {
     /// resnet18, resnet34 or resnet50 [default: resnet50].
     #[arg(long)]
     pub backbone: Option<Backbone>,
-    /// Pretrained ImageNet body (torchvision/timm .pth or .safetensors).
+    /// Pretrained ImageNet body: a torchvision/timm .pth or .safetensors file, or the name
+    /// of weights fetched with `weights fetch` (resnet18, resnet34, resnet50, resnet50-v2).
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Seed of initialisation, order, augmentation and dropout [default: 42].
@@ -65,7 +66,11 @@ impl CommonTrain {
             .context("--data DIR (or COVID_RESNET_DATA) is required")?;
         let mut c = TrainConfig::new(data, out);
         c.backbone = self.backbone.unwrap_or(Backbone::Resnet50);
-        c.weights = self.weights.clone();
+        c.weights = self
+            .weights
+            .as_deref()
+            .map(crate::model::zoo::resolve_weights)
+            .transpose()?;
         c.plan = plan;
         c.seed = self.seed.unwrap_or(c.seed);
         c.batch_size = self.batch_size.unwrap_or(c.batch_size);
@@ -87,7 +92,10 @@ impl CommonTrain {
         ResumeOptions {
             data: self.data.clone(),
             backbone: self.backbone,
-            weights: self.weights.clone(),
+            weights: self
+                .weights
+                .as_deref()
+                .map(|w| crate::model::zoo::resolve_weights(w).unwrap_or_else(|_| w.to_path_buf())),
             batch_size: self.batch_size,
             seed: self.seed,
             suggestion,
@@ -239,9 +247,9 @@ pub fn lr_find(a: &LrFindArgs, device: DeviceChoice) -> anyhow::Result<ExitCode>
 /// Arguments of `eval`.
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// A model file written by covid-resnet.
+    /// A model file written by covid-resnet; default: the shipped model.
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Dataset folder (default: $COVID_RESNET_DATA).
     #[arg(long, env = "COVID_RESNET_DATA")]
     pub data: PathBuf,
@@ -268,8 +276,9 @@ pub struct EvalArgs {
 /// Runs `eval`.
 pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     let device = device.open()?;
-    let predictor = Predictor::load(&a.model, &device)
-        .with_context(|| format!("cannot load model {}", crate::files::shown(&a.model)))?;
+    let model = super::model_or_shipped(a.model.as_deref())?;
+    let predictor = Predictor::load(&model, &device)
+        .with_context(|| format!("cannot load model {}", crate::files::shown(&model)))?;
     if a.batch_size == 0 {
         anyhow::bail!("--batch-size 0: must be at least 1");
     }
@@ -298,15 +307,19 @@ pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     report
         .info
-        .insert("model".into(), crate::files::shown(&a.model).to_string());
+        .insert("model".into(), crate::files::shown(&model).to_string());
     report
         .info
         .insert("data".into(), crate::files::shown(&a.data).to_string());
     report.info.insert("split".into(), a.split.name().into());
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| a.model.parent().map(Path::to_path_buf).unwrap_or_default());
+    let out = a.out.clone().unwrap_or_else(|| {
+        if a.model.is_none() {
+            // Not beside the shipped model: into the working folder.
+            PathBuf::from(".")
+        } else {
+            model.parent().map(Path::to_path_buf).unwrap_or_default()
+        }
+    });
     let paths = report.write_all(&out, &format!("eval-{}", a.split.name()))?;
     print!("{}", report.markdown());
     let names: Vec<String> = paths

@@ -83,8 +83,19 @@ impl ModelMeta {
     }
 }
 
-/// Writes the classifier and its metadata to `path` atomically.
+/// Writes the classifier and its metadata to `path` atomically, in f32.
 pub fn save_model(path: &Path, model: &Classifier, meta: &ModelMeta) -> Result<()> {
+    save_model_as(path, model, meta, DType::F32)
+}
+
+/// Writes the classifier with its tensors in `dtype` (f16 halves the file; loading
+/// converts back to the model's type).
+pub fn save_model_as(
+    path: &Path,
+    model: &Classifier,
+    meta: &ModelMeta,
+    dtype: DType,
+) -> Result<()> {
     if meta.class_names.len() != model.num_classes() {
         return Err(Error::invalid(
             "model metadata",
@@ -99,7 +110,7 @@ pub fn save_model(path: &Path, model: &Classifier, meta: &ModelMeta) -> Result<(
         .store()
         .named_tensors()
         .into_iter()
-        .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
+        .map(|(n, t)| Ok((n, t.to_dtype(dtype)?.to_device(&Device::Cpu)?)))
         .collect::<Result<_>>()?;
     let json =
         serde_json::to_string(meta).map_err(|e| Error::invalid("model metadata", e.to_string()))?;

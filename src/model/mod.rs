@@ -11,7 +11,9 @@ pub mod params;
 pub mod pool;
 pub mod prof;
 pub mod resnet;
+pub mod shipped;
 pub mod weights;
+pub mod zoo;
 
 pub use classifier::Classifier;
 pub use params::{Param, ParamKind, ParamStore};

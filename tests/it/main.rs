@@ -14,3 +14,4 @@ mod torchvision_fixture;
 mod train_cli;
 mod training;
 mod viewer_infer;
+mod weights_fetch;

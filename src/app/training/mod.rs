@@ -72,6 +72,8 @@ pub enum Command {
     },
     /// Show the run folder in the system's file manager.
     OpenRunFolder,
+    /// Download the ImageNet weights of the chosen backbone.
+    FetchWeights,
 }
 
 /// State of the Training tab.
@@ -99,6 +101,8 @@ pub struct TrainingTab {
     commands: Vec<Command>,
     /// Slowest recent frame, ms (logged after every epoch).
     pub frame_ms: f32,
+    /// A weights download in progress: (bytes, total).
+    pub fetching: Option<(u64, Option<u64>)>,
     /// Stop the next run after this many batches (tests and snapshots).
     #[doc(hidden)]
     pub stop_after: Option<usize>,
@@ -122,6 +126,7 @@ impl TrainingTab {
             control: Arc::new(Control::default()),
             commands: Vec::new(),
             frame_ms: 0.0,
+            fetching: None,
             stop_after: None,
         }
     }
@@ -227,6 +232,22 @@ impl TrainingTab {
                     }
                 }
                 Reply::JobEnded => self.run.job_ended(),
+                Reply::Fetching(done, total) => self.fetching = Some((done, total)),
+                Reply::Fetched(Ok(p)) => {
+                    self.fetching = None;
+                    notices.info(
+                        TOPIC,
+                        format!(
+                            "ImageNet weights fetched and checked: {}; training starts from them",
+                            crate::files::shown(&p)
+                        ),
+                    );
+                    self.settings.weights = p.display().to_string();
+                }
+                Reply::Fetched(Err(e)) => {
+                    self.fetching = None;
+                    notices.error(TOPIC, e);
+                }
             }
         }
     }
@@ -460,6 +481,12 @@ impl TrainingTab {
                     notices.info(TOPIC, format!("row {} now trains at {}", row + 1, r.lr));
                 }
             }
+            Command::FetchWeights if self.fetching.is_none() => {
+                let entry = crate::model::zoo::for_backbone(self.settings.backbone);
+                self.fetching = Some((0, None));
+                self.worker(ctx).fetch_weights(entry);
+            }
+            Command::FetchWeights => {}
             Command::OpenRunFolder => {
                 let dir = self.run_folder();
                 if let Err(e) = super::dialogs::open_folder(&dir) {
@@ -494,7 +521,14 @@ impl TrainingTab {
             .default_size(400.0)
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
-                    setup::setup_ui(ui, &mut self.settings, &self.dataset, idle, &mut commands);
+                    setup::setup_ui(
+                        ui,
+                        &mut self.settings,
+                        &self.dataset,
+                        self.fetching,
+                        idle,
+                        &mut commands,
+                    );
                     ui.separator();
                     plan_editor::plan_ui(
                         ui,

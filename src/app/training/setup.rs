@@ -108,6 +108,7 @@ pub fn setup_ui(
     ui: &mut egui::Ui,
     s: &mut TrainingSettings,
     scan: &Scan,
+    fetching: Option<(u64, Option<u64>)>,
     enabled: bool,
     commands: &mut Vec<Command>,
 ) {
@@ -130,8 +131,36 @@ pub fn setup_ui(
             Command::BrowseWeights,
             commands,
         );
-        if s.weights.trim().is_empty() {
-            ui.label("No weights: training starts from random initialisation.");
+        let entry = crate::model::zoo::for_backbone(s.backbone);
+        ui.horizontal_wrapped(|ui| {
+            if s.weights.trim().is_empty() {
+                ui.label("No weights: training starts from random initialisation.");
+            }
+            let label = format!(
+                "Fetch ImageNet weights ({}, {:.0} MB)",
+                entry.file, entry.size_mb
+            );
+            if ui
+                .add_enabled(fetching.is_none(), egui::Button::new(label))
+                .on_hover_text(
+                    "download torchvision's weights for this backbone over HTTPS, check their \
+                     SHA-256 and start training from them",
+                )
+                .clicked()
+            {
+                commands.push(Command::FetchWeights);
+            }
+        });
+        if let Some((done, total)) = fetching {
+            let frac = total.map(|t| done as f32 / t.max(1) as f32).unwrap_or(0.0);
+            ui.add(egui::ProgressBar::new(frac).text(format!(
+                "downloading {}: {:.1} MB{}",
+                entry.file,
+                done as f64 / 1e6,
+                total
+                    .map(|t| format!(" of {:.1}", t as f64 / 1e6))
+                    .unwrap_or_default()
+            )));
         }
         egui::Grid::new("setup-grid").num_columns(2).show(ui, |ui| {
             let l = ui.label("Backbone");

@@ -29,6 +29,10 @@ pub enum Reply {
     Train(TrainEvent),
     /// The training thread ended; its events have all arrived.
     JobEnded,
+    /// Bytes of a weights download so far, and in all when known.
+    Fetching(u64, Option<u64>),
+    /// A weights download ended: the verified file, or why not.
+    Fetched(Result<PathBuf, String>),
 }
 
 /// Sends the trainer's events as replies and wakes the UI.
@@ -105,6 +109,38 @@ impl Worker {
                 .and_then(|ds| preview_batch(ds.train.samples, cfg, epoch))
                 .map_err(|e| e.to_string());
             let _ = tx.send(Reply::Preview(r));
+        });
+    }
+
+    /// Downloads torchvision's weights `entry` into the user's weights folder.
+    pub fn fetch_weights(&self, entry: &'static crate::model::zoo::ZooEntry) {
+        let ctx = self.ctx.clone();
+        self.spawn("weights-fetch", move |tx| {
+            let r = (|| -> crate::Result<PathBuf> {
+                let dir = crate::model::zoo::weights_dir()?;
+                let base = std::env::var("COVID_RESNET_WEIGHTS_URL")
+                    .unwrap_or_else(|_| crate::model::zoo::DEFAULT_BASE_URL.into());
+                let url = format!("{}/{}", base.trim_end_matches('/'), entry.file);
+                let dest = dir.join(entry.file);
+                let hint = crate::fetch::manual_hint(&url, &dest);
+                let mut last = std::time::Instant::now();
+                crate::fetch::fetch(
+                    &url,
+                    &dest,
+                    entry.sha256,
+                    &hint,
+                    &std::sync::atomic::AtomicBool::new(false),
+                    |done, total| {
+                        if last.elapsed().as_millis() > 100 {
+                            last = std::time::Instant::now();
+                            let _ = tx.send(Reply::Fetching(done, total));
+                            ctx.request_repaint();
+                        }
+                    },
+                )
+                .map(|f| f.path)
+            })();
+            let _ = tx.send(Reply::Fetched(r.map_err(|e| e.to_string())));
         });
     }
 

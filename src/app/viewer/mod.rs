@@ -92,6 +92,10 @@ pub enum Command {
     RunTestSet,
     /// Open a case of the review (its file) in the image view.
     OpenCase(PathBuf),
+    /// Open the sample radiographs that ship with the program.
+    OpenSamples,
+    /// Run the model over the samples' test split.
+    ReviewSamples,
 }
 
 /// The Viewer tab.
@@ -259,6 +263,9 @@ impl ViewerTab {
             let m = self.settings.model.trim().to_string();
             if !m.is_empty() {
                 self.load_model(ctx, PathBuf::from(m));
+            } else if let Some(shipped) = crate::model::shipped::model_path() {
+                // First launch: the model that ships with the program answers at once.
+                self.load_model(ctx, shipped);
             }
             let files = std::mem::take(&mut self.startup_files);
             if !files.is_empty() {
@@ -478,19 +485,44 @@ impl ViewerTab {
                 self.images.clear();
                 self.selected = None;
             }
-            Command::RunTestSet => self.run_test_set(ctx, shared),
+            Command::RunTestSet => {
+                let data = PathBuf::from(shared.data_dir.trim());
+                self.run_test_set(ctx, shared, data)
+            }
+            Command::OpenSamples => match crate::model::shipped::samples_dir() {
+                Some(dir) => {
+                    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("test"))
+                        .map(|rd| {
+                            rd.flatten()
+                                .map(|e| e.path())
+                                .filter(|p| p.is_file())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    files.sort();
+                    self.open_paths(ctx, files);
+                }
+                None => shared
+                    .notices
+                    .error(TOPIC, "the sample radiographs were not found"),
+            },
+            Command::ReviewSamples => match crate::model::shipped::samples_dir() {
+                Some(dir) => self.run_test_set(ctx, shared, dir),
+                None => shared
+                    .notices
+                    .error(TOPIC, "the sample radiographs were not found"),
+            },
             Command::OpenCase(file) => self.open_case(ctx, file),
         }
     }
 
-    /// Starts the test-set pass in the background.
-    fn run_test_set(&mut self, ctx: &egui::Context, shared: &mut Shared<'_>) {
+    /// Starts the test-set pass over `data` in the background.
+    fn run_test_set(&mut self, ctx: &egui::Context, shared: &mut Shared<'_>, data: PathBuf) {
         let Some(m) = &self.model else {
             shared.notices.error("Review", "load a model first");
             return;
         };
         let (p, path) = (m.predictor.clone(), m.path.clone());
-        let data = PathBuf::from(shared.data_dir.trim());
         let bs = self.settings.batch_size.max(1);
         self.review.running = Some((0, 0));
         shared.notices.clear_topic("Review");

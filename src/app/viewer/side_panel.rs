@@ -65,12 +65,12 @@ impl ViewerTab {
                     .strong(),
                 )
                 .on_hover_text(crate::files::shown(&m.path).to_string());
-                ui.label(format!(
-                    "{}, {} px input, {} classes",
-                    meta.backbone.name(),
-                    meta.input_size_px,
-                    meta.class_names.len()
-                ));
+                if crate::model::shipped::is_shipped(&m.path) {
+                    ui.label(
+                        "The model that ships with the program (trained by `train` on COVIDx v1).",
+                    );
+                }
+                ui.add(egui::Label::new(crate::model::shipped::describe(meta)).wrap());
             }
             None => {
                 ui.label("No model loaded: load a model file written by training.");
@@ -87,6 +87,14 @@ impl ViewerTab {
         ui.horizontal(|ui| {
             if ui.button("Open…").clicked() {
                 self.commands.push(Command::Pick(Ask::Images));
+            }
+            if crate::model::shipped::samples_dir().is_some()
+                && ui
+                    .button("Open samples")
+                    .on_hover_text("a few COVIDx v1 radiographs that ship with the program")
+                    .clicked()
+            {
+                self.commands.push(Command::OpenSamples);
             }
             if !self.images.is_empty() && ui.button("Close all").clicked() {
                 self.commands.push(Command::CloseAll);
@@ -163,6 +171,16 @@ impl ViewerTab {
                 self.commands.push(Command::Pick(Ask::Report));
             }
         });
+        if self.model.is_some()
+            && self.review.running.is_none()
+            && crate::model::shipped::samples_dir().is_some()
+            && ui
+                .button("Review the samples")
+                .on_hover_text("the model over the sample radiographs, as a small test set")
+                .clicked()
+        {
+            self.commands.push(Command::ReviewSamples);
+        }
         if let Some(w) = why_not.filter(|_| self.review.running.is_none()) {
             ui.label(RichText::new(format!("Run test set: {w}.")).weak());
         }

@@ -43,6 +43,16 @@ impl Trainer {
             .map(|s| s.size_px)
             .unwrap_or(224);
         let mut meta = self.model_meta(size);
+        // The test figures go into the model file too, so whoever opens it knows what it
+        // scored on which data (the Viewer and `predict` say so).
+        let mut report = self.validate(size, self.cfg.bootstrap)?;
+        let m = &report.metrics;
+        let data_name = self
+            .cfg
+            .data
+            .file_name()
+            .map(|n| crate::files::path_text(std::path::Path::new(n)))
+            .unwrap_or_default();
         meta.training = Some(serde_json::json!({
             "classes": meta.class_names,
             "plan": self.cfg.plan,
@@ -53,12 +63,19 @@ impl Trainer {
             "weights": self.cfg.weights.as_deref().map(crate::files::path_text),
             "data": crate::files::path_text(&self.cfg.data),
             "final_epoch": self.history.last(),
+            "test": {
+                "data": data_name,
+                "split": "test",
+                "n": m.n,
+                "accuracy": m.accuracy,
+                "macro_f1": m.macro_f1,
+                "recall": m.per_class.iter().map(|c| (c.class.clone(), c.recall)).collect::<std::collections::BTreeMap<_, _>>(),
+            },
         }));
         let model_path = self.cfg.out_dir.join(MODEL_FILE);
         // The last epoch's checkpoint already holds these weights; resuming from it
         // trains nothing and finishes again.
         save_model(&model_path, &self.model, &meta)?;
-        let mut report = self.validate(size, self.cfg.bootstrap)?;
         report
             .info
             .insert("model".into(), crate::files::shown(&model_path).to_string());
