@@ -18,9 +18,6 @@ pub mod train;
 
 pub use error::{Error, Result};
 
-/// The four classes, in the order used for outputs, confusion matrices and reports.
-pub const CLASS_NAMES: [&str; 4] = ["Normal", "Bacterial", "Viral", "COVID-19"];
-
 /// ImageNet channel means used for normalisation (torchvision / fastai).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet channel standard deviations used for normalisation.

@@ -85,6 +85,8 @@ pub struct Shared<'a> {
     pub dialogs: DialogBackend,
     /// The dataset folder both tabs use.
     pub data_dir: &'a mut String,
+    /// How that folder is read (classes, layout options), from the Training tab's settings.
+    pub data_options: crate::data::split::DataOptions,
     /// The model of the newest finished training run.
     pub last_model: Option<&'a Path>,
 }
@@ -173,9 +175,11 @@ impl App {
             }
             Tab::Viewer => {
                 let last = self.training.run.finished_model.clone();
+                let data_options = self.training.settings.data_options();
                 let mut shared = Shared {
                     notices: &mut self.notices,
                     dialogs: self.dialogs,
+                    data_options,
                     data_dir: &mut self.training.settings.data_dir,
                     last_model: last.as_deref(),
                 };

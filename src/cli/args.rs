@@ -1,10 +1,103 @@
 //! Library enums as command-line values: clap learns their names here, so the engine's
 //! modules do not depend on clap.
+use crate::data::augment::Flip;
+use crate::data::cache::CacheSettings;
 use crate::data::split::SplitKind;
+use crate::data::split::{DataOptions, ValidChoice};
 use crate::model::conv::ConvImpl;
 use crate::train::config::SuggestionKind;
+use crate::train::loss::ClassWeights;
 use crate::train::schedule::Trainable;
 use clap::builder::PossibleValue;
+use std::path::PathBuf;
+
+/// How a data set folder is read: shared by `train`, `lr-find`, `eval` and `data check`.
+/// What is given here wins over the data set's own `dataset.toml`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DataSetArgs {
+    /// The classes in their output order, comma-separated [default: the data set's
+    /// dataset.toml, else the paper's order of the paper's classes, else alphabetical].
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
+    /// Validation images: auto (the data set's own validation split, else 10 % of the
+    /// training patients), test (the paper's way: validate on the test split), or a
+    /// percentage of the training patients [default: auto].
+    #[arg(long)]
+    pub valid: Option<ValidChoice>,
+    /// Draw this percentage of the training patients as the validation split (by patient,
+    /// seeded with --seed).
+    #[arg(long, conflicts_with = "valid")]
+    pub valid_pct: Option<f64>,
+    /// Kermany's NORMAL/PNEUMONIA layout: split pneumonia into Bacterial and Viral by file
+    /// name.
+    #[arg(long)]
+    pub split_pneumonia: bool,
+    /// A CSV file listing the images (path,label[,patient_id][,source][,split]), relative to
+    /// the data folder [default: the data folder's only .csv when it has no split files or
+    /// class folders].
+    #[arg(long)]
+    pub data_csv: Option<PathBuf>,
+    /// Use links that lead to files outside the data folder (refused by default).
+    #[arg(long)]
+    pub allow_outside_links: bool,
+}
+
+/// Where resized images are kept: shared by `train`, `lr-find` and `eval`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CacheArgs {
+    /// Memory for resized images, in MiB [default: a quarter of the machine's memory]; past
+    /// it they go to the disk cache.
+    #[arg(long, value_name = "MIB")]
+    pub cache_memory: Option<u64>,
+    /// Folder of the disk cache of resized images [default: $COVID_RESNET_CACHE, else the
+    /// user's cache folder + covid-resnet/images].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// No disk cache: images past the memory budget are decoded again when needed.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_disk_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache settings given.
+    pub fn settings(&self) -> CacheSettings {
+        let mut s = CacheSettings::user_default();
+        s.memory_mib = self.cache_memory;
+        if self.no_disk_cache {
+            s.dir = None;
+        } else if let Some(d) = &self.cache_dir {
+            s.dir = Some(d.clone());
+        }
+        s
+    }
+}
+
+impl DataSetArgs {
+    /// The validation choice given, if any.
+    pub fn valid_choice(&self) -> crate::Result<Option<ValidChoice>> {
+        match (self.valid, self.valid_pct) {
+            (_, Some(p)) => Ok(Some(format!("{p}").parse().map_err(|_| {
+                crate::Error::invalid(
+                    "--valid-pct",
+                    format!("{p}: a percentage between 0 and 100"),
+                )
+            })?)),
+            (v, None) => Ok(v),
+        }
+    }
+
+    /// The reading options, with `seed` for a drawn validation split.
+    pub fn options(&self, seed: u64) -> crate::Result<DataOptions> {
+        Ok(DataOptions {
+            classes: self.classes.clone(),
+            valid: self.valid_choice()?,
+            seed,
+            allow_outside_links: self.allow_outside_links,
+            split_pneumonia: self.split_pneumonia.then_some(true),
+            csv_file: self.data_csv.clone(),
+        })
+    }
+}
 
 /// Implements `clap::ValueEnum` for a library enum from (variant, name, help) triples.
 macro_rules! value_enum {
@@ -56,6 +149,33 @@ value_enum!(
     SplitKind,
     (SplitKind::Test, "test", "the test split"),
     (SplitKind::Train, "train", "the training split"),
+    (SplitKind::Valid, "valid", "the validation split"),
+);
+
+value_enum!(
+    Flip,
+    (Flip::Vertical, "vertical", "up-down, as in the paper"),
+    (
+        Flip::Horizontal,
+        "horizontal",
+        "left-right only, as most chest X-ray work"
+    ),
+    (Flip::Dihedral, "dihedral", "all 8 flips and quarter turns"),
+    (Flip::None, "none", "no flips"),
+);
+
+value_enum!(
+    ClassWeights,
+    (
+        ClassWeights::None,
+        "none",
+        "every image counts the same (the paper)"
+    ),
+    (
+        ClassWeights::Auto,
+        "auto",
+        "inverse class frequency in the training split, as COVID-Net trained"
+    ),
 );
 
 value_enum!(

@@ -22,9 +22,12 @@ pub enum DataCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Use links that lead to files outside the data folder (refused by default).
-        #[arg(long)]
-        allow_outside_links: bool,
+        /// How the data set is read.
+        #[command(flatten)]
+        dataset: crate::cli::args::DataSetArgs,
+        /// Seed of a drawn validation split (as `train --seed`).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
     /// Decode image files and print what the program sees: size, bit depth, format, DICOM
     /// facts and input warnings (exit code 1 when a file cannot be read).
@@ -32,6 +35,22 @@ pub enum DataCommand {
         /// Image files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Write a generated data set for scale tests: small grayscale PNGs in split-file layout,
+    /// three classes, two images a patient, every tenth patient in the test split.
+    Synth {
+        /// Folder to write into (created).
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of images.
+        #[arg(long, default_value_t = 10_000)]
+        images: usize,
+        /// Side of the images in pixels.
+        #[arg(long, default_value_t = 96)]
+        side: u32,
+        /// Seed of the pixel noise.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -41,11 +60,10 @@ pub fn run(a: &DataArgs) -> anyhow::Result<ExitCode> {
         DataCommand::Check {
             data,
             json,
-            allow_outside_links,
+            dataset,
+            seed,
         } => {
-            let opts = crate::data::split::DataOptions {
-                allow_outside_links: *allow_outside_links,
-            };
+            let opts = dataset.options(*seed)?;
             let r = check_dataset(data, &opts)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -57,6 +75,27 @@ pub fn run(a: &DataArgs) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        DataCommand::Synth {
+            out,
+            images,
+            side,
+            seed,
+        } => {
+            let spec = crate::data::synth::SynthSpec {
+                images: *images,
+                side: *side,
+                seed: *seed,
+            };
+            let s = crate::data::synth::write_synth(out, spec)?;
+            println!(
+                "wrote {} train and {} test images ({:.1} MB) into {}",
+                s.train,
+                s.test,
+                s.bytes as f64 / 1e6,
+                crate::files::shown(out)
+            );
+            Ok(ExitCode::SUCCESS)
         }
         DataCommand::Inspect { files } => {
             let mut failed = false;

@@ -45,7 +45,10 @@ pub fn parse_class(s: &str, classes: &[String]) -> anyhow::Result<usize> {
     classes
         .iter()
         .position(|c| c.eq_ignore_ascii_case(s))
-        .or_else(|| crate::data::split::parse_label(s))
+        .or_else(|| {
+            let c = crate::data::split::labels::canonical(s);
+            classes.iter().position(|x| x.eq_ignore_ascii_case(&c))
+        })
         .filter(|&i| i < classes.len())
         .ok_or_else(|| {
             anyhow::anyhow!(

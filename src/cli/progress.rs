@@ -2,7 +2,6 @@
 //! img/s and ETA; epoch metrics and log lines printed above them.
 use crate::train::events::{EventSink, TrainEvent};
 use crate::train::progress::Progress;
-use crate::CLASS_NAMES;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Mutex;
 
@@ -12,6 +11,7 @@ pub struct CliSink {
     plan: ProgressBar,
     epoch: ProgressBar,
     progress: Mutex<Progress>,
+    classes: Mutex<Vec<String>>,
 }
 
 impl Default for CliSink {
@@ -38,6 +38,7 @@ impl CliSink {
             plan,
             epoch,
             progress: Mutex::new(Progress::default()),
+            classes: Mutex::new(Vec::new()),
         }
     }
 
@@ -64,6 +65,8 @@ impl EventSink for CliSink {
                 done_iters,
                 device,
                 run_dir,
+                classes,
+                validation,
                 ..
             } => {
                 self.plan.set_length(total_iters as u64);
@@ -72,6 +75,13 @@ impl EventSink for CliSink {
                     "training on {device}; run folder {}",
                     crate::files::shown(&run_dir)
                 ));
+                self.line(format!(
+                    "classes: {}; validation on {validation}",
+                    classes.join(", ")
+                ));
+                if let Ok(mut c) = self.classes.lock() {
+                    *c = classes;
+                }
             }
             e @ TrainEvent::StepStarted { .. } => {
                 if let Some(line) = e.step_summary() {
@@ -107,7 +117,8 @@ impl EventSink for CliSink {
                 ));
             }
             TrainEvent::Epoch(m) => {
-                let per: Vec<String> = CLASS_NAMES
+                let classes = self.classes.lock().map(|c| c.clone()).unwrap_or_default();
+                let per: Vec<String> = classes
                     .iter()
                     .zip(&m.recall)
                     .map(|(c, r)| format!("{c} {}", crate::fmt::pct(*r, 1)))

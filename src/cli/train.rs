@@ -1,4 +1,5 @@
 //! `covid-resnet train`, `lr-find` and `eval`.
+use super::args::{CacheArgs, DataSetArgs};
 use super::progress::CliSink;
 use crate::data::augment::AugmentConfig;
 use crate::data::sampler::Sampling;
@@ -9,6 +10,7 @@ use crate::infer::Predictor;
 use crate::model::Backbone;
 use crate::train::config::{SuggestionKind, TrainConfig};
 use crate::train::events::{Control, EventSink};
+use crate::train::loss::ClassWeights;
 use crate::train::resume::ResumeOptions;
 use crate::train::schedule::{LrSpec, Plan, Stage, Step, Trainable};
 use crate::train::trainer::{Outcome, Trainer};
@@ -44,18 +46,27 @@ pub struct CommonTrain {
     /// Train without augmentation.
     #[arg(long)]
     pub no_augment: bool,
-    /// Class-balanced sampling (off in the paper).
+    /// Which flips augmentation draws [default: vertical, as in the paper].
+    #[arg(long, value_enum)]
+    pub flip: Option<crate::data::augment::Flip>,
+    /// Class-balanced sampling (off in the paper; a plan file's `sampling` key also sets it).
     #[arg(long)]
     pub balanced: bool,
+    /// Weights of the loss per class [default: the plan file's `class_weights`, else none].
+    #[arg(long, value_enum)]
+    pub class_weights: Option<ClassWeights>,
     /// Use a seeded subset of this many training images.
     #[arg(long)]
     pub max_train_images: Option<usize>,
-    /// Use a seeded subset of this many validation (test-split) images per epoch.
+    /// Use a seeded subset of this many validation images per epoch.
     #[arg(long)]
     pub max_valid_images: Option<usize>,
-    /// Use links that lead to files outside the data folder (refused by default).
-    #[arg(long)]
-    pub allow_outside_links: bool,
+    /// How the data set is read.
+    #[command(flatten)]
+    pub dataset: DataSetArgs,
+    /// Where resized images are kept.
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 impl CommonTrain {
@@ -71,19 +82,34 @@ impl CommonTrain {
             .as_deref()
             .map(crate::model::zoo::resolve_weights)
             .transpose()?;
+        c.sampling = if self.balanced {
+            Sampling::Balanced
+        } else {
+            plan.sampling.unwrap_or(Sampling::Shuffle)
+        };
+        c.class_weights = self
+            .class_weights
+            .or(plan.class_weights)
+            .unwrap_or_default();
         c.plan = plan;
         c.seed = self.seed.unwrap_or(c.seed);
         c.batch_size = self.batch_size.unwrap_or(c.batch_size);
         c.loader_threads = self.loader_threads.unwrap_or(c.loader_threads);
+        if let Some(f) = self.flip {
+            c.augment.flip = f;
+        }
         if self.no_augment {
             c.augment = AugmentConfig::off();
         }
-        if self.balanced {
-            c.sampling = Sampling::Balanced;
-        }
         c.max_train_images = self.max_train_images;
         c.max_valid_images = self.max_valid_images;
-        c.allow_outside_links = self.allow_outside_links;
+        let d = &self.dataset;
+        c.allow_outside_links = d.allow_outside_links;
+        c.classes = d.classes.clone();
+        c.valid = d.valid_choice()?;
+        c.split_pneumonia = d.split_pneumonia.then_some(true);
+        c.csv_file = d.data_csv.clone();
+        c.cache = self.cache.settings();
         Ok(c)
     }
 
@@ -100,9 +126,13 @@ impl CommonTrain {
             seed: self.seed,
             suggestion,
             augment: self.no_augment.then_some(false),
+            flip: self.flip,
             balanced: self.balanced.then_some(true),
             max_train_images: self.max_train_images,
             max_valid_images: self.max_valid_images,
+            classes: self.dataset.classes.clone(),
+            valid: self.dataset.valid_choice().ok().flatten(),
+            class_weights: self.class_weights,
             force,
         }
     }
@@ -203,6 +233,8 @@ pub fn lr_find(a: &LrFindArgs, device: DeviceChoice) -> anyhow::Result<ExitCode>
     let trainable = a.train;
     let plan = Plan {
         name: "lr-find".into(),
+        sampling: None,
+        class_weights: None,
         stages: vec![Stage {
             size_px: a.size,
             steps: vec![Step {
@@ -268,9 +300,25 @@ pub struct EvalArgs {
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Use links that lead to files outside the data folder (refused by default).
-    #[arg(long)]
-    pub allow_outside_links: bool,
+    /// How the data set is read.
+    #[command(flatten)]
+    pub dataset: DataSetArgs,
+    /// Where resized images are kept.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// Whether the run that made the model validated on the test split of the data set at
+/// `data` (its training summary says so and names this folder).
+fn validated_here(predictor: &Predictor, data: &Path) -> bool {
+    let Some(t) = &predictor.meta().training else {
+        return false;
+    };
+    let same = |p: &Path| std::fs::canonicalize(p).ok();
+    t["test"]["validated_on_test"] == true
+        && t["data"]
+            .as_str()
+            .is_some_and(|d| same(Path::new(d)).is_some() && same(Path::new(d)) == same(data))
 }
 
 /// Runs `eval`.
@@ -282,10 +330,9 @@ pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     if a.batch_size == 0 {
         anyhow::bail!("--batch-size 0: must be at least 1");
     }
-    let opts = crate::data::split::DataOptions {
-        allow_outside_links: a.allow_outside_links,
-    };
-    let ds = Dataset::open_with(&a.data, &opts)?;
+    let opts = a.dataset.options(a.seed)?;
+    let mut ds = Dataset::open_with(&a.data, &opts)?;
+    ds.align_to_model(&predictor.meta().class_names)?;
     let split = ds.split(a.split);
     split.check_complete(a.split.name())?;
     if split.samples.is_empty() {
@@ -312,6 +359,7 @@ pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
         .info
         .insert("data".into(), crate::files::shown(&a.data).to_string());
     report.info.insert("split".into(), a.split.name().into());
+    report.validated_on_test = a.split == SplitKind::Test && validated_here(&predictor, &a.data);
     let out = a.out.clone().unwrap_or_else(|| {
         if a.model.is_none() {
             // Not beside the shipped model: into the working folder.

@@ -1,7 +1,9 @@
-//! `data check`: what a dataset folder holds, per split and class, and what is wrong with it.
+//! `data check`: what a dataset folder holds, per split and class, and what is wrong with it;
+//! a quick summary for the Training tab; what stops a run before it starts.
 use super::decode::decode_file;
-use super::split::{Dataset, Layout, Split};
-use crate::{Result, CLASS_NAMES};
+use super::split::{DataOptions, Dataset, Layout, Split, ValidSource};
+use crate::files::shown;
+use crate::Result;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -10,10 +12,12 @@ use std::path::Path;
 /// Figures of one split.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SplitReport {
+    /// The split's name.
+    pub name: String,
     /// Images per class, in class order.
-    pub images: [usize; 4],
+    pub images: Vec<usize>,
     /// Distinct patients per class.
-    pub patients: [usize; 4],
+    pub patients: Vec<usize>,
     /// Distinct patients in the split.
     pub patients_total: usize,
     /// Files listed but absent.
@@ -28,7 +32,7 @@ pub struct SplitReport {
     pub bit_depths: BTreeMap<u8, usize>,
     /// Images with colour content.
     pub color_images: usize,
-    /// Images per source tag (4th split-file column).
+    /// Images per source tag.
     pub sources: BTreeMap<String, usize>,
 }
 
@@ -41,39 +45,34 @@ pub struct DataReport {
     pub layout: String,
     /// Class names in order.
     pub classes: Vec<String>,
-    /// Training split.
-    pub train: SplitReport,
-    /// Test split.
-    pub test: SplitReport,
-    /// Patients in both splits.
+    /// Where the validation images come from.
+    pub valid_source: String,
+    /// Train, valid and test.
+    pub splits: Vec<SplitReport>,
+    /// Patients in more than one split.
     pub leaked_patients: Vec<String>,
+    /// Each pair of splits that shares patients: (split, split, patients).
+    pub leaks: Vec<(String, String, Vec<String>)>,
 }
 
 impl DataReport {
-    /// True when nothing is missing, unreadable or leaked.
+    /// True when nothing is missing, unreadable, skipped or leaked.
     pub fn is_clean(&self) -> bool {
         self.leaked_patients.is_empty()
-            && [&self.train, &self.test]
+            && self
+                .splits
                 .iter()
                 .all(|s| s.missing.is_empty() && s.unreadable.is_empty() && s.skipped.is_empty())
     }
 }
 
-fn split_report(split: &Split) -> SplitReport {
-    let decoded: Vec<_> = split
-        .samples
-        .par_iter()
-        .map(|s| (s, decode_file(&s.path)))
-        .collect();
+fn split_report(name: &str, split: &Split, k: usize, decode: bool) -> SplitReport {
     let mut r = SplitReport {
-        images: split.class_counts(),
-        patients: split.patient_counts(),
+        name: name.into(),
+        images: split.class_counts(k),
+        patients: split.patient_counts(k),
         patients_total: split.patients().len(),
-        missing: split
-            .missing
-            .iter()
-            .map(|p| crate::files::shown(p).to_string())
-            .collect(),
+        missing: split.missing.iter().map(|p| shown(p).to_string()).collect(),
         unreadable: Vec::new(),
         skipped: split
             .skipped
@@ -85,21 +84,34 @@ fn split_report(split: &Split) -> SplitReport {
         color_images: 0,
         sources: BTreeMap::new(),
     };
-    for (s, d) in decoded {
+    for s in &split.samples {
         if let Some(src) = &s.source {
             *r.sources.entry(src.clone()).or_default() += 1;
         }
+    }
+    if !decode {
+        return r;
+    }
+    // Only each image's facts are kept, never its pixels: memory stays flat at any size.
+    let decoded: Vec<_> = split
+        .samples
+        .par_iter()
+        .map(|s| {
+            let facts = decode_file(&s.path)
+                .map(|img| (img.width, img.height, img.bit_depth, img.was_color));
+            (s, facts)
+        })
+        .collect();
+    for (s, d) in decoded {
         match d {
-            Ok(img) => {
-                *r.sizes
-                    .entry(format!("{}x{}", img.width, img.height))
-                    .or_default() += 1;
-                *r.bit_depths.entry(img.bit_depth).or_default() += 1;
-                r.color_images += img.was_color as usize;
+            Ok((width, height, bit_depth, was_color)) => {
+                *r.sizes.entry(format!("{width}x{height}")).or_default() += 1;
+                *r.bit_depths.entry(bit_depth).or_default() += 1;
+                r.color_images += was_color as usize;
             }
             Err(e) => r
                 .unreadable
-                .push((crate::files::shown(&s.path).to_string(), e.to_string())),
+                .push((shown(&s.path).to_string(), e.to_string())),
         }
     }
     r
@@ -109,27 +121,16 @@ fn split_report(split: &Split) -> SplitReport {
 /// show while the user types a folder name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetSummary {
-    /// Images per class, train.
-    pub train: [usize; 4],
-    /// Images per class, test.
-    pub test: [usize; 4],
+    /// Class names in order.
+    pub classes: Vec<String>,
+    /// Images per class of train, valid and test.
+    pub counts: [Vec<usize>; 3],
     /// How the folder is organised.
     pub layout: String,
-    /// Listed files that are absent (train + test).
-    pub missing: usize,
-    /// Patients in both splits.
-    pub leaked: usize,
-}
-
-fn layout_name(l: &Layout) -> String {
-    match l {
-        Layout::SplitFiles { train, test } => format!(
-            "split files {} / {}",
-            train.file_name().unwrap_or_default().to_string_lossy(),
-            test.file_name().unwrap_or_default().to_string_lossy()
-        ),
-        Layout::ClassFolders => "class folders train/<class>, test/<class>".into(),
-    }
+    /// Where the validation images come from.
+    pub valid_source: String,
+    /// What stops training, and what to look at.
+    pub readiness: Readiness,
 }
 
 /// What stops training on a data set, and what its user should be told before it starts.
@@ -145,17 +146,21 @@ pub struct Readiness {
 pub const FEW_IMAGES: usize = 10;
 
 /// Checks a data set before training on it: missing files, an empty split, empty or tiny
-/// classes, patients in both splits, entries that were skipped while listing.
+/// classes, patients in more than one split, entries set aside while listing.
 pub fn readiness(ds: &Dataset) -> Readiness {
     let mut r = Readiness::default();
-    for (name, split) in [("train", &ds.train), ("test", &ds.test)] {
+    let listed = matches!(ds.layout, Layout::SplitFiles { .. } | Layout::Csv { .. });
+    for (name, split) in [
+        ("train", &ds.train),
+        ("valid", &ds.valid),
+        ("test", &ds.test),
+    ] {
         if let Err(e) = split.check_complete(name) {
             r.errors.push(e.to_string());
         }
-        // A class folder's odd entry is left out; a file a split file lists must be used.
-        let listed = matches!(ds.layout, super::split::Layout::SplitFiles { .. });
+        // A class folder's odd entry is left out; a file a list names must be used.
         for (p, why) in &split.skipped {
-            let line = format!("{name}: {} is not used: {why}", crate::files::shown(p));
+            let line = format!("{name}: {} is not used: {why}", shown(p));
             if listed {
                 r.errors.push(line);
             } else {
@@ -167,12 +172,24 @@ pub fn readiness(ds: &Dataset) -> Readiness {
         r.errors.push("the training split has no images".into());
     }
     if ds.test.samples.is_empty() {
+        r.errors
+            .push("the test split has no images: there is nothing to evaluate on".into());
+    }
+    if ds.valid.samples.is_empty() && ds.valid_source != ValidSource::Test {
         r.errors.push(
-            "the test split has no images: there is nothing to validate or evaluate on".into(),
+            "the validation split has no images: add some, draw more (--valid-pct), or \
+             validate on the test split (--valid test)"
+                .into(),
         );
     }
-    let counts = ds.train.class_counts();
-    for (c, &n) in CLASS_NAMES.iter().zip(&counts) {
+    if ds.classes.len() < 2 {
+        r.errors.push(format!(
+            "one class only ({}): a classifier needs two or more",
+            ds.classes.join(", ")
+        ));
+    }
+    let counts = ds.train.class_counts(ds.classes.len());
+    for (c, &n) in ds.classes.iter().zip(&counts) {
         if n == 0 {
             r.warnings.push(format!(
                 "class {c} has no training images: the model cannot learn it"
@@ -185,7 +202,7 @@ pub fn readiness(ds: &Dataset) -> Readiness {
     let leaked = ds.leaked_patients();
     if !leaked.is_empty() {
         r.warnings.push(format!(
-            "{} patient(s) are in both train and test",
+            "{} patient(s) are in more than one split",
             leaked.len()
         ));
     }
@@ -193,27 +210,43 @@ pub fn readiness(ds: &Dataset) -> Readiness {
 }
 
 /// Lists the dataset at `root` without decoding it.
-pub fn summarize(root: &Path) -> Result<DatasetSummary> {
-    let ds = Dataset::open(root)?;
+pub fn summarize(root: &Path, opts: &DataOptions) -> Result<DatasetSummary> {
+    let ds = Dataset::open_with(root, opts)?;
+    let k = ds.classes.len();
     Ok(DatasetSummary {
-        train: ds.train.class_counts(),
-        test: ds.test.class_counts(),
-        layout: layout_name(&ds.layout),
-        missing: ds.train.missing.len() + ds.test.missing.len(),
-        leaked: ds.leaked_patients().len(),
+        counts: [
+            ds.train.class_counts(k),
+            ds.valid.class_counts(k),
+            ds.test.class_counts(k),
+        ],
+        layout: ds.layout.describe(),
+        valid_source: ds.valid_source.describe(),
+        readiness: readiness(&ds),
+        classes: ds.classes,
     })
 }
 
 /// Opens the dataset at `root` and decodes every image.
-pub fn check_dataset(root: &Path, opts: &super::split::DataOptions) -> Result<DataReport> {
+pub fn check_dataset(root: &Path, opts: &DataOptions) -> Result<DataReport> {
     let ds = Dataset::open_with(root, opts)?;
+    let k = ds.classes.len();
+    let mut splits = vec![split_report("train", &ds.train, k, true)];
+    if ds.valid_source != ValidSource::Test {
+        splits.push(split_report("valid", &ds.valid, k, true));
+    }
+    splits.push(split_report("test", &ds.test, k, true));
     Ok(DataReport {
-        root: crate::files::shown(root).to_string(),
-        layout: layout_name(&ds.layout),
-        classes: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
-        train: split_report(&ds.train),
-        test: split_report(&ds.test),
+        root: shown(root).to_string(),
+        layout: ds.layout.describe(),
+        valid_source: ds.valid_source.describe(),
         leaked_patients: ds.leaked_patients(),
+        leaks: ds
+            .leaks()
+            .into_iter()
+            .map(|(a, b, p)| (a.name().to_string(), b.name().to_string(), p))
+            .collect(),
+        classes: ds.classes,
+        splits,
     })
 }
 
@@ -222,34 +255,42 @@ pub fn format_report(r: &DataReport) -> String {
     use std::fmt::Write;
     let mut o = String::new();
     let _ = writeln!(o, "dataset {} ({})", r.root, r.layout);
+    let _ = writeln!(o, "classes: {}", r.classes.join(", "));
+    let _ = writeln!(o, "validation: {}", r.valid_source);
+    let width = r.classes.iter().map(|c| c.len()).max().unwrap_or(5).max(5);
     let _ = writeln!(
         o,
-        "{:<6} {:<10} {:>7} {:>9}",
+        "{:<6} {:<width$} {:>7} {:>9}",
         "split", "class", "images", "patients"
     );
-    for (name, s) in [("train", &r.train), ("test", &r.test)] {
+    for s in &r.splits {
         for (i, c) in r.classes.iter().enumerate() {
             let _ = writeln!(
                 o,
-                "{name:<6} {c:<10} {:>7} {:>9}",
-                s.images[i], s.patients[i]
+                "{:<6} {c:<width$} {:>7} {:>9}",
+                s.name, s.images[i], s.patients[i]
             );
         }
         let _ = writeln!(
             o,
-            "{name:<6} {:<10} {:>7} {:>9}",
+            "{:<6} {:<width$} {:>7} {:>9}",
+            s.name,
             "total",
             s.images.iter().sum::<usize>(),
             s.patients_total
         );
     }
-    for (name, s) in [("train", &r.train), ("test", &r.test)] {
-        let list = |m: &BTreeMap<String, usize>| {
-            m.iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+    let list = |m: &BTreeMap<String, usize>| {
+        if m.is_empty() {
+            return "none (no image decoded)".to_string();
+        }
+        m.iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for s in &r.splits {
+        let name = &s.name;
         let _ = writeln!(o, "{name}: sizes {}", list(&s.sizes));
         let depths: BTreeMap<String, usize> = s
             .bit_depths
@@ -276,16 +317,14 @@ pub fn format_report(r: &DataReport) -> String {
         }
     }
     if r.leaked_patients.is_empty() {
+        let _ = writeln!(o, "patient leakage: none (no patient is in two splits)");
+    }
+    for (a, b, p) in &r.leaks {
         let _ = writeln!(
             o,
-            "patient leakage: none (no patient is in both train and test)"
-        );
-    } else {
-        let _ = writeln!(
-            o,
-            "patient leakage: {} patient(s) in both train and test: {}",
-            r.leaked_patients.len(),
-            r.leaked_patients.join(", ")
+            "patient leakage: {} patient(s) in both {a} and {b}: {}",
+            p.len(),
+            p.join(", ")
         );
     }
     o

@@ -8,8 +8,14 @@ use sha2::{Digest, Sha256};
 /// The recorded identity of a data set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataFingerprint {
+    /// The classes, in order.
+    #[serde(default)]
+    pub classes: Vec<String>,
     /// Training images per class.
     pub train: Vec<usize>,
+    /// Validation images per class.
+    #[serde(default)]
+    pub valid: Vec<usize>,
     /// Test images per class.
     pub test: Vec<usize>,
     /// SHA-256 (hex) of every image's path relative to the data folder, label and size.
@@ -40,11 +46,19 @@ fn feed(h: &mut Sha256, ds: &Dataset, name: &str, split: &Split) {
 /// The fingerprint of `ds` as it is now.
 pub fn fingerprint(ds: &Dataset) -> DataFingerprint {
     let mut h = Sha256::new();
+    for c in &ds.classes {
+        h.update(c.as_bytes());
+        h.update([0]);
+    }
     feed(&mut h, ds, "train", &ds.train);
+    feed(&mut h, ds, "valid", &ds.valid);
     feed(&mut h, ds, "test", &ds.test);
+    let k = ds.classes.len();
     DataFingerprint {
-        train: ds.train.class_counts().to_vec(),
-        test: ds.test.class_counts().to_vec(),
+        classes: ds.classes.clone(),
+        train: ds.train.class_counts(k),
+        valid: ds.valid.class_counts(k),
+        test: ds.test.class_counts(k),
         digest: h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
     }
 }
@@ -56,16 +70,23 @@ pub fn describe_change(then: &DataFingerprint, now: &DataFingerprint) -> Option<
         return None;
     }
     let mut said = Vec::new();
+    if !then.classes.is_empty() && then.classes != now.classes {
+        said.push(format!(
+            "classes {:?} then, {:?} now",
+            then.classes, now.classes
+        ));
+    }
     for (name, a, b) in [
         ("train", &then.train, &now.train),
+        ("valid", &then.valid, &now.valid),
         ("test", &then.test, &now.test),
     ] {
         let (ta, tb): (usize, usize) = (a.iter().sum(), b.iter().sum());
-        if a != b {
+        if a != b && !(name == "valid" && a.is_empty()) {
             said.push(format!(
                 "{name}: {ta} images ({}) then, {tb} ({}) now",
-                counts(a),
-                counts(b)
+                counts(&then.classes, a),
+                counts(&now.classes, b)
             ));
         }
     }
@@ -75,10 +96,16 @@ pub fn describe_change(then: &DataFingerprint, now: &DataFingerprint) -> Option<
     Some(said.join("; "))
 }
 
-fn counts(v: &[usize]) -> String {
+fn counts(classes: &[String], v: &[usize]) -> String {
     v.iter()
-        .zip(crate::CLASS_NAMES)
-        .map(|(n, c)| format!("{c} {n}"))
+        .enumerate()
+        .map(|(i, n)| {
+            let c = classes
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("class {i}"));
+            format!("{c} {n}")
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -1,9 +1,11 @@
 //! Batches `[N, 3, H, W]` produced ahead of the consumer by worker threads through bounded
-//! queues. Images are decoded and resized once per stage size and then kept in memory as
-//! 8-bit pixels, so later epochs skip decoding. Batch `b` of an epoch is built by worker
+//! queues. Images are decoded and resized once per stage size and then kept as 8-bit pixels
+//! (in memory within the run's budget, past it in the on-disk cache: see [`super::cache`]),
+//! so later epochs skip decoding. Batch `b` of an epoch is built by worker
 //! `b % threads` from samples drawn by (seed, epoch, index): the output depends on the seed
 //! alone, never on thread timing.
 use super::augment::{apply_geometry, apply_lighting, draw, AugmentConfig};
+use super::cache::{CachePlace, ImageCache};
 use super::decode::decode_file;
 use super::preprocess::{resize_gray, Normalization, ResizeMode};
 use super::sampler::{epoch_order, Sampling};
@@ -12,7 +14,7 @@ use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Loader settings.
@@ -38,6 +40,8 @@ pub struct LoaderConfig {
     pub resize: ResizeMode,
     /// Normalisation.
     pub norm: Normalization,
+    /// Where resized images are kept.
+    pub cache: CachePlace,
 }
 
 impl LoaderConfig {
@@ -54,6 +58,7 @@ impl LoaderConfig {
             seed,
             resize: ResizeMode::Squash,
             norm: Normalization::IMAGENET,
+            cache: CachePlace::default(),
         }
     }
 }
@@ -82,26 +87,26 @@ impl HostBatch {
     }
 }
 
-/// Decoded, resized 8-bit images for one size, filled on first use.
-struct Cache {
-    size_px: u32,
-    resize: ResizeMode,
-    slots: Vec<OnceLock<Arc<[u8]>>>,
+type Cache = ImageCache<u8>;
+
+fn cache_for(n: usize, cfg: &LoaderConfig) -> Arc<Cache> {
+    Arc::new(ImageCache::new(
+        n,
+        cfg.size_px,
+        cfg.resize,
+        cfg.cache.clone(),
+    ))
 }
 
-impl Cache {
-    fn get(&self, sample: &Sample, i: usize) -> Result<Arc<[u8]>> {
-        if let Some(px) = self.slots[i].get() {
-            return Ok(px.clone());
-        }
+/// Image `i` as 8-bit pixels at the cache's size.
+fn cached(cache: &Cache, sample: &Sample, i: usize) -> Result<Arc<[u8]>> {
+    cache.get(i, &sample.path, || {
         let img = decode_file(&sample.path)?;
-        let px: Arc<[u8]> = resize_gray(&img, self.size_px, self.resize)?
+        Ok(resize_gray(&img, cache.size_px(), cache.resize())?
             .into_iter()
             .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
-            .collect();
-        // Another worker may have filled the slot meanwhile: either copy is identical.
-        Ok(self.slots[i].get_or_init(|| px).clone())
-    }
+            .collect())
+    })
 }
 
 /// Produces the batches of a list of samples, epoch after epoch.
@@ -123,11 +128,7 @@ impl DataLoader {
                 ),
             ));
         }
-        let cache = Arc::new(Cache {
-            size_px: cfg.size_px,
-            resize: cfg.resize,
-            slots: (0..samples.len()).map(|_| OnceLock::new()).collect(),
-        });
+        let cache = cache_for(samples.len(), &cfg);
         Ok(Self {
             samples: Arc::new(samples),
             cfg,
@@ -149,21 +150,20 @@ impl DataLoader {
     pub fn set_size(&mut self, size_px: u32) {
         if size_px != self.cfg.size_px {
             self.cfg.size_px = size_px;
-            self.cache = Arc::new(Cache {
-                size_px,
-                resize: self.cfg.resize,
-                slots: (0..self.samples.len()).map(|_| OnceLock::new()).collect(),
-            });
+            // The old size's memory goes back to the budget before the new one fills.
+            self.cache = cache_for(0, &self.cfg);
+            self.cache = cache_for(self.samples.len(), &self.cfg);
         }
     }
 
-    /// Images cached so far.
+    /// Images held in memory so far.
     pub fn cached(&self) -> usize {
-        self.cache
-            .slots
-            .iter()
-            .filter(|s| s.get().is_some())
-            .count()
+        self.cache.in_memory()
+    }
+
+    /// The first failure to write the on-disk cache, if any.
+    pub fn disk_cache_error(&self) -> Option<String> {
+        self.cache.disk_error().map(String::from)
     }
 
     /// Batches per epoch.
@@ -251,14 +251,14 @@ fn build_batch(
     cfg: &LoaderConfig,
     epoch: u64,
 ) -> Result<HostBatch> {
-    let s = cache.size_px as usize;
+    let s = cache.size_px() as usize;
     let plane = s * s;
     let mut data = vec![0f32; idx.len() * 3 * plane];
     let mut labels = Vec::with_capacity(idx.len());
     let mut src = vec![0f32; plane];
     let mut px = vec![0f32; plane];
     for (k, &i) in idx.iter().enumerate() {
-        let img = cache.get(&samples[i], i)?;
+        let img = cached(cache, &samples[i], i)?;
         for (d, &v) in src.iter_mut().zip(img.iter()) {
             *d = v as f32 / 255.0;
         }
@@ -273,7 +273,7 @@ fn build_batch(
         data,
         labels,
         indices: idx.to_vec(),
-        size_px: cache.size_px,
+        size_px: cache.size_px(),
     })
 }
 

@@ -1,5 +1,6 @@
 //! Reading datasets and images and turning them into network inputs.
 pub mod augment;
+pub mod cache;
 pub mod check;
 pub mod decode;
 pub mod dicom;
@@ -9,3 +10,4 @@ pub mod loader;
 pub mod preprocess;
 pub mod sampler;
 pub mod split;
+pub mod synth;

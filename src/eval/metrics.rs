@@ -286,7 +286,10 @@ mod tests {
     use super::*;
 
     fn names() -> Vec<String> {
-        crate::CLASS_NAMES.iter().map(|s| s.to_string()).collect()
+        crate::data::split::labels::PAPER_CLASSES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     #[test]

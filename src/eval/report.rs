@@ -58,6 +58,10 @@ pub struct EvalReport {
     pub cases: Vec<Case>,
     /// Free-form facts (model, data, split, size).
     pub info: BTreeMap<String, String>,
+    /// The run that made the model validated on these (test) images, so the figures are
+    /// not independent of the choices made on them; the report's first line says so.
+    #[serde(default)]
+    pub validated_on_test: bool,
 }
 
 impl Case {
@@ -110,6 +114,7 @@ impl EvalReport {
             per_source,
             cases,
             info: BTreeMap::new(),
+            validated_on_test: false,
         }
     }
 
@@ -130,7 +135,17 @@ impl EvalReport {
             }
         };
         let mut o = String::new();
-        let _ = writeln!(o, "# Evaluation\n");
+        if self.validated_on_test {
+            let _ = writeln!(
+                o,
+                "# Evaluation (validated on the test split: not an independent test)\n\n\
+                 The run that made this model validated on these test images after every \
+                 epoch (the paper's way), so these figures are not independent of the choices \
+                 made on them.\n"
+            );
+        } else {
+            let _ = writeln!(o, "# Evaluation\n");
+        }
         for (k, v) in &self.info {
             let _ = writeln!(o, "- {k}: {v}");
         }

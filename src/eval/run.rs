@@ -2,6 +2,7 @@
 //! [`Case`] per image, and the report built from them. Training's validation and final
 //! test, `eval` and the Viewer's test-set review all call it.
 use super::report::{Case, EvalReport};
+use crate::data::cache::{CachePlace, ImageCache};
 use crate::data::decode::decode_file;
 use crate::data::preprocess::Preprocess;
 use crate::data::split::Sample;
@@ -9,7 +10,7 @@ use crate::infer::predictor::{argmax, probs_of};
 use crate::infer::Predictor;
 use crate::{Error, Result};
 use rayon::prelude::*;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// How an evaluation runs and how its intervals are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,25 +33,26 @@ impl Default for EvalOptions {
     }
 }
 
-/// Resized planes of one input size, filled on first use.
-struct Planes {
-    size_px: u32,
-    resize: crate::data::preprocess::ResizeMode,
-    slots: Vec<OnceLock<Arc<[f32]>>>,
-}
-
 /// Samples to evaluate, with the resized planes of the last size kept for the next pass
-/// (training validates the same images after every epoch).
+/// (training validates the same images after every epoch), within the run's memory budget
+/// and on disk past it.
 pub struct EvalSet {
     samples: Vec<Sample>,
-    planes: Mutex<Option<Arc<Planes>>>,
+    place: CachePlace,
+    planes: Mutex<Option<Arc<ImageCache<f32>>>>,
 }
 
 impl EvalSet {
-    /// A set over `samples` (nothing is decoded yet).
+    /// A set over `samples` (nothing is decoded yet) with the default budget, no disk cache.
     pub fn new(samples: Vec<Sample>) -> Self {
+        Self::with_cache(samples, CachePlace::default())
+    }
+
+    /// A set over `samples` whose planes are kept in `place`.
+    pub fn with_cache(samples: Vec<Sample>, place: CachePlace) -> Self {
         Self {
             samples,
+            place,
             planes: Mutex::new(None),
         }
     }
@@ -60,16 +62,19 @@ impl EvalSet {
         &self.samples
     }
 
-    fn planes_for(&self, pre: &Preprocess) -> Arc<Planes> {
+    fn planes_for(&self, pre: &Preprocess) -> Arc<ImageCache<f32>> {
         let mut g = self.planes.lock().unwrap_or_else(|e| e.into_inner());
         match &*g {
-            Some(p) if p.size_px == pre.size_px && p.resize == pre.resize => p.clone(),
+            Some(p) if p.size_px() == pre.size_px && p.resize() == pre.resize => p.clone(),
             _ => {
-                let p = Arc::new(Planes {
-                    size_px: pre.size_px,
-                    resize: pre.resize,
-                    slots: (0..self.samples.len()).map(|_| OnceLock::new()).collect(),
-                });
+                // The old size's memory goes back to the budget first.
+                *g = None;
+                let p = Arc::new(ImageCache::new(
+                    self.samples.len(),
+                    pre.size_px,
+                    pre.resize,
+                    self.place.clone(),
+                ));
                 *g = Some(p.clone());
                 p
             }
@@ -97,12 +102,7 @@ impl EvalSet {
                 .par_iter()
                 .enumerate()
                 .map(|(k, s)| -> Result<Arc<[f32]>> {
-                    let slot = &planes.slots[first + k];
-                    if let Some(p) = slot.get() {
-                        return Ok(p.clone());
-                    }
-                    let p: Arc<[f32]> = pre.plane(&decode_file(&s.path)?)?.into();
-                    Ok(slot.get_or_init(|| p).clone())
+                    planes.get(first + k, &s.path, || pre.plane(&decode_file(&s.path)?))
                 })
                 .collect::<Result<_>>()?;
             let refs: Vec<&[f32]> = batch.iter().map(|p| &p[..]).collect();

@@ -6,7 +6,7 @@ use super::resnet::Backbone;
 use crate::build_info::BuildInfo;
 use crate::data::preprocess::{Normalization, Preprocess, ResizeMode};
 use crate::files::write_atomic;
-use crate::{Error, Result, CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD};
+use crate::{Error, Result, IMAGENET_MEAN, IMAGENET_STD};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -47,13 +47,13 @@ pub struct ModelMeta {
 }
 
 impl ModelMeta {
-    /// Metadata for a classifier of `backbone` with the paper's four classes.
-    pub fn new(backbone: Backbone, input_size_px: u32) -> Self {
+    /// Metadata for a classifier of `backbone` with `class_names` in output order.
+    pub fn new(backbone: Backbone, input_size_px: u32, class_names: Vec<String>) -> Self {
         Self {
             format: MODEL_FORMAT.into(),
             format_version: MODEL_FORMAT_VERSION,
             backbone,
-            class_names: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
+            class_names,
             input_size_px,
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,

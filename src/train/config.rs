@@ -1,12 +1,15 @@
 //! What a training run is asked to do: the data, the model, the plan and every setting,
 //! saved in each checkpoint so a resumed run continues with the same ones.
+use super::loss::ClassWeights;
 use super::lr_finder::LrFinderConfig;
 use super::one_cycle::OneCycleConfig;
 use super::optim::AdamConfig;
 use super::schedule::Plan;
 use crate::data::augment::AugmentConfig;
+use crate::data::cache::CacheSettings;
 use crate::data::preprocess::Normalization;
 use crate::data::sampler::Sampling;
+use crate::data::split::ValidChoice;
 use crate::model::Backbone;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -68,6 +71,25 @@ pub struct TrainConfig {
     /// Use links that lead outside the data folder.
     #[serde(default)]
     pub allow_outside_links: bool,
+    /// The classes in their output order (None: as the data set gives them).
+    #[serde(default)]
+    pub classes: Option<Vec<String>>,
+    /// Where validation images come from (None: the data set's `dataset.toml`, else auto).
+    /// Runs saved before this setting existed validated on the test split.
+    #[serde(default = "legacy_valid")]
+    pub valid: Option<ValidChoice>,
+    /// Kermany's layout: split pneumonia into bacterial and viral by file name.
+    #[serde(default)]
+    pub split_pneumonia: Option<bool>,
+    /// The CSV file listing the images (CSV layout).
+    #[serde(default)]
+    pub csv_file: Option<PathBuf>,
+    /// Per-class weights of the loss.
+    #[serde(default)]
+    pub class_weights: ClassWeights,
+    /// Memory budget and disk folder of the resized-image cache.
+    #[serde(default)]
+    pub cache: CacheSettings,
     /// Replace a finished or stopped run in `out_dir` (never saved: it is asked each time).
     #[serde(skip)]
     pub overwrite: bool,
@@ -96,6 +118,12 @@ impl TrainConfig {
             max_train_images: None,
             max_valid_images: None,
             allow_outside_links: false,
+            classes: None,
+            valid: None,
+            split_pneumonia: None,
+            csv_file: None,
+            class_weights: ClassWeights::None,
+            cache: CacheSettings::default(),
             overwrite: false,
         }
     }
@@ -105,9 +133,18 @@ impl TrainConfig {
     /// How the run reads its data set.
     pub fn data_options(&self) -> crate::data::split::DataOptions {
         crate::data::split::DataOptions {
+            classes: self.classes.clone(),
+            valid: self.valid,
+            seed: self.seed,
             allow_outside_links: self.allow_outside_links,
+            split_pneumonia: self.split_pneumonia,
+            csv_file: self.csv_file.clone(),
         }
     }
+}
+
+fn legacy_valid() -> Option<ValidChoice> {
+    Some(ValidChoice::legacy())
 }
 
 impl SuggestionKind {

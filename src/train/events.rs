@@ -110,6 +110,10 @@ pub enum TrainEvent {
         history: Vec<EpochMetrics>,
         /// Batches done before (resume), from the run folder's `losses.csv`.
         past: Vec<BatchRecord>,
+        /// The classes, in output order (the order of `EpochMetrics::recall`).
+        classes: Vec<String>,
+        /// Where the validation images come from, in words.
+        validation: String,
     },
     /// A plan step began.
     StepStarted {

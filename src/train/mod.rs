@@ -2,6 +2,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod events;
+pub mod loss;
 pub mod lr_finder;
 pub mod one_cycle;
 pub mod optim;

@@ -200,6 +200,8 @@ mod tests {
             step_starts: vec![0],
             history: vec![],
             past: vec![],
+            classes: vec!["a".into(), "b".into()],
+            validation: "v".into(),
         }
     }
 

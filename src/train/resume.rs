@@ -30,12 +30,20 @@ pub struct ResumeOptions {
     pub suggestion: Option<SuggestionKind>,
     /// Augmentation on.
     pub augment: Option<bool>,
+    /// Flips drawn.
+    pub flip: Option<crate::data::augment::Flip>,
     /// Class-balanced sampling.
     pub balanced: Option<bool>,
     /// Training-image subset.
     pub max_train_images: Option<usize>,
     /// Validation-image subset.
     pub max_valid_images: Option<usize>,
+    /// The class order.
+    pub classes: Option<Vec<String>>,
+    /// The validation split's source.
+    pub valid: Option<crate::data::split::ValidChoice>,
+    /// Loss weights.
+    pub class_weights: Option<crate::train::loss::ClassWeights>,
     /// Go on despite a changed data set or an edited plan file.
     pub force: bool,
 }
@@ -86,6 +94,11 @@ fn conflicts(cfg: &TrainConfig, o: &ResumeOptions) -> Vec<String> {
         onoff(cfg.augment.enabled),
     );
     check(
+        "--flip",
+        o.flip.map(|f| format!("{f:?}").to_lowercase()),
+        format!("{:?}", cfg.augment.flip).to_lowercase(),
+    );
+    check(
         "--balanced",
         o.balanced.map(onoff),
         onoff(cfg.sampling == crate::data::sampler::Sampling::Balanced),
@@ -100,6 +113,24 @@ fn conflicts(cfg: &TrainConfig, o: &ResumeOptions) -> Vec<String> {
         "--max-valid-images",
         o.max_valid_images.map(|n| n.to_string()),
         opt(cfg.max_valid_images),
+    );
+    check(
+        "--classes",
+        o.classes.as_ref().map(|c| c.join(",")),
+        cfg.classes
+            .as_ref()
+            .map(|c| c.join(","))
+            .unwrap_or_else(|| "the data set's".into()),
+    );
+    let valid = |v: Option<crate::data::split::ValidChoice>| match v {
+        None => "the data set's choice".to_string(),
+        Some(v) => v.to_string(),
+    };
+    check("--valid", o.valid.map(|v| valid(Some(v))), valid(cfg.valid));
+    check(
+        "--class-weights",
+        o.class_weights.map(|w| w.name().to_string()),
+        cfg.class_weights.name().to_string(),
     );
     let path = |p: &Option<PathBuf>| {
         p.as_ref()
@@ -163,6 +194,15 @@ pub fn settle(meta: &CheckpointMeta, run_dir: &Path, opts: &ResumeOptions) -> Re
         ));
     }
     let mut notes = Vec::new();
+    let recorded_classes = meta
+        .data_fingerprint
+        .as_ref()
+        .map(|f| f.classes.clone())
+        .unwrap_or_default();
+    if cfg.classes.is_none() && recorded_classes.is_empty() {
+        // Runs from before classes came from the data had the paper's four outputs.
+        cfg.classes = Some(crate::data::split::labels::paper_classes());
+    }
     plan_file(run_dir, &cfg.plan, opts.force, &mut notes)?;
     let recorded = cfg.data.clone();
     let at = opts.data.clone().unwrap_or_else(|| recorded.clone());
@@ -184,6 +224,19 @@ pub fn settle(meta: &CheckpointMeta, run_dir: &Path, opts: &ResumeOptions) -> Re
     match &meta.data_fingerprint {
         Some(then) => {
             let now = fingerprint(&dataset);
+            if !then.classes.is_empty() && then.classes != now.classes {
+                return Err(Error::invalid(
+                    "resume",
+                    format!(
+                        "the classes of the data set {} changed since the checkpoint: {} then, \
+                         {} now. The model's outputs are the run's classes, so a run cannot \
+                         change them: start a new run",
+                        shown(&at),
+                        then.classes.join(", "),
+                        now.classes.join(", ")
+                    ),
+                ));
+            }
             match describe_change(then, &now) {
                 None if at != recorded => notes.push(format!(
                     "the data set moved: {} -> {} (same images and labels)",

@@ -154,9 +154,16 @@ pub struct Stage {
 
 /// A whole training plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     /// Name shown in the UI and reports.
     pub name: String,
+    /// Epoch order, `shuffle` or `balanced` (unset: the run's setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<crate::data::sampler::Sampling>,
+    /// Loss weights, `none` or `auto` (unset: the run's setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<super::loss::ClassWeights>,
     /// The stages, in order.
     #[serde(rename = "stage")]
     pub stages: Vec<Stage>,
@@ -176,6 +183,8 @@ impl Plan {
         };
         Self {
             name: "paper".into(),
+            sampling: None,
+            class_weights: None,
             stages: vec![
                 Stage {
                     size_px: 128,
@@ -203,6 +212,8 @@ impl Plan {
     pub fn quick() -> Self {
         Self {
             name: "quick".into(),
+            sampling: None,
+            class_weights: None,
             stages: vec![
                 Stage {
                     size_px: 64,
@@ -254,6 +265,9 @@ impl Plan {
         let mut v = Vec::new();
         if self.stages.is_empty() {
             v.push("the plan has no stages".to_string());
+        }
+        if self.sampling == Some(crate::data::sampler::Sampling::Sequential) {
+            v.push("sampling \"sequential\": a run trains with shuffle or balanced".to_string());
         }
         for (i, st) in self.stages.iter().enumerate() {
             let (lo, hi) = SIZE_RANGE_PX;

@@ -16,7 +16,7 @@ use super::schedule::Trainable;
 use crate::data::fingerprint::{fingerprint, DataFingerprint};
 use crate::data::loader::{DataLoader, HostBatch, LoaderConfig};
 use crate::data::sampler::seeded_subset;
-use crate::data::split::Dataset;
+use crate::data::split::{Dataset, ValidSource};
 use crate::device::{describe, DeviceChoice};
 use crate::eval::report::EvalReport;
 use crate::eval::{EvalOptions, EvalSet};
@@ -25,7 +25,7 @@ use crate::model::checkpoint::ModelMeta;
 use crate::model::classifier::NUM_GROUPS;
 use crate::model::weights::import_pretrained_body;
 use crate::model::Classifier;
-use crate::{Error, Result, CLASS_NAMES};
+use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,7 +54,18 @@ pub struct Trainer {
     model: Classifier,
     opt: Adam,
     loader: DataLoader,
+    /// Validated after every epoch.
     valid: EvalSet,
+    /// Evaluated once at the end (None: the validation set is the whole test split).
+    test: Option<EvalSet>,
+    /// The data set's classes, in output order.
+    classes: Vec<String>,
+    /// Where the validation images came from.
+    valid_source: ValidSource,
+    /// Per-class weights of the loss, if the run weights it.
+    class_weights: Option<Tensor>,
+    /// The disk cache's failure was said.
+    disk_cache_warned: bool,
     sink: Arc<dyn EventSink>,
     control: Arc<Control>,
     pos: Position,
@@ -98,6 +109,7 @@ fn train_step(
     b: HostBatch,
     lrs: &[f64],
     beta1: f64,
+    class_weights: Option<&Tensor>,
 ) -> Result<f64> {
     for (g, &lr) in lrs.iter().enumerate() {
         let frozen = opt.groups()[g].frozen;
@@ -105,7 +117,7 @@ fn train_step(
     }
     let (x, y) = b.to_tensors(device)?;
     let logits = model.forward_t(&x, true)?;
-    let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+    let loss = super::loss::cross_entropy(&logits, &y, class_weights)?;
     let lv = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
     if !lv.is_finite() {
         return Ok(lv);
@@ -139,7 +151,7 @@ impl Trainer {
         check_ready(&cfg, &ds, sink.as_ref())?;
         let lock = claim_new(&cfg.out_dir, cfg.overwrite)?;
         let device = device.open()?;
-        let model = Classifier::new(cfg.backbone, CLASS_NAMES.len(), cfg.seed, &device)?;
+        let model = Classifier::new(cfg.backbone, ds.classes.len(), cfg.seed, &device)?;
         if let Some(w) = &cfg.weights {
             let rep = import_pretrained_body(&model, w)?;
             sink.send(TrainEvent::Log(format!(
@@ -168,7 +180,19 @@ impl Trainer {
     ) -> Result<Self> {
         let fingerprint = fingerprint(&ds);
         let train = seeded_subset(ds.train.samples, cfg.max_train_images, cfg.seed);
-        let valid = seeded_subset(ds.test.samples, cfg.max_valid_images, cfg.seed);
+        let valid_is_test = ds.valid_source == ValidSource::Test && cfg.max_valid_images.is_none();
+        let valid = seeded_subset(ds.valid.samples, cfg.max_valid_images, cfg.seed);
+        let place = cfg.cache.open();
+        let test = (!valid_is_test).then(|| EvalSet::with_cache(ds.test.samples, place.clone()));
+        let mut counts = vec![0usize; ds.classes.len()];
+        for s in &train {
+            counts[s.label] += 1;
+        }
+        let class_weights = cfg
+            .class_weights
+            .weights(&counts)
+            .map(|w| super::loss::weight_tensor(&w, &device))
+            .transpose()?;
         if train.len() < cfg.batch_size {
             return Err(Error::invalid(
                 "dataset",
@@ -185,6 +209,7 @@ impl Trainer {
         lc.augment = cfg.augment;
         lc.sampling = cfg.sampling;
         lc.norm = cfg.norm;
+        lc.cache = place.clone();
         // As fastai: a last batch of one image would break BatchNorm's batch statistics.
         lc.drop_last = true;
         let loader = DataLoader::new(train, lc)?;
@@ -195,7 +220,12 @@ impl Trainer {
             model,
             opt,
             loader,
-            valid: EvalSet::new(valid),
+            valid: EvalSet::with_cache(valid, place),
+            test,
+            classes: ds.classes,
+            valid_source: ds.valid_source,
+            class_weights,
+            disk_cache_warned: false,
             sink,
             control,
             pos: Position::default(),
@@ -245,7 +275,8 @@ impl Trainer {
         let cfg = settled.config;
         check_ready(&cfg, &settled.dataset, sink.as_ref())?;
         let device = device.open()?;
-        let model = Classifier::new(cfg.backbone, CLASS_NAMES.len(), cfg.seed, &device)?;
+        let classes = settled.dataset.classes.len();
+        let model = Classifier::new(cfg.backbone, classes, cfg.seed, &device)?;
         let model_t: BTreeMap<String, Tensor> = all
             .iter()
             .filter_map(|(k, v)| k.strip_prefix("model.").map(|n| (n.to_string(), v.clone())))
@@ -363,6 +394,8 @@ impl Trainer {
             step_starts: self.step_starts(),
             history: self.history.clone(),
             past,
+            classes: self.classes.clone(),
+            validation: self.valid_source.describe(),
         });
         // The plan as a file for the user; an existing one is the run's own (checked on resume).
         let plan_file = self.cfg.out_dir.join("plan.toml");
@@ -406,21 +439,25 @@ impl Trainer {
 
     /// Metadata of the model as it stands, for input size `size_px`.
     fn model_meta(&self, size_px: u32) -> ModelMeta {
-        let mut meta = ModelMeta::new(self.cfg.backbone, size_px);
+        let mut meta = ModelMeta::new(self.cfg.backbone, size_px, self.classes.clone());
         meta.mean = self.cfg.norm.mean;
         meta.std = self.cfg.norm.std;
         meta
     }
 
-    /// Runs the model over the validation images at `size_px`.
-    fn validate(&self, size_px: u32, bootstrap: usize) -> Result<EvalReport> {
+    /// Runs the model over the validation images (or, `test`, the test images) at `size_px`.
+    fn validate(&self, size_px: u32, bootstrap: usize, test: bool) -> Result<EvalReport> {
         let p = Predictor::new(self.model.clone(), self.model_meta(size_px));
         let opts = EvalOptions {
             batch_size: self.cfg.batch_size,
             bootstrap,
             seed: self.cfg.seed,
         };
-        self.valid.evaluate(&p, &opts, |_, _| {})
+        let set = match (&self.test, test) {
+            (Some(t), true) => t,
+            _ => &self.valid,
+        };
+        set.evaluate(&p, &opts, |_, _| {})
     }
 
     /// One epoch from `pos.batch`; Some(outcome) when stopped.
@@ -454,6 +491,7 @@ impl Trainer {
                 b,
                 &group_lrs,
                 beta1,
+                self.class_weights.as_ref(),
             )?;
             let secs = tb.elapsed().as_secs_f64();
             if !loss.is_finite() {
@@ -504,7 +542,16 @@ impl Trainer {
             }
         }
         // Validation at this stage's size.
-        let report = self.validate(size_px, 0)?;
+        let report = self.validate(size_px, 0, false)?;
+        if let Some(e) = self.loader.disk_cache_error() {
+            if !self.disk_cache_warned {
+                self.disk_cache_warned = true;
+                self.sink.send(TrainEvent::Log(format!(
+                    "warning: the image cache cannot be written ({e}); images past the \
+                     memory budget are decoded again each epoch"
+                )));
+            }
+        }
         let em = EpochMetrics {
             stage: self.pos.stage,
             step: self.pos.step,

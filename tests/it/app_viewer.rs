@@ -78,7 +78,7 @@ fn shown(h: &Harness<'static, App>, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
 }
 
-fn drop_files(h: &mut Harness<'static, App>, files: &[PathBuf]) {
+pub fn drop_files(h: &mut Harness<'static, App>, files: &[PathBuf]) {
     for f in files {
         h.input_mut()
             .dropped_files
@@ -164,7 +164,7 @@ fn dropped_files_get_probabilities_and_a_corrupt_one_is_named() {
     assert_eq!(h.state().viewer.selected, Some(3));
     assert!(shown(&h, "MONOCHROME1"));
     assert!(shown(&h, "ViewPosition is LL"));
-    for c in covid_resnet::CLASS_NAMES {
+    for c in covid_resnet::data::split::labels::PAPER_CLASSES {
         assert!(h.query_by_label(c).is_some(), "no bar for {c}");
     }
     assert!(shown(&h, "Predicted: "));
@@ -227,7 +227,7 @@ fn confusion_cell_click_lists_exactly_its_cases_and_opens_one() {
     let f = d.join("covid_as_viral.png");
     film(64, 64, 20).save(&f).unwrap();
     cases.push(case(&f, 3, 2, 2.5));
-    let classes: Vec<String> = covid_resnet::CLASS_NAMES
+    let classes: Vec<String> = covid_resnet::data::split::labels::PAPER_CLASSES
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -281,7 +281,7 @@ fn confusion_cell_click_lists_exactly_its_cases_and_opens_one() {
     assert_eq!(sel.truth, Some(0));
     let said = format!(
         "true: Normal, predicted: {}",
-        covid_resnet::CLASS_NAMES[a.predicted]
+        covid_resnet::data::split::labels::PAPER_CLASSES[a.predicted]
     );
     assert!(
         h.query_all_by_label_contains(&said).count() >= 1,

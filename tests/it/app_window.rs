@@ -124,6 +124,8 @@ fn fake_run(app: &mut App, n: usize) {
             step_starts: vec![0],
             history: vec![],
             past: vec![],
+            classes: vec!["a".into(), "b".into()],
+            validation: "v".into(),
         },
         now,
     );

@@ -359,12 +359,18 @@ fn split_file_variants_and_mistakes() {
         &img,
     )
     .unwrap();
-    assert_eq!(s.samples.len(), 2);
-    assert_eq!((s.samples[0].label, s.samples[1].label), (0, 3));
+    assert_eq!(s.len(), 2);
+    assert_eq!(
+        (s[0].label.as_str(), s[1].label.as_str()),
+        ("normal", "COVID-19")
+    );
+    // Any label is a class (aliases of the paper's four are read as those).
+    let any = parse_split_text("p1 a.png normal\np2 b.png influenza\n", split, &img).unwrap();
+    assert_eq!(any[1].label, "influenza");
     // Mistakes are refused with file:line.
     for (text, line, needle) in [
         ("p1 a.png normal\np1 a.png normal\n", 2, "listed twice"),
-        ("p1 a.png normal\np2 b.png influenza\n", 2, "unknown label"),
+        ("p1 a.png normal\np2 b.png\n", 2, "found 2 column(s)"),
         ("p1 ../../etc/passwd normal\n", 1, "leaves the image folder"),
         ("p1 /etc/passwd normal\n", 1, "leaves the image folder"),
     ] {
@@ -479,7 +485,7 @@ fn the_viewer_survives_the_corpus() {
 fn an_inconsistent_eval_report_is_refused_with_its_name() {
     use covid_resnet::eval::report::{Case, EvalReport};
     let dir = tempfile::tempdir().unwrap();
-    let classes: Vec<String> = covid_resnet::CLASS_NAMES
+    let classes: Vec<String> = covid_resnet::data::split::labels::PAPER_CLASSES
         .iter()
         .map(|s| s.to_string())
         .collect();

@@ -123,7 +123,11 @@ fn model_file_round_trip_and_errors() {
     // Move the running statistics away from their initial values.
     let x = Tensor::randn(0f32, 1., (4, 3, 64, 64), &dev).unwrap();
     m.forward_t(&x, true).unwrap();
-    let mut meta = ModelMeta::new(Backbone::Resnet18, 64);
+    let mut meta = ModelMeta::new(
+        Backbone::Resnet18,
+        64,
+        covid_resnet::data::split::labels::paper_classes(),
+    );
     meta.training = Some(serde_json::json!({"epochs": 0}));
     save_model(&path, &m, &meta).unwrap();
 

@@ -47,7 +47,11 @@ fn dataset(root: &Path) -> PathBuf {
 fn model(dir: &Path) -> PathBuf {
     let p = dir.join("model.safetensors");
     let m = Classifier::new(Backbone::Resnet18, 4, 11, &Device::Cpu).unwrap();
-    let mut meta = ModelMeta::new(Backbone::Resnet18, 48);
+    let mut meta = ModelMeta::new(
+        Backbone::Resnet18,
+        48,
+        covid_resnet::data::split::labels::paper_classes(),
+    );
     meta.mean = [0.5, 0.45, 0.4];
     meta.std = [0.3, 0.25, 0.2];
     save_model(&p, &m, &meta).unwrap();
@@ -67,7 +71,7 @@ fn a_16_bit_image_gets_the_same_probabilities_everywhere() {
     let data = dir.path().join("data");
     let target = dataset(&data);
     let model = model(dir.path());
-    let classes: Vec<String> = covid_resnet::CLASS_NAMES
+    let classes: Vec<String> = covid_resnet::data::split::labels::PAPER_CLASSES
         .iter()
         .map(|s| s.to_string())
         .collect();

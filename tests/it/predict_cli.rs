@@ -13,7 +13,16 @@ fn predict_reads_many_formats_and_names_the_bad_file() {
     let d = dir.path();
     let model = d.join("model.safetensors");
     let m = Classifier::new(Backbone::Resnet18, 4, 11, &Device::Cpu).unwrap();
-    save_model(&model, &m, &ModelMeta::new(Backbone::Resnet18, 64)).unwrap();
+    save_model(
+        &model,
+        &m,
+        &ModelMeta::new(
+            Backbone::Resnet18,
+            64,
+            covid_resnet::data::split::labels::paper_classes(),
+        ),
+    )
+    .unwrap();
 
     let g8 = ImageBuffer::from_fn(80, 70, |x, y| Luma([((x * 3 + y) % 256) as u8]));
     DynamicImage::ImageLuma8(g8.clone())

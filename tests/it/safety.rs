@@ -151,7 +151,7 @@ fn eval_reads_a_live_run_without_disturbing_it() {
 /// ```
 #[test]
 fn macro_f1_follows_scikit_learn_everywhere() {
-    let names: Vec<String> = covid_resnet::CLASS_NAMES
+    let names: Vec<String> = covid_resnet::data::split::labels::PAPER_CLASSES
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -271,12 +271,33 @@ fn a_resume_checks_what_it_resumes() {
     let o = resume(&run).arg("--data").arg(&moved).output().unwrap();
     assert!(o.status.success(), "{}", err(&o));
     assert!(err(&o).contains("the data set moved"), "{}", err(&o));
-    // A changed data set: an image relabelled.
+    // A new class: refused even with --force (the model's outputs are the classes).
     let split = moved.join("train_synthetic.txt");
     let text = std::fs::read_to_string(&split).unwrap();
     let first = text.lines().next().unwrap().to_string();
-    let relabelled = first.replace("normal", "bacteria");
-    std::fs::write(&split, text.replacen(&first, &relabelled, 1)).unwrap();
+    std::fs::write(
+        &split,
+        text.replacen(&first, &first.replace("normal", "bacteria"), 1),
+    )
+    .unwrap();
+    let o = resume(&run)
+        .arg("--data")
+        .arg(&moved)
+        .arg("--force")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("Normal, COVID-19 then, Normal, Bacterial, COVID-19 now"),
+        "{}",
+        err(&o)
+    );
+    // A changed data set: an image relabelled within the classes.
+    std::fs::write(
+        &split,
+        text.replacen(&first, &first.replace("normal", "COVID-19"), 1),
+    )
+    .unwrap();
     let o = resume(&run).arg("--data").arg(&moved).output().unwrap();
     assert!(!o.status.success());
     let e = err(&o);
@@ -351,7 +372,14 @@ fn names_that_are_not_utf8_stay_distinct() {
         std::fs::create_dir_all(&c).unwrap();
         film(40, 40, 9).save(c.join("y.png")).unwrap();
     }
-    let ds = covid_resnet::data::split::Dataset::open(&data).unwrap();
+    let ds = covid_resnet::data::split::Dataset::open_with(
+        &data,
+        &covid_resnet::data::split::DataOptions {
+            valid: Some(covid_resnet::data::split::ValidChoice::Test),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(ds.train.patients().len(), 4, "{:?}", ds.train.patients());
     let o = cli(&["eval", "--bootstrap", "0", "--model"])
         .arg(&model)
@@ -466,9 +494,13 @@ fn links_are_reported_and_links_out_of_the_data_folder_refused() {
         );
     }
     assert!(text.contains("outside the data folder"), "{text}");
-    let ds = covid_resnet::data::split::Dataset::open(&data).unwrap();
+    let on_test = covid_resnet::data::split::DataOptions {
+        valid: Some(covid_resnet::data::split::ValidChoice::Test),
+        ..Default::default()
+    };
+    let ds = covid_resnet::data::split::Dataset::open_with(&data, &on_test).unwrap();
     assert_eq!(
-        ds.train.class_counts()[0],
+        ds.train.class_counts(4)[0],
         4,
         "the three files and the inside link"
     );
@@ -476,10 +508,11 @@ fn links_are_reported_and_links_out_of_the_data_folder_refused() {
         &data,
         &covid_resnet::data::split::DataOptions {
             allow_outside_links: true,
+            ..on_test
         },
     )
     .unwrap();
-    assert_eq!(allowed.train.class_counts()[0], 5);
+    assert_eq!(allowed.train.class_counts(4)[0], 5);
     // A split file may not reach outside either: the run refuses to start, naming it.
     let (_d, sdata, run, plan) = setup(16, SHORT);
     std::fs::remove_file(sdata.join("train").join("train_0.png")).unwrap();
@@ -517,7 +550,10 @@ fn an_empty_test_split_is_refused_and_an_empty_class_named() {
     assert!(err(&o).contains("has no images"), "{}", err(&o));
     // Classes without training images (the synthetic set has Normal and COVID-19 only).
     let (_d, data, run, plan) = setup(16, SHORT);
-    let o = train(&data, &plan, &run).output().unwrap();
+    let o = train(&data, &plan, &run)
+        .args(["--classes", "Normal,Bacterial,Viral,COVID-19"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", err(&o));
     assert!(
         err(&o).contains("class Bacterial has no training images"),
@@ -567,13 +603,13 @@ fn model_metadata_is_checked() {
         ),
         (
             "reordered",
-            serde_json::json!({"class_names": ["COVID-19", "Bacterial", "Viral", "Normal"]}),
+            serde_json::json!({"class_names": ["COVID-19", "Normal"]}),
             "differ from the classes it was trained on",
         ),
         (
             "three classes",
             serde_json::json!({"class_names": ["a", "b", "c"], "training": null}),
-            "the head has 4 outputs",
+            "the head has 2 outputs",
         ),
     ] {
         tamper(&model, &bad, |m| {

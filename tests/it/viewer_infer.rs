@@ -34,7 +34,16 @@ pub fn film(w: u32, h: u32, seed: u32) -> image::GrayImage {
 pub fn write_model(dir: &Path, size: u32) -> PathBuf {
     let p = dir.join("model.safetensors");
     let m = Classifier::new(Backbone::Resnet18, 4, 5, &Device::Cpu).unwrap();
-    save_model(&p, &m, &ModelMeta::new(Backbone::Resnet18, size)).unwrap();
+    save_model(
+        &p,
+        &m,
+        &ModelMeta::new(
+            Backbone::Resnet18,
+            size,
+            covid_resnet::data::split::labels::paper_classes(),
+        ),
+    )
+    .unwrap();
     p
 }
 

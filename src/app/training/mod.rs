@@ -16,12 +16,14 @@ pub use state::{RunModel, RunState};
 
 use super::dialogs::{pick, unavailable_message, DialogBackend, Pick, Picked};
 use super::notices::Notices;
+use crate::data::cache::CacheSettings;
+use crate::data::sampler::Sampling;
 use crate::device::DeviceChoice;
 use crate::train::config::TrainConfig;
 use crate::train::events::Control;
+use crate::train::loss::ClassWeights;
 use crate::train::schedule::{LrSpec, Plan, Trainable};
 use crate::train::worker::Job;
-use crate::CLASS_NAMES;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -133,11 +135,35 @@ impl TrainingTab {
 
     /// The plan as edited, or its problems.
     pub fn plan(&self) -> Result<Plan, Vec<String>> {
-        plan_of(&self.settings.plan_name, &self.settings.plan_rows)
+        let mut p = plan_of(&self.settings.plan_name, &self.settings.plan_rows)?;
+        // The imbalance settings travel with a saved plan.
+        p.sampling = Some(if self.settings.balanced {
+            Sampling::Balanced
+        } else {
+            Sampling::Shuffle
+        });
+        p.class_weights = Some(if self.settings.class_weights {
+            ClassWeights::Auto
+        } else {
+            ClassWeights::None
+        });
+        Ok(p)
+    }
+
+    /// Takes a plan's rows and its imbalance settings, if it has them.
+    fn take_plan(&mut self, plan: &Plan) {
+        self.settings.plan_name = plan.name.clone();
+        self.settings.plan_rows = rows_of(plan);
+        if let Some(s) = plan.sampling {
+            self.settings.balanced = s == Sampling::Balanced;
+        }
+        if let Some(w) = plan.class_weights {
+            self.settings.class_weights = w == ClassWeights::Auto;
+        }
     }
 
     fn dataset_ok(&self) -> bool {
-        matches!(&self.dataset, Some(Ok(d)) if d.missing == 0)
+        matches!(&self.dataset, Some(Ok(d)) if d.readiness.errors.is_empty())
     }
 
     /// Why Start is disabled, if it is.
@@ -148,8 +174,8 @@ impl TrainingTab {
         match &self.dataset {
             None => return Some("choose a dataset folder first".into()),
             Some(Err(_)) => return Some("the dataset folder cannot be used (see above)".into()),
-            Some(Ok(d)) if d.missing > 0 => {
-                return Some("some listed files are missing (see above)".into())
+            Some(Ok(d)) if !d.readiness.errors.is_empty() => {
+                return Some("the data set cannot be trained on (see above)".into())
             }
             _ => {}
         }
@@ -169,12 +195,19 @@ impl TrainingTab {
 
     /// Handles replies from background work and rescans a changed dataset folder.
     pub fn poll(&mut self, ctx: &egui::Context, notices: &mut Notices) {
-        if self.scanned_for.as_deref() != Some(self.settings.data_dir.as_str()) {
-            self.scanned_for = Some(self.settings.data_dir.clone());
+        // The folder and the options that change what it holds: a change rescans.
+        let key = format!(
+            "{}\n{:?}",
+            self.settings.data_dir,
+            self.settings.data_options()
+        );
+        if self.scanned_for.as_deref() != Some(key.as_str()) {
+            self.scanned_for = Some(key.clone());
             self.dataset = None;
             if !self.settings.data_dir.trim().is_empty() {
                 let dir = self.settings.data_dir.clone();
-                self.worker(ctx).scan(dir);
+                let opts = self.settings.data_options();
+                self.worker(ctx).scan(key, dir, opts);
             }
         }
         let replies = match self.worker.as_mut() {
@@ -183,8 +216,8 @@ impl TrainingTab {
         };
         for r in replies {
             match r {
-                Reply::Scanned { dir, result } => {
-                    if dir == self.settings.data_dir {
+                Reply::Scanned { key, result } => {
+                    if self.scanned_for.as_deref() == Some(key.as_str()) {
                         self.dataset = Some(result);
                     }
                 }
@@ -194,7 +227,12 @@ impl TrainingTab {
                         .enumerate()
                         .map(|(i, p)| {
                             let img = egui::ColorImage::from_gray([p.side, p.side], &p.pixels);
-                            let name = CLASS_NAMES.get(p.label).copied().unwrap_or("?");
+                            let name = self
+                                .dataset
+                                .as_ref()
+                                .and_then(|d| d.as_ref().ok())
+                                .and_then(|d| d.classes.get(p.label).cloned())
+                                .unwrap_or_else(|| "?".into());
                             (
                                 ctx.load_texture(
                                     format!("preview-{i}"),
@@ -265,6 +303,20 @@ impl TrainingTab {
         c.seed = s.seed;
         c.augment = s.augment_config(s.augment);
         c.overwrite = s.overwrite;
+        c.classes = s.class_list();
+        c.valid = s.valid_choice();
+        c.split_pneumonia = s.split_pneumonia.then_some(true);
+        c.sampling = if s.balanced {
+            Sampling::Balanced
+        } else {
+            Sampling::Shuffle
+        };
+        c.class_weights = if s.class_weights {
+            ClassWeights::Auto
+        } else {
+            ClassWeights::None
+        };
+        c.cache = CacheSettings::user_default();
         c
     }
 
@@ -402,7 +454,8 @@ impl TrainingTab {
                 let dir = PathBuf::from(self.settings.data_dir.trim());
                 let epoch = self.preview_draws;
                 self.preview_draws += 1;
-                self.worker(ctx).preview(dir, cfg, epoch);
+                let opts = self.settings.data_options();
+                self.worker(ctx).preview(dir, opts, cfg, epoch);
             }
             Command::BrowseData => {
                 if let Some(p) = self.browse(Pick::Folder, "Dataset folder", notices, dialogs) {
@@ -430,10 +483,7 @@ impl TrainingTab {
                 };
                 if let Some(p) = self.browse(what, "plan", notices, dialogs) {
                     match Plan::load(&p) {
-                        Ok(plan) => {
-                            self.settings.plan_name = plan.name.clone();
-                            self.settings.plan_rows = rows_of(&plan);
-                        }
+                        Ok(plan) => self.take_plan(&plan),
                         Err(e) => notices.error(TOPIC, e.to_string()),
                     }
                 }
@@ -455,10 +505,7 @@ impl TrainingTab {
                 }
                 Err(_) => notices.error(TOPIC, "fix the plan's errors before saving it"),
             },
-            Command::Preset(plan) => {
-                self.settings.plan_name = plan.name.clone();
-                self.settings.plan_rows = rows_of(&plan);
-            }
+            Command::Preset(plan) => self.take_plan(&plan),
             Command::AddRow => {
                 let last = self.settings.plan_rows.last().cloned().unwrap_or(PlanRow {
                     size: "224".into(),

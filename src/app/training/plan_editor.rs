@@ -74,6 +74,8 @@ pub fn plan_of(name: &str, rows: &[PlanRow]) -> Result<Plan, Vec<String>> {
     }
     let plan = Plan {
         name: name.to_string(),
+        sampling: None,
+        class_weights: None,
         stages,
     };
     if problems.is_empty() {

@@ -5,9 +5,9 @@ use super::Command;
 use crate::app::notices::{error_text, warning_text};
 use crate::data::augment::{AugmentConfig, Flip};
 use crate::data::check::DatasetSummary;
+use crate::data::split::{DataOptions, ValidChoice};
 use crate::model::Backbone;
 use crate::train::schedule::Plan;
-use crate::CLASS_NAMES;
 use serde::{Deserialize, Serialize};
 
 /// Settings of the tab that persist between runs of the app.
@@ -39,6 +39,17 @@ pub struct TrainingSettings {
     /// Replace a finished or stopped run in the run folder (asked each time, not kept).
     #[serde(skip)]
     pub overwrite: bool,
+    /// The classes in their order, comma-separated (empty: as the data set has them).
+    pub classes: String,
+    /// Where validation images come from (auto: as the data set's `dataset.toml` says, else
+    /// its own validation split, else 10 % of the training patients).
+    pub valid: ValidChoice,
+    /// Kermany's layout: pneumonia split into bacterial and viral by file name.
+    pub split_pneumonia: bool,
+    /// Class-balanced sampling.
+    pub balanced: bool,
+    /// Cross-entropy weighted by inverse class frequency.
+    pub class_weights: bool,
 }
 
 impl Default for TrainingSettings {
@@ -56,11 +67,43 @@ impl Default for TrainingSettings {
             plan_name: "paper".into(),
             plan_rows: rows_of(&Plan::paper()),
             overwrite: false,
+            classes: String::new(),
+            valid: ValidChoice::Auto,
+            split_pneumonia: false,
+            balanced: false,
+            class_weights: false,
         }
     }
 }
 
 impl TrainingSettings {
+    /// The class order typed, if any.
+    pub fn class_list(&self) -> Option<Vec<String>> {
+        let v: Vec<String> = self
+            .classes
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect();
+        (!v.is_empty()).then_some(v)
+    }
+
+    /// The validation choice to pass on (None for auto: the data set's own choice stands).
+    pub fn valid_choice(&self) -> Option<ValidChoice> {
+        (self.valid != ValidChoice::Auto).then_some(self.valid)
+    }
+
+    /// How the data set is read with these settings.
+    pub fn data_options(&self) -> DataOptions {
+        DataOptions {
+            classes: self.class_list(),
+            valid: self.valid_choice(),
+            seed: self.seed,
+            split_pneumonia: self.split_pneumonia.then_some(true),
+            ..DataOptions::default()
+        }
+    }
+
     /// The augmentation these settings ask for.
     pub fn augment_config(&self, on: bool) -> AugmentConfig {
         if on {
@@ -122,6 +165,7 @@ pub fn setup_ui(
             Command::BrowseData,
             commands,
         );
+        data_options_ui(ui, s);
         dataset_ui(ui, &s.data_dir, scan);
         path_field(
             ui,
@@ -223,6 +267,79 @@ pub fn setup_ui(
     });
 }
 
+fn data_options_ui(ui: &mut egui::Ui, s: &mut TrainingSettings) {
+    egui::CollapsingHeader::new("Classes, validation and imbalance")
+        .default_open(false)
+        .show(ui, |ui| {
+            let l = ui.label("Class order (comma-separated; empty: as the data set has them)");
+            ui.add(
+                egui::TextEdit::singleline(&mut s.classes)
+                    .hint_text("e.g. Normal, Bacterial, Viral, COVID-19")
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(l.id);
+            ui.horizontal_wrapped(|ui| {
+                let l = ui.label("Validation");
+                let mut pct = match s.valid {
+                    ValidChoice::Percent(p) => p,
+                    _ => 10.0,
+                };
+                egui::ComboBox::from_id_salt("valid")
+                    .selected_text(match s.valid {
+                        ValidChoice::Auto => {
+                            "auto: the data set's own choice or split, else 10 % of patients"
+                                .to_string()
+                        }
+                        ValidChoice::Test => "the test split (the paper's way)".to_string(),
+                        ValidChoice::Percent(p) => format!("{p} % of the training patients"),
+                    })
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(
+                            &mut s.valid,
+                            ValidChoice::Auto,
+                            "auto: the data set's own choice or split, else 10 % of patients",
+                        );
+                        ui.selectable_value(
+                            &mut s.valid,
+                            ValidChoice::Percent(pct),
+                            "a percentage of the training patients",
+                        );
+                        ui.selectable_value(
+                            &mut s.valid,
+                            ValidChoice::Test,
+                            "the test split (the paper's way)",
+                        );
+                    })
+                    .response
+                    .labelled_by(l.id);
+                if let ValidChoice::Percent(_) = s.valid {
+                    if ui
+                        .add(
+                            egui::DragValue::new(&mut pct)
+                                .range(1.0..=50.0)
+                                .suffix(" %"),
+                        )
+                        .changed()
+                    {
+                        s.valid = ValidChoice::Percent(pct);
+                    }
+                }
+            });
+            ui.checkbox(
+                &mut s.balanced,
+                "class-balanced sampling (each class equally likely)",
+            );
+            ui.checkbox(
+                &mut s.class_weights,
+                "class weights: loss weighted by inverse class frequency (as COVID-Net)",
+            );
+            ui.checkbox(
+                &mut s.split_pneumonia,
+                "Kermany's layout: split PNEUMONIA into bacterial and viral by file name",
+            );
+        });
+}
+
 fn dataset_ui(ui: &mut egui::Ui, dir: &str, scan: &Scan) {
     match scan {
         None if !dir.trim().is_empty() => {
@@ -235,41 +352,43 @@ fn dataset_ui(ui: &mut egui::Ui, dir: &str, scan: &Scan) {
             error_text(ui, e);
         }
         Some(Ok(d)) => {
+            let total = |v: &Vec<usize>| v.iter().sum::<usize>();
             ui.label(format!(
-                "{}: {} train / {} test images",
+                "{}: {} train / {} valid / {} test images",
                 d.layout,
-                d.train.iter().sum::<usize>(),
-                d.test.iter().sum::<usize>()
+                total(&d.counts[0]),
+                total(&d.counts[1]),
+                total(&d.counts[2])
             ));
-            class_bars_ui(ui, &d.train, &d.test);
-            if d.missing > 0 {
-                error_text(ui, &format!("{} listed files are missing", d.missing));
+            ui.label(format!(
+                "{} classes · validation: {}",
+                d.classes.len(),
+                d.valid_source
+            ));
+            class_bars_ui(ui, &d.classes, &d.counts);
+            for e in &d.readiness.errors {
+                error_text(ui, e);
             }
-            if d.leaked > 0 {
-                warning_text(
-                    ui,
-                    &format!("{} patients are in both train and test", d.leaked),
-                );
+            for w in &d.readiness.warnings {
+                warning_text(ui, w);
             }
         }
     }
 }
 
-fn class_bars_ui(ui: &mut egui::Ui, train: &[usize; 4], test: &[usize; 4]) {
-    let max = train.iter().chain(test).copied().max().unwrap_or(1).max(1) as f32;
-    egui::Grid::new("class-bars").num_columns(3).show(ui, |ui| {
-        for (i, c) in CLASS_NAMES.iter().enumerate() {
-            ui.label(*c);
-            ui.add(
-                egui::ProgressBar::new(train[i] as f32 / max)
-                    .desired_width(120.0)
-                    .text(format!("train {}", train[i])),
-            );
-            ui.add(
-                egui::ProgressBar::new(test[i] as f32 / max)
-                    .desired_width(120.0)
-                    .text(format!("test {}", test[i])),
-            );
+fn class_bars_ui(ui: &mut egui::Ui, classes: &[String], counts: &[Vec<usize>; 3]) {
+    let max = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f32;
+    egui::Grid::new("class-bars").num_columns(4).show(ui, |ui| {
+        for (i, c) in classes.iter().enumerate() {
+            ui.label(c);
+            for (name, v) in ["train", "valid", "test"].iter().zip(counts) {
+                let n = v.get(i).copied().unwrap_or(0);
+                ui.add(
+                    egui::ProgressBar::new(n as f32 / max)
+                        .desired_width(95.0)
+                        .text(format!("{name} {n}")),
+                );
+            }
             ui.end_row();
         }
     });

@@ -82,6 +82,8 @@ pub struct RunModel {
     pub finished_model: Option<PathBuf>,
     /// The device of the last run, as the trainer described it.
     pub device_in_use: Option<String>,
+    /// The run's classes, in the order of the epochs' per-class figures.
+    pub classes: Vec<String>,
     smoother: Smoother,
 }
 
@@ -94,6 +96,7 @@ impl Default for RunModel {
             smoothed: Vec::new(),
             lrs: Vec::new(),
             beta1: Vec::new(),
+            classes: Vec::new(),
             epochs: Vec::new(),
             step_starts: Vec::new(),
             lr_points: Vec::new(),
@@ -163,9 +166,16 @@ impl RunModel {
                 step_starts,
                 history,
                 past,
+                classes,
+                validation,
                 ..
             } => {
                 self.device_in_use = Some(device.clone());
+                self.log.push(format!(
+                    "classes: {}; validation on {validation}",
+                    classes.join(", ")
+                ));
+                self.classes = classes;
                 if !past.is_empty() || !history.is_empty() {
                     self.log.push(format!(
                         "{} earlier iterations and {} epochs restored from the run folder",
@@ -312,6 +322,8 @@ mod tests {
                 step_starts: vec![0, 5],
                 history: vec![epoch(0, 5), epoch(1, 10)],
                 past: (0..10).map(|i| record(i, 2.0 - i as f64 * 0.1)).collect(),
+                classes: vec!["a".into(), "b".into()],
+                validation: "v".into(),
             },
             now,
         );

@@ -1,7 +1,6 @@
 //! The per-epoch table and the log.
 use super::state::RunModel;
 use crate::fmt::{duration, pct};
-use crate::CLASS_NAMES;
 
 /// One row per epoch: size, losses, accuracy, macro F1, recall per class, time.
 pub fn epochs_ui(ui: &mut egui::Ui, run: &RunModel) {
@@ -20,7 +19,7 @@ pub fn epochs_ui(ui: &mut egui::Ui, run: &RunModel) {
         ] {
             ui.strong(h);
         }
-        for c in CLASS_NAMES {
+        for c in &run.classes {
             ui.strong(format!("recall {c}"));
         }
         ui.strong("time");

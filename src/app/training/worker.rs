@@ -18,8 +18,8 @@ use std::thread::JoinHandle;
 pub enum Reply {
     /// A dataset folder was listed.
     Scanned {
-        /// The folder as typed.
-        dir: String,
+        /// What was scanned (the folder and the options).
+        key: String,
         /// What it holds, or why it cannot be used.
         result: Result<DatasetSummary, String>,
     },
@@ -94,18 +94,25 @@ impl Worker {
         }
     }
 
-    /// Lists the dataset folder `dir` (nothing decoded).
-    pub fn scan(&self, dir: String) {
+    /// Lists the dataset folder `dir` (nothing decoded); `key` comes back with the result.
+    pub fn scan(&self, key: String, dir: String, opts: crate::data::split::DataOptions) {
         self.spawn("dataset-scan", move |tx| {
-            let result = summarize(std::path::Path::new(dir.trim())).map_err(|e| e.to_string());
-            let _ = tx.send(Reply::Scanned { dir, result });
+            let result =
+                summarize(std::path::Path::new(dir.trim()), &opts).map_err(|e| e.to_string());
+            let _ = tx.send(Reply::Scanned { key, result });
         });
     }
 
     /// Builds a training batch of `dir` as the network gets it.
-    pub fn preview(&self, dir: PathBuf, cfg: LoaderConfig, epoch: u64) {
+    pub fn preview(
+        &self,
+        dir: PathBuf,
+        opts: crate::data::split::DataOptions,
+        cfg: LoaderConfig,
+        epoch: u64,
+    ) {
         self.spawn("batch-preview", move |tx| {
-            let r = Dataset::open(&dir)
+            let r = Dataset::open_with(&dir, &opts)
                 .and_then(|ds| preview_batch(ds.train.samples, cfg, epoch))
                 .map_err(|e| e.to_string());
             let _ = tx.send(Reply::Preview(r));

@@ -168,12 +168,12 @@ impl ViewerTab {
         self.startup_files = files;
     }
 
-    /// The class names of the loaded model (the paper's four without one).
+    /// The class names of the loaded model (none without one).
     pub fn class_names(&self) -> Vec<String> {
         self.model
             .as_ref()
             .map(|m| m.predictor.meta().class_names.clone())
-            .unwrap_or_else(|| crate::CLASS_NAMES.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default()
     }
 
     /// Opens files (decoded in the background); `truth` is their known class.
@@ -487,7 +487,8 @@ impl ViewerTab {
             }
             Command::RunTestSet => {
                 let data = PathBuf::from(shared.data_dir.trim());
-                self.run_test_set(ctx, shared, data)
+                let opts = shared.data_options.clone();
+                self.run_test_set(ctx, shared, data, opts)
             }
             Command::OpenSamples => match crate::model::shipped::samples_dir() {
                 Some(dir) => {
@@ -507,7 +508,7 @@ impl ViewerTab {
                     .error(TOPIC, "the sample radiographs were not found"),
             },
             Command::ReviewSamples => match crate::model::shipped::samples_dir() {
-                Some(dir) => self.run_test_set(ctx, shared, dir),
+                Some(dir) => self.run_test_set(ctx, shared, dir, Default::default()),
                 None => shared
                     .notices
                     .error(TOPIC, "the sample radiographs were not found"),
@@ -517,7 +518,13 @@ impl ViewerTab {
     }
 
     /// Starts the test-set pass over `data` in the background.
-    fn run_test_set(&mut self, ctx: &egui::Context, shared: &mut Shared<'_>, data: PathBuf) {
+    fn run_test_set(
+        &mut self,
+        ctx: &egui::Context,
+        shared: &mut Shared<'_>,
+        data: PathBuf,
+        opts: crate::data::split::DataOptions,
+    ) {
         let Some(m) = &self.model else {
             shared.notices.error("Review", "load a model first");
             return;
@@ -527,7 +534,7 @@ impl ViewerTab {
         self.review.running = Some((0, 0));
         shared.notices.clear_topic("Review");
         self.mode = Mode::Review;
-        self.worker(ctx).review(data, p, path, bs);
+        self.worker(ctx).review(data, opts, p, path, bs);
     }
 
     fn open_case(&mut self, ctx: &egui::Context, path: PathBuf) {

@@ -2,7 +2,7 @@
 //! Grad-CAM and test-set runs on one "viewer-infer" thread, replies over a channel. The UI
 //! thread never waits on any of it.
 use crate::data::decode::{decode_bytes, decode_file, GrayImage};
-use crate::data::split::Dataset;
+use crate::data::split::{DataOptions, Dataset};
 use crate::device::DeviceChoice;
 use crate::eval::report::EvalReport;
 use crate::eval::{evaluate, EvalOptions};
@@ -96,6 +96,7 @@ enum Job {
     },
     Review {
         data: PathBuf,
+        opts: DataOptions,
         predictor: Arc<Predictor>,
         model_path: PathBuf,
         batch_size: usize,
@@ -244,12 +245,14 @@ impl Worker {
     pub fn review(
         &self,
         data: PathBuf,
+        opts: DataOptions,
         predictor: Arc<Predictor>,
         model_path: PathBuf,
         batch_size: usize,
     ) {
         let _ = self.jobs.send(Job::Review {
             data,
+            opts,
             predictor,
             model_path,
             batch_size,
@@ -281,12 +284,14 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
         }
         Job::Review {
             data,
+            opts,
             predictor,
             model_path,
             batch_size,
         } => {
             let result = (|| -> crate::Result<EvalReport> {
-                let ds = Dataset::open(&data)?;
+                let mut ds = Dataset::open_with(&data, &opts)?;
+                ds.align_to_model(&predictor.meta().class_names)?;
                 ds.test.check_complete("test")?;
                 let opts = EvalOptions {
                     batch_size,

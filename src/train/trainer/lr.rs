@@ -23,6 +23,7 @@ impl Trainer {
             let (model, opt, device, loader) =
                 (&self.model, &mut self.opt, &self.device, &self.loader);
             let (control, sink) = (&self.control, &self.sink);
+            let weights = self.class_weights.as_ref();
             // Epoch numbers far from the training run's, so the sweep sees its own draws.
             let mut epoch = u64::MAX / 2;
             let mut batches = loader.epoch(epoch);
@@ -36,7 +37,7 @@ impl Trainer {
             sweep(
                 &self.cfg.lr_finder,
                 &mut next,
-                |b, lr| train_step(model, opt, device, b, &[lr; NUM_GROUPS], 0.9),
+                |b, lr| train_step(model, opt, device, b, &[lr; NUM_GROUPS], 0.9, weights),
                 || control.is_stopped(),
                 |p| sink.send(TrainEvent::LrFinderPoint(p)),
             )

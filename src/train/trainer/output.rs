@@ -45,7 +45,8 @@ impl Trainer {
         let mut meta = self.model_meta(size);
         // The test figures go into the model file too, so whoever opens it knows what it
         // scored on which data (the Viewer and `predict` say so).
-        let mut report = self.validate(size, self.cfg.bootstrap)?;
+        let mut report = self.validate(size, self.cfg.bootstrap, true)?;
+        report.validated_on_test = self.valid_source == crate::data::split::ValidSource::Test;
         let m = &report.metrics;
         let data_name = self
             .cfg
@@ -63,9 +64,13 @@ impl Trainer {
             "weights": self.cfg.weights.as_deref().map(crate::files::path_text),
             "data": crate::files::path_text(&self.cfg.data),
             "final_epoch": self.history.last(),
+            "validation": self.valid_source.describe(),
+            "class_weights": self.cfg.class_weights.name(),
+            "sampling": self.cfg.sampling,
             "test": {
                 "data": data_name,
                 "split": "test",
+                "validated_on_test": report.validated_on_test,
                 "n": m.n,
                 "accuracy": m.accuracy,
                 "macro_f1": m.macro_f1,
@@ -84,6 +89,9 @@ impl Trainer {
             crate::files::shown(&self.cfg.data).to_string(),
         );
         report.info.insert("split".into(), "test".into());
+        report
+            .info
+            .insert("validation".into(), self.valid_source.describe());
         let paths = report.write_all(&self.cfg.out_dir, "report")?;
         self.sink.send(TrainEvent::Finished {
             model: model_path.clone(),

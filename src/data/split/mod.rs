@@ -1,0 +1,662 @@
+//! Data sets as researchers have them: COVID-Net split files, one folder per class,
+//! Kermany's pediatric layout, or a CSV; classes from the data; a validation split of the
+//! data set's own, drawn by patient from the training images, or the test split (the
+//! paper's way); links checked; the patient-leakage check.
+pub mod folders;
+pub mod labels;
+pub mod split_files;
+pub mod table;
+
+pub use folders::IMAGE_EXTENSIONS;
+pub use labels::{canonical, paper_index, PAPER_CLASSES};
+pub use split_files::{parse_split_text, read_split_file};
+pub use table::CsvColumns;
+
+use crate::files::shown;
+use crate::{Error, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// A listed image before the classes are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Where the image is.
+    pub path: PathBuf,
+    /// The label as the data set writes it.
+    pub label: String,
+    /// Patient identifier.
+    pub patient: String,
+    /// Source tag, if any.
+    pub source: Option<String>,
+}
+
+/// One labelled image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// Where the image is.
+    pub path: PathBuf,
+    /// Class index into the data set's classes.
+    pub label: usize,
+    /// Patient identifier.
+    pub patient: String,
+    /// Source tag, if any.
+    pub source: Option<String>,
+}
+
+/// The samples of one split, plus what could not be used.
+#[derive(Debug, Clone, Default)]
+pub struct Split {
+    /// Samples whose file exists.
+    pub samples: Vec<Sample>,
+    /// Files listed but not found (reported, never silently dropped).
+    pub missing: Vec<PathBuf>,
+    /// Entries not used, with the reason (a dangling or looping link, a link that leaves
+    /// the data folder).
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+impl Split {
+    /// Images per class, for `k` classes.
+    pub fn class_counts(&self, k: usize) -> Vec<usize> {
+        let mut c = vec![0; k];
+        for s in &self.samples {
+            if let Some(n) = c.get_mut(s.label) {
+                *n += 1;
+            }
+        }
+        c
+    }
+
+    /// Distinct patients per class (a patient with two classes counts in both).
+    pub fn patient_counts(&self, k: usize) -> Vec<usize> {
+        let mut sets: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); k];
+        for s in &self.samples {
+            if let Some(set) = sets.get_mut(s.label) {
+                set.insert(&s.patient);
+            }
+        }
+        sets.iter().map(BTreeSet::len).collect()
+    }
+
+    /// Distinct patients.
+    pub fn patients(&self) -> BTreeSet<&str> {
+        self.samples.iter().map(|s| s.patient.as_str()).collect()
+    }
+
+    /// An error naming the missing files, if any.
+    pub fn check_complete(&self, what: &str) -> Result<()> {
+        if self.missing.is_empty() {
+            return Ok(());
+        }
+        let listed: Vec<String> = self
+            .missing
+            .iter()
+            .take(5)
+            .map(|p| shown(p).to_string())
+            .collect();
+        Err(Error::invalid(
+            format!("{what} split"),
+            format!(
+                "{} listed image(s) do not exist: {}{}",
+                self.missing.len(),
+                listed.join(", "),
+                if self.missing.len() > 5 { ", ..." } else { "" }
+            ),
+        ))
+    }
+}
+
+/// How the data set folder is organised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// `train_*.txt`, `test_*.txt` (and perhaps `val_*.txt`) with image folders.
+    SplitFiles {
+        /// The training split file.
+        train: PathBuf,
+        /// The validation split file, if any.
+        valid: Option<PathBuf>,
+        /// The test split file.
+        test: PathBuf,
+    },
+    /// Kermany's `NORMAL` / `PNEUMONIA` folders.
+    Kermany {
+        /// Pneumonia split into bacterial and viral by file name.
+        split_pneumonia: bool,
+    },
+    /// `train/<class>/`, `test/<class>/` (and perhaps `valid/<class>/`) folders.
+    ClassFolders,
+    /// One CSV file listing every image.
+    Csv {
+        /// The CSV file.
+        file: PathBuf,
+    },
+}
+
+impl Layout {
+    /// The layout in words (`data check`, the Training tab).
+    pub fn describe(&self) -> String {
+        let name = |p: &Path| {
+            p.file_name()
+                .map(|n| shown(Path::new(n)).to_string())
+                .unwrap_or_default()
+        };
+        match self {
+            Self::SplitFiles { train, valid, test } => format!(
+                "split files {} / {}{}",
+                name(train),
+                name(test),
+                valid
+                    .as_ref()
+                    .map(|v| format!(" / {}", name(v)))
+                    .unwrap_or_default()
+            ),
+            Self::Kermany { split_pneumonia } => format!(
+                "Kermany's NORMAL/PNEUMONIA folders{}",
+                if *split_pneumonia {
+                    ", pneumonia split into bacterial and viral by file name"
+                } else {
+                    ""
+                }
+            ),
+            Self::ClassFolders => "class folders train/<class>, test/<class>".into(),
+            Self::Csv { file } => format!("the CSV {}", name(file)),
+        }
+    }
+}
+
+/// Which split of a data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SplitKind {
+    /// Training images.
+    Train,
+    /// Validation images (per-epoch metrics, the LR finder's and any fitting's data).
+    Valid,
+    /// Test images (evaluated once, at the end).
+    Test,
+}
+
+impl SplitKind {
+    /// The split's name in files and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Train => "train",
+            Self::Valid => "valid",
+            Self::Test => "test",
+        }
+    }
+}
+
+/// Where the validation images come from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "percent")]
+pub enum ValidChoice {
+    /// The data set's own validation split, else 10 % of the training patients.
+    #[default]
+    Auto,
+    /// The test split (the paper's way: no honest test figure remains).
+    Test,
+    /// This percentage of the training patients, drawn with the run's seed.
+    Percent(f64),
+}
+
+impl ValidChoice {
+    /// What runs made before validation splits existed did (they validated on the test split).
+    pub fn legacy() -> Self {
+        Self::Test
+    }
+}
+
+impl std::str::FromStr for ValidChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "auto" => Ok(Self::Auto),
+            "test" => Ok(Self::Test),
+            _ => {
+                let p: f64 = t.trim_end_matches('%').parse().map_err(|_| {
+                    Error::invalid(
+                        "validation split",
+                        format!("{s:?}: expected auto, test or a percentage such as 10"),
+                    )
+                })?;
+                if !(p > 0.0 && p < 100.0) {
+                    return Err(Error::invalid(
+                        "validation split",
+                        format!("{s:?}: a percentage between 0 and 100"),
+                    ));
+                }
+                Ok(Self::Percent(p))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ValidChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Test => f.write_str("test"),
+            Self::Percent(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// Where the validation images came from, in the end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValidSource {
+    /// The data set's own validation split.
+    Own,
+    /// Drawn from the training patients.
+    Drawn {
+        /// Percentage of the training patients.
+        percent: f64,
+        /// Seed of the draw.
+        seed: u64,
+    },
+    /// The test split (the paper's way).
+    Test,
+}
+
+impl ValidSource {
+    /// The source in words.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Own => "the data set's own validation split".into(),
+            Self::Drawn { percent, seed } => {
+                format!("{percent} % of the training patients (seed {seed})")
+            }
+            Self::Test => "the test split (the paper's way: the test figures are then not \
+                           independent of the choices made on them)"
+                .into(),
+        }
+    }
+}
+
+/// A data set's own settings, in `dataset.toml` at its root.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Manifest {
+    /// The classes in their order.
+    pub classes: Option<Vec<String>>,
+    /// Validation: `auto`, `test` or a percentage.
+    pub valid: Option<String>,
+    /// Kermany's layout: split pneumonia into bacterial and viral by file name.
+    pub split_pneumonia: Option<bool>,
+    /// The CSV layout's file and columns.
+    pub csv: Option<CsvColumns>,
+}
+
+impl Manifest {
+    /// Reads `root/dataset.toml` (an empty manifest when there is none).
+    pub fn read(root: &Path) -> Result<Self> {
+        let p = root.join("dataset.toml");
+        match std::fs::read_to_string(&p) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| Error::invalid("dataset.toml", format!("{}: {e}", shown(&p)))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(Error::io(&p, e)),
+        }
+    }
+}
+
+/// How a data set folder is read. What is given here wins over `dataset.toml`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DataOptions {
+    /// The classes in their order.
+    pub classes: Option<Vec<String>>,
+    /// Where validation images come from (None: `dataset.toml`'s choice, else auto).
+    pub valid: Option<ValidChoice>,
+    /// Seed of a drawn validation split.
+    pub seed: u64,
+    /// Use links that lead to files outside the data folder (refused by default).
+    pub allow_outside_links: bool,
+    /// Kermany's layout: pneumonia split into bacterial and viral.
+    pub split_pneumonia: Option<bool>,
+    /// The CSV file listing the images (the columns come from `dataset.toml`).
+    pub csv_file: Option<PathBuf>,
+}
+
+/// A data set with its splits.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// The folder the user chose.
+    pub root: PathBuf,
+    /// How it is organised.
+    pub layout: Layout,
+    /// Class names, in output order.
+    pub classes: Vec<String>,
+    /// Training images.
+    pub train: Split,
+    /// Validation images.
+    pub valid: Split,
+    /// Test images.
+    pub test: Split,
+    /// Where the validation images came from.
+    pub valid_source: ValidSource,
+}
+
+/// Why the file at `path` cannot be used: a link that is dangling or loops, one that leads
+/// outside the data folder `root` (canonical) when that is not allowed, or no file at all.
+fn link_problem(path: &Path, root: &Path, allow_outside: bool) -> Option<String> {
+    match path.canonicalize() {
+        Err(e) => Some(format!(
+            "a link that leads nowhere (dangling or looping: {e})"
+        )),
+        Ok(t) if !t.starts_with(root) && !allow_outside => Some(format!(
+            "a link to {}, outside the data folder (allow with --allow-outside-links)",
+            shown(&t)
+        )),
+        Ok(t) if !t.is_file() => Some("not a file".into()),
+        Ok(_) => None,
+    }
+}
+
+/// Rows of each split as the layout lists them.
+type Listed = BTreeMap<&'static str, Vec<Row>>;
+
+/// The CSV columns: `dataset.toml`'s, with the file the user named.
+fn csv_columns(m: &Manifest, opts: &DataOptions) -> CsvColumns {
+    let mut cols = m.csv.clone().unwrap_or_default();
+    if let Some(f) = &opts.csv_file {
+        cols.file = Some(f.clone());
+    }
+    cols
+}
+
+fn csv_layout(file: PathBuf, m: &Manifest, opts: &DataOptions) -> Result<(Layout, Listed)> {
+    let mut out: Listed = BTreeMap::new();
+    for (kind, row) in table::read_csv(&file, &csv_columns(m, opts))? {
+        out.entry(match kind {
+            SplitKind::Train => "train",
+            SplitKind::Valid => "valid",
+            SplitKind::Test => "test",
+        })
+        .or_default()
+        .push(row);
+    }
+    Ok((Layout::Csv { file }, out))
+}
+
+fn list(root: &Path, m: &Manifest, opts: &DataOptions) -> Result<(Layout, Listed)> {
+    if let Some(f) = &opts.csv_file {
+        return csv_layout(root.join(f), m, opts);
+    }
+    let mut out: Listed = BTreeMap::new();
+    if let Some((tr, va, te)) = split_files::find_split_files(root)? {
+        out.insert("train", read_split_file(&tr, &root.join("train"))?);
+        out.insert("test", read_split_file(&te, &root.join("test"))?);
+        if let Some(v) = &va {
+            let dir = ["valid", "val", "validation"]
+                .iter()
+                .map(|d| root.join(d))
+                .find(|d| d.is_dir())
+                .unwrap_or_else(|| root.join("valid"));
+            out.insert("valid", read_split_file(v, &dir)?);
+        }
+        return Ok((
+            Layout::SplitFiles {
+                train: tr,
+                valid: va,
+                test: te,
+            },
+            out,
+        ));
+    }
+    let valid_dir = ["valid", "val", "validation"]
+        .iter()
+        .map(|d| root.join(d))
+        .find(|d| d.is_dir());
+    if folders::is_kermany(root) {
+        let split = opts.split_pneumonia.or(m.split_pneumonia).unwrap_or(false);
+        for (name, dir) in [
+            ("train", Some(root.join("train"))),
+            ("test", Some(root.join("test"))),
+            ("valid", valid_dir),
+        ] {
+            if let Some(d) = dir {
+                out.insert(name, folders::read_kermany(&d, split)?);
+            }
+        }
+        return Ok((
+            Layout::Kermany {
+                split_pneumonia: split,
+            },
+            out,
+        ));
+    }
+    if root.join("train").is_dir() && root.join("test").is_dir() {
+        out.insert("train", folders::read_class_folders(&root.join("train"))?);
+        out.insert("test", folders::read_class_folders(&root.join("test"))?);
+        if let Some(d) = valid_dir {
+            out.insert("valid", folders::read_class_folders(&d)?);
+        }
+        return Ok((Layout::ClassFolders, out));
+    }
+    if let Some(file) = table::find_csv(root, &csv_columns(m, opts)) {
+        return csv_layout(file, m, opts);
+    }
+    Err(Error::invalid(
+        "dataset",
+        format!(
+            "{}: found neither train_*.txt/test_*.txt split files, nor train/ and test/ class \
+             folders, nor one CSV file",
+            shown(root)
+        ),
+    ))
+}
+
+/// Rows -> a split: labels to indices, missing files set apart.
+fn to_split(rows: Vec<Row>, classes: &[String]) -> Split {
+    let mut split = Split::default();
+    for r in rows {
+        let c = labels::canonical(&r.label);
+        let Some(label) = classes.iter().position(|x| *x == c) else {
+            continue; // cannot happen: the classes were made from these labels
+        };
+        let exists = r.path.is_file()
+            || std::fs::symlink_metadata(&r.path).is_ok_and(|m| m.file_type().is_symlink());
+        if !exists {
+            split.missing.push(r.path);
+            continue;
+        }
+        split.samples.push(Sample {
+            path: r.path,
+            label,
+            patient: r.patient,
+            source: r.source,
+        });
+    }
+    split
+}
+
+/// Moves `percent` % of the training patients (seeded) into a validation split.
+fn draw_valid(train: &mut Split, percent: f64, seed: u64) -> Split {
+    let mut patients: Vec<String> = train.patients().into_iter().map(String::from).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x7661_6c69_6420_7370);
+    patients.shuffle(&mut rng);
+    let take = ((patients.len() as f64 * percent / 100.0).round() as usize).clamp(
+        usize::from(patients.len() > 1),
+        patients.len().saturating_sub(1),
+    );
+    let chosen: BTreeSet<String> = patients.into_iter().take(take).collect();
+    let (valid, keep): (Vec<Sample>, Vec<Sample>) = std::mem::take(&mut train.samples)
+        .into_iter()
+        .partition(|s| chosen.contains(&s.patient));
+    train.samples = keep;
+    Split {
+        samples: valid,
+        ..Split::default()
+    }
+}
+
+impl Dataset {
+    /// One of the splits.
+    pub fn split(&self, kind: SplitKind) -> &Split {
+        match kind {
+            SplitKind::Train => &self.train,
+            SplitKind::Valid => &self.valid,
+            SplitKind::Test => &self.test,
+        }
+    }
+
+    /// Opens `root` with the default options.
+    pub fn open(root: &Path) -> Result<Self> {
+        Self::open_with(root, &DataOptions::default())
+    }
+
+    /// Detects the layout of `root`, reads every split, orders the classes, settles the
+    /// validation split, and sets aside links that do not lead to a file inside `root`.
+    pub fn open_with(root: &Path, opts: &DataOptions) -> Result<Self> {
+        if !root.is_dir() {
+            return Err(Error::invalid(
+                "dataset",
+                format!("{} is not a folder", shown(root)),
+            ));
+        }
+        let manifest = Manifest::read(root)?;
+        let (layout, mut listed) = list(root, &manifest, opts)?;
+        let found: Vec<String> = listed
+            .values()
+            .flatten()
+            .map(|r| labels::canonical(&r.label))
+            .collect();
+        let explicit = opts.classes.as_deref().or(manifest.classes.as_deref());
+        let classes = labels::class_order(&found, explicit)?;
+        if classes.len() > *crate::model::checkpoint::CLASS_COUNT_RANGE.end() {
+            return Err(Error::invalid(
+                "classes",
+                format!("{}: {} classes, more than 64", shown(root), classes.len()),
+            ));
+        }
+        let mut train = to_split(listed.remove("train").unwrap_or_default(), &classes);
+        let test = to_split(listed.remove("test").unwrap_or_default(), &classes);
+        let own = listed.remove("valid").map(|v| to_split(v, &classes));
+        let choice = match opts.valid {
+            Some(c) => c,
+            None => match &manifest.valid {
+                Some(v) => v.parse()?,
+                None => ValidChoice::Auto,
+            },
+        };
+        let (valid, valid_source) = match (choice, own) {
+            (ValidChoice::Test, _) => (test.clone(), ValidSource::Test),
+            (ValidChoice::Auto, Some(v)) => (v, ValidSource::Own),
+            (ValidChoice::Percent(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "validation split",
+                    format!(
+                        "{} has its own validation split: drop the percentage, or validate on \
+                         the test split",
+                        shown(root)
+                    ),
+                ))
+            }
+            (ValidChoice::Auto, None) => (
+                draw_valid(&mut train, 10.0, opts.seed),
+                ValidSource::Drawn {
+                    percent: 10.0,
+                    seed: opts.seed,
+                },
+            ),
+            (ValidChoice::Percent(p), None) => (
+                draw_valid(&mut train, p, opts.seed),
+                ValidSource::Drawn {
+                    percent: p,
+                    seed: opts.seed,
+                },
+            ),
+        };
+        let mut ds = Self {
+            root: root.to_path_buf(),
+            layout,
+            classes,
+            train,
+            valid,
+            test,
+            valid_source,
+        };
+        let canon = root.canonicalize().map_err(|e| Error::io(root, e))?;
+        for split in [&mut ds.train, &mut ds.valid, &mut ds.test] {
+            let (keep, set_aside): (Vec<Sample>, Vec<Sample>) = std::mem::take(&mut split.samples)
+                .into_iter()
+                .partition(|s| link_problem(&s.path, &canon, opts.allow_outside_links).is_none());
+            for s in set_aside {
+                let why =
+                    link_problem(&s.path, &canon, opts.allow_outside_links).unwrap_or_default();
+                split.skipped.push((s.path, why));
+            }
+            split.samples = keep;
+        }
+        Ok(ds)
+    }
+
+    /// Relabels the samples for a model with `classes` (in its output order). Refused, with
+    /// both lists, when the data set has a class the model does not know; a model class the
+    /// data set lacks is fine (its row of the confusion matrix stays empty).
+    pub fn align_to_model(&mut self, classes: &[String]) -> Result<()> {
+        if self.classes == classes {
+            return Ok(());
+        }
+        let map: Option<Vec<usize>> = self
+            .classes
+            .iter()
+            .map(|c| classes.iter().position(|m| m == c))
+            .collect();
+        let Some(map) = map else {
+            return Err(Error::invalid(
+                "classes",
+                format!(
+                    "the model's classes ({}) differ from the data set's ({}): the data set has \
+                     a class the model does not know",
+                    classes.join(", "),
+                    self.classes.join(", ")
+                ),
+            ));
+        };
+        for split in [&mut self.train, &mut self.valid, &mut self.test] {
+            for s in &mut split.samples {
+                s.label = map[s.label];
+            }
+        }
+        self.classes = classes.to_vec();
+        Ok(())
+    }
+
+    /// Patients in more than one of train, valid and test, sorted.
+    pub fn leaked_patients(&self) -> Vec<String> {
+        let out: BTreeSet<String> = self.leaks().into_iter().flat_map(|(_, _, p)| p).collect();
+        out.into_iter().collect()
+    }
+
+    /// Each pair of splits that shares patients, with those patients (valid and test are
+    /// not compared when the validation split is the test split).
+    pub fn leaks(&self) -> Vec<(SplitKind, SplitKind, Vec<String>)> {
+        use SplitKind::*;
+        let mut pairs = vec![(Train, Test)];
+        if self.valid_source != ValidSource::Test {
+            pairs.extend([(Train, Valid), (Valid, Test)]);
+        }
+        pairs
+            .into_iter()
+            .map(|(a, b)| (a, b, leaked_patients(self.split(a), self.split(b))))
+            .filter(|(_, _, p)| !p.is_empty())
+            .collect()
+    }
+}
+
+/// Patients in both `a` and `b`.
+pub fn leaked_patients(a: &Split, b: &Split) -> Vec<String> {
+    let pa = a.patients();
+    b.patients()
+        .into_iter()
+        .filter(|p| pa.contains(p))
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
