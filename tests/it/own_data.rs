@@ -18,7 +18,11 @@ use std::process::{Command, Output};
 fn image_of(k: usize, i: usize) -> GrayImage {
     GrayImage::from_fn(40, 40, |x, y| {
         let noise = ((x * 7 + y * 13 + i as u32 * 31) % 17) as i32 - 8;
-        let stripe = if k.is_multiple_of(2) { (y / 3) % 2 } else { (x / 3) % 2 };
+        let stripe = if k.is_multiple_of(2) {
+            (y / 3) % 2
+        } else {
+            (x / 3) % 2
+        };
         Luma([(40 + 60 * k as i32 + 40 * stripe as i32 + noise).clamp(0, 255) as u8])
     })
 }
@@ -365,8 +369,9 @@ fn a_drawn_validation_split_keeps_patients_apart_and_valid_test_says_so() {
 
 #[test]
 fn the_training_tab_lists_any_number_of_classes_and_warns() {
-    let d = tempfile::tempdir().unwrap();
-    let data = d.path().join("five");
+    // Fixed paths: the snapshot shows them.
+    let data = std::env::temp_dir().join("covid-resnet-own-data-five");
+    let _ = std::fs::remove_dir_all(&data);
     let names = ["alpha", "beta", "gamma", "delta", "epsilon"];
     for (k, c) in names.iter().enumerate() {
         let n = if k == 4 { 3 } else { 12 };
@@ -389,6 +394,10 @@ fn the_training_tab_lists_any_number_of_classes_and_warns() {
     let s = Settings {
         training: TrainingSettings {
             data_dir: data.display().to_string(),
+            run_dir: std::env::temp_dir()
+                .join("covid-resnet-own-data-run")
+                .display()
+                .to_string(),
             backbone: Backbone::Resnet18,
             device: "cpu".into(),
             ..Default::default()
@@ -411,5 +420,8 @@ fn the_training_tab_lists_any_number_of_classes_and_warns() {
     assert!(shown("train 12") && shown("train 3") && shown("valid 1") && shown("test 1"));
     assert!(shown("class epsilon has only 3 training image(s)"));
     assert!(shown("patient(s) are in more than one split"));
+    h.get_by_label_contains("Classes, validation and imbalance")
+        .click();
+    h.run_steps(3);
     h.snapshot("training_tab_own_data");
 }
