@@ -75,6 +75,21 @@ pub struct Settings {
     pub viewer: ViewerSettings,
 }
 
+impl Settings {
+    /// A first launch (nothing saved yet): the Viewer when a shipped model is there to answer,
+    /// else the Training tab.
+    pub fn first_launch() -> Self {
+        Self {
+            tab: if crate::model::shipped::model_path().is_some() {
+                Tab::Viewer
+            } else {
+                Tab::Training
+            },
+            ..Default::default()
+        }
+    }
+}
+
 const SETTINGS_KEY: &str = "covid-resnet-settings";
 
 /// What a tab may use besides its own state while it draws and runs its commands.
@@ -112,7 +127,7 @@ impl App {
         let settings: Settings = cc
             .storage
             .and_then(|s| eframe::get_value(s, SETTINGS_KEY))
-            .unwrap_or_default();
+            .unwrap_or_else(Settings::first_launch);
         Self::with_settings(settings)
     }
 

@@ -12,6 +12,7 @@ mod own_data;
 mod predict_cli;
 mod safety;
 mod scale;
+mod shipped;
 mod torchvision_fixture;
 mod train_cli;
 mod training;
