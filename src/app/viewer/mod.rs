@@ -316,8 +316,12 @@ impl ViewerTab {
                 }
             }
             Reply::Model { path, result } => {
-                if self.model_loading.as_ref() == Some(&path) {
-                    self.model_loading = None;
+                match &self.model_loading {
+                    Some(p) if *p == path => self.model_loading = None,
+                    // A newer load was asked for (say, the shipped model at launch and then
+                    // the user's choice): this one is superseded.
+                    Some(_) => return,
+                    None => {}
                 }
                 match result {
                     Ok(p) => {
