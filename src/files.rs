@@ -188,3 +188,39 @@ mod tests {
         assert!(err.to_string().contains("/nonexistent-dir/x.bin"), "{err}");
     }
 }
+
+/// Which of the user's platform folders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserFolder {
+    /// Data kept for the user (`$XDG_DATA_HOME` or `~/.local/share`, `~/Library/Application
+    /// Support`, `%APPDATA%`).
+    Data,
+    /// Data that can be made again (`$XDG_CACHE_HOME` or `~/.cache`, `~/Library/Caches`,
+    /// `%LOCALAPPDATA%`).
+    Cache,
+}
+
+/// The program's folder of that kind: the platform's folder + `covid-resnet`.
+pub fn user_folder(kind: UserFolder) -> Option<PathBuf> {
+    let home = std::env::home_dir();
+    let (mac, win, xdg, unix) = match kind {
+        UserFolder::Data => (
+            "Library/Application Support",
+            "APPDATA",
+            "XDG_DATA_HOME",
+            ".local/share",
+        ),
+        UserFolder::Cache => ("Library/Caches", "LOCALAPPDATA", "XDG_CACHE_HOME", ".cache"),
+    };
+    let base = if cfg!(target_os = "macos") {
+        home.map(|h| h.join(mac))
+    } else if cfg!(windows) {
+        std::env::var_os(win).map(PathBuf::from)
+    } else {
+        std::env::var_os(xdg)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| home.map(|h| h.join(unix)))
+    };
+    base.map(|b| b.join("covid-resnet"))
+}

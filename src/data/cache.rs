@@ -103,18 +103,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("COVID_RESNET_CACHE") {
         return Some(PathBuf::from(p));
     }
-    let home = std::env::home_dir();
-    let base = if cfg!(target_os = "macos") {
-        home.map(|h| h.join("Library").join("Caches"))
-    } else if cfg!(windows) {
-        std::env::var_os("LOCALAPPDATA").map(PathBuf::from)
-    } else {
-        std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| home.map(|h| h.join(".cache")))
-    };
-    base.map(|b| b.join("covid-resnet").join("images"))
+    crate::files::user_folder(crate::files::UserFolder::Cache).map(|d| d.join("images"))
 }
 
 /// A run's budget and disk folder, shared by its caches.

@@ -88,18 +88,7 @@ pub fn user_data_dir() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("COVID_RESNET_HOME") {
         return Some(PathBuf::from(p));
     }
-    let home = std::env::home_dir();
-    let base = if cfg!(target_os = "macos") {
-        home.map(|h| h.join("Library").join("Application Support"))
-    } else if cfg!(windows) {
-        std::env::var_os("APPDATA").map(PathBuf::from)
-    } else {
-        std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| home.map(|h| h.join(".local").join("share")))
-    };
-    base.map(|b| b.join("covid-resnet"))
+    crate::files::user_folder(crate::files::UserFolder::Data)
 }
 
 /// Where fetched weights are kept.

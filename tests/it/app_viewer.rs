@@ -46,7 +46,7 @@ impl egui::DroppedFile for Dropped {
     }
 }
 
-fn harness(model: &Path, data: &Path) -> Harness<'static, App> {
+pub fn harness(model: &Path, data: &Path) -> Harness<'static, App> {
     let mut s = Settings {
         tab: Tab::Viewer,
         viewer: ViewerSettings {

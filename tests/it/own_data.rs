@@ -4,8 +4,8 @@
 //! the Training tab's class list and warnings.
 use crate::common::{bin, step_until};
 use covid_resnet::app::training::TrainingSettings;
-use covid_resnet::app::viewer::{ImageState, ViewerSettings};
-use covid_resnet::app::{App, Settings, Tab};
+use covid_resnet::app::viewer::ImageState;
+use covid_resnet::app::{App, Settings};
 use covid_resnet::eval::report::EvalReport;
 use covid_resnet::model::Backbone;
 use egui_kittest::kittest::Queryable;
@@ -100,18 +100,7 @@ fn train_and_eval(
 
 /// The Viewer with `model` loaded and `file` dropped on it: the bars' class names.
 fn viewer_classes(model: &Path, file: &Path) -> Vec<String> {
-    let mut s = Settings {
-        tab: Tab::Viewer,
-        viewer: ViewerSettings {
-            model: model.display().to_string(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    s.training.device = "cpu".into();
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1280.0, 800.0))
-        .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s));
+    let mut h = crate::app_viewer::harness(model, Path::new(""));
     step_until(&mut h, 200, "the model", |a| a.viewer.model.is_some());
     crate::app_viewer::drop_files(&mut h, &[file.to_path_buf()]);
     step_until(&mut h, 400, "the prediction", |a| {

@@ -16,10 +16,8 @@ pub use state::{RunModel, RunState};
 
 use super::dialogs::{pick, unavailable_message, DialogBackend, Pick, Picked};
 use super::notices::Notices;
-use crate::data::cache::CacheSettings;
 use crate::data::sampler::Sampling;
 use crate::device::DeviceChoice;
-use crate::train::config::TrainConfig;
 use crate::train::events::Control;
 use crate::train::loss::ClassWeights;
 use crate::train::schedule::{LrSpec, Plan, Trainable};
@@ -137,16 +135,8 @@ impl TrainingTab {
     pub fn plan(&self) -> Result<Plan, Vec<String>> {
         let mut p = plan_of(&self.settings.plan_name, &self.settings.plan_rows)?;
         // The imbalance settings travel with a saved plan.
-        p.sampling = Some(if self.settings.balanced {
-            Sampling::Balanced
-        } else {
-            Sampling::Shuffle
-        });
-        p.class_weights = Some(if self.settings.class_weights {
-            ClassWeights::Auto
-        } else {
-            ClassWeights::None
-        });
+        p.sampling = Some(self.settings.sampling());
+        p.class_weights = Some(self.settings.class_weights());
         Ok(p)
     }
 
@@ -290,36 +280,6 @@ impl TrainingTab {
         }
     }
 
-    fn config(&self, plan: Plan) -> TrainConfig {
-        let s = &self.settings;
-        let mut c = TrainConfig::new(
-            PathBuf::from(s.data_dir.trim()),
-            PathBuf::from(s.run_dir.trim()),
-        );
-        c.backbone = s.backbone;
-        c.weights = (!s.weights.trim().is_empty()).then(|| PathBuf::from(s.weights.trim()));
-        c.plan = plan;
-        c.batch_size = s.batch_size;
-        c.seed = s.seed;
-        c.augment = s.augment_config(s.augment);
-        c.overwrite = s.overwrite;
-        c.classes = s.class_list();
-        c.valid = s.valid_choice();
-        c.split_pneumonia = s.split_pneumonia.then_some(true);
-        c.sampling = if s.balanced {
-            Sampling::Balanced
-        } else {
-            Sampling::Shuffle
-        };
-        c.class_weights = if s.class_weights {
-            ClassWeights::Auto
-        } else {
-            ClassWeights::None
-        };
-        c.cache = CacheSettings::user_default();
-        c
-    }
-
     fn launch(&mut self, ctx: &egui::Context, job: Job, notices: &mut Notices) -> bool {
         let device: DeviceChoice = match self.settings.device.parse() {
             Ok(d) => d,
@@ -400,7 +360,7 @@ impl TrainingTab {
                     plan_editor::summary(&plan),
                     self.settings.run_dir
                 ));
-                let job = Job::Train(Box::new(self.config(plan)));
+                let job = Job::Train(Box::new(self.settings.train_config(plan)));
                 if !self.launch(ctx, job, notices) {
                     self.run.job_ended();
                 }
@@ -410,7 +370,7 @@ impl TrainingTab {
                 notices.clear_topic(TOPIC);
                 self.chosen_lr = None;
                 self.run.begin_lr_find();
-                let job = Job::LrFind(Box::new(self.config(plan)));
+                let job = Job::LrFind(Box::new(self.settings.train_config(plan)));
                 if !self.launch(ctx, job, notices) {
                     self.run.job_ended();
                 }

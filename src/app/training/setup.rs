@@ -4,11 +4,16 @@ use super::plan_editor::{rows_of, PlanRow};
 use super::Command;
 use crate::app::notices::{error_text, warning_text};
 use crate::data::augment::{AugmentConfig, Flip};
+use crate::data::cache::CacheSettings;
 use crate::data::check::DatasetSummary;
+use crate::data::sampler::Sampling;
 use crate::data::split::{DataOptions, ValidChoice};
 use crate::model::Backbone;
+use crate::train::config::TrainConfig;
+use crate::train::loss::ClassWeights;
 use crate::train::schedule::Plan;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Settings of the tab that persist between runs of the app.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +82,47 @@ impl Default for TrainingSettings {
 }
 
 impl TrainingSettings {
+    /// The sampler the "class-balanced sampling" box asks for.
+    pub fn sampling(&self) -> Sampling {
+        if self.balanced {
+            Sampling::Balanced
+        } else {
+            Sampling::Shuffle
+        }
+    }
+
+    /// The loss weighting the "class weights" box asks for.
+    pub fn class_weights(&self) -> ClassWeights {
+        if self.class_weights {
+            ClassWeights::Auto
+        } else {
+            ClassWeights::None
+        }
+    }
+
+    /// The engine's configuration for a run of `plan` with these settings.
+    pub fn train_config(&self, plan: Plan) -> TrainConfig {
+        let s = self;
+        let mut c = TrainConfig::new(
+            PathBuf::from(s.data_dir.trim()),
+            PathBuf::from(s.run_dir.trim()),
+        );
+        c.backbone = s.backbone;
+        c.weights = (!s.weights.trim().is_empty()).then(|| PathBuf::from(s.weights.trim()));
+        c.plan = plan;
+        c.batch_size = s.batch_size;
+        c.seed = s.seed;
+        c.augment = s.augment_config(s.augment);
+        c.overwrite = s.overwrite;
+        c.classes = s.class_list();
+        c.valid = s.valid_choice();
+        c.split_pneumonia = s.split_pneumonia.then_some(true);
+        c.sampling = s.sampling();
+        c.class_weights = s.class_weights();
+        c.cache = CacheSettings::user_default();
+        c
+    }
+
     /// The class order typed, if any.
     pub fn class_list(&self) -> Option<Vec<String>> {
         let v: Vec<String> = self
