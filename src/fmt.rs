@@ -62,6 +62,7 @@ mod tests {
             value: 0.5,
             lo: 0.25,
             hi: f64::NAN,
+            method: Default::default(),
         };
         assert_eq!(pct_ci(&w, 1), "50.0 % (25.0–?)");
         assert_eq!(duration(3725.0), "1h02m");

@@ -1,7 +1,7 @@
 //! Confusion matrix (rows actual, columns predicted), accuracy, per-class recall, PPV and
-//! F1, macro averages, and seeded bootstrap 95% confidence intervals (resampling images).
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+//! F1, macro averages, and 95% confidence intervals: a seeded bootstrap resampling patients
+//! (or images), and Wilson intervals for proportions with few events.
+use super::stats::{percentile_ci, wilson, CiMethod, Resampler, FEW_EVENTS};
 use serde::{Deserialize, Serialize};
 
 /// Serde for f64 that may be NaN (an absent class's recall): JSON has no NaN, so NaN is
@@ -136,18 +136,57 @@ impl Confusion {
     }
 }
 
-/// A value with its bootstrap 95% interval.
+/// A value with its 95% interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct WithCi {
     /// On the full set.
     #[serde(with = "nullable")]
     pub value: f64,
-    /// 2.5th percentile of the bootstrap.
+    /// Lower bound (the bootstrap's 2.5th percentile, or Wilson's).
     #[serde(with = "nullable")]
     pub lo: f64,
-    /// 97.5th percentile.
+    /// Upper bound.
     #[serde(with = "nullable")]
     pub hi: f64,
+    /// How the interval was obtained.
+    #[serde(default)]
+    pub method: CiMethod,
+}
+
+impl WithCi {
+    /// A value from bootstrap `samples` (percentile interval; none without samples).
+    pub fn bootstrap(value: f64, samples: &mut Vec<f64>) -> Self {
+        let (lo, hi) = percentile_ci(samples);
+        let method = if lo.is_nan() || value.is_nan() {
+            CiMethod::None
+        } else {
+            CiMethod::Bootstrap
+        };
+        Self {
+            value,
+            lo,
+            hi,
+            method,
+        }
+    }
+
+    /// The proportion `x / n`: a Wilson interval when successes or failures are fewer than
+    /// [`FEW_EVENTS`] (where a percentile bootstrap collapses), else the bootstrap's.
+    pub fn proportion(x: usize, n: usize, samples: &mut Vec<f64>) -> Self {
+        if n == 0 {
+            return Self::bootstrap(f64::NAN, samples);
+        }
+        let value = x as f64 / n as f64;
+        match wilson(x, n) {
+            Some((lo, hi)) if x.min(n - x) < FEW_EVENTS => Self {
+                value,
+                lo,
+                hi,
+                method: CiMethod::Wilson,
+            },
+            _ => Self::bootstrap(value, samples),
+        }
+    }
 }
 
 /// Per-class figures.
@@ -189,24 +228,24 @@ pub struct Metrics {
     pub bootstrap: usize,
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q * (sorted.len() - 1) as f64;
-    let (i, f) = (pos.floor() as usize, pos - pos.floor());
-    if i + 1 < sorted.len() {
-        sorted[i] * (1.0 - f) + sorted[i + 1] * f
-    } else {
-        sorted[i]
-    }
-}
-
-/// Computes every metric; `bootstrap` resamples (0 = no intervals) drawn from `seed`.
+/// Computes every metric; `bootstrap` image resamples (0 = no intervals) drawn from `seed`.
 pub fn compute(
     classes: &[String],
     actual: &[usize],
     predicted: &[usize],
+    bootstrap: usize,
+    seed: u64,
+) -> Metrics {
+    let r = Resampler::by_case(actual.len());
+    compute_grouped(classes, actual, predicted, &r, bootstrap, seed)
+}
+
+/// Computes every metric with `bootstrap` resamples drawn by `resampler` from `seed`.
+pub fn compute_grouped(
+    classes: &[String],
+    actual: &[usize],
+    predicted: &[usize],
+    resampler: &Resampler,
     bootstrap: usize,
     seed: u64,
 ) -> Metrics {
@@ -228,35 +267,31 @@ pub fn compute(
     };
     let point = stats(&cm);
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(bootstrap); point.len()];
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    if n > 0 {
-        for _ in 0..bootstrap {
-            let mut c = Confusion {
-                m: vec![vec![0; k]; k],
-            };
-            for _ in 0..n {
-                let j = rng.random_range(0..n);
-                c.m[actual[j]][predicted[j]] += 1;
-            }
-            for (s, v) in samples.iter_mut().zip(stats(&c)) {
-                if !v.is_nan() {
-                    s.push(v);
-                }
-            }
+    resampler.each(bootstrap, seed, |idx| {
+        let mut c = Confusion {
+            m: vec![vec![0; k]; k],
+        };
+        for &j in idx {
+            c.m[actual[j]][predicted[j]] += 1;
         }
-    }
-    let ci: Vec<WithCi> = point
+        for (s, v) in samples.iter_mut().zip(stats(&c)) {
+            s.push(v);
+        }
+    });
+    let mut ci: Vec<WithCi> = point
         .iter()
         .zip(samples.iter_mut())
-        .map(|(&value, s)| {
-            s.sort_by(|a, b| a.total_cmp(b));
-            WithCi {
-                value,
-                lo: percentile(s, 0.025),
-                hi: percentile(s, 0.975),
-            }
-        })
+        .map(|(&value, s)| WithCi::bootstrap(value, s))
         .collect();
+    // Proportions with few events: Wilson.
+    let diag: usize = (0..k).map(|i| cm.m[i][i]).sum();
+    ci[0] = WithCi::proportion(diag, n, &mut samples[0]);
+    for i in 0..k {
+        let row: usize = cm.m[i].iter().sum();
+        let col: usize = cm.m.iter().map(|r| r[i]).sum();
+        ci[4 + 3 * i] = WithCi::proportion(cm.m[i][i], row, &mut samples[4 + 3 * i]);
+        ci[5 + 3 * i] = WithCi::proportion(cm.m[i][i], col, &mut samples[5 + 3 * i]);
+    }
     Metrics {
         n,
         confusion: cm.clone(),
@@ -375,9 +410,10 @@ mod tests {
             value: f64::NAN,
             lo: 0.5,
             hi: f64::NAN,
+            method: CiMethod::None,
         };
         let j = serde_json::to_string(&w).unwrap();
-        assert_eq!(j, r#"{"value":null,"lo":0.5,"hi":null}"#);
+        assert_eq!(j, r#"{"value":null,"lo":0.5,"hi":null,"method":"none"}"#);
         let back: WithCi = serde_json::from_str(&j).unwrap();
         assert!(back.value.is_nan() && back.lo == 0.5 && back.hi.is_nan());
     }

@@ -19,18 +19,18 @@ pub fn blues(t: f32) -> [u8; 3] {
     [0, 1, 2].map(|i| (lo[i] + (hi[i] - lo[i]) * t).round() as u8)
 }
 
-fn font() -> FontRef<'static> {
+pub(crate) fn font() -> FontRef<'static> {
     FontRef::try_from_slice(epaint_default_fonts::UBUNTU_LIGHT).expect("egui's bundled font")
 }
 
 /// Width in pixels of `text` at `px`.
-fn text_width(f: &FontRef<'_>, px: f32, text: &str) -> f32 {
+pub(crate) fn text_width(f: &FontRef<'_>, px: f32, text: &str) -> f32 {
     let sf = f.as_scaled(PxScale::from(px));
     text.chars().map(|c| sf.h_advance(f.glyph_id(c))).sum()
 }
 
 /// Draws `text` with its baseline-left at (x, y).
-fn draw_text(
+pub(crate) fn draw_text(
     img: &mut RgbImage,
     f: &FontRef<'_>,
     px: f32,
@@ -61,7 +61,15 @@ fn draw_text(
     }
 }
 
-fn centered(img: &mut RgbImage, f: &FontRef<'_>, px: f32, cx: f32, y: f32, t: &str, rgb: [u8; 3]) {
+pub(crate) fn centered(
+    img: &mut RgbImage,
+    f: &FontRef<'_>,
+    px: f32,
+    cx: f32,
+    y: f32,
+    t: &str,
+    rgb: [u8; 3],
+) {
     let w = text_width(f, px, t);
     draw_text(img, f, px, cx - w / 2.0, y, t, rgb);
 }

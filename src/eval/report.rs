@@ -1,6 +1,9 @@
 //! Running a model over a split and writing what it got right and wrong: JSON (everything),
 //! CSV (one row per image), and a short Markdown summary, each written atomically.
-use super::metrics::{compute, Metrics};
+use super::metrics::{compute_grouped, Metrics};
+use super::operating::OperatingPoint;
+use super::scores::{ScoreInput, Scores};
+use super::stats::Resampler;
 use crate::files::write_atomic;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -26,6 +29,9 @@ pub struct Case {
     pub loss: f64,
     /// Source tag, if known.
     pub source: Option<String>,
+    /// Patient identifier, when the data set gives one (the bootstrap resamples patients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
 }
 
 /// Accuracy of one source.
@@ -62,6 +68,16 @@ pub struct EvalReport {
     /// not independent of the choices made on them; the report's first line says so.
     #[serde(default)]
     pub validated_on_test: bool,
+    /// ROC/AUC, rates at argmax and at the operating point, calibration (absent in reports
+    /// written before they existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores: Option<Scores>,
+    /// The operating point the predictions follow; argmax when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operating_point: Option<OperatingPoint>,
+    /// Seed of the bootstrap.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 impl Case {
@@ -75,19 +91,74 @@ impl Case {
 }
 
 impl EvalReport {
-    /// Builds the report from cases.
-    pub fn from_cases(
+    /// Builds the report from cases (predictions at argmax).
+    pub fn from_cases(classes: Vec<String>, cases: Vec<Case>, bootstrap: usize, seed: u64) -> Self {
+        Self::with_operating_point(classes, cases, bootstrap, seed, None)
+    }
+
+    /// Builds the report from cases, the predictions following `op` when given.
+    pub fn with_operating_point(
         classes: Vec<String>,
         mut cases: Vec<Case>,
         bootstrap: usize,
         seed: u64,
+        op: Option<OperatingPoint>,
     ) -> Self {
+        let k = classes.len();
+        let loss = cases.iter().map(|c| c.loss).sum::<f64>() / cases.len().max(1) as f64;
+        cases.sort_by(|a, b| b.loss.total_cmp(&a.loss));
+        let mut r = Self {
+            metrics: compute_grouped(&classes, &[], &[], &Resampler::by_case(0), 0, seed),
+            classes,
+            loss,
+            per_source: BTreeMap::new(),
+            cases,
+            info: BTreeMap::new(),
+            validated_on_test: false,
+            scores: None,
+            operating_point: op.filter(|o| o.class < k),
+            seed,
+        };
+        r.metrics.bootstrap = bootstrap;
+        r.recompute();
+        r
+    }
+
+    /// Sets the operating point (None: argmax) and recomputes the predictions and every
+    /// figure that follows from them.
+    pub fn set_operating_point(&mut self, op: Option<OperatingPoint>) {
+        self.operating_point = op.filter(|o| o.class < self.classes.len());
+        self.recompute();
+    }
+
+    /// Predictions, metrics, per-source figures and scores from the cases' probabilities.
+    fn recompute(&mut self) {
+        let k = self.classes.len();
+        let op = self.operating_point;
+        for c in &mut self.cases {
+            if c.probs.len() == k {
+                c.predicted = match op {
+                    Some(o) => o.decide(&c.probs),
+                    None => crate::infer::predictor::argmax(&c.probs),
+                };
+            }
+        }
+        let cases = &self.cases;
         let actual: Vec<usize> = cases.iter().map(|c| c.actual).collect();
         let predicted: Vec<usize> = cases.iter().map(|c| c.predicted).collect();
-        let metrics = compute(&classes, &actual, &predicted, bootstrap, seed);
-        let k = classes.len();
+        let keys: Vec<Option<&str>> = cases.iter().map(|c| c.patient.as_deref()).collect();
+        let resampler = Resampler::by_key(&keys);
+        let (bootstrap, seed) = (self.metrics.bootstrap, self.seed);
+        self.metrics = compute_grouped(
+            &self.classes,
+            &actual,
+            &predicted,
+            &resampler,
+            bootstrap,
+            seed,
+        );
         let mut per_source: BTreeMap<String, SourceMetrics> = BTreeMap::new();
-        for c in &cases {
+        for c in cases {
             if let Some(s) = &c.source {
                 let e = per_source
                     .entry(s.clone())
@@ -105,17 +176,21 @@ impl EvalReport {
         for s in per_source.values_mut() {
             s.accuracy = s.correct as f64 / s.n as f64;
         }
-        let loss = cases.iter().map(|c| c.loss).sum::<f64>() / cases.len().max(1) as f64;
-        cases.sort_by(|a, b| b.loss.total_cmp(&a.loss));
-        Self {
-            classes,
-            loss,
-            metrics,
-            per_source,
-            cases,
-            info: BTreeMap::new(),
-            validated_on_test: false,
-        }
+        self.per_source = per_source;
+        let probs: Vec<&[f32]> = cases.iter().map(|c| &c.probs[..]).collect();
+        self.scores = (!cases.is_empty() && probs.iter().all(|p| p.len() == k)).then(|| {
+            Scores::compute(
+                &ScoreInput {
+                    classes: &self.classes,
+                    actual: &actual,
+                    probs: &probs,
+                    resampler: &resampler,
+                    bootstrap,
+                    seed: seed ^ 0x5c0e,
+                },
+                op,
+            )
+        });
     }
 
     /// The misclassified images, highest loss first.
@@ -129,7 +204,7 @@ impl EvalReport {
         // Never NaN in words: an undefined figure says why.
         let pct = |w: &super::metrics::WithCi, why: &str| {
             if w.value.is_finite() {
-                crate::fmt::pct_ci(w, 2)
+                super::scores::cell(w)
             } else {
                 format!("undefined: {why}")
             }
@@ -157,12 +232,30 @@ impl EvalReport {
         };
         let _ = writeln!(
             o,
-            "\n{} images, loss {loss}, accuracy {} (95% bootstrap CI, {} resamples), macro F1 {}.\n",
+            "\n{} images, loss {loss}, accuracy {} (95% CI), macro F1 {}.\n",
             m.n,
             pct(&m.accuracy, "no images"),
-            m.bootstrap,
             pct(&m.macro_f1, "no images")
         );
+        let resampled = self
+            .scores
+            .as_ref()
+            .map_or_else(|| "images".to_string(), |s| s.resampled.clone());
+        let _ = writeln!(
+            o,
+            "Intervals: percentile bootstrap over {resampled} ({} resamples); † a Wilson score \
+             interval, used for a proportion with fewer than 10 events on one side (where a \
+             bootstrap collapses).\n",
+            m.bootstrap
+        );
+        if let Some(op) = self.operating_point {
+            let _ = writeln!(
+                o,
+                "Predictions follow an operating point: {} when its probability ≥ {:.4}, \
+                 else the most probable other class.\n",
+                self.classes[op.class], op.threshold
+            );
+        }
         if !m.absent.is_empty() {
             let _ = writeln!(
                 o,
@@ -196,6 +289,9 @@ impl EvalReport {
         for (i, row) in m.confusion.m.iter().enumerate() {
             let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
             let _ = writeln!(o, "| {} | {} |", self.classes[i], cells.join(" | "));
+        }
+        if let Some(s) = &self.scores {
+            o.push_str(&s.markdown());
         }
         if !self.per_source.is_empty() {
             let _ = writeln!(o, "\n| source | n | accuracy % |\n|---|---|---|");
@@ -248,8 +344,9 @@ impl EvalReport {
         String::from_utf8(bytes).map_err(|e| Error::invalid("report", format!("CSV: {e}")))
     }
 
-    /// Writes `<stem>.json`, `<stem>.csv`, `<stem>.md` and the confusion matrix as
-    /// `<stem>-confusion.png` into `dir`, each atomically; returns the paths in that order.
+    /// Writes `<stem>.json`, `<stem>.csv`, `<stem>.md`, the confusion matrix as
+    /// `<stem>-confusion.png` and the charts (`-roc`, `-reliability`, `-histogram.png`) into
+    /// `dir`, each atomically; returns the paths in that order.
     pub fn write_all(&self, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let json = serde_json::to_string_pretty(self)
@@ -259,6 +356,7 @@ impl EvalReport {
             .map(|ext| dir.join(format!("{stem}.{ext}")))
             .chain([dir.join(format!("{stem}-confusion.png"))])
             .collect();
+        let mut paths = paths;
         write_atomic(&paths[0], json.as_bytes())?;
         write_atomic(&paths[1], self.csv()?.as_bytes())?;
         write_atomic(&paths[2], self.markdown().as_bytes())?;
@@ -268,7 +366,15 @@ impl EvalReport {
             &self.metrics.confusion.m,
             &self.title(),
         )?;
+        paths.extend(super::charts::write_charts(self, dir, stem, self.focus())?);
         Ok(paths)
+    }
+
+    /// The class of interest: the operating point's, else the default one.
+    pub fn focus(&self) -> usize {
+        self.operating_point
+            .map(|o| o.class)
+            .unwrap_or_else(|| super::operating::default_focus(&self.classes))
     }
 
     /// One line naming the split, its size and the accuracy (PNG titles).

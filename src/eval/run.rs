@@ -126,6 +126,7 @@ impl EvalSet {
                     loss: -(lp[s.label] as f64),
                     probs,
                     source: s.source.clone(),
+                    patient: Some(s.patient.clone()),
                 });
             }
             progress(cases.len(), total);

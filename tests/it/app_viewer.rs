@@ -201,6 +201,7 @@ fn case(file: &Path, actual: usize, predicted: usize, loss: f64) -> Case {
         probs,
         loss,
         source: Some(if actual == 3 { "cohen" } else { "kermany" }.into()),
+        patient: None,
     }
 }
 

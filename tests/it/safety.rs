@@ -185,6 +185,7 @@ fn macro_f1_follows_scikit_learn_everywhere() {
                 probs,
                 loss: 0.5,
                 source: None,
+                patient: None,
             }
         })
         .collect();
