@@ -2,6 +2,7 @@
 pub mod args;
 pub mod bench;
 pub mod data;
+pub mod eval;
 pub mod model;
 pub mod predict;
 pub mod progress;
@@ -46,7 +47,7 @@ pub enum Command {
     /// Learning-rate range test: prints suggestions, writes the curve as CSV.
     LrFind(Box<train::LrFindArgs>),
     /// Evaluate a model on a split: metrics with confidence intervals, misclassified cases.
-    Eval(train::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Open the desktop app's Viewer with these images (and a model).
     Open(OpenArgs),
     /// ImageNet ResNet weights from torchvision: list, fetch.
@@ -84,7 +85,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Data(a)) => data::run(a),
         Some(Command::Train(a)) => train::train(a, cli.device),
         Some(Command::LrFind(a)) => train::lr_find(a, cli.device),
-        Some(Command::Eval(a)) => train::eval(a, cli.device),
+        Some(Command::Eval(a)) => eval::eval(a, cli.device),
         Some(Command::Weights(a)) => weights::run(a),
         Some(Command::Model(a)) => model::run(a),
     }

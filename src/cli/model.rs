@@ -1,6 +1,15 @@
-//! `covid-resnet model info FILE | f16 IN OUT`: what a model file says, and a half-size copy.
+//! `covid-resnet model info | f16 | calibrate | threshold`: what a model file says, a
+//! half-size copy, a temperature fitted on held-out images, an operating point.
+use super::args::DataSetArgs;
+use crate::data::split::{Dataset, SplitKind};
+use crate::eval::calibration::{ece, fit_temperature, reliability, scaled, top_label};
+use crate::eval::{evaluate, EvalOptions};
 use crate::files::shown;
-use crate::model::checkpoint::{load_model, read_meta, save_model_as};
+use crate::infer::decision::OperatingPoint;
+use crate::infer::Predictor;
+use crate::model::checkpoint::{
+    load_model, read_meta, rewrite_meta, save_model_as, SavedOperatingPoint, Temperature,
+};
 use crate::model::shipped::describe;
 use candle_core::{DType, Device};
 use std::path::PathBuf;
@@ -29,6 +38,128 @@ pub enum ModelCommand {
         /// Where to write the copy.
         output: PathBuf,
     },
+    /// Fits temperature scaling on held-out images (never the test split) and writes a copy
+    /// of the model that applies it: its probabilities become softmax(logits / T).
+    Calibrate(CalibrateArgs),
+    /// Writes a copy of the model whose predictions follow an operating point: CLASS when
+    /// its probability ≥ T, else the most probable other class (`predict`, the Viewer).
+    Threshold {
+        /// The model file (default: the shipped one).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// CLASS=T, e.g. COVID-19=0.3; `none` removes the operating point.
+        point: String,
+        /// Where to write the copy (may be the model file itself).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Arguments of `model calibrate`.
+#[derive(Debug, clap::Args)]
+pub struct CalibrateArgs {
+    /// The model file (default: the shipped one).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Dataset folder (default: $COVID_RESNET_DATA).
+    #[arg(long, env = "COVID_RESNET_DATA")]
+    pub data: PathBuf,
+    /// The held-out split to fit on (the test split is refused: it is where the model is
+    /// measured).
+    #[arg(long, value_enum, default_value_t = SplitKind::Valid)]
+    pub split: SplitKind,
+    /// Seed of a drawn validation split (default: the model's training seed, so the draw is
+    /// the one its run held out).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where to write the calibrated copy (may be the model file itself).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// How the data set is read.
+    #[command(flatten)]
+    pub dataset: DataSetArgs,
+}
+
+fn calibrate(a: &CalibrateArgs) -> anyhow::Result<ExitCode> {
+    if a.split == SplitKind::Test {
+        anyhow::bail!(
+            "--split test: the test split is where the model is measured; fit the temperature \
+             on held-out images (--split valid) and measure it on the test split with eval"
+        );
+    }
+    let model = super::model_or_shipped(a.model.as_deref())?;
+    let (net, mut meta) = load_model(&model, &Device::Cpu)?;
+    // Fitted on the raw probabilities, whatever the file applied before.
+    meta.temperature = None;
+    let seed = a
+        .seed
+        .or_else(|| meta.training.as_ref().and_then(|t| t["seed"].as_u64()))
+        .unwrap_or(0);
+    let predictor = Predictor::new(net, meta);
+    let mut ds = Dataset::open_with(&a.data, &a.dataset.options(seed)?)?;
+    ds.align_to_model(&predictor.meta().class_names)?;
+    let split = ds.split(a.split);
+    split.check_complete(a.split.name())?;
+    if split.samples.is_empty() {
+        anyhow::bail!(
+            "the {} split of {} has no images to fit a temperature on",
+            a.split.name(),
+            shown(&a.data)
+        );
+    }
+    let opts = EvalOptions {
+        bootstrap: 0,
+        ..EvalOptions::default()
+    };
+    let r = evaluate(&predictor, &split.samples, &opts, |_, _| {})?;
+    let actual: Vec<usize> = r.cases.iter().map(|c| c.actual).collect();
+    let probs: Vec<&[f32]> = r.cases.iter().map(|c| &c.probs[..]).collect();
+    let t = fit_temperature(&actual, &probs).expect("cases are not empty");
+    let after: Vec<Vec<f32>> = probs.iter().map(|p| scaled(p, t)).collect();
+    let after_refs: Vec<&[f32]> = after.iter().map(|p| &p[..]).collect();
+    let e = |p: &[&[f32]]| {
+        let (c, o) = top_label(&actual, p);
+        ece(&reliability(&c, &o))
+    };
+    let fitted_on = format!(
+        "{} split of {} ({} images, seed {seed})",
+        a.split.name(),
+        shown(&a.data),
+        actual.len()
+    );
+    println!(
+        "temperature {t:.4} fitted on the {fitted_on}; ECE there {} -> {}",
+        crate::fmt::pct(e(&probs), 2),
+        crate::fmt::pct(e(&after_refs), 2)
+    );
+    rewrite_meta(&model, &a.out, |m| {
+        m.temperature = Some(Temperature {
+            value: t,
+            fitted_on,
+        })
+    })?;
+    println!("written: {}", shown(&a.out));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn threshold(model: Option<&std::path::Path>, point: &str, out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let model = super::model_or_shipped(model)?;
+    let meta = read_meta(&model)?;
+    let saved = if point.eq_ignore_ascii_case("none") {
+        None
+    } else {
+        let op = OperatingPoint::parse(point, &meta.class_names).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Some(SavedOperatingPoint {
+            class: meta.class_names[op.class].clone(),
+            threshold: op.threshold,
+        })
+    };
+    rewrite_meta(&model, out, |m| m.operating_point = saved.clone())?;
+    match &saved {
+        Some(s) => println!("{}: predicts {} when p ≥ {}", shown(out), s.class, s.threshold),
+        None => println!("{}: predicts at argmax", shown(out)),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `model`.
@@ -57,5 +188,7 @@ pub fn run(a: &ModelArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        ModelCommand::Calibrate(c) => calibrate(c),
+        ModelCommand::Threshold { model, point, out } => threshold(model.as_deref(), point, out),
     }
 }

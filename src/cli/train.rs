@@ -1,12 +1,9 @@
-//! `covid-resnet train`, `lr-find` and `eval`.
+//! `covid-resnet train` and `lr-find`.
 use super::args::{CacheArgs, DataSetArgs};
 use super::progress::CliSink;
 use crate::data::augment::AugmentConfig;
 use crate::data::sampler::Sampling;
-use crate::data::split::{Dataset, SplitKind};
 use crate::device::DeviceChoice;
-use crate::eval::{evaluate, EvalOptions};
-use crate::infer::Predictor;
 use crate::model::Backbone;
 use crate::train::config::{SuggestionKind, TrainConfig};
 use crate::train::events::{Control, EventSink};
@@ -15,7 +12,7 @@ use crate::train::resume::ResumeOptions;
 use crate::train::schedule::{LrSpec, Plan, Stage, Step, Trainable};
 use crate::train::trainer::{Outcome, Trainer};
 use anyhow::Context;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -273,107 +270,5 @@ pub fn lr_find(a: &LrFindArgs, device: DeviceChoice) -> anyhow::Result<ExitCode>
         }
     }
     println!("curve: {}", crate::files::shown(&a.csv));
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Arguments of `eval`.
-#[derive(Debug, clap::Args)]
-pub struct EvalArgs {
-    /// A model file written by covid-resnet; default: the shipped model.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Dataset folder (default: $COVID_RESNET_DATA).
-    #[arg(long, env = "COVID_RESNET_DATA")]
-    pub data: PathBuf,
-    /// The split to evaluate.
-    #[arg(long, value_enum, default_value_t = SplitKind::Test)]
-    pub split: SplitKind,
-    /// Folder for eval-<split>.json/.csv/.md/-confusion.png (default: beside the model).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Images per batch.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// Bootstrap resamples for the confidence intervals.
-    #[arg(long, default_value_t = 1000)]
-    pub bootstrap: usize,
-    /// Seed of the bootstrap.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// How the data set is read.
-    #[command(flatten)]
-    pub dataset: DataSetArgs,
-    /// Where resized images are kept.
-    #[command(flatten)]
-    pub cache: CacheArgs,
-}
-
-/// Whether the run that made the model validated on the test split of the data set at
-/// `data` (its training summary says so and names this folder).
-fn validated_here(predictor: &Predictor, data: &Path) -> bool {
-    let Some(t) = &predictor.meta().training else {
-        return false;
-    };
-    let same = |p: &Path| std::fs::canonicalize(p).ok();
-    t["test"]["validated_on_test"] == true
-        && t["data"]
-            .as_str()
-            .is_some_and(|d| same(Path::new(d)).is_some() && same(Path::new(d)) == same(data))
-}
-
-/// Runs `eval`.
-pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
-    let device = device.open()?;
-    let model = super::model_or_shipped(a.model.as_deref())?;
-    let predictor = Predictor::load(&model, &device)
-        .with_context(|| format!("cannot load model {}", crate::files::shown(&model)))?;
-    if a.batch_size == 0 {
-        anyhow::bail!("--batch-size 0: must be at least 1");
-    }
-    let opts = a.dataset.options(a.seed)?;
-    let mut ds = Dataset::open_with(&a.data, &opts)?;
-    ds.align_to_model(&predictor.meta().class_names)?;
-    let split = ds.split(a.split);
-    split.check_complete(a.split.name())?;
-    if split.samples.is_empty() {
-        anyhow::bail!(
-            "the {} split of {} has no images: there is nothing to evaluate",
-            a.split.name(),
-            crate::files::shown(&a.data)
-        );
-    }
-    let bar = indicatif::ProgressBar::new(split.samples.len() as u64);
-    let opts = EvalOptions {
-        batch_size: a.batch_size,
-        bootstrap: a.bootstrap,
-        seed: a.seed,
-    };
-    let mut report = evaluate(&predictor, &split.samples, &opts, |d, _| {
-        bar.set_position(d as u64)
-    })?;
-    bar.finish_and_clear();
-    report
-        .info
-        .insert("model".into(), crate::files::shown(&model).to_string());
-    report
-        .info
-        .insert("data".into(), crate::files::shown(&a.data).to_string());
-    report.info.insert("split".into(), a.split.name().into());
-    report.validated_on_test = a.split == SplitKind::Test && validated_here(&predictor, &a.data);
-    let out = a.out.clone().unwrap_or_else(|| {
-        if a.model.is_none() {
-            // Not beside the shipped model: into the working folder.
-            PathBuf::from(".")
-        } else {
-            model.parent().map(Path::to_path_buf).unwrap_or_default()
-        }
-    });
-    let paths = report.write_all(&out, &format!("eval-{}", a.split.name()))?;
-    print!("{}", report.markdown());
-    let names: Vec<String> = paths
-        .iter()
-        .map(|p| crate::files::shown(p).to_string())
-        .collect();
-    println!("written: {}", names.join(", "));
     Ok(ExitCode::SUCCESS)
 }

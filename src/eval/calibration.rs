@@ -99,14 +99,7 @@ pub fn brier(actual: &[usize], probs: &[&[f32]]) -> f64 {
     total / actual.len() as f64
 }
 
-/// `probs` with logits divided by `t`: softmax(log p / t).
-pub fn scaled(probs: &[f32], t: f64) -> Vec<f32> {
-    let z: Vec<f64> = probs.iter().map(|&p| (p as f64).ln() / t).collect();
-    let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.iter().map(|v| (v / s) as f32).collect()
-}
+pub use crate::infer::decision::tempered as scaled;
 
 /// Mean negative log-likelihood of `actual` under `probs` tempered by `t`.
 fn nll(actual: &[usize], probs: &[&[f32]], t: f64) -> f64 {

@@ -120,19 +120,20 @@ impl EvalReport {
             seed,
         };
         r.metrics.bootstrap = bootstrap;
-        r.recompute();
+        r.recompute(true);
         r
     }
 
     /// Sets the operating point (None: argmax) and recomputes the predictions and every
-    /// figure that follows from them.
+    /// figure that follows from them (the ROC, AUC and calibration do not).
     pub fn set_operating_point(&mut self, op: Option<OperatingPoint>) {
         self.operating_point = op.filter(|o| o.class < self.classes.len());
-        self.recompute();
+        self.recompute(false);
     }
 
-    /// Predictions, metrics, per-source figures and scores from the cases' probabilities.
-    fn recompute(&mut self) {
+    /// Predictions, metrics and per-source figures from the cases' probabilities; the
+    /// scores too when `all`, else only their operating point.
+    fn recompute(&mut self, all: bool) {
         let k = self.classes.len();
         let op = self.operating_point;
         for c in &mut self.cases {
@@ -178,19 +179,22 @@ impl EvalReport {
         }
         self.per_source = per_source;
         let probs: Vec<&[f32]> = cases.iter().map(|c| &c.probs[..]).collect();
-        self.scores = (!cases.is_empty() && probs.iter().all(|p| p.len() == k)).then(|| {
-            Scores::compute(
-                &ScoreInput {
-                    classes: &self.classes,
-                    actual: &actual,
-                    probs: &probs,
-                    resampler: &resampler,
-                    bootstrap,
-                    seed: seed ^ 0x5c0e,
-                },
-                op,
-            )
-        });
+        if cases.is_empty() || probs.iter().any(|p| p.len() != k) {
+            self.scores = None;
+            return;
+        }
+        let inp = ScoreInput {
+            classes: &self.classes,
+            actual: &actual,
+            probs: &probs,
+            resampler: &resampler,
+            bootstrap,
+            seed: seed ^ 0x5c0e,
+        };
+        match (&mut self.scores, all) {
+            (Some(s), false) => s.operating = op.map(|o| Scores::operating(&inp, o)),
+            _ => self.scores = Some(Scores::compute(&inp, op)),
+        }
     }
 
     /// The misclassified images, highest loss first.

@@ -100,17 +100,37 @@ pub struct ScoreInput<'a> {
 impl Scores {
     /// Computes everything, the operating point's figures when `op` is given.
     pub fn compute(inp: &ScoreInput<'_>, op: Option<OperatingPoint>) -> Self {
+        let mut s = Self::without_operating_point(inp);
+        s.operating = op.map(|o| Self::operating(inp, o));
+        s
+    }
+
+    /// The figures at operating point `op` (the rest of the scores do not depend on it).
+    pub fn operating(inp: &ScoreInput<'_>, op: OperatingPoint) -> AtOperatingPoint {
+        let pred: Vec<usize> = inp.probs.iter().map(|p| op.decide(p)).collect();
+        let mut samples: [Vec<f64>; 4] = Default::default();
+        inp.resampler.each(inp.bootstrap, inp.seed, |idx| {
+            for (s, v) in samples.iter_mut().zip(rates(counts(op.class, inp.actual, &pred, idx))) {
+                s.push(v);
+            }
+        });
+        AtOperatingPoint {
+            point: op,
+            binary: Binary::new(inp.classes, op.class, inp.actual, &pred, &mut samples),
+        }
+    }
+
+    fn without_operating_point(inp: &ScoreInput<'_>) -> Self {
         let k = inp.classes.len();
         let (actual, probs) = (inp.actual, inp.probs);
         let argmax_pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
-        let op_pred: Option<Vec<usize>> = op.map(|o| probs.iter().map(|p| o.decide(p)).collect());
         let pos: Vec<Vec<bool>> = (0..k)
             .map(|c| actual.iter().map(|&a| a == c).collect())
             .collect();
         let score: Vec<Vec<f64>> = (0..k)
             .map(|c| probs.iter().map(|p| p[c] as f64).collect())
             .collect();
-        // Statistic vector: k AUCs, macro AUC, 4k argmax rates, 4 operating rates, ECE, Brier.
+        // Statistic vector: k AUCs, macro AUC, 4k argmax rates, ECE, Brier, k ROC bands.
         let stats = |idx: &[usize]| -> Vec<f64> {
             let sub_a: Vec<usize> = idx.iter().map(|&i| actual[i]).collect();
             let sub_p: Vec<&[f32]> = idx.iter().map(|&i| probs[i]).collect();
@@ -125,10 +145,6 @@ impl Scores {
             v.push(macro_mean(&aucs));
             for c in 0..k {
                 v.extend(rates(counts(c, actual, &argmax_pred, idx)));
-            }
-            match (&op, &op_pred) {
-                (Some(o), Some(pp)) => v.extend(rates(counts(o.class, actual, pp, idx))),
-                _ => v.extend([f64::NAN; 4]),
             }
             let (conf, ok) = top_label(&sub_a, &sub_p);
             v.push(ece(&reliability(&conf, &ok)));
@@ -160,18 +176,8 @@ impl Scores {
                 Binary::new(inp.classes, c, actual, &argmax_pred, &mut s)
             })
             .collect();
-        let operating = match (op, &op_pred) {
-            (Some(o), Some(pp)) => {
-                let mut s = take4(k + 1 + 4 * k);
-                Some(AtOperatingPoint {
-                    point: o,
-                    binary: Binary::new(inp.classes, o.class, actual, pp, &mut s),
-                })
-            }
-            _ => None,
-        };
         let (conf, ok) = top_label(actual, probs);
-        let tail = k + 1 + 4 * k + 4;
+        let tail = k + 1 + 4 * k;
         Self {
             resampled: inp.resampler.describe(),
             roc: (0..k)
@@ -199,7 +205,7 @@ impl Scores {
                 .collect(),
             macro_auc: WithCi::bootstrap(point[k], &mut samples[k]),
             at_argmax,
-            operating,
+            operating: None,
             ece: WithCi::bootstrap(point[tail], &mut samples[tail]),
             brier: WithCi::bootstrap(point[tail + 1], &mut samples[tail + 1]),
             reliability: reliability(&conf, &ok),

@@ -1,4 +1,5 @@
 //! Inference: files to class probabilities, Grad-CAM maps and input sanity warnings.
+pub mod decision;
 pub mod gradcam;
 pub mod predictor;
 pub mod sanity;

@@ -1,4 +1,5 @@
 //! File -> decoded grayscale -> resized, normalised tensor -> softmax over the classes.
+use super::decision::OperatingPoint;
 use super::gradcam::{grad_cam_coarse, Coarse};
 use crate::data::augment::{AugmentConfig, Flip};
 use crate::data::decode::{decode_file, GrayImage};
@@ -152,7 +153,37 @@ impl Predictor {
         let x = self
             .preprocess()
             .tensor_from_planes(planes, self.model.device())?;
-        log_softmax_rows(&self.model.infer(&x)?)
+        log_softmax_rows(&self.temper(self.model.infer(&x)?)?)
+    }
+
+    /// Logits divided by the model file's temperature, when it has one.
+    fn temper(&self, logits: Tensor) -> Result<Tensor> {
+        Ok(match &self.meta.temperature {
+            Some(t) if t.value > 0.0 && t.value != 1.0 => (logits / t.value)?,
+            _ => logits,
+        })
+    }
+
+    /// The operating point the model file names, when its class is one of the model's.
+    pub fn operating_point(&self) -> Option<OperatingPoint> {
+        let o = self.meta.operating_point.as_ref()?;
+        let class = self
+            .meta
+            .class_names
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(&o.class))?;
+        Some(OperatingPoint {
+            class,
+            threshold: o.threshold,
+        })
+    }
+
+    /// The class predicted from `probs`: the model file's operating point, else argmax.
+    pub fn decide(&self, probs: &[f32]) -> usize {
+        match self.operating_point() {
+            Some(o) => o.decide(probs),
+            None => argmax(probs),
+        }
     }
 
     /// Probabilities (one row per image) for decoded images, evaluated in one batch.
@@ -216,14 +247,17 @@ impl Predictor {
         cam_class: Option<usize>,
     ) -> Result<Analysis> {
         let x = self.input(&[img])?;
-        let first = grad_cam_coarse(&self.model, &x, cam_class)?;
+        let mut first = grad_cam_coarse(&self.model, &x, cam_class)?;
+        if let Some(t) = &self.meta.temperature {
+            first.probs = super::decision::tempered(&first.probs, t.value);
+        }
         let probs = if tta {
             self.average_with_flips(&[img], vec![first.probs.clone()])?
                 .remove(0)
         } else {
             first.probs.clone()
         };
-        let predicted = argmax(&probs);
+        let predicted = self.decide(&probs);
         let wanted = cam_class.filter(|&c| c < probs.len()).unwrap_or(predicted);
         // The map explains the plain image's class; redo it when TTA changed the winner.
         let cam = if wanted == first.class {
@@ -271,7 +305,7 @@ impl Predictor {
             for (path, d) in chunk.iter().zip(decoded) {
                 out.push(d.map(|img| {
                     let p = probs.next().unwrap_or_default();
-                    let predicted = argmax(&p);
+                    let predicted = self.decide(&p);
                     Prediction {
                         path: path.clone(),
                         probs: p,

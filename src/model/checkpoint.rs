@@ -44,6 +44,30 @@ pub struct ModelMeta {
     /// Training summary (plan, epochs, metrics), if the file comes from a training run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<serde_json::Value>,
+    /// Temperature scaling fitted on held-out images: logits are divided by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<Temperature>,
+    /// The operating point predictions follow (argmax when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operating_point: Option<SavedOperatingPoint>,
+}
+
+/// A fitted temperature and where it was fitted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Temperature {
+    /// The temperature (> 0; above 1 softens over-confident probabilities).
+    pub value: f64,
+    /// The images it was fitted on, e.g. "valid split of covidx-v1 (538 images)".
+    pub fitted_on: String,
+}
+
+/// An operating point as the model file keeps it (by class name).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SavedOperatingPoint {
+    /// The class of interest.
+    pub class: String,
+    /// Its threshold.
+    pub threshold: f64,
 }
 
 impl ModelMeta {
@@ -60,6 +84,8 @@ impl ModelMeta {
             resize: ResizeMode::Squash,
             build: BuildInfo::current(),
             training: None,
+            temperature: None,
+            operating_point: None,
         }
     }
 }
@@ -118,6 +144,22 @@ pub fn save_model_as(
     let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(info))
         .map_err(|e| Error::weights(path, format!("cannot serialise: {e}")))?;
     write_atomic(path, &bytes)
+}
+
+/// Copies the model file `input` to `output` (atomically; the same path rewrites it) with
+/// its metadata changed by `edit`, the tensors as they are on disk.
+pub fn rewrite_meta(input: &Path, output: &Path, edit: impl FnOnce(&mut ModelMeta)) -> Result<()> {
+    let bytes = std::fs::read(input).map_err(|e| Error::io(input, e))?;
+    let mut meta = meta_from_bytes(&bytes, input)?;
+    edit(&mut meta);
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::weights(input, format!("not a readable model file: {e}")))?;
+    let json =
+        serde_json::to_string(&meta).map_err(|e| Error::invalid("model metadata", e.to_string()))?;
+    let info = HashMap::from([(META_KEY.to_string(), json)]);
+    let out = safetensors::serialize(st.tensors(), Some(info))
+        .map_err(|e| Error::weights(output, format!("cannot serialise: {e}")))?;
+    write_atomic(output, &out)
 }
 
 /// Reads only the metadata of a model file.

@@ -78,5 +78,11 @@ pub fn describe(meta: &ModelMeta) -> String {
     if let Some(score) = score_line(meta) {
         s.push_str(&format!("; {score}"));
     }
+    if let Some(t) = &meta.temperature {
+        s.push_str(&format!("; temperature {:.3}", t.value));
+    }
+    if let Some(o) = &meta.operating_point {
+        s.push_str(&format!("; predicts {} when p ≥ {}", o.class, o.threshold));
+    }
     s
 }

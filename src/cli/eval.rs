@@ -1,0 +1,203 @@
+//! `covid-resnet eval`: a model on a split, with its metrics, an operating point and the
+//! charts; `--compare A B`: two models on the same images.
+use super::args::{CacheArgs, DataSetArgs};
+use crate::data::split::{Dataset, SplitKind};
+use crate::device::DeviceChoice;
+use crate::eval::compare::compare;
+use crate::eval::operating::{parse_class_value, threshold_for_sensitivity, OperatingPoint};
+use crate::eval::report::EvalReport;
+use crate::eval::{evaluate, EvalOptions};
+use crate::files::shown;
+use crate::infer::Predictor;
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Arguments of `eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// A model file written by covid-resnet; default: the shipped model.
+    #[arg(long, conflicts_with = "compare")]
+    pub model: Option<PathBuf>,
+    /// Dataset folder (default: $COVID_RESNET_DATA).
+    #[arg(long, env = "COVID_RESNET_DATA")]
+    pub data: PathBuf,
+    /// The split to evaluate.
+    #[arg(long, value_enum, default_value_t = SplitKind::Test)]
+    pub split: SplitKind,
+    /// Folder for eval-<split>.json/.csv/.md and the PNGs (default: beside the model).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Bootstrap resamples for the confidence intervals.
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// An operating point: predict CLASS when its probability ≥ T (e.g. COVID-19=0.3);
+    /// default: the model file's, else argmax.
+    #[arg(long, value_name = "CLASS=T", conflicts_with = "target_sensitivity")]
+    pub threshold: Option<String>,
+    /// The operating point whose sensitivity for CLASS reaches S on these images (e.g.
+    /// COVID-19=0.95): the highest such threshold.
+    #[arg(long, value_name = "CLASS=S")]
+    pub target_sensitivity: Option<String>,
+    /// Compare two model files on the same images: paired bootstrap of the differences in
+    /// accuracy and macro AUC, McNemar's test.
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    pub compare: Option<Vec<PathBuf>>,
+    /// How the data set is read.
+    #[command(flatten)]
+    pub dataset: DataSetArgs,
+    /// Where resized images are kept.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// Whether the run that made the model validated on the test split of the data set at
+/// `data` (its training summary says so and names this folder).
+fn validated_here(predictor: &Predictor, data: &Path) -> bool {
+    let Some(t) = &predictor.meta().training else {
+        return false;
+    };
+    let same = |p: &Path| std::fs::canonicalize(p).ok();
+    t["test"]["validated_on_test"] == true
+        && t["data"]
+            .as_str()
+            .is_some_and(|d| same(Path::new(d)).is_some() && same(Path::new(d)) == same(data))
+}
+
+/// The report of the model at `model` on the chosen split (predictions at argmax).
+fn report_of(a: &EvalArgs, model: &Path, device: &candle_core::Device) -> anyhow::Result<(Predictor, EvalReport)> {
+    let predictor = Predictor::load(model, device)
+        .with_context(|| format!("cannot load model {}", shown(model)))?;
+    let opts = a.dataset.options(a.seed)?;
+    let mut ds = Dataset::open_with(&a.data, &opts)?;
+    ds.align_to_model(&predictor.meta().class_names)?;
+    let split = ds.split(a.split);
+    split.check_complete(a.split.name())?;
+    if split.samples.is_empty() {
+        anyhow::bail!(
+            "the {} split of {} has no images: there is nothing to evaluate",
+            a.split.name(),
+            shown(&a.data)
+        );
+    }
+    let bar = indicatif::ProgressBar::new(split.samples.len() as u64);
+    let opts = EvalOptions {
+        batch_size: a.batch_size,
+        bootstrap: a.bootstrap,
+        seed: a.seed,
+    };
+    let mut report = evaluate(&predictor, &split.samples, &opts, |d, _| {
+        bar.set_position(d as u64)
+    })?;
+    bar.finish_and_clear();
+    report.info.insert("model".into(), shown(model).to_string());
+    report.info.insert("data".into(), shown(&a.data).to_string());
+    report.info.insert("split".into(), a.split.name().into());
+    if let Some(t) = &predictor.meta().temperature {
+        report.info.insert(
+            "temperature".into(),
+            format!("{:.4} (fitted on {})", t.value, t.fitted_on),
+        );
+    }
+    report.validated_on_test = a.split == SplitKind::Test && validated_here(&predictor, &a.data);
+    Ok((predictor, report))
+}
+
+/// The operating point asked for: `--threshold`, `--target-sensitivity` (found on these
+/// images), else the model file's.
+fn operating_point(
+    a: &EvalArgs,
+    predictor: &Predictor,
+    report: &EvalReport,
+) -> anyhow::Result<Option<OperatingPoint>> {
+    let classes = &report.classes;
+    if let Some(t) = &a.threshold {
+        return OperatingPoint::parse(t, classes)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("--threshold {e}"));
+    }
+    if let Some(t) = &a.target_sensitivity {
+        let (class, target) =
+            parse_class_value(t, classes).map_err(|e| anyhow::anyhow!("--target-sensitivity {e}"))?;
+        let pos: Vec<bool> = report.cases.iter().map(|c| c.actual == class).collect();
+        let s: Vec<f64> = report.cases.iter().map(|c| c.probs[class] as f64).collect();
+        let threshold = threshold_for_sensitivity(&pos, &s, target).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--target-sensitivity {t}: the {} split has no {} images",
+                a.split.name(),
+                classes[class]
+            )
+        })?;
+        eprintln!(
+            "sensitivity {:.1} % for {} is reached at p ≥ {threshold:.4} on these images \
+             (chosen on the images it is measured on: an optimistic figure)",
+            100.0 * target,
+            classes[class]
+        );
+        return Ok(Some(OperatingPoint { class, threshold }));
+    }
+    Ok(predictor.operating_point())
+}
+
+/// Runs `eval`.
+pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
+    let device = device.open()?;
+    if a.batch_size == 0 {
+        anyhow::bail!("--batch-size 0: must be at least 1");
+    }
+    if let Some(pair) = &a.compare {
+        return run_compare(a, &pair[0], &pair[1], &device);
+    }
+    let model = super::model_or_shipped(a.model.as_deref())?;
+    let (predictor, mut report) = report_of(a, &model, &device)?;
+    if let Some(op) = operating_point(a, &predictor, &report)? {
+        report.set_operating_point(Some(op));
+    }
+    let out = a.out.clone().unwrap_or_else(|| {
+        if a.model.is_none() {
+            // Not beside the shipped model: into the working folder.
+            PathBuf::from(".")
+        } else {
+            model.parent().map(Path::to_path_buf).unwrap_or_default()
+        }
+    });
+    let paths = report.write_all(&out, &format!("eval-{}", a.split.name()))?;
+    print!("{}", report.markdown());
+    let names: Vec<String> = paths.iter().map(|p| shown(p).to_string()).collect();
+    println!("written: {}", names.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_compare(
+    a: &EvalArgs,
+    ma: &Path,
+    mb: &Path,
+    device: &candle_core::Device,
+) -> anyhow::Result<ExitCode> {
+    let (_, ra) = report_of(a, ma, device)?;
+    let (_, rb) = report_of(a, mb, device)?;
+    let c = compare(
+        (&shown(ma).to_string(), &ra),
+        (&shown(mb).to_string(), &rb),
+        None,
+        a.bootstrap,
+        a.seed,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot compare: {e}"))?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", shown(&out)))?;
+    let stem = format!("compare-{}", a.split.name());
+    let json = serde_json::to_string_pretty(&c)?;
+    let (pj, pm) = (out.join(format!("{stem}.json")), out.join(format!("{stem}.md")));
+    crate::files::write_atomic(&pj, json.as_bytes())?;
+    crate::files::write_atomic(&pm, c.markdown().as_bytes())?;
+    print!("{}", c.markdown());
+    println!("written: {}, {}", shown(&pj), shown(&pm));
+    Ok(ExitCode::SUCCESS)
+}
