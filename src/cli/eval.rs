@@ -71,7 +71,11 @@ fn validated_here(predictor: &Predictor, data: &Path) -> bool {
 }
 
 /// The report of the model at `model` on the chosen split (predictions at argmax).
-fn report_of(a: &EvalArgs, model: &Path, device: &candle_core::Device) -> anyhow::Result<(Predictor, EvalReport)> {
+fn report_of(
+    a: &EvalArgs,
+    model: &Path,
+    device: &candle_core::Device,
+) -> anyhow::Result<(Predictor, EvalReport)> {
     let predictor = Predictor::load(model, device)
         .with_context(|| format!("cannot load model {}", shown(model)))?;
     let opts = a.dataset.options(a.seed)?;
@@ -97,7 +101,9 @@ fn report_of(a: &EvalArgs, model: &Path, device: &candle_core::Device) -> anyhow
     })?;
     bar.finish_and_clear();
     report.info.insert("model".into(), shown(model).to_string());
-    report.info.insert("data".into(), shown(&a.data).to_string());
+    report
+        .info
+        .insert("data".into(), shown(&a.data).to_string());
     report.info.insert("split".into(), a.split.name().into());
     if let Some(t) = &predictor.meta().temperature {
         report.info.insert(
@@ -123,8 +129,8 @@ fn operating_point(
             .map_err(|e| anyhow::anyhow!("--threshold {e}"));
     }
     if let Some(t) = &a.target_sensitivity {
-        let (class, target) =
-            parse_class_value(t, classes).map_err(|e| anyhow::anyhow!("--target-sensitivity {e}"))?;
+        let (class, target) = parse_class_value(t, classes)
+            .map_err(|e| anyhow::anyhow!("--target-sensitivity {e}"))?;
         let pos: Vec<bool> = report.cases.iter().map(|c| c.actual == class).collect();
         let s: Vec<f64> = report.cases.iter().map(|c| c.probs[class] as f64).collect();
         let threshold = threshold_for_sensitivity(&pos, &s, target).ok_or_else(|| {
@@ -194,7 +200,10 @@ fn run_compare(
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", shown(&out)))?;
     let stem = format!("compare-{}", a.split.name());
     let json = serde_json::to_string_pretty(&c)?;
-    let (pj, pm) = (out.join(format!("{stem}.json")), out.join(format!("{stem}.md")));
+    let (pj, pm) = (
+        out.join(format!("{stem}.json")),
+        out.join(format!("{stem}.md")),
+    );
     crate::files::write_atomic(&pj, json.as_bytes())?;
     crate::files::write_atomic(&pm, c.markdown().as_bytes())?;
     print!("{}", c.markdown());

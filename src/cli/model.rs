@@ -142,13 +142,18 @@ fn calibrate(a: &CalibrateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn threshold(model: Option<&std::path::Path>, point: &str, out: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn threshold(
+    model: Option<&std::path::Path>,
+    point: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
     let model = super::model_or_shipped(model)?;
     let meta = read_meta(&model)?;
     let saved = if point.eq_ignore_ascii_case("none") {
         None
     } else {
-        let op = OperatingPoint::parse(point, &meta.class_names).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let op =
+            OperatingPoint::parse(point, &meta.class_names).map_err(|e| anyhow::anyhow!("{e}"))?;
         Some(SavedOperatingPoint {
             class: meta.class_names[op.class].clone(),
             threshold: op.threshold,
@@ -156,7 +161,12 @@ fn threshold(model: Option<&std::path::Path>, point: &str, out: &std::path::Path
     };
     rewrite_meta(&model, out, |m| m.operating_point = saved.clone())?;
     match &saved {
-        Some(s) => println!("{}: predicts {} when p ≥ {}", shown(out), s.class, s.threshold),
+        Some(s) => println!(
+            "{}: predicts {} when p ≥ {}",
+            shown(out),
+            s.class,
+            s.threshold
+        ),
         None => println!("{}: predicts at argmax", shown(out)),
     }
     Ok(ExitCode::SUCCESS)

@@ -15,11 +15,9 @@ pub struct ReliabilityBin {
     pub hi: f64,
     /// Cases whose top probability falls here.
     pub count: usize,
-    /// Their mean top probability (NaN when empty).
-    #[serde(with = "super::metrics::nullable")]
+    /// Their mean top probability.
     pub confidence: f64,
-    /// The fraction of them predicted right (NaN when empty).
-    #[serde(with = "super::metrics::nullable")]
+    /// The fraction of them predicted right.
     pub accuracy: f64,
 }
 
@@ -33,7 +31,8 @@ pub fn bin_of(p: f64) -> usize {
         .count()
 }
 
-/// The reliability bins of top-label confidences `conf` and correctness `correct`.
+/// The non-empty reliability bins of top-label confidences `conf` and correctness
+/// `correct`.
 pub fn reliability(conf: &[f64], correct: &[bool]) -> Vec<ReliabilityBin> {
     let top = 1.0 + 1e-8;
     let mut sums = vec![(0usize, 0.0f64, 0usize); BINS];
@@ -45,6 +44,7 @@ pub fn reliability(conf: &[f64], correct: &[bool]) -> Vec<ReliabilityBin> {
     }
     sums.iter()
         .enumerate()
+        .filter(|(_, &(n, _, _))| n > 0)
         .map(|(i, &(n, s, k))| ReliabilityBin {
             lo: i as f64 * top / BINS as f64,
             hi: (i + 1) as f64 * top / BINS as f64,

@@ -264,7 +264,8 @@ pub fn histogram_image(r: &EvalReport, focus: usize, title: &str) -> RgbImage {
             let p = c.probs.get(focus).copied().unwrap_or(0.0) as f64;
             h[((p * BINS as f64) as usize).min(BINS - 1)] += 1;
         }
-        let max = h.iter().copied().max().unwrap_or(0).max(1) as f64;
+        // Square-root heights, so that a few cases beside hundreds stay visible.
+        let max = (h.iter().copied().max().unwrap_or(0).max(1) as f64).sqrt();
         let (x0, y0, w, hh) = (160.0, 50.0 + (row_h * t as u32) as f64, 500.0, 90.0);
         draw_text(
             &mut img,

@@ -137,7 +137,7 @@ impl Confusion {
 }
 
 /// A value with its 95% interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct WithCi {
     /// On the full set.
     #[serde(with = "nullable")]
@@ -151,6 +151,18 @@ pub struct WithCi {
     /// How the interval was obtained.
     #[serde(default)]
     pub method: CiMethod,
+}
+
+/// Equal when every figure is equal or undefined (NaN) in both: an undefined figure read
+/// back from a report is the same undefined figure.
+impl PartialEq for WithCi {
+    fn eq(&self, o: &Self) -> bool {
+        let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+        same(self.value, o.value)
+            && same(self.lo, o.lo)
+            && same(self.hi, o.hi)
+            && self.method == o.method
+    }
 }
 
 impl WithCi {

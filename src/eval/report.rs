@@ -236,7 +236,7 @@ impl EvalReport {
         };
         let _ = writeln!(
             o,
-            "\n{} images, loss {loss}, accuracy {} (95% CI), macro F1 {}.\n",
+            "\n{} images, loss {loss}, accuracy {}, macro F1 {}.\n",
             m.n,
             pct(&m.accuracy, "no images"),
             pct(&m.macro_f1, "no images")
@@ -247,7 +247,7 @@ impl EvalReport {
             .map_or_else(|| "images".to_string(), |s| s.resampled.clone());
         let _ = writeln!(
             o,
-            "Intervals: percentile bootstrap over {resampled} ({} resamples); † a Wilson score \
+            "95% intervals: percentile bootstrap over {resampled} ({} resamples); † a Wilson score \
              interval, used for a proportion with fewer than 10 events on one side (where a \
              bootstrap collapses).\n",
             m.bootstrap

@@ -12,8 +12,24 @@ pub struct RocCurve {
     /// True positive rates.
     pub tpr: Vec<f64>,
     /// Thresholds, descending (the first is +inf, written as null in JSON).
-    #[serde(with = "super::metrics::nullable_vec")]
+    #[serde(with = "infinite_as_null")]
     pub thresholds: Vec<f64>,
+}
+
+/// JSON has no infinity: +inf is written as null and null read back as +inf.
+mod infinite_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|x| x.is_finite().then_some(*x)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Ok(Vec::<Option<f64>>::deserialize(d)?
+            .into_iter()
+            .map(|x| x.unwrap_or(f64::INFINITY))
+            .collect())
+    }
 }
 
 /// Indices of `scores` from the highest to the lowest score, ties in reverse order of

@@ -72,7 +72,6 @@ pub fn parse_class_value(text: &str, classes: &[String]) -> Result<(usize, f64),
     Ok((class, v))
 }
 
-
 /// `probs` with logits divided by `t`: softmax(log p / t).
 pub fn tempered(probs: &[f32], t: f64) -> Vec<f32> {
     let z: Vec<f64> = probs.iter().map(|&p| (p as f64).ln() / t).collect();
@@ -81,4 +80,3 @@ pub fn tempered(probs: &[f32], t: f64) -> Vec<f32> {
     let s: f64 = e.iter().sum();
     e.iter().map(|v| (v / s) as f32).collect()
 }
-

@@ -154,8 +154,8 @@ pub fn rewrite_meta(input: &Path, output: &Path, edit: impl FnOnce(&mut ModelMet
     edit(&mut meta);
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::weights(input, format!("not a readable model file: {e}")))?;
-    let json =
-        serde_json::to_string(&meta).map_err(|e| Error::invalid("model metadata", e.to_string()))?;
+    let json = serde_json::to_string(&meta)
+        .map_err(|e| Error::invalid("model metadata", e.to_string()))?;
     let info = HashMap::from([(META_KEY.to_string(), json)]);
     let out = safetensors::serialize(st.tensors(), Some(info))
         .map_err(|e| Error::weights(output, format!("cannot serialise: {e}")))?;

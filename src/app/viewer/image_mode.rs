@@ -18,6 +18,10 @@ impl ViewerTab {
             return;
         };
         let classes = self.class_names();
+        let rule = self
+            .model
+            .as_ref()
+            .and_then(|m| super::prediction::rule_text(m.predictor.meta()));
         let key = self.key();
         let settings = &mut self.settings;
         let cam_class = &mut self.cam_class;
@@ -46,7 +50,16 @@ impl ViewerTab {
             .size_range(240.0..=480.0)
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
-                    prediction_ui(ui, l, &classes, truth, key, settings, cam_class);
+                    prediction_ui(
+                        ui,
+                        l,
+                        &classes,
+                        rule.as_deref(),
+                        truth,
+                        key,
+                        settings,
+                        cam_class,
+                    );
                     ui.separator();
                     facts_ui(ui, &name, &path, &l.image);
                 });

@@ -6,6 +6,7 @@ pub mod image_mode;
 pub mod image_view;
 pub mod prediction;
 pub mod review;
+pub mod review_scores;
 pub mod side_panel;
 pub mod state;
 pub mod worker;
@@ -41,6 +42,8 @@ pub enum Ask {
     Export,
     /// The dataset folder of the test-set review.
     DataFolder,
+    /// A folder for a model copy that keeps the review's operating point.
+    ModelCopy,
 }
 
 impl Ask {
@@ -58,7 +61,7 @@ impl Ask {
                 filter: "eval report",
                 exts: &["json"],
             },
-            Ask::Export | Ask::DataFolder => Pick::Folder,
+            Ask::Export | Ask::DataFolder | Ask::ModelCopy => Pick::Folder,
         }
     }
 
@@ -69,6 +72,7 @@ impl Ask {
             Ask::Report => "Type the path of an eval report (.json):",
             Ask::Export => "Type the folder to export the review into:",
             Ask::DataFolder => "Type the dataset folder:",
+            Ask::ModelCopy => "Type the folder for the model copy:",
         }
     }
 }
@@ -96,6 +100,8 @@ pub enum Command {
     OpenSamples,
     /// Run the model over the samples' test split.
     ReviewSamples,
+    /// Predict the review at this operating point (None: argmax).
+    SetOperatingPoint(Option<crate::eval::operating::OperatingPoint>),
 }
 
 /// The Viewer tab.
@@ -466,6 +472,19 @@ impl ViewerTab {
                     Err(e) => shared.notices.error("Review", e.to_string()),
                 },
                 Ask::DataFolder => *shared.data_dir = crate::files::shown(&p).to_string(),
+                Ask::ModelCopy => match self.save_model_copy(&p) {
+                    Ok(out) => {
+                        shared.notices.info(
+                            "Review",
+                            format!(
+                                "model with the operating point: {}",
+                                crate::files::shown(&out)
+                            ),
+                        );
+                        self.load_model(ctx, out);
+                    }
+                    Err(e) => shared.notices.error("Review", e),
+                },
             },
             Command::LoadModel(p) => self.load_model(ctx, p),
             Command::Select(i) => {
@@ -518,6 +537,7 @@ impl ViewerTab {
                     .error(TOPIC, "the sample radiographs were not found"),
             },
             Command::OpenCase(file) => self.open_case(ctx, file),
+            Command::SetOperatingPoint(op) => self.set_operating_point(op),
         }
     }
 

@@ -21,11 +21,32 @@ pub fn truth_line(classes: &[String], truth: Option<usize>, predicted: Option<us
     }
 }
 
+/// What the model file changes in how predictions are made: its operating point and its
+/// temperature, in words; None when it predicts at argmax from raw probabilities.
+pub fn rule_text(meta: &crate::model::checkpoint::ModelMeta) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(o) = &meta.operating_point {
+        parts.push(format!(
+            "operating point: {} when p ≥ {:.3}, else the most probable other class",
+            o.class, o.threshold
+        ));
+    }
+    if let Some(t) = &meta.temperature {
+        parts.push(format!(
+            "probabilities calibrated, temperature {:.3}",
+            t.value
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 /// Probabilities, warnings and the Grad-CAM class picker for the shown image.
+#[allow(clippy::too_many_arguments)]
 pub fn prediction_ui(
     ui: &mut egui::Ui,
     l: &Loaded,
     classes: &[String],
+    rule: Option<&str>,
     truth: Option<usize>,
     key: Option<AnalysisKey>,
     settings: &ViewerSettings,
@@ -84,6 +105,9 @@ pub fn prediction_ui(
                 ))
                 .strong(),
             );
+            if let Some(rule) = rule {
+                ui.label(RichText::new(rule).small());
+            }
             if truth.is_some() {
                 ui.label(truth_line(classes, truth, Some(a.predicted)));
             }

@@ -3,6 +3,7 @@
 //! and a gallery of the cases in the chosen cell, sorted by loss.
 use super::{Ask, Command, ViewerTab};
 use crate::eval::report::{Case, EvalReport};
+use crate::eval::scores::cell as ci_cell;
 use crate::fmt::pct_ci;
 use egui::{Color32, RichText, Sense, TextureHandle, TextureOptions};
 use std::collections::HashMap;
@@ -29,6 +30,8 @@ pub struct ReviewState {
     pub cell: Option<(usize, usize)>,
     /// Progress of a running test-set pass (done, total).
     pub running: Option<(usize, usize)>,
+    /// The operating-point controls.
+    pub operating: super::review_scores::OperatingUi,
     thumbs: HashMap<String, Thumb>,
     thumb_requests: Vec<(String, PathBuf)>,
 }
@@ -42,6 +45,7 @@ impl ReviewState {
     }
 
     fn set(&mut self, r: EvalReport, source: String) {
+        self.operating.focus = None;
         self.report = Some(r);
         self.source = source;
         self.cell = None;
@@ -119,8 +123,9 @@ impl ReviewState {
         v
     }
 
-    /// Writes `review.json`, `review.csv`, `review.md` and `review-confusion.png` into
-    /// `dir`; returns their paths in that order.
+    /// Writes `review.json` (with the operating point, when one is set), `review.csv`,
+    /// `review.md`, `review-confusion.png` and the charts into `dir`; returns their paths
+    /// in that order.
     pub fn export(&self, dir: &Path) -> crate::Result<Vec<PathBuf>> {
         let r = self
             .report
@@ -337,7 +342,14 @@ impl ViewerTab {
             }
             ui.label("Rows: actual class · columns: predicted class");
             ui.add_space(8.0);
-            ui.label(RichText::new("Per class (95% bootstrap CI)").strong());
+            super::review_scores::operating_ui(
+                ui,
+                r,
+                &mut self.review.operating,
+                &mut self.commands,
+            );
+            ui.add_space(8.0);
+            ui.label(RichText::new("Per class (95% CI; † Wilson)").strong());
             egui::Grid::new("per-class").striped(true).show(ui, |ui| {
                 for h in ["class", "n", "recall", "PPV", "F1"] {
                     ui.label(RichText::new(h).strong());
@@ -346,9 +358,9 @@ impl ViewerTab {
                 for c in &m.per_class {
                     ui.label(&c.class);
                     ui.label(c.support.to_string());
-                    ui.label(pct_ci(&c.recall, 1));
-                    ui.label(pct_ci(&c.ppv, 1));
-                    ui.label(pct_ci(&c.f1, 1));
+                    ui.label(ci_cell(&c.recall));
+                    ui.label(ci_cell(&c.ppv));
+                    ui.label(ci_cell(&c.f1));
                     ui.end_row();
                 }
             });

@@ -1,0 +1,205 @@
+//! The review's operating point driven as a user would: tick "Predict at a threshold", set
+//! it for a target sensitivity and by Youden's J; the matrix, the per-class table and the
+//! gallery follow, with the figures computed here by hand from the probabilities.
+use crate::app_viewer::harness;
+use crate::common::step_until;
+use crate::viewer_infer::write_model;
+use covid_resnet::app::viewer::Mode;
+use covid_resnet::eval::report::{Case, EvalReport};
+use egui_kittest::kittest::Queryable;
+
+const COVID: usize = 3;
+
+/// 40 cases, 10 per class; COVID-19's probability falls from 0.9 to 0.18 over its ten
+/// cases (the rest mostly Normal), and is low elsewhere except for every seventh case.
+fn cases(d: &std::path::Path) -> Vec<Case> {
+    (0..40)
+        .map(|i| {
+            let actual = i % 4;
+            let j = i / 4;
+            let mut p = [0f32; 4];
+            if actual == COVID {
+                p[COVID] = 0.9 - 0.08 * j as f32;
+                let rest = 1.0 - p[COVID];
+                p[0] = 0.6 * rest;
+                p[1] = 0.25 * rest;
+                p[2] = 0.15 * rest;
+            } else {
+                p[COVID] = if i % 7 == 0 {
+                    0.3
+                } else {
+                    0.02 + 0.01 * j as f32
+                };
+                let rest = 1.0 - p[COVID];
+                for (k, v) in p.iter_mut().enumerate().take(3) {
+                    *v = if k == actual { 0.7 * rest } else { 0.15 * rest };
+                }
+            }
+            let predicted = (0..4).fold(0, |b, k| if p[k] > p[b] { k } else { b });
+            Case {
+                file: d.join(format!("case_{i:02}.png")).display().to_string(),
+                file_bytes: None,
+                actual,
+                predicted,
+                probs: p.to_vec(),
+                loss: -(p[actual] as f64).ln(),
+                source: None,
+                patient: None,
+            }
+        })
+        .collect()
+}
+
+/// The confusion matrix of "COVID-19 when p ≥ t, else the most probable other class".
+fn expected_confusion(cases: &[Case], t: f64) -> Vec<Vec<usize>> {
+    let mut m = vec![vec![0; 4]; 4];
+    for c in cases {
+        let pred = if c.probs[COVID] as f64 >= t {
+            COVID
+        } else {
+            (0..3).fold(0, |b, k| if c.probs[k] > c.probs[b] { k } else { b })
+        };
+        m[c.actual][pred] += 1;
+    }
+    m
+}
+
+#[test]
+fn the_threshold_moves_the_matrix_the_table_and_the_gallery() {
+    // A fixed folder: its path is in the snapshot.
+    let dir = std::env::temp_dir().join("covid-resnet-review-threshold");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.as_path();
+    let model = write_model(d, 64);
+    let cs = cases(d);
+    let classes: Vec<String> = covid_resnet::data::split::labels::PAPER_CLASSES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let report = EvalReport::from_cases(classes, cs.clone(), 200, 0);
+    let json = report.write_all(&d.join("eval"), "eval-test").unwrap()[0].clone();
+    let mut h = harness(&model, d);
+    step_until(&mut h, 60, "the model", |a| a.viewer.model.is_some());
+    h.state_mut().viewer.review.open_report(&json).unwrap();
+    h.state_mut().viewer.mode = Mode::Review;
+    h.run_steps(3);
+    let confusion = |h: &egui_kittest::Harness<'static, covid_resnet::app::App>| {
+        h.state()
+            .viewer
+            .review
+            .report
+            .as_ref()
+            .unwrap()
+            .metrics
+            .confusion
+            .m
+            .clone()
+    };
+    // At argmax: each case's most probable class.
+    let mut argmax = vec![vec![0; 4]; 4];
+    for c in &cs {
+        let p = (0..4).fold(0, |b, k| if c.probs[k] > c.probs[b] { k } else { b });
+        argmax[c.actual][p] += 1;
+    }
+    assert_eq!(confusion(&h), argmax);
+
+    // Tick the threshold: it starts at 0.5.
+    h.get_by_label("Predict at a threshold").click();
+    h.run_steps(3);
+    let op = h
+        .state()
+        .viewer
+        .review
+        .report
+        .as_ref()
+        .unwrap()
+        .operating_point
+        .unwrap();
+    assert_eq!((op.class, op.threshold), (COVID, 0.5));
+    assert_eq!(confusion(&h), expected_confusion(&cs, 0.5));
+
+    // 95 % sensitivity on ten COVID-19 cases needs all ten: the lowest, 0.9 - 0.72 = 0.18.
+    h.get_by_label("Set for the target sensitivity").click();
+    h.run_steps(3);
+    let op = h
+        .state()
+        .viewer
+        .review
+        .report
+        .as_ref()
+        .unwrap()
+        .operating_point
+        .unwrap();
+    assert_eq!(op.threshold, (0.9f32 - 0.08 * 9.0) as f64);
+    let m = expected_confusion(&cs, op.threshold);
+    assert_eq!(confusion(&h), m);
+    assert_eq!(m[COVID][COVID], 10);
+    // The cases with p = 0.3 (every seventh, not COVID-19) are now called COVID-19 too.
+    let false_pos: usize = (0..3).map(|a| m[a][COVID]).sum();
+    assert!(false_pos >= 4, "{m:?}");
+    // The table: recall 10/10 with its Wilson interval, lower bound n / (n + z²) =
+    // 10 / (10 + 1.959964²) = 0.7225.
+    assert!(
+        h.query_all_by_label_contains("100.0 % (72.2–100.0) †")
+            .count()
+            >= 1,
+        "COVID-19's recall at the threshold is not shown"
+    );
+    // The gallery of "actual Normal, predicted COVID-19" lists exactly those cases.
+    h.get_by_label("actual Normal predicted COVID-19").click();
+    h.run_steps(3);
+    let listed = h.state().viewer.review.gallery().len();
+    assert_eq!(listed, m[0][COVID]);
+
+    // Youden's J: the threshold that maximises sensitivity + specificity - 1 here.
+    h.get_by_label("Youden's J").click();
+    h.run_steps(3);
+    let op = h
+        .state()
+        .viewer
+        .review
+        .report
+        .as_ref()
+        .unwrap()
+        .operating_point
+        .unwrap();
+    let j = |t: f64| {
+        let m = expected_confusion(&cs, t);
+        let tp = m[COVID][COVID] as f64;
+        let fp: f64 = (0..3).map(|a| m[a][COVID] as f64).sum();
+        tp / 10.0 - fp / 30.0
+    };
+    let best = cs
+        .iter()
+        .map(|c| j(c.probs[COVID] as f64))
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert!(
+        (j(op.threshold) - best).abs() < 1e-12,
+        "J {} < {best}",
+        j(op.threshold)
+    );
+    assert_eq!(confusion(&h), expected_confusion(&cs, op.threshold));
+    // Tall enough to show the charts under the matrix.
+    h.set_size(egui::vec2(1400.0, 1500.0));
+    h.hover_at(egui::pos2(5.0, 1490.0));
+    h.run_steps(3);
+    h.snapshot("viewer_review_operating_point");
+    h.set_size(egui::vec2(1400.0, 900.0));
+
+    // Unticked: back to argmax.
+    h.get_by_label("Predict at a threshold").click();
+    h.run_steps(3);
+    assert!(h
+        .state()
+        .viewer
+        .review
+        .report
+        .as_ref()
+        .unwrap()
+        .operating_point
+        .is_none());
+    assert_eq!(confusion(&h), report.metrics.confusion.m);
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
