@@ -186,8 +186,15 @@ fn run_compare(
     mb: &Path,
     device: &candle_core::Device,
 ) -> anyhow::Result<ExitCode> {
-    let (_, ra) = report_of(a, ma, device)?;
-    let (_, rb) = report_of(a, mb, device)?;
+    // Each model predicts as its file says (its own operating point, else argmax).
+    let of = |m: &Path| -> anyhow::Result<EvalReport> {
+        let (p, mut r) = report_of(a, m, device)?;
+        if let Some(op) = p.operating_point() {
+            r.set_operating_point(Some(op));
+        }
+        Ok(r)
+    };
+    let (ra, rb) = (of(ma)?, of(mb)?);
     let c = compare(
         (&shown(ma).to_string(), &ra),
         (&shown(mb).to_string(), &rb),

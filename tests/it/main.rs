@@ -10,6 +10,7 @@ mod model_files;
 mod one_path;
 mod own_data;
 mod predict_cli;
+mod review_cli;
 mod review_threshold;
 mod safety;
 mod scale;
