@@ -200,6 +200,50 @@ fn the_threshold_moves_the_matrix_the_table_and_the_gallery() {
         .operating_point
         .is_none());
     assert_eq!(confusion(&h), report.metrics.confusion.m);
+
+    // A second report (the same images at p ≥ 0.18) to compare with: the paired counts
+    // are those of the two rules, case by case.
+    let t = (0.9f32 - 0.08 * 9.0) as f64;
+    let other = EvalReport::with_operating_point(
+        report.classes.clone(),
+        cs.clone(),
+        200,
+        0,
+        Some(covid_resnet::eval::operating::OperatingPoint {
+            class: COVID,
+            threshold: t,
+        }),
+    );
+    let b_json = other.write_all(&d.join("other"), "eval-test").unwrap()[0].clone();
+    h.state_mut().viewer.review.compare_with(&b_json).unwrap();
+    h.run_steps(3);
+    assert!(
+        h.query_all_by_label_contains("Comparison (B − A, paired)")
+            .count()
+            >= 1
+    );
+    let argmax = |p: &[f32]| (0..4).fold(0, |b, k| if p[k] > p[b] { k } else { b });
+    let at_t = |p: &[f32]| {
+        if p[COVID] as f64 >= t {
+            COVID
+        } else {
+            (0..3).fold(0, |b, k| if p[k] > p[b] { k } else { b })
+        }
+    };
+    let only_a = cs
+        .iter()
+        .filter(|c| argmax(&c.probs) == c.actual && at_t(&c.probs) != c.actual)
+        .count();
+    let only_b = cs
+        .iter()
+        .filter(|c| argmax(&c.probs) != c.actual && at_t(&c.probs) == c.actual)
+        .count();
+    let c = h.state().viewer.review.comparison.clone().unwrap();
+    assert_eq!((c.only_a, c.only_b), (only_a, only_b));
+    assert!(
+        only_a + only_b > 0,
+        "the two rules should disagree somewhere"
+    );
     drop(h);
     let _ = std::fs::remove_dir_all(&dir);
 }

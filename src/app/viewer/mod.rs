@@ -2,18 +2,21 @@
 //! window/level), predict with a model file (probabilities, TTA, Grad-CAM, input warnings),
 //! and review a test set (confusion matrix -> gallery of cases). Buttons push [`Command`]s
 //! that run after the frame; decoding and inference reply through [`worker`].
+pub mod commands;
 pub mod image_mode;
 pub mod image_view;
 pub mod prediction;
 pub mod review;
+pub mod review_compare;
 pub mod review_scores;
 pub mod side_panel;
 pub mod state;
 pub mod worker;
 
+pub use commands::{Ask, Command, IMAGE_EXTENSIONS};
 pub use state::{ImageState, Loaded, Mode, ModelSlot, OpenImage, ViewerSettings};
 
-use super::dialogs::{pick, unavailable_message, PathPrompt, Pick, Picked};
+use super::dialogs::{pick, unavailable_message, PathPrompt, Picked};
 use super::Shared;
 use crate::device::DeviceChoice;
 use egui::{Color32, TextureOptions};
@@ -21,88 +24,8 @@ use image_view::ViewState;
 use std::path::PathBuf;
 use worker::{AnalysisKey, Reply, Worker};
 
-/// File extensions offered by the Open dialog.
-pub const IMAGE_EXTENSIONS: &[&str] = &[
-    "png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm", "dicom", "PNG", "JPG", "JPEG", "DCM",
-];
-
 /// Messages of this tab carry this topic.
 const TOPIC: &str = "Viewer";
-
-/// What a file dialog (or the typed path that replaces it) is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ask {
-    /// Images to open.
-    Images,
-    /// A model file to load.
-    Model,
-    /// An eval report to open.
-    Report,
-    /// A folder to export the review into.
-    Export,
-    /// The dataset folder of the test-set review.
-    DataFolder,
-    /// A folder for a model copy that keeps the review's operating point.
-    ModelCopy,
-}
-
-impl Ask {
-    fn pick(self) -> Pick {
-        match self {
-            Ask::Images => Pick::Files {
-                filter: "X-ray images",
-                exts: IMAGE_EXTENSIONS,
-            },
-            Ask::Model => Pick::File {
-                filter: "covid-resnet model",
-                exts: &["safetensors"],
-            },
-            Ask::Report => Pick::File {
-                filter: "eval report",
-                exts: &["json"],
-            },
-            Ask::Export | Ask::DataFolder | Ask::ModelCopy => Pick::Folder,
-        }
-    }
-
-    fn what(self) -> &'static str {
-        match self {
-            Ask::Images => "Type the path of an image to open:",
-            Ask::Model => "Type the path of a model file (.safetensors):",
-            Ask::Report => "Type the path of an eval report (.json):",
-            Ask::Export => "Type the folder to export the review into:",
-            Ask::DataFolder => "Type the dataset folder:",
-            Ask::ModelCopy => "Type the folder for the model copy:",
-        }
-    }
-}
-
-/// What the user asked for; run after the frame is drawn.
-#[derive(Debug, Clone)]
-pub enum Command {
-    /// Show a file dialog (or, without one, a path prompt).
-    Pick(Ask),
-    /// A path chosen for a purpose.
-    Answer(Ask, PathBuf),
-    /// Load a model file.
-    LoadModel(PathBuf),
-    /// Show image `i`.
-    Select(usize),
-    /// Close image `i`.
-    Remove(usize),
-    /// Close every image.
-    CloseAll,
-    /// Run the model over the dataset's test split.
-    RunTestSet,
-    /// Open a case of the review (its file) in the image view.
-    OpenCase(PathBuf),
-    /// Open the sample radiographs that ship with the program.
-    OpenSamples,
-    /// Run the model over the samples' test split.
-    ReviewSamples,
-    /// Predict the review at this operating point (None: argmax).
-    SetOperatingPoint(Option<crate::eval::operating::OperatingPoint>),
-}
 
 /// The Viewer tab.
 pub struct ViewerTab {
@@ -472,6 +395,11 @@ impl ViewerTab {
                     Err(e) => shared.notices.error("Review", e.to_string()),
                 },
                 Ask::DataFolder => *shared.data_dir = crate::files::shown(&p).to_string(),
+                Ask::CompareReport => {
+                    if let Err(e) = self.review.compare_with(&p) {
+                        shared.notices.error("Review", e);
+                    }
+                }
                 Ask::ModelCopy => match self.save_model_copy(&p) {
                     Ok(out) => {
                         shared.notices.info(

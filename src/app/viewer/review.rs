@@ -32,6 +32,8 @@ pub struct ReviewState {
     pub running: Option<(usize, usize)>,
     /// The operating-point controls.
     pub operating: super::review_scores::OperatingUi,
+    /// The comparison with a second report, when one was opened.
+    pub comparison: Option<crate::eval::compare::Comparison>,
     thumbs: HashMap<String, Thumb>,
     thumb_requests: Vec<(String, PathBuf)>,
 }
@@ -46,6 +48,7 @@ impl ReviewState {
 
     fn set(&mut self, r: EvalReport, source: String) {
         self.operating.focus = None;
+        self.comparison = None;
         self.report = Some(r);
         self.source = source;
         self.cell = None;
@@ -317,6 +320,13 @@ impl ViewerTab {
             if ui.button("Export review…").clicked() {
                 self.commands.push(Command::Pick(Ask::Export));
             }
+            if ui
+                .button("Compare with a report…")
+                .on_hover_text("Another model's report on the same images: paired differences and McNemar's test")
+                .clicked()
+            {
+                self.commands.push(Command::Pick(Ask::CompareReport));
+            }
         });
         let mut clicked = None;
         egui::Panel::right("review-gallery")
@@ -341,6 +351,10 @@ impl ViewerTab {
                 cell = Some(c);
             }
             ui.label("Rows: actual class · columns: predicted class");
+            if let Some(c) = &self.review.comparison {
+                ui.add_space(8.0);
+                super::review_compare::comparison_ui(ui, c);
+            }
             ui.add_space(8.0);
             super::review_scores::operating_ui(
                 ui,
