@@ -135,6 +135,9 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     let predictor = Predictor::load(&model, &device)
         .with_context(|| format!("cannot load model {}", crate::files::shown(&model)))?;
     let classes = predictor.meta().class_names.clone();
+    if let Some(rule) = crate::infer::decision::rule_text(predictor.meta()) {
+        eprintln!("the model file sets how it predicts: {rule}");
+    }
     let cam_class = a
         .cam_class
         .as_deref()

@@ -80,3 +80,22 @@ pub fn tempered(probs: &[f32], t: f64) -> Vec<f32> {
     let s: f64 = e.iter().sum();
     e.iter().map(|v| (v / s) as f32).collect()
 }
+
+/// What the model file changes in how predictions are made: its operating point and its
+/// temperature, in words; None when it predicts at argmax from raw probabilities.
+pub fn rule_text(meta: &crate::model::checkpoint::ModelMeta) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(o) = &meta.operating_point {
+        parts.push(format!(
+            "operating point: {} when p ≥ {:.3}, else the most probable other class",
+            o.class, o.threshold
+        ));
+    }
+    if let Some(t) = &meta.temperature {
+        parts.push(format!(
+            "probabilities calibrated, temperature {:.3}",
+            t.value
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}

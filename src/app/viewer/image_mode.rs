@@ -21,7 +21,7 @@ impl ViewerTab {
         let rule = self
             .model
             .as_ref()
-            .and_then(|m| super::prediction::rule_text(m.predictor.meta()));
+            .and_then(|m| crate::infer::decision::rule_text(m.predictor.meta()));
         let key = self.key();
         let settings = &mut self.settings;
         let cam_class = &mut self.cam_class;

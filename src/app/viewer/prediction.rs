@@ -21,25 +21,6 @@ pub fn truth_line(classes: &[String], truth: Option<usize>, predicted: Option<us
     }
 }
 
-/// What the model file changes in how predictions are made: its operating point and its
-/// temperature, in words; None when it predicts at argmax from raw probabilities.
-pub fn rule_text(meta: &crate::model::checkpoint::ModelMeta) -> Option<String> {
-    let mut parts = Vec::new();
-    if let Some(o) = &meta.operating_point {
-        parts.push(format!(
-            "operating point: {} when p ≥ {:.3}, else the most probable other class",
-            o.class, o.threshold
-        ));
-    }
-    if let Some(t) = &meta.temperature {
-        parts.push(format!(
-            "probabilities calibrated, temperature {:.3}",
-            t.value
-        ));
-    }
-    (!parts.is_empty()).then(|| parts.join("; "))
-}
-
 /// Probabilities, warnings and the Grad-CAM class picker for the shown image.
 #[allow(clippy::too_many_arguments)]
 pub fn prediction_ui(
