@@ -208,7 +208,7 @@ impl EvalReport {
         // Never NaN in words: an undefined figure says why.
         let pct = |w: &super::metrics::WithCi, why: &str| {
             if w.value.is_finite() {
-                super::scores::cell(w)
+                super::scores::cell_to(w, 2)
             } else {
                 format!("undefined: {why}")
             }

@@ -217,14 +217,19 @@ impl Scores {
     }
 }
 
-/// A percentage with its interval, `†` marking a Wilson interval.
+/// A percentage with its interval to one decimal, `†` marking a Wilson interval.
 pub fn cell(w: &WithCi) -> String {
+    cell_to(w, 1)
+}
+
+/// A percentage with its interval to `decimals` places, `†` marking a Wilson interval.
+pub fn cell_to(w: &WithCi, decimals: usize) -> String {
     let mark = if w.method == super::stats::CiMethod::Wilson {
         " †"
     } else {
         ""
     };
-    format!("{}{mark}", crate::fmt::pct_ci(w, 1))
+    format!("{}{mark}", crate::fmt::pct_ci(w, decimals))
 }
 
 impl Scores {
