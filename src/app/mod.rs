@@ -20,6 +20,8 @@ pub struct Startup {
     pub model: Option<std::path::PathBuf>,
     /// Dataset folder for the test-set review.
     pub data: Option<std::path::PathBuf>,
+    /// A report (`eval`'s, training's or an export) to open in the test-set review.
+    pub report: Option<std::path::PathBuf>,
 }
 
 /// Opens the main window and runs until it is closed. Window size and settings persist.
@@ -45,6 +47,10 @@ pub fn run(startup: Startup) -> anyhow::Result<()> {
             }
             if !startup.files.is_empty() {
                 app.viewer.open_at_start(startup.files);
+                app.tab = Tab::Viewer;
+            }
+            if let Some(r) = startup.report {
+                app.viewer.open_report_at_start(r);
                 app.tab = Tab::Viewer;
             }
             Ok(Box::new(app))

@@ -65,6 +65,9 @@ pub struct OpenArgs {
     /// Dataset folder for the Viewer's test-set review.
     #[arg(long)]
     pub data: Option<std::path::PathBuf>,
+    /// A report written by `eval`, by training or by a review export, opened in the review.
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
     /// Images to open (PNG, JPEG, BMP, TIFF, DICOM).
     pub files: Vec<std::path::PathBuf>,
 }
@@ -77,6 +80,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             files: o.files.clone(),
             model: o.model.clone(),
             data: o.data.clone(),
+            report: o.report.clone(),
         })
         .map(|()| ExitCode::SUCCESS),
         Some(Command::Info) => info(cli.device),

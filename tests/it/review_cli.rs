@@ -207,7 +207,10 @@ fn a_threshold_written_into_the_model_is_what_predict_and_compare_use() {
         covid += (probs[COVID] >= t) as usize;
     }
     assert!(covid >= 6, "{covid} images reach {t}");
-    let (_, err) = run(&["predict", "--model", strict.to_str().unwrap()], &refs[..1]);
+    let (_, err) = run(
+        &["predict", "--model", strict.to_str().unwrap()],
+        &refs[..1],
+    );
     assert!(err.contains("operating point: COVID-19 when p ≥"), "{err}");
 
     // eval --compare: the shipped model (A) against the strict copy (B), paired.

@@ -81,9 +81,10 @@ fn the_threshold_moves_the_matrix_the_table_and_the_gallery() {
     let json = report.write_all(&d.join("eval"), "eval-test").unwrap()[0].clone();
     let mut h = harness(&model, d);
     step_until(&mut h, 60, "the model", |a| a.viewer.model.is_some());
-    h.state_mut().viewer.review.open_report(&json).unwrap();
-    h.state_mut().viewer.mode = Mode::Review;
+    // As `covid-resnet open --report` does.
+    h.state_mut().viewer.open_report_at_start(json);
     h.run_steps(3);
+    assert_eq!(h.state().viewer.mode, Mode::Review);
     let confusion = |h: &egui_kittest::Harness<'static, covid_resnet::app::App>| {
         h.state()
             .viewer

@@ -97,6 +97,11 @@ impl ViewerTab {
         self.startup_files = files;
     }
 
+    /// A report to open in the test-set review after the first frame.
+    pub fn open_report_at_start(&mut self, report: PathBuf) {
+        self.commands.push(Command::Answer(Ask::Report, report));
+    }
+
     /// The class names of the loaded model (none without one).
     pub fn class_names(&self) -> Vec<String> {
         self.model

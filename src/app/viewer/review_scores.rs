@@ -356,6 +356,7 @@ fn charts_ui(ui: &mut egui::Ui, r: &EvalReport, focus: usize) {
                 .allow_drag(false)
                 .x_axis_label(format!("p({})", r.classes[focus]))
                 .y_axis_label("images (√ scale)")
+                .y_axis_formatter(|m, _| format!("{:.0}", m.value * m.value))
                 .legend(Legend::default())
                 .show(ui, |pu| {
                     const BINS: usize = 20;
