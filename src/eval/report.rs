@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Resamples used when a report read from a file must be recomputed (it was written before
+/// AUC and calibration existed): a file cannot ask for unbounded work.
+pub const MAX_BOOTSTRAP_ON_LOAD: usize = 2000;
+
 /// One evaluated image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Case {
@@ -404,9 +408,15 @@ impl EvalReport {
     pub fn from_json(bytes: &[u8], path: &Path) -> Result<Self> {
         let r: Self = serde_json::from_slice(bytes)
             .map_err(|e| Error::invalid("report", format!("{}: {e}", crate::files::shown(path))))?;
+        let mut r = r;
         r.check().map_err(|msg| {
             Error::invalid("report", format!("{}: {msg}", crate::files::shown(path)))
         })?;
+        if r.scores.is_none() && !r.cases.is_empty() {
+            // A report written before AUC and calibration existed: computed from its cases.
+            r.metrics.bootstrap = r.metrics.bootstrap.min(MAX_BOOTSTRAP_ON_LOAD);
+            r.recompute(true);
+        }
         Ok(r)
     }
 
@@ -434,6 +444,21 @@ impl EvalReport {
                 ));
             }
         }
+        if self.operating_point.is_some_and(|o| o.class >= k) {
+            return Err(format!(
+                "the operating point's class is not one of the {k} classes"
+            ));
+        }
+        if let Some(s) = &self.scores {
+            if s.roc.len() != k || s.at_argmax.len() != k {
+                return Err(format!("the scores do not have {k} classes"));
+            }
+            if s.operating.as_ref().is_some_and(|o| o.point.class >= k) {
+                return Err(format!(
+                    "the scores' operating point is not one of the {k} classes"
+                ));
+            }
+        }
         for (i, c) in self.cases.iter().enumerate() {
             if c.actual >= k || c.predicted >= k || c.probs.len() != k {
                 return Err(format!(
@@ -444,5 +469,58 @@ impl EvalReport {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> EvalReport {
+        let cases: Vec<Case> = (0..30)
+            .map(|i| {
+                let actual = i % 3;
+                let mut probs = vec![0.2f32; 3];
+                probs[(i * 7) % 3] = 0.6;
+                Case {
+                    file: format!("{i}.png"),
+                    file_bytes: None,
+                    actual,
+                    predicted: 0,
+                    probs,
+                    loss: 0.1,
+                    source: None,
+                    patient: Some(format!("p{}", i / 2)),
+                }
+            })
+            .collect();
+        let classes = ["a", "b", "c"].map(String::from).to_vec();
+        EvalReport::from_cases(classes, cases, 100, 3)
+    }
+
+    #[test]
+    fn a_report_without_scores_gets_them_and_bad_scores_are_refused() {
+        let r = report();
+        assert_eq!(
+            r.scores.as_ref().unwrap().resampled,
+            "patients (15 for 30 images)"
+        );
+        let mut v = serde_json::to_value(&r).unwrap();
+        v.as_object_mut().unwrap().remove("scores");
+        let old = serde_json::to_vec(&v).unwrap();
+        let back = EvalReport::from_json(&old, Path::new("old.json")).unwrap();
+        assert_eq!(back.scores, r.scores);
+        let mut v = serde_json::to_value(&r).unwrap();
+        v["scores"]["roc"].as_array_mut().unwrap().pop();
+        let bad = serde_json::to_vec(&v).unwrap();
+        let e = EvalReport::from_json(&bad, Path::new("bad.json")).unwrap_err();
+        assert!(
+            e.to_string().contains("bad.json") && e.to_string().contains("3 classes"),
+            "{e}"
+        );
+        let mut v = serde_json::to_value(&r).unwrap();
+        v["operating_point"] = serde_json::json!({"class": 7, "threshold": 0.5});
+        let bad = serde_json::to_vec(&v).unwrap();
+        assert!(EvalReport::from_json(&bad, Path::new("bad.json")).is_err());
     }
 }
