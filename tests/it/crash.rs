@@ -99,8 +99,11 @@ fn check_run_folder(run: &Path) -> usize {
                 assert!(std::str::from_utf8(&bytes).unwrap().ends_with('\n'));
             }
             "run.lock" => {}
-            "report-confusion.png" => {
-                image::load_from_memory(&bytes).expect("the confusion PNG decodes");
+            "report-confusion.png"
+            | "report-roc.png"
+            | "report-reliability.png"
+            | "report-histogram.png" => {
+                image::load_from_memory(&bytes).expect("the report's PNGs decode");
             }
             other => panic!("unexpected file {other} in the run folder"),
         }
