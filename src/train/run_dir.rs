@@ -24,6 +24,9 @@ const RUN_FILES: &[&str] = &[
     "report.csv",
     "report.md",
     "report-confusion.png",
+    "report-roc.png",
+    "report-reliability.png",
+    "report-histogram.png",
 ];
 
 /// An exclusive hold on a run folder, released when dropped (or when the process ends).
