@@ -73,6 +73,29 @@ impl CacheArgs {
 }
 
 impl DataSetArgs {
+    /// The samples of `split` of the data set at `data`, with the model's classes (`classes`,
+    /// output order); refuses an incomplete or empty split naming it.
+    pub fn split_samples(
+        &self,
+        data: &std::path::Path,
+        seed: u64,
+        classes: &[String],
+        split: SplitKind,
+    ) -> anyhow::Result<Vec<crate::data::split::Sample>> {
+        let mut ds = crate::data::split::Dataset::open_with(data, &self.options(seed)?)?;
+        ds.align_to_model(classes)?;
+        let s = ds.split(split);
+        s.check_complete(split.name())?;
+        if s.samples.is_empty() {
+            anyhow::bail!(
+                "the {} split of {} has no images",
+                split.name(),
+                crate::files::shown(data)
+            );
+        }
+        Ok(s.samples.clone())
+    }
+
     /// The validation choice given, if any.
     pub fn valid_choice(&self) -> crate::Result<Option<ValidChoice>> {
         match (self.valid, self.valid_pct) {

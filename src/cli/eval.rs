@@ -1,10 +1,10 @@
 //! `covid-resnet eval`: a model on a split, with its metrics, an operating point and the
 //! charts; `--compare A B`: two models on the same images.
 use super::args::{CacheArgs, DataSetArgs};
-use crate::data::split::{Dataset, SplitKind};
+use crate::data::split::SplitKind;
 use crate::device::DeviceChoice;
 use crate::eval::compare::compare;
-use crate::eval::operating::{parse_class_value, threshold_for_sensitivity, OperatingPoint};
+use crate::eval::operating::{parse_class_value, OperatingPoint};
 use crate::eval::report::EvalReport;
 use crate::eval::{evaluate, EvalOptions};
 use crate::files::shown;
@@ -78,25 +78,16 @@ fn report_of(
 ) -> anyhow::Result<(Predictor, EvalReport)> {
     let predictor = Predictor::load(model, device)
         .with_context(|| format!("cannot load model {}", shown(model)))?;
-    let opts = a.dataset.options(a.seed)?;
-    let mut ds = Dataset::open_with(&a.data, &opts)?;
-    ds.align_to_model(&predictor.meta().class_names)?;
-    let split = ds.split(a.split);
-    split.check_complete(a.split.name())?;
-    if split.samples.is_empty() {
-        anyhow::bail!(
-            "the {} split of {} has no images: there is nothing to evaluate",
-            a.split.name(),
-            shown(&a.data)
-        );
-    }
-    let bar = indicatif::ProgressBar::new(split.samples.len() as u64);
+    let samples =
+        a.dataset
+            .split_samples(&a.data, a.seed, &predictor.meta().class_names, a.split)?;
+    let bar = indicatif::ProgressBar::new(samples.len() as u64);
     let opts = EvalOptions {
         batch_size: a.batch_size,
         bootstrap: a.bootstrap,
         seed: a.seed,
     };
-    let mut report = evaluate(&predictor, &split.samples, &opts, |d, _| {
+    let mut report = evaluate(&predictor, &samples, &opts, |d, _| {
         bar.set_position(d as u64)
     })?;
     bar.finish_and_clear();
@@ -131,15 +122,15 @@ fn operating_point(
     if let Some(t) = &a.target_sensitivity {
         let (class, target) = parse_class_value(t, classes)
             .map_err(|e| anyhow::anyhow!("--target-sensitivity {e}"))?;
-        let pos: Vec<bool> = report.cases.iter().map(|c| c.actual == class).collect();
-        let s: Vec<f64> = report.cases.iter().map(|c| c.probs[class] as f64).collect();
-        let threshold = threshold_for_sensitivity(&pos, &s, target).ok_or_else(|| {
-            anyhow::anyhow!(
-                "--target-sensitivity {t}: the {} split has no {} images",
-                a.split.name(),
-                classes[class]
-            )
-        })?;
+        let threshold = report
+            .threshold_for_sensitivity(class, target)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--target-sensitivity {t}: the {} split has no {} images",
+                    a.split.name(),
+                    classes[class]
+                )
+            })?;
         eprintln!(
             "sensitivity {:.1} % for {} is reached at p ≥ {threshold:.4} on these images \
              (chosen on the images it is measured on: an optimistic figure)",
@@ -198,7 +189,6 @@ fn run_compare(
     let c = compare(
         (&shown(ma).to_string(), &ra),
         (&shown(mb).to_string(), &rb),
-        None,
         a.bootstrap,
         a.seed,
     )

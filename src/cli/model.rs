@@ -1,7 +1,7 @@
 //! `covid-resnet model info | f16 | calibrate | threshold`: what a model file says, a
 //! half-size copy, a temperature fitted on held-out images, an operating point.
 use super::args::DataSetArgs;
-use crate::data::split::{Dataset, SplitKind};
+use crate::data::split::SplitKind;
 use crate::eval::calibration::{ece, fit_temperature, reliability, scaled, top_label};
 use crate::eval::{evaluate, EvalOptions};
 use crate::files::shown;
@@ -96,22 +96,14 @@ fn calibrate(a: &CalibrateArgs) -> anyhow::Result<ExitCode> {
         .or_else(|| meta.training.as_ref().and_then(|t| t["seed"].as_u64()))
         .unwrap_or(0);
     let predictor = Predictor::new(net, meta);
-    let mut ds = Dataset::open_with(&a.data, &a.dataset.options(seed)?)?;
-    ds.align_to_model(&predictor.meta().class_names)?;
-    let split = ds.split(a.split);
-    split.check_complete(a.split.name())?;
-    if split.samples.is_empty() {
-        anyhow::bail!(
-            "the {} split of {} has no images to fit a temperature on",
-            a.split.name(),
-            shown(&a.data)
-        );
-    }
+    let samples = a
+        .dataset
+        .split_samples(&a.data, seed, &predictor.meta().class_names, a.split)?;
     let opts = EvalOptions {
         bootstrap: 0,
         ..EvalOptions::default()
     };
-    let r = evaluate(&predictor, &split.samples, &opts, |_, _| {})?;
+    let r = evaluate(&predictor, &samples, &opts, |_, _| {})?;
     let actual: Vec<usize> = r.cases.iter().map(|c| c.actual).collect();
     let probs: Vec<&[f32]> = r.cases.iter().map(|c| &c.probs[..]).collect();
     let t = fit_temperature(&actual, &probs).expect("cases are not empty");

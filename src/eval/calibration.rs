@@ -106,12 +106,7 @@ fn nll(actual: &[usize], probs: &[&[f32]], t: f64) -> f64 {
     probs
         .iter()
         .zip(actual)
-        .map(|(p, &a)| {
-            let z: Vec<f64> = p.iter().map(|&v| (v as f64).ln() / t).collect();
-            let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-            lse - z[a]
-        })
+        .map(|(p, &a)| -crate::infer::decision::log_tempered(p, t)[a])
         .sum::<f64>()
         / actual.len().max(1) as f64
 }

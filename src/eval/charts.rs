@@ -250,6 +250,20 @@ pub fn reliability_image(s: &Scores, title: &str) -> RgbImage {
     img
 }
 
+/// Bins of the probability histogram.
+pub const HISTOGRAM_BINS: usize = 20;
+
+/// How many images of true class `t` have p(`focus`) in each of [`HISTOGRAM_BINS`]
+/// equal-width bins (the last one closed).
+pub fn histogram(r: &EvalReport, focus: usize, t: usize) -> [usize; HISTOGRAM_BINS] {
+    let mut h = [0usize; HISTOGRAM_BINS];
+    for c in r.cases.iter().filter(|c| c.actual == t) {
+        let p = c.probs.get(focus).copied().unwrap_or(0.0) as f64;
+        h[((p * HISTOGRAM_BINS as f64) as usize).min(HISTOGRAM_BINS - 1)] += 1;
+    }
+    h
+}
+
 /// Histograms of p(`focus`) for each true class, one row each, the threshold marked.
 pub fn histogram_image(r: &EvalReport, focus: usize, title: &str) -> RgbImage {
     let k = r.classes.len();
@@ -257,13 +271,9 @@ pub fn histogram_image(r: &EvalReport, focus: usize, title: &str) -> RgbImage {
     let mut img = RgbImage::from_pixel(720, 90 + row_h * k as u32, Rgb([255, 255, 255]));
     let font = font();
     draw_text(&mut img, &font, 18.0, 10.0, 26.0, title, DARK);
-    const BINS: usize = 20;
+    const BINS: usize = HISTOGRAM_BINS;
     for t in 0..k {
-        let mut h = [0usize; BINS];
-        for c in r.cases.iter().filter(|c| c.actual == t) {
-            let p = c.probs.get(focus).copied().unwrap_or(0.0) as f64;
-            h[((p * BINS as f64) as usize).min(BINS - 1)] += 1;
-        }
+        let h = histogram(r, focus, t);
         // Square-root heights, so that a few cases beside hundreds stay visible.
         let max = (h.iter().copied().max().unwrap_or(0).max(1) as f64).sqrt();
         let (x0, y0, w, hh) = (160.0, 50.0 + (row_h * t as u32) as f64, 500.0, 90.0);

@@ -47,10 +47,10 @@ fn macro_auc(k: usize, actual: &[usize], probs: &[&[f32]], idx: &[usize]) -> f64
 
 /// Compares report `b` with report `a` over the same images (matched by file). Refuses
 /// reports with other classes, other images or other true labels, naming the difference.
+/// Patients (the first report's ids) are resampled together for both models.
 pub fn compare(
     a: (&str, &EvalReport),
     b: (&str, &EvalReport),
-    patients: Option<&HashMap<String, String>>,
     bootstrap: usize,
     seed: u64,
 ) -> Result<Comparison, String> {
@@ -93,14 +93,7 @@ pub fn compare(
     let pb: Vec<&[f32]> = pairs.iter().map(|(_, c)| &c.probs[..]).collect();
     let ok_a: Vec<bool> = pairs.iter().map(|(c, _)| c.actual == c.predicted).collect();
     let ok_b: Vec<bool> = pairs.iter().map(|(_, c)| c.actual == c.predicted).collect();
-    let keys: Vec<Option<String>> = pairs
-        .iter()
-        .map(|(c, _)| {
-            c.patient
-                .clone()
-                .or_else(|| patients.and_then(|m| m.get(&c.file).cloned()))
-        })
-        .collect();
+    let keys: Vec<Option<&str>> = pairs.iter().map(|(c, _)| c.patient.as_deref()).collect();
     let r = Resampler::by_key(&keys);
     let k = ra.classes.len();
     let acc = |ok: &[bool], idx: &[usize]| {

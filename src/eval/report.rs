@@ -378,6 +378,14 @@ impl EvalReport {
         Ok(paths)
     }
 
+    /// The highest threshold at which class `class` reaches sensitivity `target` on these
+    /// cases; `None` when the class has none.
+    pub fn threshold_for_sensitivity(&self, class: usize, target: f64) -> Option<f64> {
+        let pos: Vec<bool> = self.cases.iter().map(|c| c.actual == class).collect();
+        let s: Vec<f64> = self.cases.iter().map(|c| c.probs[class] as f64).collect();
+        super::operating::threshold_for_sensitivity(&pos, &s, target)
+    }
+
     /// The class of interest: the operating point's, else the default one.
     pub fn focus(&self) -> usize {
         self.operating_point

@@ -74,11 +74,18 @@ pub fn parse_class_value(text: &str, classes: &[String]) -> Result<(usize, f64),
 
 /// `probs` with logits divided by `t`: softmax(log p / t).
 pub fn tempered(probs: &[f32], t: f64) -> Vec<f32> {
+    log_tempered(probs, t)
+        .iter()
+        .map(|v| v.exp() as f32)
+        .collect()
+}
+
+/// log softmax(log p / t) in f64.
+pub fn log_tempered(probs: &[f32], t: f64) -> Vec<f64> {
     let z: Vec<f64> = probs.iter().map(|&p| (p as f64).ln() / t).collect();
     let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.iter().map(|v| (v / s) as f32).collect()
+    let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+    z.iter().map(|v| v - lse).collect()
 }
 
 /// What the model file changes in how predictions are made: its operating point and its

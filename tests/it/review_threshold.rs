@@ -5,8 +5,11 @@ use crate::app_viewer::harness;
 use crate::common::step_until;
 use crate::viewer_infer::write_model;
 use covid_resnet::app::viewer::Mode;
+use covid_resnet::app::App;
+use covid_resnet::eval::operating::OperatingPoint;
 use covid_resnet::eval::report::{Case, EvalReport};
 use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
 
 const COVID: usize = 3;
 
@@ -35,7 +38,7 @@ fn cases(d: &std::path::Path) -> Vec<Case> {
                     *v = if k == actual { 0.7 * rest } else { 0.15 * rest };
                 }
             }
-            let predicted = (0..4).fold(0, |b, k| if p[k] > p[b] { k } else { b });
+            let predicted = top_of(&p, 4);
             Case {
                 file: d.join(format!("case_{i:02}.png")).display().to_string(),
                 file_bytes: None,
@@ -50,18 +53,37 @@ fn cases(d: &std::path::Path) -> Vec<Case> {
         .collect()
 }
 
-/// The confusion matrix of "COVID-19 when p ≥ t, else the most probable other class".
+/// The most probable of the first `n` classes (the first on ties).
+fn top_of(p: &[f32], n: usize) -> usize {
+    (0..n).fold(0, |b, k| if p[k] > p[b] { k } else { b })
+}
+
+/// "COVID-19 when p ≥ t, else the most probable other class" (COVID-19 is the last class).
+fn rule(p: &[f32], t: f64) -> usize {
+    if p[COVID] as f64 >= t {
+        COVID
+    } else {
+        top_of(p, 3)
+    }
+}
+
+/// The confusion matrix of [`rule`] at `t`.
 fn expected_confusion(cases: &[Case], t: f64) -> Vec<Vec<usize>> {
     let mut m = vec![vec![0; 4]; 4];
     for c in cases {
-        let pred = if c.probs[COVID] as f64 >= t {
-            COVID
-        } else {
-            (0..3).fold(0, |b, k| if c.probs[k] > c.probs[b] { k } else { b })
-        };
-        m[c.actual][pred] += 1;
+        m[c.actual][rule(&c.probs, t)] += 1;
     }
     m
+}
+
+fn operating_point(h: &Harness<'static, App>) -> Option<OperatingPoint> {
+    h.state()
+        .viewer
+        .review
+        .report
+        .as_ref()
+        .unwrap()
+        .operating_point
 }
 
 #[test]
@@ -85,7 +107,7 @@ fn the_threshold_moves_the_matrix_the_table_and_the_gallery() {
     h.state_mut().viewer.open_report_at_start(json);
     h.run_steps(3);
     assert_eq!(h.state().viewer.mode, Mode::Review);
-    let confusion = |h: &egui_kittest::Harness<'static, covid_resnet::app::App>| {
+    let confusion = |h: &Harness<'static, App>| {
         h.state()
             .viewer
             .review
@@ -100,38 +122,21 @@ fn the_threshold_moves_the_matrix_the_table_and_the_gallery() {
     // At argmax: each case's most probable class.
     let mut argmax = vec![vec![0; 4]; 4];
     for c in &cs {
-        let p = (0..4).fold(0, |b, k| if c.probs[k] > c.probs[b] { k } else { b });
-        argmax[c.actual][p] += 1;
+        argmax[c.actual][top_of(&c.probs, 4)] += 1;
     }
     assert_eq!(confusion(&h), argmax);
 
     // Tick the threshold: it starts at 0.5.
     h.get_by_label("Predict at a threshold").click();
     h.run_steps(3);
-    let op = h
-        .state()
-        .viewer
-        .review
-        .report
-        .as_ref()
-        .unwrap()
-        .operating_point
-        .unwrap();
+    let op = operating_point(&h).unwrap();
     assert_eq!((op.class, op.threshold), (COVID, 0.5));
     assert_eq!(confusion(&h), expected_confusion(&cs, 0.5));
 
     // 95 % sensitivity on ten COVID-19 cases needs all ten: the lowest, 0.9 - 0.72 = 0.18.
     h.get_by_label("Set for the target sensitivity").click();
     h.run_steps(3);
-    let op = h
-        .state()
-        .viewer
-        .review
-        .report
-        .as_ref()
-        .unwrap()
-        .operating_point
-        .unwrap();
+    let op = operating_point(&h).unwrap();
     assert_eq!(op.threshold, (0.9f32 - 0.08 * 9.0) as f64);
     let m = expected_confusion(&cs, op.threshold);
     assert_eq!(confusion(&h), m);
@@ -156,15 +161,7 @@ fn the_threshold_moves_the_matrix_the_table_and_the_gallery() {
     // Youden's J: the threshold that maximises sensitivity + specificity - 1 here.
     h.get_by_label("Youden's J").click();
     h.run_steps(3);
-    let op = h
-        .state()
-        .viewer
-        .review
-        .report
-        .as_ref()
-        .unwrap()
-        .operating_point
-        .unwrap();
+    let op = operating_point(&h).unwrap();
     let j = |t: f64| {
         let m = expected_confusion(&cs, t);
         let tp = m[COVID][COVID] as f64;
@@ -191,15 +188,7 @@ fn the_threshold_moves_the_matrix_the_table_and_the_gallery() {
     // Unticked: back to argmax.
     h.get_by_label("Predict at a threshold").click();
     h.run_steps(3);
-    assert!(h
-        .state()
-        .viewer
-        .review
-        .report
-        .as_ref()
-        .unwrap()
-        .operating_point
-        .is_none());
+    assert!(operating_point(&h).is_none());
     assert_eq!(confusion(&h), report.metrics.confusion.m);
 
     // A second report (the same images at p ≥ 0.18) to compare with: the paired counts
@@ -210,7 +199,7 @@ fn the_threshold_moves_the_matrix_the_table_and_the_gallery() {
         cs.clone(),
         200,
         0,
-        Some(covid_resnet::eval::operating::OperatingPoint {
+        Some(OperatingPoint {
             class: COVID,
             threshold: t,
         }),
@@ -223,14 +212,8 @@ fn the_threshold_moves_the_matrix_the_table_and_the_gallery() {
             .count()
             >= 1
     );
-    let argmax = |p: &[f32]| (0..4).fold(0, |b, k| if p[k] > p[b] { k } else { b });
-    let at_t = |p: &[f32]| {
-        if p[COVID] as f64 >= t {
-            COVID
-        } else {
-            (0..3).fold(0, |b, k| if p[k] > p[b] { k } else { b })
-        }
-    };
+    let argmax = |p: &[f32]| top_of(p, 4);
+    let at_t = |p: &[f32]| rule(p, t);
     let only_a = cs
         .iter()
         .filter(|c| argmax(&c.probs) == c.actual && at_t(&c.probs) != c.actual)

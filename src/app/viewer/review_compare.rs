@@ -24,7 +24,7 @@ impl ReviewState {
             .get("model")
             .cloned()
             .unwrap_or_else(|| crate::files::shown(path).to_string());
-        let c = compare((&name_a, a), (&name_b, &b), None, BOOTSTRAP, a.seed)
+        let c = compare((&name_a, a), (&name_b, &b), BOOTSTRAP, a.seed)
             .map_err(|e| format!("cannot compare with {}: {e}", crate::files::shown(path)))?;
         self.comparison = Some(c);
         Ok(())

@@ -3,8 +3,8 @@
 //! curves with the point marked, the reliability diagram and the probability histogram.
 //! The matrix, the tables and the gallery follow the threshold.
 use super::{Ask, Command, ViewerTab};
-use crate::eval::charts::colour;
-use crate::eval::operating::{threshold_for_sensitivity, youden_threshold, OperatingPoint};
+use crate::eval::charts::{colour, histogram, HISTOGRAM_BINS};
+use crate::eval::operating::{youden_threshold, OperatingPoint};
 use crate::eval::report::EvalReport;
 use crate::eval::scores::cell;
 use crate::model::checkpoint::{rewrite_meta, SavedOperatingPoint};
@@ -33,13 +33,6 @@ impl Default for OperatingUi {
 fn rgb(c: usize) -> Color32 {
     let [r, g, b] = colour(c);
     Color32::from_rgb(r, g, b)
-}
-
-/// The threshold at which class `focus` reaches `target` sensitivity on the report's cases.
-pub fn target_threshold(r: &EvalReport, focus: usize, target: f64) -> Option<f64> {
-    let pos: Vec<bool> = r.cases.iter().map(|c| c.actual == focus).collect();
-    let s: Vec<f64> = r.cases.iter().map(|c| c.probs[focus] as f64).collect();
-    threshold_for_sensitivity(&pos, &s, target)
 }
 
 /// The model copy that keeps operating point `op`: `<stem>-<class>-t<threshold>.safetensors`
@@ -171,7 +164,7 @@ pub fn operating_ui(
                 .on_hover_text("The highest threshold whose sensitivity on these images reaches the target (chosen on the images it is measured on: optimistic).")
                 .clicked()
             {
-                if let Some(t) = target_threshold(r, focus, state.target_pct / 100.0) {
+                if let Some(t) = r.threshold_for_sensitivity(focus, state.target_pct / 100.0) {
                     new_op = Some(Some(OperatingPoint { class: focus, threshold: t }));
                 }
             }
@@ -224,6 +217,16 @@ pub fn operating_ui(
     charts_ui(ui, r, focus);
 }
 
+/// A square plot of `size` points over x in [0, 1], following its data (the wheel scrolls
+/// the page, as every chart of the window).
+fn unit_plot(name: &'static str, size: f32) -> Plot<'static> {
+    crate::app::plots::following(name)
+        .width(size)
+        .height(size)
+        .include_x(0.0)
+        .include_x(1.0)
+}
+
 /// The ROC curves, the reliability diagram and the histogram of p(`focus`).
 fn charts_ui(ui: &mut egui::Ui, r: &EvalReport, focus: usize) {
     let Some(s) = &r.scores else {
@@ -233,16 +236,10 @@ fn charts_ui(ui: &mut egui::Ui, r: &EvalReport, focus: usize) {
     ui.horizontal(|ui| {
         ui.vertical(|ui| {
             ui.label("ROC, one vs rest");
-            Plot::new("review-roc")
-                .width(size)
-                .height(size)
+            unit_plot("review-roc", size)
                 .data_aspect(1.0)
-                .include_x(0.0)
-                .include_x(1.0)
                 .include_y(0.0)
                 .include_y(1.0)
-                .allow_scroll(false)
-                .allow_drag(false)
                 .x_axis_label("1 − specificity")
                 .y_axis_label("sensitivity")
                 .legend(Legend::default().position(Corner::RightBottom))
@@ -302,15 +299,9 @@ fn charts_ui(ui: &mut egui::Ui, r: &EvalReport, focus: usize) {
         });
         ui.vertical(|ui| {
             ui.label("Reliability (top label, 15 bins)");
-            Plot::new("review-reliability")
-                .width(size)
-                .height(size)
-                .include_x(0.0)
-                .include_x(1.0)
+            unit_plot("review-reliability", size)
                 .include_y(0.0)
                 .include_y(1.0)
-                .allow_scroll(false)
-                .allow_drag(false)
                 .x_axis_label("confidence")
                 .y_axis_label("accuracy")
                 .show(ui, |pu| {
@@ -347,25 +338,15 @@ fn charts_ui(ui: &mut egui::Ui, r: &EvalReport, focus: usize) {
     ui.horizontal(|ui| {
         ui.vertical(|ui| {
             ui.label(format!("p({}) by true class", r.classes[focus]));
-            Plot::new("review-histogram")
-                .width(size)
-                .height(size)
-                .include_x(0.0)
-                .include_x(1.0)
-                .allow_scroll(false)
-                .allow_drag(false)
+            unit_plot("review-histogram", size)
                 .x_axis_label(format!("p({})", r.classes[focus]))
                 .y_axis_label("images (√ scale)")
                 .y_axis_formatter(|m, _| format!("{:.0}", m.value * m.value))
                 .legend(Legend::default())
                 .show(ui, |pu| {
-                    const BINS: usize = 20;
+                    const BINS: usize = HISTOGRAM_BINS;
                     for t in 0..r.classes.len() {
-                        let mut h = [0usize; BINS];
-                        for c in r.cases.iter().filter(|c| c.actual == t) {
-                            let p = c.probs.get(focus).copied().unwrap_or(0.0) as f64;
-                            h[((p * BINS as f64) as usize).min(BINS - 1)] += 1;
-                        }
+                        let h = histogram(r, focus, t);
                         let bars: Vec<Bar> = h
                             .iter()
                             .enumerate()
