@@ -124,7 +124,7 @@ fn jpeg_has_end(bytes: &[u8]) -> bool {
     tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
-fn to_gray(img: DynamicImage, format: String) -> std::result::Result<GrayImage, String> {
+pub(crate) fn to_gray(img: DynamicImage, format: String) -> std::result::Result<GrayImage, String> {
     let (width, height) = (img.width(), img.height());
     if width == 0 || height == 0 {
         return Err("image has no pixels".into());

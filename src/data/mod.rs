@@ -4,7 +4,6 @@ pub mod cache;
 pub mod check;
 pub mod decode;
 pub mod dicom;
-pub mod dicom_scan;
 pub mod fingerprint;
 pub mod loader;
 pub mod preprocess;

@@ -2,11 +2,17 @@
 //! element length must fit in the bytes that remain. dicom-rs allocates what a header
 //! declares, so a 1.5 KB file with a forged length made it take 3.4 GB and 8 s before
 //! failing (found by the `decode_dicom` fuzz target). Explicit VR little and big endian and
-//! implicit VR little endian are walked.
+//! implicit VR little endian are walked; a deflated data set is inflated first (at most
+//! `MAX_ALLOC_BYTES`), and a UN element of undefined length is walked as the implicit VR
+//! sequence PS3.5 6.2.2 says it is.
 
-const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
-const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+use crate::data::decode::MAX_ALLOC_BYTES;
+use std::io::Read;
+
+pub(super) const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+pub(super) const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+pub(super) const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 
 /// VRs with a 2-byte reserved field and a 4-byte length in explicit VR.
@@ -79,6 +85,32 @@ enum Mode {
     Fragments,
 }
 
+/// One level of nesting: what it holds and how its element headers are written.
+#[derive(Clone, Copy)]
+struct Level {
+    mode: Mode,
+    explicit: bool,
+    /// For a UN element of undefined length in an explicit VR data set: where its header
+    /// starts.
+    un_header: Option<usize>,
+}
+
+/// A UN element of undefined length: its header's offset and where its sequence delimiter
+/// ends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct UnSequence {
+    header: usize,
+    end: usize,
+}
+
+/// What the walk found.
+struct Walked {
+    /// Offset of the data set when the meta group names the deflated syntax.
+    deflated_from: Option<usize>,
+    un_sequences: Vec<UnSequence>,
+    big_endian: bool,
+}
+
 fn u16le(b: &[u8], i: usize) -> u16 {
     u16::from_le_bytes([b[i], b[i + 1]])
 }
@@ -95,19 +127,127 @@ fn u32be(b: &[u8], i: usize) -> u32 {
     u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
+/// Where the bytes start and how the data set is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Start {
+    /// An optional preamble and "DICM", then the File Meta group that names the syntax.
+    Meta,
+    /// A bare data set (no File Meta group), little endian, explicit VR or not.
+    DataSet { explicit: bool },
+}
+
+/// How a file starts: with a File Meta group (after a preamble or not), or as a bare data set
+/// (older systems wrote those) whose first element is in group 0008, explicit VR when its
+/// bytes 4-5 are a VR code. `None` when it looks like neither.
+pub(super) fn start_of(bytes: &[u8]) -> Option<Start> {
+    if (bytes.len() >= 132 && &bytes[128..132] == b"DICM") || bytes.starts_with(&[0x02, 0x00]) {
+        return Some(Start::Meta);
+    }
+    if bytes.len() < 8 || bytes[..2] != [0x08, 0x00] {
+        return None;
+    }
+    if known_vr(&bytes[4..6]) {
+        return Some(Start::DataSet { explicit: true });
+    }
+    // Implicit VR: a 4-byte length that fits in the file.
+    let len = u32le(bytes, 4) as usize;
+    (len <= bytes.len() - 8).then_some(Start::DataSet { explicit: false })
+}
+
+/// Inflates a deflated data set (raw deflate, PS3.5 A.5), refusing more than
+/// `MAX_ALLOC_BYTES` of output (a small file can inflate to gigabytes).
+pub(super) fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(deflated)
+        .take(MAX_ALLOC_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("the deflated DICOM data set cannot be inflated: {e}"))?;
+    if out.len() as u64 > MAX_ALLOC_BYTES {
+        return Err(format!(
+            "the deflated DICOM data set inflates to more than {MAX_ALLOC_BYTES} bytes"
+        ));
+    }
+    Ok(out)
+}
+
 /// Checks the element headers of `bytes` (a whole file: optional 128-byte preamble and
-/// "DICM", the meta group, the data set). `Err` says which length does not fit.
+/// "DICM", the meta group, the data set; or a bare data set). `Err` says which length does
+/// not fit.
 pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
-    let mut i = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
-        132
-    } else {
-        0
-    };
+    prepare(bytes).map(|_| ())
+}
+
+/// Checks `bytes` as [`check_lengths`] does and returns them ready for dicom-rs: unchanged,
+/// unless the data set has UN elements of undefined length (which dicom-rs cannot parse).
+/// Each of those becomes an OB element of the same total size holding the sequence's bytes
+/// (so the lengths of enclosing items stay true); the program does not read private
+/// sequences. A deflated data set is inflated, mended and deflated again.
+pub fn prepare(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+    use std::borrow::Cow;
+    match start_of(bytes) {
+        Some(Start::DataSet { explicit }) => {
+            let w = walk(bytes, 0, Some(explicit))?;
+            Ok(mend(Cow::Borrowed(bytes), &w))
+        }
+        _ => {
+            let i = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+                132
+            } else {
+                0
+            };
+            let w = walk(bytes, i, None)?;
+            let Some(data_set) = w.deflated_from else {
+                return Ok(mend(Cow::Borrowed(bytes), &w));
+            };
+            let inflated = inflate(&bytes[data_set..])?;
+            let inner = walk(&inflated, 0, Some(true))?;
+            if inner.un_sequences.is_empty() {
+                return Ok(Cow::Borrowed(bytes));
+            }
+            let mended = mend(Cow::Owned(inflated), &inner);
+            let mut out = bytes[..data_set].to_vec();
+            let mut enc = flate2::write::DeflateEncoder::new(&mut out, flate2::Compression::fast());
+            std::io::Write::write_all(&mut enc, &mended)
+                .and_then(|_| enc.finish().map(|_| ()))
+                .map_err(|e| format!("cannot deflate the mended DICOM data set: {e}"))?;
+            Ok(Cow::Owned(out))
+        }
+    }
+}
+
+/// Relabels each UN sequence of undefined length as OB of defined length (same header size:
+/// tag, VR, 2 reserved bytes, 4-byte length).
+fn mend<'a>(bytes: std::borrow::Cow<'a, [u8]>, w: &Walked) -> std::borrow::Cow<'a, [u8]> {
+    if w.un_sequences.is_empty() {
+        return bytes;
+    }
+    let mut b = bytes.into_owned();
+    for s in &w.un_sequences {
+        let len = (s.end - (s.header + 12)) as u32;
+        b[s.header + 4..s.header + 6].copy_from_slice(b"OB");
+        b[s.header + 8..s.header + 12].copy_from_slice(&if w.big_endian {
+            len.to_be_bytes()
+        } else {
+            len.to_le_bytes()
+        });
+    }
+    std::borrow::Cow::Owned(b)
+}
+
+/// Walks elements from byte `i`. `data_set`: `None` when a meta group comes first (it names
+/// the syntax), else whether the bare data set is explicit VR. Returns the offset of the
+/// data set when the meta group names the deflated syntax (the rest is compressed), and the
+/// UN sequences of undefined length.
+fn walk(bytes: &[u8], mut i: usize, data_set: Option<bool>) -> Result<Walked, String> {
     // The meta group (0002,xxxx) is explicit VR little endian; it names the syntax.
     let mut syntax = String::new();
-    let mut explicit = true;
-    let mut stack: Vec<Mode> = vec![Mode::Elements];
-    let mut in_meta = true;
+    let mut stack: Vec<Level> = vec![Level {
+        mode: Mode::Elements,
+        explicit: data_set.unwrap_or(true),
+        un_header: None,
+    }];
+    let mut un_sequences = Vec::new();
+    let mut in_meta = data_set.is_none();
     let mut big = false;
     let mut meta_end: Option<usize> = None;
     while i < bytes.len() {
@@ -139,11 +279,17 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
             if s.is_empty() {
                 return Err("the DICOM meta group names no transfer syntax (0002,0010)".into());
             }
+            if s == DEFLATED_EXPLICIT_VR_LE {
+                return Ok(Walked {
+                    deflated_from: Some(i),
+                    un_sequences,
+                    big_endian: false,
+                });
+            }
             // The data set after the meta group is big endian in the retired syntax
             // (a fuzzed file with that UID but little-endian data took 3.1 GB).
             big = s == EXPLICIT_VR_BE;
-            explicit = s != IMPLICIT_VR_LE;
-            let _ = EXPLICIT_VR_LE;
+            stack[0].explicit = s != IMPLICIT_VR_LE;
         }
         let (group, element) = if big {
             (u16be(bytes, i), u16be(bytes, i + 2))
@@ -164,7 +310,11 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
                 u32le(bytes, at)
             }
         };
-        let mode = *stack.last().unwrap_or(&Mode::Elements);
+        let level = *stack.last().unwrap_or(&Level {
+            mode: Mode::Elements,
+            explicit: true,
+            un_header: None,
+        });
         if group == 0xFFFE {
             // Item, item delimiter, sequence delimiter: tag + 4-byte length, no VR.
             let len = r32(i + 4);
@@ -179,18 +329,20 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
                     }
                     // Fragments are raw bytes; items of a sequence hold elements, scanned
                     // in place.
-                    if mode == Mode::Fragments {
+                    if level.mode == Mode::Fragments {
                         i += len as usize;
                     }
                 }
                 0xE0DD if stack.len() > 1 => {
-                    stack.pop();
+                    if let Some(header) = stack.pop().and_then(|l| l.un_header) {
+                        un_sequences.push(UnSequence { header, end: i });
+                    }
                 }
                 _ => {} // undefined-length item, item delimiter: nothing to skip
             }
             continue;
         }
-        let (vr, len, header) = if explicit || in_meta {
+        let (vr, len, header) = if level.explicit || in_meta {
             let vr = [bytes[i + 4], bytes[i + 5]];
             if !known_vr(&vr) {
                 return Err(format!(
@@ -211,15 +363,28 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
         } else {
             (None, r32(i + 4), 8)
         };
+        let header_at = i;
         i += header;
         if len == UNDEFINED {
             // A sequence of items, or encapsulated pixel data (fragments), up to its
-            // sequence delimiter.
-            let is_sq = vr.is_none_or(|v| &v == b"SQ");
-            stack.push(if is_sq {
-                Mode::Elements
-            } else {
-                Mode::Fragments
+            // sequence delimiter. UN of undefined length is a sequence in implicit VR
+            // little endian (PS3.5 6.2.2).
+            stack.push(match vr.as_ref().map(|v| &v[..]) {
+                None | Some(b"SQ") => Level {
+                    mode: Mode::Elements,
+                    explicit: level.explicit && vr.is_some(),
+                    un_header: None,
+                },
+                Some(b"UN") => Level {
+                    mode: Mode::Elements,
+                    explicit: false,
+                    un_header: Some(header_at),
+                },
+                Some(_) => Level {
+                    mode: Mode::Fragments,
+                    explicit: level.explicit,
+                    un_header: None,
+                },
             });
             continue;
         }
@@ -241,7 +406,11 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), String> {
         }
         i += len;
     }
-    Ok(())
+    Ok(Walked {
+        deflated_from: None,
+        un_sequences,
+        big_endian: big,
+    })
 }
 
 #[cfg(test)]
