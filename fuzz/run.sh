@@ -14,8 +14,11 @@ mkdir -p fuzz/logs
 run_one() {
   t=$1
   mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
+  # Seeds beside the working corpus: the DICOM test corpus (DCMTK, GDCM, OpenJPEG files).
+  seeds=""
+  if [ "$t" = decode_dicom ]; then seeds="tests/data/dicom"; fi
   # The binary cargo fuzz built, run directly (cargo fuzz run would rebuild per target).
-  "fuzz/target/x86_64-unknown-linux-gnu/release/$t" "fuzz/corpus/$t" \
+  "fuzz/target/x86_64-unknown-linux-gnu/release/$t" "fuzz/corpus/$t" $seeds \
     -artifact_prefix="fuzz/artifacts/$t/" \
     -max_total_time="$SECS" -rss_limit_mb=4096 -timeout=20 -max_len=16384 \
     -print_final_stats=1 > "fuzz/logs/$t.log" 2>&1 || true

@@ -117,12 +117,23 @@ pub fn run(a: &DataArgs) -> anyhow::Result<ExitCode> {
                         );
                         if let Some(d) = &img.dicom {
                             println!(
-                                "  DICOM: modality {}, {}, view {}, {} bits stored, {} frame(s), windowed {}",
+                                "  DICOM: {} ({}){}",
+                                d.transfer_syntax_name,
+                                d.transfer_syntax,
+                                if d.meta_header {
+                                    ""
+                                } else {
+                                    ", no File Meta header"
+                                }
+                            );
+                            println!(
+                                "  modality {}, {}, view {}, {} of {} bits, {}, windowed {}",
                                 d.modality.as_deref().unwrap_or("-"),
                                 d.photometric,
                                 d.view_position.as_deref().unwrap_or("-"),
                                 d.bits_stored,
-                                d.frames,
+                                d.bits_allocated,
+                                d.frames_note().unwrap_or_else(|| "1 frame".into()),
                                 d.windowed
                             );
                         }

@@ -173,3 +173,72 @@ fn the_facts_name_the_file_layout() {
     assert_eq!(info("bits32s.dcm").bits_allocated, 32);
     assert_eq!(info("bits1.dcm").bits_allocated, 1);
 }
+
+#[test]
+fn data_inspect_and_predict_open_every_kind() {
+    use crate::common::bin;
+    use std::process::Command;
+    let files: Vec<PathBuf> = entries()
+        .iter()
+        .map(|e| corpus().join(e["file"].as_str().unwrap()))
+        .collect();
+    let out = Command::new(bin())
+        .args(["data", "inspect"])
+        .args(&files)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "the unsupported files fail the run");
+    // Named on stderr: the 12-bit JPEG and the two files without an image.
+    let failed: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(failed.len(), 3, "{stderr}");
+    for f in [
+        "jpeg_extended12_51.dcm",
+        "no_image_sr.dcm",
+        "no_image_rtplan.dcm",
+    ] {
+        assert!(stderr.contains(f), "{f}: {stderr}");
+    }
+    for want in [
+        "JPEG 2000 Image Compression (Lossless Only) (1.2.840.10008.1.2.4.90)",
+        "JPEG-LS Lossy (Near-Lossless) Image Compression",
+        "RLE Lossless",
+        "Deflated Explicit VR Little Endian",
+        "no File Meta header",
+        "3 frames (the first is used)",
+        "32 of 32 bits",
+        "YBR_FULL_422",
+        "PALETTE COLOR",
+    ] {
+        assert!(stdout.contains(want), "{want}: {stdout}");
+    }
+
+    // predict with the shipped model on a few kinds: one row each, exit 0.
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/default-covidx-v1.safetensors");
+    let some = [
+        "j2k_lossy_gdcm.dcm",
+        "jls_near2_dcmtk.dcm",
+        "bare_implicit.dcm",
+        "ybr_full_422.dcm",
+        "bits32s.dcm",
+        "multiframe_j2k.dcm",
+    ];
+    let out = Command::new(bin())
+        .args(["--device", "cpu", "predict", "--model"])
+        .arg(&model)
+        .args(some.iter().map(|f| corpus().join(f)))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in some {
+        assert!(text.contains(f), "{f}: {text}");
+    }
+}

@@ -159,7 +159,17 @@ pub fn facts_ui(ui: &mut egui::Ui, name: &str, path: &Path, img: &GrayImage) {
                     "View",
                     d.view_position.clone().unwrap_or_else(|| "-".into()),
                 );
-                row("Bits stored", d.bits_stored.to_string());
+                row(
+                    "Bits",
+                    format!("{} stored of {} allocated", d.bits_stored, d.bits_allocated),
+                );
+                row("Transfer syntax", d.transfer_syntax_name.clone());
+                if !d.meta_header {
+                    row("File meta", "none (a bare data set)".into());
+                }
+                if let Some(note) = d.frames_note() {
+                    row("Frames", note);
+                }
                 row(
                     "Windowed",
                     if d.windowed {
