@@ -1,7 +1,8 @@
-//! `covid-resnet bench train|infer`: times full training steps (forward, cross-entropy,
+//! `covid-resnet bench train|infer|load`: times full training steps (forward, cross-entropy,
 //! backward, Adam step of the whole classifier) or inference, after a warm-up, and prints
 //! one `RESULT key=value ...` line. With `--torch-python` it also runs PyTorch's reference
 //! script on the same shapes and prints the ratio.
+//! `bench decode` is in bench_decode.rs.
 use crate::device::{describe, DeviceChoice};
 use crate::model::classifier::NUM_GROUPS;
 use crate::model::{Backbone, Classifier};
@@ -23,6 +24,8 @@ pub enum BenchKind {
     Infer,
     /// The training data loader (decode, resize, augment, normalise, batch).
     Load,
+    /// Decoding the `--file` images (DICOM or not) to the grey image the model reads.
+    Decode,
 }
 
 /// Arguments of `bench`.
@@ -67,6 +70,13 @@ pub struct BenchArgs {
     /// Also print the time per step of each CPU op kind (PROFILE lines).
     #[arg(long)]
     pub profile: bool,
+    /// Image files timed by `decode` (repeat the flag for more).
+    #[arg(long)]
+    pub file: Vec<PathBuf>,
+    /// Python with pydicom and the pylibjpeg plug-ins: `decode` also times pydicom on the
+    /// same files.
+    #[arg(long)]
+    pub pydicom_python: Option<PathBuf>,
 }
 
 /// A benchmark's outcome.
@@ -128,7 +138,7 @@ pub fn measure(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
                 phases[1] += (t2 - t1).as_secs_f64();
                 phases[2] += (t3 - t2).as_secs_f64();
             }
-            BenchKind::Infer | BenchKind::Load => {
+            BenchKind::Infer | BenchKind::Load | BenchKind::Decode => {
                 let logits = model.infer(&x)?;
                 let p = candle_nn::ops::softmax(&logits, D::Minus1)?;
                 p.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
@@ -299,6 +309,7 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         BenchKind::Train => "train",
         BenchKind::Infer => "infer",
         BenchKind::Load => return run_load(a),
+        BenchKind::Decode => return super::bench_decode::run(a),
     };
     if let Some(c) = a.conv {
         crate::model::conv::set_conv_impl(c);

@@ -1,6 +1,7 @@
 //! The headless command line: `covid-resnet info | predict | bench ...`.
 pub mod args;
 pub mod bench;
+mod bench_decode;
 pub mod data;
 pub mod eval;
 pub mod model;
