@@ -2,8 +2,10 @@
 //! syntaxes dicom-rs's codecs decode (uncompressed, deflated, RLE, JPEG baseline and lossless,
 //! JPEG-LS, JPEG 2000), 1 to 32 bits a sample, the modality rescale and VOI transform in f64
 //! (`voi`), MONOCHROME1 inverted, colour and palette images converted to grey by the
-//! program's colour path (`colour`). Multi-frame files give their first frame.
+//! program's colour path (`colour`). Multi-frame files give their first frame. 12-bit lossy
+//! JPEG, which dicom-rs's JPEG codec does not read, goes through `jpeg12`.
 mod colour;
+mod jpeg12;
 mod open;
 mod pixels;
 pub mod scan;

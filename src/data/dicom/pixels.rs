@@ -178,13 +178,14 @@ pub(super) fn first_frame(
         return Err("compressed DICOM pixel data of 1 bit a sample is not supported".into());
     }
     let syntax = obj.meta().transfer_syntax().trim_end_matches('\0');
-    if matches!(syntax, "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51")
-        && layout.bits_stored > 8
-    {
-        return Err(format!(
-            "JPEG with 12-bit samples ({syntax}, lossy DCT) cannot be decoded: this program's \
-             JPEG decoder reads 8-bit DCT and lossless JPEG only"
-        ));
+    if super::jpeg12::handles(syntax, layout.bits_stored) {
+        if layout.bits_allocated != 16 {
+            return Err(format!(
+                "12-bit JPEG needs 16 bits allocated, the file says {}",
+                layout.bits_allocated
+            ));
+        }
+        return Ok((super::jpeg12::decode_first_frame(obj, layout.frames)?, true));
     }
     let decoded = obj
         .decode_pixel_data_frame(0)

@@ -169,6 +169,8 @@ save(d, 'multiframe.dcm')
 add('multiframe.dcm', 'mono16', 'pydicom, 3 frames')
 run('gdcmconv', '--j2k', 'multiframe.dcm', 'multiframe_j2k.dcm')
 add('multiframe_j2k.dcm', 'mono16', 'gdcmconv --j2k, 3 frames')
+run('dcmcjpeg', '+ee', 'multiframe.dcm', 'multiframe_jpeg12_51.dcm')
+add('multiframe_jpeg12_51.dcm', 'mono16', 'dcmcjpeg +ee (12-bit), 3 frames')
 
 # -- colour --
 save(colour(base(), rgb), 'rgb.dcm')
