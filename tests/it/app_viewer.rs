@@ -163,6 +163,7 @@ fn dropped_files_get_probabilities_and_a_corrupt_one_is_named() {
     // DICOM facts and Grad-CAM.
     assert_eq!(h.state().viewer.selected, Some(3));
     assert!(shown(&h, "MONOCHROME1"));
+    assert!(shown(&h, "Explicit VR Little Endian"));
     assert!(shown(&h, "ViewPosition is LL"));
     for c in covid_resnet::data::split::labels::PAPER_CLASSES {
         assert!(h.query_by_label(c).is_some(), "no bar for {c}");

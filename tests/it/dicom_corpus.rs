@@ -234,3 +234,56 @@ fn data_inspect_and_predict_open_every_kind() {
         assert!(text.contains(f), "{f}: {text}");
     }
 }
+
+#[test]
+fn the_viewer_opens_every_kind_and_names_the_transfer_syntax() {
+    use crate::app_viewer::{drop_files, harness};
+    use crate::common::step_until;
+    use covid_resnet::app::viewer::ImageState;
+    use egui_kittest::kittest::Queryable;
+    let dir = tempfile::tempdir().unwrap();
+    let model = crate::viewer_infer::write_model(dir.path(), 64);
+    let files: Vec<PathBuf> = [
+        "jpeg_extended12_51.dcm",
+        "jls_near2_dcmtk.dcm",
+        "rgb_j2k_rct.dcm",
+        "bare_implicit.dcm",
+        "no_image_sr.dcm",
+        "bits32u_rle.dcm",
+        "multiframe_j2k.dcm",
+    ]
+    .iter()
+    .map(|f| corpus().join(f))
+    .collect();
+    let mut h = harness(&model, &corpus());
+    drop_files(&mut h, &files);
+    step_until(&mut h, 120, "every dropped file read", |a| {
+        a.viewer.images.len() == files.len()
+            && a.viewer.images.iter().all(|i| match &i.state {
+                ImageState::Loading => false,
+                ImageState::Failed(_) => true,
+                ImageState::Ready(_) => i.analysis().is_some(),
+            })
+            && !a.viewer.busy()
+    });
+    for (i, f) in files.iter().enumerate() {
+        let name = f.file_name().unwrap().to_string_lossy();
+        match (&h.state().viewer.images[i].state, name.as_ref()) {
+            (ImageState::Failed(e), "no_image_sr.dcm") => {
+                assert!(
+                    e.contains("holds no image") && e.contains("no_image_sr.dcm"),
+                    "{e}"
+                )
+            }
+            (ImageState::Failed(e), _) => panic!("{name}: {e}"),
+            (ImageState::Ready(_), "no_image_sr.dcm") => panic!("an SR has no image"),
+            _ => {}
+        }
+    }
+    // The last one is shown: its facts name the syntax and the frame count.
+    assert_eq!(h.state().viewer.selected, Some(files.len() - 1));
+    let shown = |t: &str| h.query_all_by_label_contains(t).next().is_some();
+    assert!(shown("JPEG 2000 Image Compression (Lossless Only)"));
+    assert!(shown("3 frames (the first is used)"));
+    assert!(shown("holds no image"));
+}
