@@ -189,11 +189,26 @@ pub(super) fn first_frame(
     }
     let decoded = obj
         .decode_pixel_data_frame(0)
-        .map_err(|e| format!("cannot decode DICOM pixel data: {e}"))?;
+        .map_err(|e| format!("cannot decode DICOM pixel data: {}", causes(&e)))?;
     let bytes = decoded
         .frame_data(0)
-        .map_err(|e| format!("cannot decode DICOM pixel data: {e}"))?;
+        .map_err(|e| format!("cannot decode DICOM pixel data: {}", causes(&e)))?;
     Ok((bytes.to_vec(), true))
+}
+
+/// An error with its causes ("Could not decode pixel data: RLE segment decodes to fewer
+/// bytes than the frame needs"): dicom-pixeldata's own message says only the first part.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.ends_with(&next) {
+            text = format!("{text}: {next}");
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// `count` stored values from `bytes` (little endian; 1-bit samples packed from the least

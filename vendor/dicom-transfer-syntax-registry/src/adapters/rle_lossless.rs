@@ -96,7 +96,12 @@ impl PixelDataReader for RleLosslessAdapter {
                     decoder
                         .take(rows as u64 * cols as u64)
                         .read_to_end(&mut decoded_segment)
-                        .unwrap();
+                        .whatever_context("Failed to decode an RLE segment")?;
+                    // A segment shorter than the frame would index past its end.
+                    ensure_whatever!(
+                        decoded_segment.len() == rows as usize * cols as usize,
+                        "RLE segment decodes to fewer bytes than the frame needs"
+                    );
 
                     // Interleave pixels as described in the example above.
                     // in 16-bit, this is:
@@ -210,7 +215,12 @@ impl PixelDataReader for RleLosslessAdapter {
                 decoder
                     .take(rows as u64 * cols as u64)
                     .read_to_end(&mut decoded_segment)
-                    .unwrap();
+                    .whatever_context("Failed to decode an RLE segment")?;
+                // A segment shorter than the frame would index past its end.
+                ensure_whatever!(
+                    decoded_segment.len() == rows as usize * cols as usize,
+                    "RLE segment decodes to fewer bytes than the frame needs"
+                );
 
                 // Interleave pixels as described in the example above.
                 let start = sample_number * bytes_per_sample + (bytes_per_sample - 1 - byte_offset);
