@@ -49,11 +49,13 @@ fn first_frame_stream(obj: &DefaultDicomObject, frames: u32) -> Result<Vec<u8>, 
 /// Decodes the first frame to little-endian 16-bit samples, interleaved.
 pub(super) fn decode_first_frame(obj: &DefaultDicomObject, frames: u32) -> Result<Vec<u8>, String> {
     let stream = first_frame_stream(obj, frames)?;
-    let mut limits = libjpeg_turbo_rs::DecodeLimits::default();
-    limits.max_width = MAX_SIDE_PX as usize;
-    limits.max_height = MAX_SIDE_PX as usize;
-    limits.max_pixels = MAX_PIXELS;
-    limits.max_memory = Some(MAX_ALLOC_BYTES);
+    let limits = libjpeg_turbo_rs::DecodeLimits {
+        max_width: MAX_SIDE_PX as usize,
+        max_height: MAX_SIDE_PX as usize,
+        max_pixels: MAX_PIXELS,
+        max_memory: Some(MAX_ALLOC_BYTES),
+        ..Default::default()
+    };
     let img = libjpeg_turbo_rs::decompress_12bit_with_limits(&stream, &limits)
         .map_err(|e| format!("cannot decode the 12-bit JPEG frame: {e}"))?;
     Ok(img
