@@ -74,13 +74,23 @@ impl PixelDataReader for Jpeg2000Adapter {
 
         // write each component into the destination buffer
         for (component_i, component) in components.iter().enumerate() {
-            if component_i > samples_per_pixel as usize {
+            if component_i >= samples_per_pixel as usize {
                 warn!(
                     "JPEG 2000 image has more components than expected ({} > {})",
                     component_i, samples_per_pixel
                 );
                 break;
             }
+
+            // A codestream whose size disagrees with Rows and Columns would write past the
+            // frame (found by covid-resnet's fuzzing).
+            ensure_whatever!(
+                component.data().len() == cols as usize * rows as usize,
+                "JPEG 2000 component holds {} samples, the frame is {}x{}",
+                component.data().len(),
+                cols,
+                rows
+            );
 
             // write in standard layout
             for (i, sample) in component.data().iter().enumerate() {
