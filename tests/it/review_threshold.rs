@@ -181,6 +181,9 @@ fn the_threshold_moves_the_matrix_the_table_and_the_gallery() {
     // Tall enough to show the charts under the matrix.
     h.set_size(egui::vec2(1400.0, 1500.0));
     h.hover_at(egui::pos2(5.0, 1490.0));
+    // The gallery's thumbnails load on the worker: wait for them (a loaded machine showed a
+    // spinner in place of "unreadable").
+    step_until(&mut h, 60, "the gallery's thumbnails", |a| !a.viewer.busy());
     h.run_steps(3);
     h.snapshot("viewer_review_operating_point");
     h.set_size(egui::vec2(1400.0, 900.0));

@@ -78,6 +78,12 @@ impl PixelDataReader for JpegAdapter {
                 .with_whatever_context(|_| format!("JPEG decoding failure on frame {i}"))?;
 
             let decoded_len = decoded.len();
+            // A JPEG stream larger than the DICOM frame would write past the buffer (found
+            // by covid-resnet's fuzzing).
+            ensure_whatever!(
+                dst_offset + decoded_len <= dst.len(),
+                "JPEG frame {i} decodes to more bytes than Rows x Columns x samples"
+            );
             dst[dst_offset..(dst_offset + decoded_len)].copy_from_slice(&decoded);
             dst_offset += decoded_len;
 
@@ -230,6 +236,14 @@ impl PixelDataReader for JpegAdapter {
             .whatever_context("JPEG decoder failure")?;
 
         let decoded_len = decoded.len();
+        // A JPEG stream whose size disagrees with the DICOM frame would write past it or
+        // leave it part-filled (found by covid-resnet's fuzzing).
+        ensure_whatever!(
+            decoded_len == samples_per_pixel as usize * stride,
+            "JPEG frame decodes to {} bytes, Rows x Columns x samples need {}",
+            decoded_len,
+            samples_per_pixel as usize * stride
+        );
         dst[dst_offset..(dst_offset + decoded_len)].copy_from_slice(&decoded);
 
         Ok(())
