@@ -46,18 +46,31 @@ fn first_frame_stream(obj: &DefaultDicomObject, frames: u32) -> Result<Vec<u8>, 
     Ok(out)
 }
 
-/// Decodes the first frame to little-endian 16-bit samples, interleaved.
-pub(super) fn decode_first_frame(obj: &DefaultDicomObject, frames: u32) -> Result<Vec<u8>, String> {
+/// Decodes the first frame to little-endian 16-bit samples, interleaved. The stream may not
+/// be larger than the DICOM image (`cols` x `rows`): a forged header must not cost a large
+/// decode.
+pub(super) fn decode_first_frame(
+    obj: &DefaultDicomObject,
+    frames: u32,
+    cols: usize,
+    rows: usize,
+) -> Result<Vec<u8>, String> {
     let stream = first_frame_stream(obj, frames)?;
     let limits = libjpeg_turbo_rs::DecodeLimits {
-        max_width: MAX_SIDE_PX as usize,
-        max_height: MAX_SIDE_PX as usize,
-        max_pixels: MAX_PIXELS,
+        max_width: cols.min(MAX_SIDE_PX as usize),
+        max_height: rows.min(MAX_SIDE_PX as usize),
+        max_pixels: MAX_PIXELS.min((cols * rows) as u64),
         max_memory: Some(MAX_ALLOC_BYTES),
         ..Default::default()
     };
     let img = libjpeg_turbo_rs::decompress_12bit_with_limits(&stream, &limits)
         .map_err(|e| format!("cannot decode the 12-bit JPEG frame: {e}"))?;
+    if (img.width, img.height) != (cols, rows) {
+        return Err(format!(
+            "the 12-bit JPEG frame is {}x{}, the DICOM image {cols}x{rows}",
+            img.width, img.height
+        ));
+    }
     Ok(img
         .data
         .iter()

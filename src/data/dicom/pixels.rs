@@ -185,7 +185,9 @@ pub(super) fn first_frame(
                 layout.bits_allocated
             ));
         }
-        return Ok((super::jpeg12::decode_first_frame(obj, layout.frames)?, true));
+        let frame =
+            super::jpeg12::decode_first_frame(obj, layout.frames, layout.cols, layout.rows)?;
+        return Ok((frame, true));
     }
     let decoded = obj
         .decode_pixel_data_frame(0)
