@@ -65,6 +65,20 @@ impl PixelDataReader for Jpeg2000Adapter {
         // extend output vector
         guarded_resize(dst, samples_per_pixel as usize * stride, frame_data.len())?;
 
+        // The header first: a codestream larger than the DICOM frame must not be decoded
+        // whole (covid-resnet's fuzzing).
+        {
+            let header = jpeg2k::DumpImage::from_bytes(&frame_data)
+                .whatever_context("jpeg2k header failure")?;
+            ensure_whatever!(
+                header.img.width() == cols as u32 && header.img.height() == rows as u32,
+                "JPEG 2000 frame is {}x{}, the DICOM image {}x{}",
+                header.img.width(),
+                header.img.height(),
+                cols,
+                rows
+            );
+        }
         let image = Image::from_bytes(&frame_data).whatever_context("jpeg2k decoder failure")?;
 
         // Note: we cannot use `get_pixels`

@@ -40,6 +40,27 @@ impl PixelDataReader for JpegLsAdapter {
             .frame_pixel_data(frame)
             .context(decode_error::FrameRangeOutOfBoundsSnafu)?;
 
+        // The header first: a stream declaring a frame larger than the DICOM image must not
+        // be decoded (covid-resnet's fuzzing).
+        let cols = src
+            .cols()
+            .context(decode_error::MissingAttributeSnafu { name: "Columns" })?;
+        let rows = src
+            .rows()
+            .context(decode_error::MissingAttributeSnafu { name: "Rows" })?;
+        // (A decoder that read the header cannot decode: one for each.)
+        let info = CharLS::default()
+            .get_frame_info(&frame_data)
+            .map_err(|error| error.to_string())
+            .with_whatever_context(|error| error.to_string())?;
+        ensure_whatever!(
+            info.width == cols as u32 && info.height == rows as u32,
+            "JPEG-LS frame is {}x{}, the DICOM image {}x{}",
+            info.width,
+            info.height,
+            cols,
+            rows
+        );
         let mut decoded = CharLS::default()
             .decode(&frame_data)
             .map_err(|error| error.to_string())
