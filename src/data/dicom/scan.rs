@@ -380,11 +380,21 @@ fn walk(bytes: &[u8], mut i: usize, data_set: Option<bool>) -> Result<Walked, St
                     explicit: false,
                     un_header: Some(header_at),
                 },
-                Some(_) => Level {
+                // Encapsulated fragments: only Pixel Data may be so (PS3.5 A.4). dicom-rs read
+                // another OB of undefined length as 4 GiB long (4.1 GB for a 2 KB file,
+                // found by decode_dicom).
+                Some(b"OB" | b"OW") if (group, element) == (0x7FE0, 0x0010) => Level {
                     mode: Mode::Fragments,
                     explicit: level.explicit,
                     un_header: None,
                 },
+                Some(v) => {
+                    return Err(format!(
+                        "DICOM element ({group:04X},{element:04X}) {} has an undefined length, \
+                         which only sequences and Pixel Data may have",
+                        String::from_utf8_lossy(v)
+                    ))
+                }
             });
             continue;
         }
