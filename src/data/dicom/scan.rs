@@ -77,6 +77,31 @@ fn known_vr(vr: &[u8]) -> bool {
     )
 }
 
+/// Bytes in one value of a fixed-size VR: a length must be a multiple of it (PS3.5 6.2).
+/// dicom-rs read a UL or SL of 2 bytes out of step and allocated 1.1 GB before failing
+/// (found by decode_dicom).
+fn value_size(vr: &[u8]) -> Option<usize> {
+    match vr {
+        b"US" | b"SS" | b"OW" => Some(2),
+        b"UL" | b"SL" | b"FL" | b"AT" | b"OF" | b"OL" => Some(4),
+        b"FD" | b"SV" | b"UV" | b"OD" | b"OV" => Some(8),
+        _ => None,
+    }
+}
+
+/// The VR the standard dictionary gives a tag (what an implicit VR reader assumes), when
+/// it is one fixed VR.
+fn dictionary_vr(group: u16, element: u16) -> Option<[u8; 2]> {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    let entry =
+        dicom_dictionary_std::StandardDataDictionary.by_tag(dicom_core::Tag(group, element))?;
+    match entry.vr() {
+        VirtualVr::Exact(vr) => vr.to_string().as_bytes().try_into().ok(),
+        VirtualVr::Xs => Some(*b"US"),
+        _ => None,
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     /// Data elements (top level, or inside sequence items).
@@ -399,6 +424,15 @@ fn walk(bytes: &[u8], mut i: usize, data_set: Option<bool>) -> Result<Walked, St
             continue;
         }
         let len = len as usize;
+        let fixed = vr.or_else(|| dictionary_vr(group, element));
+        if let Some(size) = fixed.and_then(|v| value_size(&v)) {
+            if len % size != 0 {
+                return Err(format!(
+                    "DICOM element ({group:04X},{element:04X}) {} holds {len} bytes, not a multiple of {size}",
+                    String::from_utf8_lossy(&fixed.unwrap_or_default())
+                ));
+            }
+        }
         if len > bytes.len() - i {
             return Err(format!(
                 "DICOM element ({group:04X},{element:04X}) declares {len} bytes, only {} remain (forged or truncated file)",

@@ -66,7 +66,18 @@ impl PixelDataReader for Jpeg2000Adapter {
         guarded_resize(dst, samples_per_pixel as usize * stride, frame_data.len())?;
 
         // The header first: a codestream larger than the DICOM frame must not be decoded
-        // whole (covid-resnet's fuzzing).
+        // whole (covid-resnet's fuzzing). A raw codestream's SIZ segment is read directly
+        // (OpenJPEG's header reader allocated 256 MB for a 48 x 655392 declaration).
+        if let Some((w, h)) = siz_size(&frame_data) {
+            ensure_whatever!(
+                w == cols as u32 && h == rows as u32,
+                "JPEG 2000 frame is {}x{}, the DICOM image {}x{}",
+                w,
+                h,
+                cols,
+                rows
+            );
+        }
         {
             let header = jpeg2k::DumpImage::from_bytes(&frame_data)
                 .whatever_context("jpeg2k header failure")?;
@@ -118,6 +129,16 @@ impl PixelDataReader for Jpeg2000Adapter {
 
         Ok(())
     }
+}
+
+/// Width and height from a raw codestream's SIZ marker segment (ISO 15444-1 A.5.1: SOC,
+/// SIZ, Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz), when the data starts with one.
+fn siz_size(data: &[u8]) -> Option<(u32, u32)> {
+    if data.len() < 24 || data[..4] != [0xFF, 0x4F, 0xFF, 0x51] {
+        return None;
+    }
+    let be = |at: usize| u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+    Some((be(8).checked_sub(be(16))?, be(12).checked_sub(be(20))?))
 }
 
 const COMPRESSION_RATIO_THRESHOLD: u32 = 64;
