@@ -426,7 +426,7 @@ fn walk(bytes: &[u8], mut i: usize, data_set: Option<bool>) -> Result<Walked, St
         let len = len as usize;
         let fixed = vr.or_else(|| dictionary_vr(group, element));
         if let Some(size) = fixed.and_then(|v| value_size(&v)) {
-            if len % size != 0 {
+            if !len.is_multiple_of(size) {
                 return Err(format!(
                     "DICOM element ({group:04X},{element:04X}) {} holds {len} bytes, not a multiple of {size}",
                     String::from_utf8_lossy(&fixed.unwrap_or_default())
