@@ -70,6 +70,10 @@ pub struct BenchArgs {
     /// Also print the time per step of each CPU op kind (PROFILE lines).
     #[arg(long)]
     pub profile: bool,
+    /// `train` as a head step: the body frozen (its BatchNorm layers still train, as
+    /// fastai's `train_bn`), so its convolutions compute no weight gradients.
+    #[arg(long)]
+    pub frozen: bool,
     /// Image files timed by `decode` (repeat the flag for more).
     #[arg(long)]
     pub file: Vec<PathBuf>,
@@ -112,6 +116,16 @@ pub fn measure(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
             ..AdamConfig::default()
         },
     )?;
+    if a.frozen {
+        for g in 0..NUM_GROUPS - 1 {
+            let h = crate::train::optim::GroupHyper {
+                frozen: true,
+                ..opt.groups()[g]
+            };
+            opt.set_group(g, h)?;
+        }
+    }
+    let frozen = opt.frozen_ids();
     // Phase boundaries wait for the device only where that costs nothing (the CPU), so that
     // GPU timings are not slowed by extra synchronisation.
     let sync = |t: &Tensor| -> crate::Result<()> {
@@ -124,7 +138,9 @@ pub fn measure(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
         let t0 = Instant::now();
         match a.kind {
             BenchKind::Train => {
-                let logits = model.forward_t(&x, true)?;
+                let logits = crate::model::params::with_frozen(frozen.clone(), || {
+                    model.forward_t(&x, true)
+                })?;
                 let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
                 sync(&loss)?;
                 let t1 = Instant::now();
@@ -328,8 +344,8 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
     let r = measure(a, &device)?;
     let threads = candle_core::utils::get_num_threads();
     println!(
-        "RESULT impl=candle kind={kind} backbone={} batch={} size={} device={} conv={conv} threads={threads} median_s={:.4} img_per_s={:.3}",
-        a.backbone, a.batch, a.size, choice, r.median_s, r.img_per_s
+        "RESULT impl=candle kind={kind} backbone={} batch={} size={} device={} conv={conv} threads={threads} frozen={} median_s={:.4} img_per_s={:.3}",
+        a.backbone, a.batch, a.size, choice, a.frozen, r.median_s, r.img_per_s
     );
     if a.kind == BenchKind::Train {
         println!(

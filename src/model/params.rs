@@ -264,6 +264,28 @@ pub fn init_rng(seed: u64) -> ChaCha8Rng {
 
 thread_local! {
     static NO_GRAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static FROZEN: std::cell::RefCell<std::collections::HashSet<candle_core::TensorId>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
+}
+
+/// Runs `f` with the parameters whose tensors are in `frozen` read detached: the backward
+/// pass then computes no gradient for them, so a frozen body's convolutions skip their
+/// weight-gradient products while their input gradients still reach the BatchNorm layers
+/// that train (fastai's `train_bn`). Applies to this thread, and ends with `f` even if it
+/// panics.
+pub fn with_frozen<R>(
+    frozen: std::collections::HashSet<candle_core::TensorId>,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore(std::collections::HashSet<candle_core::TensorId>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let old = std::mem::take(&mut self.0);
+            FROZEN.with(|c| *c.borrow_mut() = old);
+        }
+    }
+    let _restore = Restore(FROZEN.with(|c| c.replace(frozen)));
+    f()
 }
 
 /// Runs `f` with the layers reading their parameters detached, so that no autograd graph is
@@ -281,9 +303,10 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// The tensor of `v` as a layer should use it: detached inside [`no_grad`].
+/// The tensor of `v` as a layer should use it: detached inside [`no_grad`], and for the
+/// parameters [`with_frozen`] names.
 pub fn value(v: &Var) -> Tensor {
-    if is_no_grad() {
+    if is_no_grad() || FROZEN.with(|c| c.borrow().contains(&v.as_tensor().id())) {
         v.as_tensor().detach()
     } else {
         v.as_tensor().clone()

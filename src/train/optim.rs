@@ -141,6 +141,18 @@ impl Adam {
         !self.groups[s.group].frozen || (self.cfg.train_bn && s.kind.is_bn())
     }
 
+    /// The tensors of the parameters the next step would not update: layers read them
+    /// detached ([`crate::model::params::with_frozen`]) so that the backward pass computes
+    /// no gradient for them (a frozen body's convolution weights: no weight-gradient
+    /// products).
+    pub fn frozen_ids(&self) -> std::collections::HashSet<candle_core::TensorId> {
+        self.slots
+            .iter()
+            .filter(|s| !self.trainable(s))
+            .map(|s| s.var.as_tensor().id())
+            .collect()
+    }
+
     /// Names of the parameters the next step would update.
     pub fn trainable_names(&self) -> Vec<&str> {
         self.slots
@@ -394,6 +406,63 @@ mod tests {
             assert!(!t.track_op(), "{name} references a computation graph");
         }
         assert!(state.steps.iter().all(|(_, s)| *s == 2));
+    }
+
+    /// A head step reads the frozen body's convolution weights detached: they get no
+    /// gradient (no weight-gradient products run), and every trainable parameter gets the
+    /// gradient it gets without freezing (the input gradients still flow to the BatchNorms).
+    #[test]
+    fn a_frozen_body_computes_no_weight_gradients_and_the_same_others() {
+        use crate::model::params::with_frozen;
+        let dev = Device::Cpu;
+        // Two identical models: each one's first training forward draws the same dropout.
+        let (a, b) = (
+            Classifier::new(Backbone::Resnet18, 4, 0, &dev).unwrap(),
+            Classifier::new(Backbone::Resnet18, 4, 0, &dev).unwrap(),
+        );
+        let mut opt = Adam::new(b.store().params(), 3, 1e-3, AdamConfig::default()).unwrap();
+        for g in 0..2 {
+            let h = GroupHyper {
+                frozen: true,
+                ..opt.groups()[g]
+            };
+            opt.set_group(g, h).unwrap();
+        }
+        let x = Tensor::randn(0f32, 1., (2, 3, 32, 32), &dev).unwrap();
+        let y = Tensor::new(&[1u32, 2], &dev).unwrap();
+        let grads = |m: &Classifier, frozen| {
+            let logits = with_frozen(frozen, || m.forward_t(&x, true)).unwrap();
+            candle_nn::loss::cross_entropy(&logits, &y)
+                .unwrap()
+                .backward()
+                .unwrap()
+        };
+        let full = grads(&a, Default::default());
+        let frozen = opt.frozen_ids();
+        let part = grads(&b, frozen.clone());
+        let trainable = opt.trainable_names();
+        let (mut skipped, mut same) = (0, 0);
+        for (pa, pb) in a.store().params().iter().zip(b.store().params()) {
+            let whole = full
+                .get(pa.var.as_tensor())
+                .expect("a gradient when unfrozen");
+            let t = pb.var.as_tensor();
+            if frozen.contains(&t.id()) {
+                assert!(part.get(t).is_none(), "{} got a gradient", pb.name);
+                assert!(!trainable.contains(&pb.name.as_str()));
+                skipped += 1;
+            } else {
+                let g = part
+                    .get(t)
+                    .unwrap_or_else(|| panic!("{} has none", pb.name));
+                let d = (g - whole).unwrap().abs().unwrap().max_all().unwrap();
+                assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "{}", pb.name);
+                same += 1;
+            }
+        }
+        // ResNet-18: 20 convolution weights in the body; 40 BatchNorm tensors and the head.
+        assert_eq!(skipped, 20);
+        assert!(same > 40, "{same}");
     }
 
     #[test]

@@ -116,7 +116,8 @@ fn train_step(
         opt.set_group(g, GroupHyper { lr, beta1, frozen })?;
     }
     let (x, y) = b.to_tensors(device)?;
-    let logits = model.forward_t(&x, true)?;
+    // Frozen weights are read detached: no gradient is computed for them.
+    let logits = crate::model::params::with_frozen(opt.frozen_ids(), || model.forward_t(&x, true))?;
     let loss = super::loss::cross_entropy(&logits, &y, class_weights)?;
     let lv = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
     if !lv.is_finite() {
