@@ -343,6 +343,14 @@ fn walk(bytes: &[u8], mut i: usize, data_set: Option<bool>) -> Result<Walked, St
         if group == 0xFFFE {
             // Item, item delimiter, sequence delimiter: tag + 4-byte length, no VR.
             let len = r32(i + 4);
+            // Only items and the two delimiters live in group FFFE, and delimiters are empty
+            // (PS3.5 7.5): dicom-rs read a (FFFE,E08D) on and allocated 4.2 GB (decode_dicom).
+            if !matches!(element, 0xE000 | 0xE00D | 0xE0DD) || (element != 0xE000 && len != 0) {
+                return Err(format!(
+                    "DICOM item tag (FFFE,{element:04X}) with length {len} at byte {i} is not an \
+                     item or an empty delimiter"
+                ));
+            }
             i += 8;
             match element {
                 0xE000 if len != UNDEFINED => {
