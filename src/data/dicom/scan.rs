@@ -102,11 +102,17 @@ fn dictionary_vr(group: u16, element: u16) -> Option<[u8; 2]> {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
+/// What a level of nesting holds (PS3.5 7.5): the data set and items hold elements,
+/// sequences hold items, encapsulated Pixel Data holds raw fragments.
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Mode {
-    /// Data elements (top level, or inside sequence items).
-    Elements,
-    /// Items of encapsulated pixel data: raw fragments.
+    /// The data set itself.
+    Top,
+    /// A sequence: items only.
+    Sequence,
+    /// An item of a sequence: elements.
+    Item,
+    /// Encapsulated Pixel Data: items of raw bytes.
     Fragments,
 }
 
@@ -115,6 +121,8 @@ enum Mode {
 struct Level {
     mode: Mode,
     explicit: bool,
+    /// Where a defined-length sequence or item ends; `None`: at its delimiter.
+    end: Option<usize>,
     /// For a UN element of undefined length in an explicit VR data set: where its header
     /// starts.
     un_header: Option<usize>,
@@ -267,8 +275,9 @@ fn walk(bytes: &[u8], mut i: usize, data_set: Option<bool>) -> Result<Walked, St
     // The meta group (0002,xxxx) is explicit VR little endian; it names the syntax.
     let mut syntax = String::new();
     let mut stack: Vec<Level> = vec![Level {
-        mode: Mode::Elements,
+        mode: Mode::Top,
         explicit: data_set.unwrap_or(true),
+        end: None,
         un_header: None,
     }];
     let mut un_sequences = Vec::new();
@@ -276,6 +285,19 @@ fn walk(bytes: &[u8], mut i: usize, data_set: Option<bool>) -> Result<Walked, St
     let mut big = false;
     let mut meta_end: Option<usize> = None;
     while i < bytes.len() {
+        // Defined-length sequences and items end where their length says; nothing inside
+        // may run past that.
+        while let Some(end) = stack.last().and_then(|l| l.end) {
+            if i < end {
+                break;
+            }
+            if i > end {
+                return Err(format!(
+                    "a DICOM element runs past the end of its sequence or item (byte {end})"
+                ));
+            }
+            stack.pop();
+        }
         if bytes.len() - i < 8 {
             return Err(format!(
                 "DICOM data ends inside an element header at byte {i}"
@@ -336,8 +358,9 @@ fn walk(bytes: &[u8], mut i: usize, data_set: Option<bool>) -> Result<Walked, St
             }
         };
         let level = *stack.last().unwrap_or(&Level {
-            mode: Mode::Elements,
+            mode: Mode::Top,
             explicit: true,
+            end: None,
             un_header: None,
         });
         if group == 0xFFFE {
@@ -352,28 +375,54 @@ fn walk(bytes: &[u8], mut i: usize, data_set: Option<bool>) -> Result<Walked, St
                 ));
             }
             i += 8;
-            match element {
-                0xE000 if len != UNDEFINED => {
-                    if len as usize > bytes.len() - i {
+            match (element, level.mode) {
+                (0xE000, Mode::Fragments) => {
+                    if len == UNDEFINED || len as usize > bytes.len() - i {
+                        return Err(format!(
+                            "a DICOM pixel data fragment declares {len} bytes, {} remain (forged or truncated file)",
+                            bytes.len() - i
+                        ));
+                    }
+                    i += len as usize; // raw bytes
+                }
+                (0xE000, Mode::Sequence) => {
+                    if len != UNDEFINED && len as usize > bytes.len() - i {
                         return Err(format!(
                             "a DICOM item declares {len} bytes, only {} remain (forged or truncated file)",
                             bytes.len() - i
                         ));
                     }
-                    // Fragments are raw bytes; items of a sequence hold elements, scanned
-                    // in place.
-                    if level.mode == Mode::Fragments {
-                        i += len as usize;
-                    }
+                    // Its elements follow in place.
+                    stack.push(Level {
+                        mode: Mode::Item,
+                        explicit: level.explicit,
+                        end: (len != UNDEFINED).then(|| i + len as usize),
+                        un_header: None,
+                    });
                 }
-                0xE0DD if stack.len() > 1 => {
+                (0xE00D, Mode::Item) if level.end.is_none() => {
+                    stack.pop();
+                }
+                (0xE0DD, Mode::Sequence | Mode::Fragments) if level.end.is_none() => {
                     if let Some(header) = stack.pop().and_then(|l| l.un_header) {
                         un_sequences.push(UnSequence { header, end: i });
                     }
                 }
-                _ => {} // undefined-length item, item delimiter: nothing to skip
+                _ => {
+                    // dicom-rs read such misplaced items and delimiters out of step and
+                    // allocated 0.8-4.2 GB (decode_dicom).
+                    return Err(format!(
+                        "DICOM item tag (FFFE,{element:04X}) at byte {} is out of place",
+                        i - 8
+                    ));
+                }
             }
             continue;
+        }
+        if !matches!(level.mode, Mode::Top | Mode::Item) {
+            return Err(format!(
+                "DICOM element ({group:04X},{element:04X}) at byte {i} is inside a sequence but not in an item"
+            ));
         }
         let (vr, len, header) = if level.explicit || in_meta {
             let vr = [bytes[i + 4], bytes[i + 5]];
@@ -404,13 +453,15 @@ fn walk(bytes: &[u8], mut i: usize, data_set: Option<bool>) -> Result<Walked, St
             // little endian (PS3.5 6.2.2).
             stack.push(match vr.as_ref().map(|v| &v[..]) {
                 None | Some(b"SQ") => Level {
-                    mode: Mode::Elements,
+                    mode: Mode::Sequence,
                     explicit: level.explicit && vr.is_some(),
+                    end: None,
                     un_header: None,
                 },
                 Some(b"UN") => Level {
-                    mode: Mode::Elements,
+                    mode: Mode::Sequence,
                     explicit: false,
+                    end: None,
                     un_header: Some(header_at),
                 },
                 // Encapsulated fragments: only Pixel Data may be so (PS3.5 A.4). dicom-rs read
@@ -419,6 +470,7 @@ fn walk(bytes: &[u8], mut i: usize, data_set: Option<bool>) -> Result<Walked, St
                 Some(b"OB" | b"OW") if (group, element) == (0x7FE0, 0x0010) => Level {
                     mode: Mode::Fragments,
                     explicit: level.explicit,
+                    end: None,
                     un_header: None,
                 },
                 Some(v) => {
@@ -454,7 +506,14 @@ fn walk(bytes: &[u8], mut i: usize, data_set: Option<bool>) -> Result<Walked, St
             syntax = String::from_utf8_lossy(&bytes[i..i + len]).into_owned();
         }
         if vr.is_some_and(|v| &v == b"SQ") {
-            continue; // defined-length sequence: its items follow in place
+            // Defined-length sequence: its items follow in place, up to its end.
+            stack.push(Level {
+                mode: Mode::Sequence,
+                explicit: level.explicit,
+                end: Some(i + len),
+                un_header: None,
+            });
+            continue;
         }
         i += len;
     }
@@ -534,7 +593,7 @@ mod tests {
         bad[27] = 0x7F;
         assert!(check_lengths(&file(&bad))
             .unwrap_err()
-            .contains("item declares"));
+            .contains("fragment declares"));
     }
 
     fn meta(syntax: &[u8]) -> Vec<u8> {
