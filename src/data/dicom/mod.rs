@@ -12,6 +12,7 @@ pub mod scan;
 #[doc(hidden)]
 pub mod testing;
 mod voi;
+mod vr;
 
 use super::decode::GrayImage;
 use dicom_dictionary_std::tags;

@@ -172,7 +172,10 @@ pub(super) fn first_frame(
                 layout.rows
             ));
         }
-        return Ok((bytes[..need as usize].to_vec(), false));
+        // One copy of the frame (the pixel data may hold more frames after it).
+        let mut frame = bytes.into_owned();
+        frame.truncate(need as usize);
+        return Ok((frame, false));
     }
     if layout.bits_allocated == 1 {
         return Err("compressed DICOM pixel data of 1 bit a sample is not supported".into());
