@@ -211,6 +211,20 @@ value_enum!(
     (ConvImpl::Stock, "stock", "candle's own conv2d"),
 );
 
+value_enum!(
+    crate::model::precision::Precision,
+    (
+        crate::model::precision::Precision::F32,
+        "f32",
+        "float32 throughout"
+    ),
+    (
+        crate::model::precision::Precision::Bf16,
+        "bf16",
+        "bfloat16 mixed precision: convolutions on bf16 operands, f32 weights and sums"
+    ),
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

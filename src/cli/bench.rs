@@ -67,6 +67,9 @@ pub struct BenchArgs {
     /// else gemm.
     #[arg(long, value_enum)]
     pub conv: Option<crate::model::conv::ConvImpl>,
+    /// Precision of the convolutions (PyTorch's reference runs the same: bf16 autocast).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: crate::model::precision::Precision,
     /// Also print the time per step of each CPU op kind (PROFILE lines).
     #[arg(long)]
     pub profile: bool,
@@ -95,8 +98,12 @@ pub struct BenchResult {
     pub phases: [f64; 3],
 }
 
-/// Times `a.kind` on `device`.
+/// Times `a.kind` on `device` in `a.precision`.
 pub fn measure(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
+    crate::model::precision::with_precision(a.precision, || measure_in(a, device))
+}
+
+fn measure_in(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
     let model = Classifier::new(a.backbone, 4, 0, device)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let n = a.batch * 3 * a.size * a.size;
@@ -344,8 +351,8 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
     let r = measure(a, &device)?;
     let threads = candle_core::utils::get_num_threads();
     println!(
-        "RESULT impl=candle kind={kind} backbone={} batch={} size={} device={} conv={conv} threads={threads} frozen={} median_s={:.4} img_per_s={:.3}",
-        a.backbone, a.batch, a.size, choice, a.frozen, r.median_s, r.img_per_s
+        "RESULT impl=candle kind={kind} backbone={} batch={} size={} device={} conv={conv} precision={} threads={threads} frozen={} median_s={:.4} img_per_s={:.3}",
+        a.backbone, a.batch, a.size, choice, a.precision, a.frozen, r.median_s, r.img_per_s
     );
     if a.kind == BenchKind::Train {
         println!(
@@ -371,6 +378,8 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
             &a.warmup.to_string(),
             "--iters",
             &a.iters.to_string(),
+            "--precision",
+            a.precision.as_str(),
         ]
         .iter()
         .map(|s| s.to_string())

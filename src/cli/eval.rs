@@ -49,6 +49,9 @@ pub struct EvalArgs {
     /// accuracy and macro AUC, McNemar's test.
     #[arg(long, num_args = 2, value_names = ["A", "B"])]
     pub compare: Option<Vec<PathBuf>>,
+    /// Precision of the convolutions: f32, or bf16 mixed precision.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: crate::model::precision::Precision,
     /// How the data set is read.
     #[command(flatten)]
     pub dataset: DataSetArgs,
@@ -142,8 +145,12 @@ fn operating_point(
     Ok(predictor.operating_point())
 }
 
-/// Runs `eval`.
+/// Runs `eval` in `--precision`.
 pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
+    crate::model::precision::with_precision(a.precision, || eval_in(a, device))
+}
+
+fn eval_in(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     let device = device.open()?;
     if a.batch_size == 0 {
         anyhow::bail!("--batch-size 0: must be at least 1");

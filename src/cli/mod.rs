@@ -124,6 +124,10 @@ fn info(choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         Ok(d) => println!("device ({choice}): {}", describe(&d)),
         Err(e) => println!("device ({choice}): unavailable: {e}"),
     }
+    println!(
+        "bf16 products (--precision bf16, CPU): {}",
+        crate::model::precision::bf16_kernels()
+    );
     println!("{}", crate::RESEARCH_NOTICE);
     Ok(ExitCode::SUCCESS)
 }

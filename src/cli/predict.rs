@@ -30,6 +30,9 @@ pub struct PredictArgs {
     /// Opacity of the Grad-CAM colours over the image (0-1).
     #[arg(long, default_value_t = 0.45, requires = "gradcam")]
     pub cam_opacity: f32,
+    /// Precision of the convolutions: f32, or bf16 mixed precision.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: crate::model::precision::Precision,
     /// Image files (PNG, JPEG, BMP, TIFF, DICOM; 8- or 16-bit; gray, RGB or RGBA).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -125,8 +128,13 @@ fn predict_with_cams(
     Ok((preds, cams))
 }
 
-/// Runs `predict`: exit code 1 when any file failed (the others are still printed).
+/// Runs `predict` in `--precision`: exit code 1 when any file failed (the others are still
+/// printed).
 pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
+    crate::model::precision::with_precision(a.precision, || run_in(a, device))
+}
+
+fn run_in(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     if a.batch_size == 0 {
         anyhow::bail!("--batch-size 0: must be at least 1");
     }

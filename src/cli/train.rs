@@ -58,6 +58,10 @@ pub struct CommonTrain {
     /// Use a seeded subset of this many validation images per epoch.
     #[arg(long)]
     pub max_valid_images: Option<usize>,
+    /// Precision of the convolutions: f32, or bf16 mixed precision (f32 weights, optimizer
+    /// and sums; about twice as fast on CPUs with AVX512_BF16) [default: f32].
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::model::precision::Precision>,
     /// How the data set is read.
     #[command(flatten)]
     pub dataset: DataSetArgs,
@@ -100,6 +104,7 @@ impl CommonTrain {
         }
         c.max_train_images = self.max_train_images;
         c.max_valid_images = self.max_valid_images;
+        c.precision = self.precision.unwrap_or_default();
         let d = &self.dataset;
         c.allow_outside_links = d.allow_outside_links;
         c.classes = d.classes.clone();
@@ -130,6 +135,7 @@ impl CommonTrain {
             classes: self.dataset.classes.clone(),
             valid: self.dataset.valid_choice().ok().flatten(),
             class_weights: self.class_weights,
+            precision: self.precision,
             force,
         }
     }

@@ -9,6 +9,7 @@ pub mod head;
 pub mod norm;
 pub mod params;
 pub mod pool;
+pub mod precision;
 pub mod prof;
 pub mod resnet;
 pub mod shipped;

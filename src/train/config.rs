@@ -90,6 +90,9 @@ pub struct TrainConfig {
     /// Memory budget and disk folder of the resized-image cache.
     #[serde(default)]
     pub cache: CacheSettings,
+    /// Precision of the convolutions (bf16: mixed precision, f32 weights).
+    #[serde(default)]
+    pub precision: crate::model::precision::Precision,
     /// Replace a finished or stopped run in `out_dir` (never saved: it is asked each time).
     #[serde(skip)]
     pub overwrite: bool,
@@ -124,6 +127,7 @@ impl TrainConfig {
             csv_file: None,
             class_weights: ClassWeights::None,
             cache: CacheSettings::default(),
+            precision: Default::default(),
             overwrite: false,
         }
     }

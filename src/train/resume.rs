@@ -44,6 +44,8 @@ pub struct ResumeOptions {
     pub valid: Option<crate::data::split::ValidChoice>,
     /// Loss weights.
     pub class_weights: Option<crate::train::loss::ClassWeights>,
+    /// Precision of the convolutions.
+    pub precision: Option<crate::model::precision::Precision>,
     /// Go on despite a changed data set or an edited plan file.
     pub force: bool,
 }
@@ -127,6 +129,11 @@ fn conflicts(cfg: &TrainConfig, o: &ResumeOptions) -> Vec<String> {
         Some(v) => v.to_string(),
     };
     check("--valid", o.valid.map(|v| valid(Some(v))), valid(cfg.valid));
+    check(
+        "--precision",
+        o.precision.map(|p| p.to_string()),
+        cfg.precision.to_string(),
+    );
     check(
         "--class-weights",
         o.class_weights.map(|w| w.name().to_string()),

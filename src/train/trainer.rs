@@ -318,6 +318,14 @@ impl Trainer {
         &self.model
     }
 
+    /// The device and, in bf16, the precision, for the front ends.
+    fn device_text(&self) -> String {
+        match self.cfg.precision {
+            crate::model::precision::Precision::F32 => describe(&self.device),
+            p => format!("{}, {p} mixed precision", describe(&self.device)),
+        }
+    }
+
     /// The run's settings.
     pub fn config(&self) -> &TrainConfig {
         &self.cfg
@@ -380,8 +388,12 @@ impl Trainer {
         Ok(())
     }
 
-    /// Runs (the rest of) the plan.
+    /// Runs (the rest of) the plan, in the run's precision.
     pub fn run(&mut self) -> Result<Outcome> {
+        crate::model::precision::with_precision(self.cfg.precision, || self.run_plan())
+    }
+
+    fn run_plan(&mut self) -> Result<Outcome> {
         let past = read_batch_log(&self.cfg.out_dir)
             .unwrap_or_default()
             .into_iter()
@@ -390,7 +402,7 @@ impl Trainer {
         self.sink.send(TrainEvent::Started {
             total_iters: self.total_iters(),
             done_iters: self.pos.global_iter,
-            device: describe(&self.device),
+            device: self.device_text(),
             run_dir: self.cfg.out_dir.clone(),
             step_starts: self.step_starts(),
             history: self.history.clone(),

@@ -186,6 +186,7 @@ impl ViewerTab {
             model: m.generation,
             tta: self.settings.tta,
             cam_class: self.cam_class,
+            precision: self.settings.precision,
         })
     }
 
@@ -491,7 +492,9 @@ impl ViewerTab {
         self.review.running = Some((0, 0));
         shared.notices.clear_topic("Review");
         self.mode = Mode::Review;
-        self.worker(ctx).review(data, opts, p, path, bs);
+        let precision = self.settings.precision;
+        self.worker(ctx)
+            .review(data, opts, p, path, (bs, precision));
     }
 
     fn open_case(&mut self, ctx: &egui::Context, path: PathBuf) {

@@ -80,6 +80,15 @@ impl ViewerTab {
             &mut self.settings.tta,
             "Test-time augmentation (average over flips)",
         );
+        ui.horizontal(|ui| {
+            let l = ui.label("Precision");
+            crate::app::training::setup::precision_picker(
+                ui,
+                "viewer-precision",
+                &mut self.settings.precision,
+            )
+            .labelled_by(l.id);
+        });
     }
 
     fn images_ui(&mut self, ui: &mut egui::Ui) {

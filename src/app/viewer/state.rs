@@ -26,6 +26,8 @@ pub struct ViewerSettings {
     pub normalised: bool,
     /// Batch size of the test-set run.
     pub batch_size: usize,
+    /// Precision of the convolutions.
+    pub precision: crate::model::precision::Precision,
 }
 
 impl Default for ViewerSettings {
@@ -37,6 +39,7 @@ impl Default for ViewerSettings {
             cam_opacity: 0.45,
             normalised: false,
             batch_size: 16,
+            precision: Default::default(),
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::eval::report::EvalReport;
 use crate::eval::{evaluate, EvalOptions};
 use crate::infer::predictor::Analysis;
 use crate::infer::Predictor;
+use crate::model::precision::{with_precision, Precision};
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct AnalysisKey {
     pub tta: bool,
     /// Class Grad-CAM explains (None: the predicted one).
     pub cam_class: Option<usize>,
+    /// Precision of the convolutions.
+    pub precision: Precision,
 }
 
 /// A decoded image with what the UI shows of it.
@@ -100,6 +103,7 @@ enum Job {
         predictor: Arc<Predictor>,
         model_path: PathBuf,
         batch_size: usize,
+        precision: Precision,
     },
 }
 
@@ -248,7 +252,7 @@ impl Worker {
         opts: DataOptions,
         predictor: Arc<Predictor>,
         model_path: PathBuf,
-        batch_size: usize,
+        (batch_size, precision): (usize, Precision),
     ) {
         let _ = self.jobs.send(Job::Review {
             data,
@@ -256,6 +260,7 @@ impl Worker {
             predictor,
             model_path,
             batch_size,
+            precision,
         });
     }
 }
@@ -276,10 +281,11 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
             image,
             predictor,
         } => {
-            let result = predictor
-                .analyze(&image, key.tta, key.cam_class)
-                .map(Box::new)
-                .map_err(|e| e.to_string());
+            let result = with_precision(key.precision, || {
+                predictor.analyze(&image, key.tta, key.cam_class)
+            })
+            .map(Box::new)
+            .map_err(|e| e.to_string());
             Reply::Analysis { id, key, result }
         }
         Job::Review {
@@ -288,8 +294,9 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
             predictor,
             model_path,
             batch_size,
+            precision,
         } => {
-            let result = (|| -> crate::Result<EvalReport> {
+            let result = with_precision(precision, || -> crate::Result<EvalReport> {
                 let mut ds = Dataset::open_with(&data, &opts)?;
                 ds.align_to_model(&predictor.meta().class_names)?;
                 ds.test.check_complete("test")?;
@@ -305,8 +312,9 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
                 r.info
                     .insert("data".into(), crate::files::shown(&data).to_string());
                 r.info.insert("split".into(), "test".into());
+                r.info.insert("precision".into(), precision.to_string());
                 Ok(r)
-            })()
+            })
             .map(Box::new)
             .map_err(|e| e.to_string());
             Reply::Review { result }

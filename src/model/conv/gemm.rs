@@ -46,6 +46,40 @@ impl<'a, T> Mat<'a, T> {
     pub fn tr(s: &'a [T], rows: usize, cols: usize) -> Self {
         Self::new(s, cols, rows, 1, cols)
     }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn row_stride(&self) -> usize {
+        self.rs
+    }
+
+    pub fn col_stride(&self) -> usize {
+        self.cs
+    }
+
+    /// The slice the view reads.
+    pub fn data(&self) -> &'a [T] {
+        self.data
+    }
+}
+
+impl<T: Copy> Mat<'_, T> {
+    /// Element (i, j); panics outside the matrix.
+    pub fn at(&self, i: usize, j: usize) -> T {
+        assert!(
+            i < self.rows && j < self.cols,
+            "({i}, {j}) outside {}x{}",
+            self.rows,
+            self.cols
+        );
+        self.data[i * self.rs + j * self.cs]
+    }
 }
 
 /// The one call into `gemm`: `dst (a.rows x b.cols, rows dst_rs apart) (+)= a . b`.

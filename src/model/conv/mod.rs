@@ -18,13 +18,16 @@
 //!
 //! Layout: this file holds the layer, the shapes and the three custom ops (safe code);
 //! `im2col.rs` the patch matrices; `gemm.rs` every unsafe line, behind checked interfaces.
+mod bf16;
 mod gemm;
 mod im2col;
+mod mixed;
 #[cfg(test)]
 mod tests;
 
-use super::cpu_op::{contiguous, impl_op2, run_float};
+use super::cpu_op::{contiguous, run_float};
 use super::params::{Builder, Init, ParamKind};
+use super::precision::{self, Precision};
 use crate::Result;
 use ::gemm::Parallelism;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, Var, WithDType};
@@ -32,6 +35,8 @@ use gemm::{matmul, tiled_products, Mat};
 use im2col::{col2im, im2col, im2col_at, side_by_side, weight_khwc};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU8, Ordering};
+
+pub use bf16::native as bf16_native;
 
 /// Which kernel runs CPU convolutions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +165,7 @@ pub fn conv2d(
         ConvFwd {
             g,
             inference: super::params::is_no_grad(),
+            prec: precision::current(),
         },
     )
 }
@@ -302,6 +308,25 @@ struct ConvFwd {
     g: Geom,
     /// No gradient will be taken (any product order will do).
     inference: bool,
+    /// The precision of this forward and its backward (bf16 applies to float32 tensors).
+    prec: Precision,
+}
+
+/// The float32 operands of a bf16 product, if `prec` asks for one and the storage is f32.
+fn bf16_operands<'a>(
+    prec: Precision,
+    s1: &'a CpuStorage,
+    l1: &Layout,
+    s2: &'a CpuStorage,
+    l2: &Layout,
+) -> candle_core::Result<Option<(&'a [f32], &'a [f32])>> {
+    if prec != Precision::Bf16 || !matches!(s1, CpuStorage::F32(_)) {
+        return Ok(None);
+    }
+    Ok(Some((
+        contiguous::<f32>(s1, l1, "conv operand")?,
+        contiguous::<f32>(s2, l2, "conv operand")?,
+    )))
 }
 
 impl ConvFwd {
@@ -383,6 +408,11 @@ impl CustomOp2 for ConvFwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        if let Some((x, w)) = bf16_operands(self.prec, s1, l1, s2, l2)? {
+            let _p = super::prof::scope("conv forward (bf16)");
+            let y = mixed::forward(&self.g, x, w);
+            return Ok((CpuStorage::F32(y), self.g.out_shape()));
+        }
         run_float!(self, "conv", "conv forward"; s1, l1, s2, l2)
     }
 
@@ -397,12 +427,12 @@ impl CustomOp2 for ConvFwd {
         // An input image (no op, not a variable) needs no gradient: skip the largest product
         // of the stem.
         let dx = if x.track_op() {
-            Some(grad.apply_op2_no_bwd(w, &ConvBwdData(self.g))?)
+            Some(grad.apply_op2_no_bwd(w, &ConvBwdData(self.g, self.prec))?)
         } else {
             None
         };
         let dw = if w.track_op() {
-            Some(x.apply_op2_no_bwd(&grad, &ConvBwdFilter(self.g))?)
+            Some(x.apply_op2_no_bwd(&grad, &ConvBwdFilter(self.g, self.prec))?)
         } else {
             None
         };
@@ -411,7 +441,7 @@ impl CustomOp2 for ConvFwd {
 }
 
 /// Input gradient: dx = col2im(w^T . dy), applied to (dy, w).
-struct ConvBwdData(Geom);
+struct ConvBwdData(Geom, Precision);
 
 impl ConvBwdData {
     fn run<T: WithDType>(
@@ -470,10 +500,30 @@ impl ConvBwdData {
     }
 }
 
-impl_op2!(ConvBwdData, "conv2d-gemm-bwd-data", "conv input gradient");
+impl CustomOp2 for ConvBwdData {
+    fn name(&self) -> &'static str {
+        "conv2d-gemm-bwd-data"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        if let Some((dy, w)) = bf16_operands(self.1, s1, l1, s2, l2)? {
+            let _p = super::prof::scope("conv input gradient (bf16)");
+            let g = self.0;
+            let dx = mixed::input_grad(&g, dy, w);
+            return Ok((CpuStorage::F32(dx), Shape::from((g.n, g.c_in, g.h, g.w))));
+        }
+        run_float!(self, "conv2d-gemm-bwd-data", "conv input gradient"; s1, l1, s2, l2)
+    }
+}
 
 /// Weight gradient: dw = sum_n dy_n . col(x_n)^T, applied to (x, dy).
-struct ConvBwdFilter(Geom);
+struct ConvBwdFilter(Geom, Precision);
 
 impl ConvBwdFilter {
     fn run<T: WithDType>(
@@ -540,8 +590,27 @@ impl ConvBwdFilter {
     }
 }
 
-impl_op2!(
-    ConvBwdFilter,
-    "conv2d-gemm-bwd-filter",
-    "conv weight gradient"
-);
+impl CustomOp2 for ConvBwdFilter {
+    fn name(&self) -> &'static str {
+        "conv2d-gemm-bwd-filter"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        if let Some((x, dy)) = bf16_operands(self.1, s1, l1, s2, l2)? {
+            let _p = super::prof::scope("conv weight gradient (bf16)");
+            let g = self.0;
+            let dw = mixed::weight_grad(&g, x, dy);
+            return Ok((
+                CpuStorage::F32(dw),
+                Shape::from((g.c_out, g.c_in, g.k, g.k)),
+            ));
+        }
+        run_float!(self, "conv2d-gemm-bwd-filter", "conv weight gradient"; s1, l1, s2, l2)
+    }
+}

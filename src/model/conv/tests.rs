@@ -47,6 +47,7 @@ fn run(
             ConvFwd {
                 g,
                 inference: false,
+                prec: Precision::F32,
             },
         )
         .unwrap()
@@ -129,6 +130,7 @@ fn gradients_match_finite_differences() {
                     ConvFwd {
                         g,
                         inference: false,
+                        prec: Precision::F32,
                     },
                 )
                 .unwrap();
@@ -227,4 +229,73 @@ fn an_input_without_gradient_gets_none_and_the_weight_still_learns() {
     let grads = y.sum_all().unwrap().backward().unwrap();
     assert!(grads.get(&x).is_none());
     assert_eq!(grads.get(w.as_tensor()).unwrap().dims(), &[4, 3, 3, 3]);
+}
+
+/// `t` rounded to bf16 (as f64).
+fn round_bf16(t: &Tensor) -> Tensor {
+    let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+    let r: Vec<f64> = v.iter().map(|&x| super::bf16::round(x) as f64).collect();
+    Tensor::from_vec(r, t.dims(), &Device::Cpu).unwrap()
+}
+
+/// (output, dx, dw) of sum(conv(x, w) * r) in f64 (our float64 kernel, checked against
+/// candle's and finite differences above: its own error is ~1e-16 relative, far below the
+/// bound of f32 sums).
+fn exact64(x: &Tensor, w: &Tensor, r: &Tensor, s: usize, p: usize) -> [Tensor; 3] {
+    let (y, dx, dw) = run(x, w, r, s, p, false).unwrap();
+    [y, dx, dw]
+}
+
+#[test]
+fn bf16_is_the_rounded_operands_exact_products_summed_in_f32() {
+    // The bf16 convolution rounds x, w (forward), dy (backward) to bf16 and sums their exact
+    // products in f32. So against the f64 convolution of the rounded operands each element
+    // may differ by at most the f32 summation bound gamma_n * sum|terms| (u = 2^-24,
+    // gamma_n = n u / (1 - n u), n = terms per element plus the partial sums of the
+    // threads), and sum|terms| is the same convolution of the operands' absolute values.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for &(n, c, h, wd, co, k, s, p) in CASES {
+        let x = randn(&mut rng, &[n, c, h, wd], DType::F32);
+        let w = randn(&mut rng, &[co, c, k, k], DType::F32);
+        let g = Geom::new(x.dims(), w.dims(), s, p);
+        let r = randn(&mut rng, &[n, co, g.oh, g.ow], DType::F32);
+        let xv = Var::from_tensor(&x).unwrap();
+        let wv = Var::from_tensor(&w).unwrap();
+        let y = precision::with_precision(Precision::Bf16, || conv2d(&xv, &wv, s, p)).unwrap();
+        let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let got = [
+            y,
+            grads.get(xv.as_tensor()).unwrap().clone(),
+            grads.get(wv.as_tensor()).unwrap().clone(),
+        ];
+        let (xr, wr, rr) = (round_bf16(&x), round_bf16(&w), round_bf16(&r));
+        let want = exact64(&xr, &wr, &rr, s, p);
+        let abs = |t: &Tensor| t.abs().unwrap();
+        let size = exact64(&abs(&xr), &abs(&wr), &abs(&rr), s, p);
+        let terms = (c * k * k).max(co * k * k).max(n * g.p()) + rayon::current_num_threads();
+        let u = 2f64.powi(-24);
+        let gamma = terms as f64 * u / (1.0 - terms as f64 * u);
+        for (name, ((got, want), size)) in ["y", "dx", "dw"]
+            .iter()
+            .zip(got.iter().zip(&want).zip(&size))
+        {
+            let got: Vec<f64> = got
+                .to_dtype(DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let want: Vec<f64> = want.flatten_all().unwrap().to_vec1().unwrap();
+            let size: Vec<f64> = size.flatten_all().unwrap().to_vec1().unwrap();
+            for (i, ((a, b), m)) in got.iter().zip(&want).zip(&size).enumerate() {
+                assert!(
+                    (a - b).abs() <= gamma * m + 1e-30,
+                    "{name}[{i}] of case {:?}: {a} against {b} (bound {})",
+                    (n, c, h, wd, co, k, s, p),
+                    gamma * m
+                );
+            }
+        }
+    }
 }

@@ -12,6 +12,11 @@ impl Trainer {
     /// The LR range test for a step training `trainable`, on the current stage size.
     /// Weights, BatchNorm statistics, optimizer state and the dropout counter are restored.
     pub fn lr_find(&mut self, trainable: Trainable) -> Result<LrFinderResult> {
+        let p = self.cfg.precision;
+        crate::model::precision::with_precision(p, || self.lr_find_in(trainable))
+    }
+
+    fn lr_find_in(&mut self, trainable: Trainable) -> Result<LrFinderResult> {
         let model_snap = self.snapshot_model()?;
         let opt_snap = self.opt.snapshot();
         let forwards = self.model.train_forwards();

@@ -67,6 +67,7 @@ impl Trainer {
             "validation": self.valid_source.describe(),
             "class_weights": self.cfg.class_weights.name(),
             "sampling": self.cfg.sampling,
+            "precision": self.cfg.precision,
             "test": {
                 "data": data_name,
                 "split": "test",

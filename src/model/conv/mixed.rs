@@ -1,0 +1,163 @@
+//! The convolution's three products in bfloat16 mixed precision (float32 tensors in and out,
+//! operands rounded to bf16, float32 accumulation; see `model::precision`). Same shapes and
+//! work split as the float32 ops in `mod.rs`; several images' columns side by side make one
+//! product wherever an image has few output positions, in the forward too (bit-exactness
+//! with candle, which the float32 training forward keeps, has no meaning here). Safe code.
+use super::bf16::{product, PackedA};
+use super::gemm::Mat;
+use super::im2col::{col2im, im2col_at, side_by_side};
+use super::{fold, split, Geom};
+use rayon::prelude::*;
+
+/// GEMM threads per product from the batch split.
+fn threads(n: usize) -> (usize, usize) {
+    let (workers, par) = split(n);
+    let t = match par {
+        ::gemm::Parallelism::Rayon(t) => t.max(1),
+        _ => 1,
+    };
+    (workers, t)
+}
+
+/// Writes the im2col columns of `c` consecutive images `xs` side by side into `col`
+/// (`kk x c*p`); a 1x1 stride-1 convolution's images are their own columns.
+fn columns(g: &Geom, xs: &[f32], c: usize, col: &mut Vec<f32>) {
+    let _p = crate::model::prof::scope("bf16 im2col");
+    let (p, kk, k) = (g.p(), g.kk(), g.k);
+    if g.direct() {
+        side_by_side(col, xs, g.c_in, p, c);
+        return;
+    }
+    col.resize(kk * c * p, 0.0);
+    for j in 0..c {
+        let xi = &xs[j * g.in_len()..][..g.in_len()];
+        im2col_at(g, xi, (0, p), col, (c * p, j * p), |ci, kh, kw| {
+            (ci * k + kh) * k + kw
+        });
+    }
+}
+
+/// Forward: y = conv(x, w).
+pub(super) fn forward(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let a = PackedA::new(Mat::rm(w, g.c_out, g.kk()));
+    let mut y = vec![0.0f32; g.n * g.out_len()];
+    let (workers, par) = threads(g.n);
+    let per = g.n.div_ceil(workers);
+    let (p, chunk) = (g.p(), fold(g, per));
+    y.par_chunks_mut(per * g.out_len())
+        .enumerate()
+        .for_each(|(t, ys)| {
+            let (mut col, mut out) = (Vec::new(), Vec::new());
+            let imgs = ys.len() / g.out_len();
+            for c0 in (0..imgs).step_by(chunk) {
+                let c = chunk.min(imgs - c0);
+                let first = t * per + c0;
+                let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
+                let yc = &mut ys[c0 * g.out_len()..(c0 + c) * g.out_len()];
+                if c == 1 && g.direct() {
+                    product(yc, p, false, &a, Mat::rm(xs, g.kk(), p), par);
+                    continue;
+                }
+                columns(g, xs, c, &mut col);
+                let b = Mat::rm(&col, g.kk(), c * p);
+                if c == 1 {
+                    product(yc, p, false, &a, b, par);
+                    continue;
+                }
+                out.resize(g.c_out * c * p, 0.0);
+                product(&mut out, c * p, false, &a, b, par);
+                for (j, yi) in yc.chunks_exact_mut(g.out_len()).enumerate() {
+                    for (o, row) in yi.chunks_exact_mut(p).enumerate() {
+                        row.copy_from_slice(&out[o * c * p + j * p..][..p]);
+                    }
+                }
+            }
+        });
+    y
+}
+
+/// Input gradient: dx = col2im(w^T . dy).
+pub(super) fn input_grad(g: &Geom, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    let a = PackedA::new(Mat::tr(w, g.c_out, g.kk()));
+    let mut dx = vec![0.0f32; g.n * g.in_len()];
+    let (workers, par) = threads(g.n);
+    let per = g.n.div_ceil(workers);
+    let (p, kk, chunk) = (g.p(), g.kk(), fold(g, per));
+    dx.par_chunks_mut(per * g.in_len())
+        .enumerate()
+        .for_each(|(t, dxs)| {
+            let (mut col, mut dyc) = (Vec::new(), Vec::new());
+            let imgs = dxs.len() / g.in_len();
+            for c0 in (0..imgs).step_by(chunk) {
+                let c = chunk.min(imgs - c0);
+                let (first, ld) = (t * per + c0, c * p);
+                let dys = &dy[first * g.out_len()..(first + c) * g.out_len()];
+                let b = if c == 1 {
+                    Mat::rm(dys, g.c_out, p)
+                } else {
+                    side_by_side(&mut dyc, dys, g.c_out, p, c);
+                    Mat::rm(&dyc, g.c_out, ld)
+                };
+                if g.direct() && c == 1 {
+                    let dxi = &mut dxs[c0 * g.in_len()..][..g.in_len()];
+                    product(dxi, p, false, &a, b, par);
+                    continue;
+                }
+                col.resize(kk * ld, 0.0);
+                product(&mut col, ld, false, &a, b, par);
+                for j in 0..c {
+                    let dxi = &mut dxs[(c0 + j) * g.in_len()..][..g.in_len()];
+                    if g.direct() {
+                        for (r, out) in dxi.chunks_exact_mut(p).enumerate() {
+                            out.copy_from_slice(&col[r * ld + j * p..][..p]);
+                        }
+                    } else {
+                        col2im(g, &col, (ld, j * p), dxi);
+                    }
+                }
+            }
+        });
+    dx
+}
+
+/// Weight gradient: dw = sum_n dy_n . col(x_n)^T.
+pub(super) fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let wlen = g.c_out * g.kk();
+    let (workers, par) = threads(g.n);
+    let per = g.n.div_ceil(workers);
+    let (p, kk, chunk) = (g.p(), g.kk(), fold(g, per));
+    let partial: Vec<Vec<f32>> = (0..workers)
+        .into_par_iter()
+        .map(|t| {
+            let mut acc = vec![0.0f32; wlen];
+            let (mut col, mut dyc) = (Vec::new(), Vec::new());
+            let (start, end) = (t * per, ((t + 1) * per).min(g.n));
+            for first in (start..end).step_by(chunk) {
+                let c = chunk.min(end - first);
+                let ld = c * p;
+                let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
+                let b = if g.direct() && c == 1 {
+                    Mat::tr(xs, kk, p)
+                } else {
+                    columns(g, xs, c, &mut col);
+                    Mat::tr(&col, kk, ld)
+                };
+                let dys = &dy[first * g.out_len()..(first + c) * g.out_len()];
+                let a = if c == 1 {
+                    PackedA::new(Mat::rm(dys, g.c_out, p))
+                } else {
+                    side_by_side(&mut dyc, dys, g.c_out, p, c);
+                    PackedA::new(Mat::rm(&dyc, g.c_out, ld))
+                };
+                product(&mut acc, kk, first > start, &a, b, par);
+            }
+            acc
+        })
+        .collect();
+    let mut parts = partial.into_iter();
+    let mut dw = parts.next().unwrap_or_else(|| vec![0.0; wlen]);
+    for p in parts {
+        dw.par_iter_mut().zip(&p).for_each(|(a, b)| *a += *b);
+    }
+    dw
+}
