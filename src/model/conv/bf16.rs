@@ -26,6 +26,8 @@ const NR: usize = 32;
 const KC: usize = 192;
 /// Columns per packed block of `b`.
 const NC: usize = 768;
+/// Rows per block of packed `a` (a multiple of MR).
+const MC: usize = 512;
 
 /// Whether this CPU multiplies bf16 natively (AVX512_BF16, with AVX-512 F and BW).
 pub fn native() -> bool {
@@ -112,6 +114,45 @@ impl PackedA {
     }
 }
 
+/// Writes row `l`, columns `j0..j0 + out.len()` of a matrix into `out`.
+pub type FillRow<'a> = &'a (dyn Fn(usize, usize, &mut [f32]) + Sync);
+
+/// The right operand of a product: a matrix view, or a matrix made row by row as it is
+/// packed (an im2col matrix that is never written out whole).
+#[derive(Clone, Copy)]
+pub enum Right<'a> {
+    /// A view.
+    Mat(Mat<'a, f32>),
+    /// `rows x cols`, made by `fill`.
+    Rows {
+        rows: usize,
+        cols: usize,
+        fill: FillRow<'a>,
+    },
+}
+
+impl Right<'_> {
+    fn rows(&self) -> usize {
+        match self {
+            Right::Mat(m) => m.rows(),
+            Right::Rows { rows, .. } => *rows,
+        }
+    }
+
+    fn cols(&self) -> usize {
+        match self {
+            Right::Mat(m) => m.cols(),
+            Right::Rows { cols, .. } => *cols,
+        }
+    }
+}
+
+impl<'a> From<Mat<'a, f32>> for Right<'a> {
+    fn from(m: Mat<'a, f32>) -> Self {
+        Right::Mat(m)
+    }
+}
+
 /// A pointer to an output that threads write through, each to its own elements.
 #[derive(Clone, Copy)]
 struct Out(*mut f32);
@@ -129,14 +170,15 @@ impl Out {
 
 /// `dst (m x n, row-major, rows dst_rs apart) (+)= a . b`; panics when the shapes disagree.
 /// `threads` > 1 splits the product over that many rayon tasks.
-pub fn product(
+pub fn product<'b>(
     dst: &mut [f32],
     dst_rs: usize,
     accumulate: bool,
     a: &PackedA,
-    b: Mat<'_, f32>,
+    b: impl Into<Right<'b>>,
     threads: usize,
 ) {
+    let b = b.into();
     let (m, n) = (a.rows(), b.cols());
     assert_eq!(b.rows(), a.cols(), "inner dimensions");
     assert!(dst_rs >= n, "row stride {dst_rs} for {n} columns");
@@ -190,7 +232,7 @@ pub fn product(
 }
 
 /// Without AVX512_BF16: bf16-rounded copies through the float32 kernels.
-fn fallback(dst: &mut [f32], dst_rs: usize, accumulate: bool, a: &PackedA, b: Mat<'_, f32>) {
+fn fallback(dst: &mut [f32], dst_rs: usize, accumulate: bool, a: &PackedA, b: Right<'_>) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     let kp = a.pairs();
     let ar: Vec<f32> = (0..m * k)
@@ -200,7 +242,17 @@ fn fallback(dst: &mut [f32], dst_rs: usize, accumulate: bool, a: &PackedA, b: Ma
             f32::from_bits(if l % 2 == 0 { u << 16 } else { u & 0xFFFF_0000 })
         })
         .collect();
-    let br: Vec<f32> = (0..k * n).map(|lj| round(b.at(lj / n, lj % n))).collect();
+    let mut br = vec![0.0f32; k * n];
+    for (l, row) in br.chunks_exact_mut(n.max(1)).enumerate().take(k) {
+        match b {
+            Right::Mat(b) => row
+                .iter_mut()
+                .enumerate()
+                .for_each(|(j, v)| *v = b.at(l, j)),
+            Right::Rows { fill, .. } => fill(l, 0, row),
+        }
+        row.iter_mut().for_each(|v| *v = round(*v));
+    }
     let mut y = vec![0.0f32; m * n];
     super::gemm::matmul(
         &mut y,
@@ -229,34 +281,45 @@ unsafe fn block(
     ldc: usize,
     accumulate: bool,
     a: &PackedA,
-    b: Mat<'_, f32>,
+    b: Right<'_>,
     (r0, r1): (usize, usize),
     (c0, c1): (usize, usize),
 ) {
     let kp = a.pairs();
-    let mut buf: Vec<u32> = Vec::new();
+    let (mut buf, mut rows_buf): (Vec<u32>, Vec<f32>) = (Vec::new(), Vec::new());
     for jc in (c0..c1).step_by(NC) {
         let nc = NC.min(c1 - jc);
         for q0 in (0..kp).step_by(KC) {
             let kc = KC.min(kp - q0);
             let pp = crate::model::prof::scope("bf16 pack b");
             // SAFETY: the features are enabled (this function's contract).
-            unsafe { pack_b(b, q0, kc, jc, nc, &mut buf) };
+            unsafe {
+                match b {
+                    Right::Mat(b) => pack_b(b, q0, kc, jc, nc, &mut buf),
+                    Right::Rows { rows, fill, .. } => {
+                        pack_rows(rows, fill, (q0, kc, jc, nc), &mut rows_buf, &mut buf)
+                    }
+                }
+            };
             drop(pp);
             let _pk = crate::model::prof::scope("bf16 kernel");
             let load = accumulate || q0 > 0;
-            for jp in 0..nc.div_ceil(NR) {
-                let cols = NR.min(nc - jp * NR);
-                let bp = &buf[jp * kc * NR..][..kc * NR];
-                for pr in r0 / MR..r1.div_ceil(MR) {
-                    let rows = MR.min(r1 - pr * MR);
-                    let ap = &a.data[(pr * kp + q0) * MR..][..kc * MR];
-                    // SAFETY: the tile's rows pr*MR.. (< r1) and columns jc + jp*NR..+cols
-                    // (<= c1) lie in this thread's share of dst (the contract); ap and bp
-                    // hold kc pairs of MR and NR u32.
-                    unsafe {
-                        let c = dst.add(pr * MR * ldc + jc + jp * NR);
-                        kernel(kc, ap, bp, c, ldc, rows, cols, load)
+            // Row blocks whose packed `a` (MC x KC u32, 384 KB) stays in L2 while the
+            // micro-panels of `b` pass through L1.
+            for ic in (r0..r1).step_by(MC) {
+                for jp in 0..nc.div_ceil(NR) {
+                    let cols = NR.min(nc - jp * NR);
+                    let bp = &buf[jp * kc * NR..][..kc * NR];
+                    for pr in ic / MR..(ic + MC).min(r1).div_ceil(MR) {
+                        let rows = MR.min(r1 - pr * MR);
+                        let ap = &a.data[(pr * kp + q0) * MR..][..kc * MR];
+                        // SAFETY: the tile's rows pr*MR.. (< r1) and columns jc + jp*NR..+cols
+                        // (<= c1) lie in this thread's share of dst (the contract); ap and bp
+                        // hold kc pairs of MR and NR u32.
+                        unsafe {
+                            let c = dst.add(pr * MR * ldc + jc + jp * NR);
+                            kernel(kc, ap, bp, c, ldc, rows, cols, load)
+                        }
                     }
                 }
             }
@@ -275,7 +338,7 @@ unsafe fn block(
 unsafe fn pack_b(b: Mat<'_, f32>, q0: usize, kc: usize, jc: usize, nc: usize, buf: &mut Vec<u32>) {
     let (k, n) = (b.rows(), b.cols());
     let panels = nc.div_ceil(NR);
-    buf.clear();
+    // Every element is written below (zeros past the matrix), so old contents may stay.
     buf.resize(panels * kc * NR, 0);
     if b.row_stride() == 1 && b.col_stride() != 1 {
         // Transposed: column j's pairs are adjacent; convert 16 pairs at a time and scatter
@@ -332,25 +395,106 @@ unsafe fn pack_b(b: Mat<'_, f32>, q0: usize, kc: usize, jc: usize, nc: usize, bu
         }
         return;
     }
-    let data = b.data();
-    let rs = b.row_stride();
-    // Pair by pair, along the rows (sequential reads), scattering to the panels.
-    for q in 0..kc {
-        let l = 2 * (q0 + q);
-        for j in (jc..jc + nc).step_by(16) {
-            let w = 16.min(jc + nc - j).min(n - j);
-            let (jp, h) = ((j - jc) / NR, (j - jc) % NR);
-            let lo = &data[l * rs + j..][..w];
-            let hi = (l + 1 < k).then(|| &data[(l + 1) * rs + j..][..w]);
-            let d = &mut buf[(jp * kc + q) * NR + h..][..16];
-            // SAFETY: the features are enabled (this function's contract).
-            unsafe { pairs16(lo, hi, d) };
+    // Row-major: panel by panel, pair by pair, so the packed block is written in order.
+    let (data, rs) = (b.data(), b.row_stride());
+    assert!(
+        jc + nc <= n && 2 * (q0 + kc) <= k + 1,
+        "block inside the matrix"
+    );
+    for jp in 0..panels {
+        for h in 0..NR / 16 {
+            let j = jc + jp * NR + h * 16;
+            let w = if j < jc + nc { 16.min(jc + nc - j) } else { 0 };
+            let mask: __mmask16 = if w == 16 { !0 } else { (1u16 << w) - 1 };
+            for q in 0..kc {
+                let l = 2 * (q0 + q);
+                let d = &mut buf[(jp * kc + q) * NR + h * 16..][..16];
+                // SAFETY: with w > 0, row l (< k) and, when l + 1 < k, row l + 1 hold
+                // columns j..j + w (j + w <= n) inside the view, whose elements lie in data
+                // (Mat's invariant); masked loads touch only those w elements. d holds 16.
+                unsafe {
+                    let lo = data.as_ptr().wrapping_add(l * rs + j);
+                    let hi = if l + 1 < k {
+                        _mm512_maskz_loadu_ps(mask, lo.wrapping_add(rs))
+                    } else {
+                        _mm512_setzero_ps()
+                    };
+                    let v = pairs(_mm512_maskz_loadu_ps(mask, lo), hi);
+                    _mm512_storeu_si512(d.as_mut_ptr().cast(), v);
+                }
+            }
         }
     }
 }
 
+/// [`pack_b`] for a matrix made row by row: each pair of rows is filled into `rows_buf`
+/// (two rows of `nc`, in L1) and packed from there.
+///
+/// # Safety
+/// AVX512_BF16, F and BW must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pack_rows(
+    k: usize,
+    fill: FillRow<'_>,
+    (q0, kc, jc, nc): (usize, usize, usize, usize),
+    rows_buf: &mut Vec<f32>,
+    buf: &mut Vec<u32>,
+) {
+    let panels = nc.div_ceil(NR);
+    buf.resize(panels * kc * NR, 0);
+    rows_buf.resize(2 * nc, 0.0);
+    let (lo, hi) = rows_buf.split_at_mut(nc);
+    for q in 0..kc {
+        let l = 2 * (q0 + q);
+        fill(l, jc, lo);
+        if l + 1 < k {
+            fill(l + 1, jc, hi);
+        } else {
+            hi.fill(0.0);
+        }
+        for jp in 0..panels {
+            for h in 0..NR / 16 {
+                let j = jp * NR + h * 16;
+                let w = if j < nc { 16.min(nc - j) } else { 0 };
+                let mask: __mmask16 = if w == 16 { !0 } else { (1u16 << w) - 1 };
+                let d = &mut buf[(jp * kc + q) * NR + h * 16..][..16];
+                // SAFETY: the masked loads read lo[j..j + w] and hi[j..j + w] (j + w <= nc,
+                // their length); d holds 16.
+                unsafe {
+                    let v = pairs(
+                        _mm512_maskz_loadu_ps(mask, lo.as_ptr().wrapping_add(j)),
+                        _mm512_maskz_loadu_ps(mask, hi.as_ptr().wrapping_add(j)),
+                    );
+                    _mm512_storeu_si512(d.as_mut_ptr().cast(), v);
+                }
+            }
+        }
+    }
+}
+
+/// Sixteen u32 `bf16(lo[t]) | bf16(hi[t]) << 16`.
+///
+/// # Safety
+/// AVX512_BF16, F and BW must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pairs(lo: __m512, hi: __m512) -> __m512i {
+    // SAFETY: bit casts between vectors of the same size.
+    let (l16, h16): (__m256i, __m256i) = unsafe {
+        (
+            std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(lo)),
+            std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(hi)),
+        )
+    };
+    _mm512_or_si512(
+        _mm512_cvtepu16_epi32(l16),
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(h16), 16),
+    )
+}
+
 /// `d[t] = bf16(lo[t]) | bf16(hi[t]) << 16` for the `lo.len()` (<= 16) elements given (zeros
-/// for a missing `hi` and past the end).
+/// for a missing `hi`).
 ///
 /// # Safety
 /// AVX512_BF16, F and BW must be available.
@@ -368,13 +512,7 @@ unsafe fn pairs16(lo: &[f32], hi: Option<&[f32]>, d: &mut [u32]) {
             Some(h) => _mm512_maskz_loadu_ps(mask, h.as_ptr()),
             None => _mm512_setzero_ps(),
         };
-        let l16: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(l));
-        let h16: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(h));
-        let v = _mm512_or_si512(
-            _mm512_cvtepu16_epi32(l16),
-            _mm512_slli_epi32(_mm512_cvtepu16_epi32(h16), 16),
-        );
-        _mm512_mask_storeu_epi32(d.as_mut_ptr().cast(), mask, v);
+        _mm512_mask_storeu_epi32(d.as_mut_ptr().cast(), mask, pairs(l, h));
     }
 }
 
@@ -563,6 +701,7 @@ mod tests {
             (9, 33, 17),
             (17, 401, 40),
             (8, 64, 800),
+            (9, 33, 790),
         ] {
             for (ta, tb) in [(false, false), (true, false), (false, true)] {
                 let (av, bv) = (data(m * k, 1), data(k * n, 2));
@@ -588,7 +727,26 @@ mod tests {
                     check(&y, &want, &s, k, Some(&base));
                 }
                 let mut y = vec![f32::NAN; m * n];
-                fallback(&mut y, n, false, &pa, b);
+                fallback(&mut y, n, false, &pa, b.into());
+                check(&y, &want, &s, k, None);
+                // The same matrix made row by row.
+                let fill = |l: usize, j0: usize, out: &mut [f32]| {
+                    for (c, v) in out.iter_mut().enumerate() {
+                        *v = b.at(l, j0 + c);
+                    }
+                };
+                let rows = Right::Rows {
+                    rows: k,
+                    cols: n,
+                    fill: &fill,
+                };
+                for threads in [1, 2] {
+                    let mut y = vec![f32::NAN; m * n];
+                    product(&mut y, n, false, &pa, rows, threads);
+                    check(&y, &want, &s, k, None);
+                }
+                let mut y = vec![f32::NAN; m * n];
+                fallback(&mut y, n, false, &pa, rows);
                 check(&y, &want, &s, k, None);
             }
         }

@@ -35,38 +35,51 @@ pub(super) fn im2col_at<T: WithDType>(
     (ld, off): (usize, usize),
     row_of: impl Fn(usize, usize, usize) -> usize,
 ) {
-    let (k, s) = (g.k, g.stride);
+    let k = g.k;
     for c in 0..g.c_in {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for kh in 0..k {
             for kw in 0..k {
                 let row = &mut col[row_of(c, kh, kw) * ld + off..][..n];
-                let (lo, hi) = valid_cols(g, kw);
-                let mut t = t0;
-                while t < t0 + n {
-                    let (oy, ox0) = (t / g.ow, t % g.ow);
-                    let ox1 = g.ow.min(ox0 + (t0 + n - t));
-                    let out = &mut row[t - t0..t - t0 + (ox1 - ox0)];
-                    t += ox1 - ox0;
-                    let iy = (oy * s + kh) as isize - g.pad as isize;
-                    let (a, b) = (lo.clamp(ox0, ox1), hi.clamp(ox0, ox1));
-                    if iy < 0 || iy >= g.h as isize || a == b {
-                        out.fill(T::zero());
-                        continue;
-                    }
-                    let line = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    out[..a - ox0].fill(T::zero());
-                    out[b - ox0..].fill(T::zero());
-                    let start = a * s + kw - g.pad;
-                    let dst = &mut out[a - ox0..b - ox0];
-                    if s == 1 {
-                        dst.copy_from_slice(&line[start..start + (b - a)]);
-                    } else {
-                        for (o, v) in dst.iter_mut().zip(line[start..].iter().step_by(s)) {
-                            *o = *v;
-                        }
-                    }
-                }
+                im2col_row(g, plane, (kh, kw), t0, row);
+            }
+        }
+    }
+}
+
+/// Output positions `t0..t0 + out.len()` of the im2col row of patch element (kh, kw) of one
+/// channel's `plane` (H x W).
+pub(super) fn im2col_row<T: WithDType>(
+    g: &Geom,
+    plane: &[T],
+    (kh, kw): (usize, usize),
+    t0: usize,
+    out: &mut [T],
+) {
+    let (s, n) = (g.stride, out.len());
+    let (lo, hi) = valid_cols(g, kw);
+    let mut t = t0;
+    while t < t0 + n {
+        let (oy, ox0) = (t / g.ow, t % g.ow);
+        let ox1 = g.ow.min(ox0 + (t0 + n - t));
+        let out = &mut out[t - t0..t - t0 + (ox1 - ox0)];
+        t += ox1 - ox0;
+        let iy = (oy * s + kh) as isize - g.pad as isize;
+        let (a, b) = (lo.clamp(ox0, ox1), hi.clamp(ox0, ox1));
+        if iy < 0 || iy >= g.h as isize || a == b {
+            out.fill(T::zero());
+            continue;
+        }
+        let line = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+        out[..a - ox0].fill(T::zero());
+        out[b - ox0..].fill(T::zero());
+        let start = a * s + kw - g.pad;
+        let dst = &mut out[a - ox0..b - ox0];
+        if s == 1 {
+            dst.copy_from_slice(&line[start..start + (b - a)]);
+        } else {
+            for (o, v) in dst.iter_mut().zip(line[start..].iter().step_by(s)) {
+                *o = *v;
             }
         }
     }

@@ -3,9 +3,9 @@
 //! work split as the float32 ops in `mod.rs`; several images' columns side by side make one
 //! product wherever an image has few output positions, in the forward too (bit-exactness
 //! with candle, which the float32 training forward keeps, has no meaning here). Safe code.
-use super::bf16::{product, PackedA};
+use super::bf16::{product, PackedA, Right};
 use super::gemm::Mat;
-use super::im2col::{col2im, im2col_at, side_by_side};
+use super::im2col::{col2im, im2col_at, im2col_row, side_by_side};
 use super::{fold, split, Geom};
 use rayon::prelude::*;
 
@@ -37,6 +37,26 @@ fn columns(g: &Geom, xs: &[f32], c: usize, col: &mut Vec<f32>) {
     }
 }
 
+/// Row `l`, columns `j0..j0 + out.len()` of the im2col matrix of the images `xs` side by
+/// side (column `j` is image `j / p`, position `j % p`).
+fn im2col_fill(g: &Geom, xs: &[f32], l: usize, j0: usize, out: &mut [f32]) {
+    let (p, k, hw) = (g.p(), g.k, g.h * g.w);
+    let (ci, kh, kw) = (l / (k * k), (l / k) % k, l % k);
+    let (mut j, mut o) = (j0, 0);
+    while o < out.len() {
+        let (img, t) = (j / p, j % p);
+        let run = (p - t).min(out.len() - o);
+        let plane = &xs[img * g.in_len() + ci * hw..][..hw];
+        if g.direct() {
+            out[o..o + run].copy_from_slice(&plane[t..t + run]);
+        } else {
+            im2col_row(g, plane, (kh, kw), t, &mut out[o..o + run]);
+        }
+        o += run;
+        j += run;
+    }
+}
+
 /// Forward: y = conv(x, w).
 pub(super) fn forward(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
     let a = PackedA::new(Mat::rm(w, g.c_out, g.kk()));
@@ -47,7 +67,7 @@ pub(super) fn forward(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
     y.par_chunks_mut(per * g.out_len())
         .enumerate()
         .for_each(|(t, ys)| {
-            let (mut col, mut out) = (Vec::new(), Vec::new());
+            let mut out = Vec::new();
             let imgs = ys.len() / g.out_len();
             for c0 in (0..imgs).step_by(chunk) {
                 let c = chunk.min(imgs - c0);
@@ -58,8 +78,13 @@ pub(super) fn forward(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
                     product(yc, p, false, &a, Mat::rm(xs, g.kk(), p), par);
                     continue;
                 }
-                columns(g, xs, c, &mut col);
-                let b = Mat::rm(&col, g.kk(), c * p);
+                // The im2col matrix is made pair of rows by pair of rows as it is packed.
+                let fill = |l: usize, j0: usize, out: &mut [f32]| im2col_fill(g, xs, l, j0, out);
+                let b = Right::Rows {
+                    rows: g.kk(),
+                    cols: c * p,
+                    fill: &fill,
+                };
                 if c == 1 {
                     product(yc, p, false, &a, b, par);
                     continue;
