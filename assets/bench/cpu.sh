@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # CPU benchmark against PyTorch, in one run on the same machine (assets/docs/speed.md): for each
-# row, our `covid-resnet bench` and ../shared/reference/torch_bench.py on the same shapes and
-# thread count, each under GNU time for its peak RSS. Prints one table row per line.
+# row and precision (f32, then bf16 mixed precision against PyTorch's bf16 autocast), our
+# `covid-resnet bench` and ../shared/reference/torch_bench.py on the same shapes and thread
+# count, each under GNU time for its peak RSS. Prints one table row per line.
+# PRECISIONS="f32" (or "bf16") limits the precisions measured.
 #
 #   assets/bench/cpu.sh [PYTHON] [BIN]
 #     PYTHON: a Python with torch + torchvision (default /work/torchvenv/bin/python)
@@ -27,17 +29,20 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 rss() { awk -F': ' '/Maximum resident set size/ {printf "%.2f", $2 / 1048576}' "$1"; }
 ips() { grep '^RESULT' "$1" | tr ' ' '\n' | awk -F= '$1 == "img_per_s" {print $2}'; }
-printf "| work | backbone | batch | px | ours img/s | PyTorch img/s | ratio | ours peak RSS GB | PyTorch peak RSS GB |\n"
-printf "|---|---|---|---|---|---|---|---|---|\n"
+printf "| work | backbone | batch | px | precision | ours img/s | PyTorch img/s | ratio | ours peak RSS GB | PyTorch peak RSS GB |\n"
+printf "|---|---|---|---|---|---|---|---|---|---|\n"
 for row in "${rows[@]}"; do
   read -r kind arch batch size iters warmup <<<"$row"
-  RAYON_NUM_THREADS=$THREADS /usr/bin/time -v "$BIN" bench "$kind" --backbone "$arch" \
-    --batch "$batch" --size "$size" --iters "$iters" --warmup "$warmup" ${BENCH_ARGS:-} \
-    >"$tmp/ours" 2>"$tmp/ours.time"
-  /usr/bin/time -v "$PY" "$REF" "$kind" --arch "$arch" --batch "$batch" --size "$size" \
-    --threads "$THREADS" --iters "$iters" --warmup "$warmup" >"$tmp/torch" 2>"$tmp/torch.time"
-  o=$(ips "$tmp/ours"); t=$(ips "$tmp/torch")
-  printf "| %s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n" "$kind" "$arch" "$batch" \
-    "$size" "$o" "$t" "$(awk -v o="$o" -v t="$t" 'BEGIN { print o / t }')" \
-    "$(rss "$tmp/ours.time")" "$(rss "$tmp/torch.time")"
+  for prec in ${PRECISIONS:-f32 bf16}; do
+    RAYON_NUM_THREADS=$THREADS /usr/bin/time -v "$BIN" bench "$kind" --backbone "$arch" \
+      --batch "$batch" --size "$size" --iters "$iters" --warmup "$warmup" --precision "$prec" \
+      ${BENCH_ARGS:-} >"$tmp/ours" 2>"$tmp/ours.time"
+    /usr/bin/time -v "$PY" "$REF" "$kind" --arch "$arch" --batch "$batch" --size "$size" \
+      --threads "$THREADS" --iters "$iters" --warmup "$warmup" --precision "$prec" \
+      >"$tmp/torch" 2>"$tmp/torch.time"
+    o=$(ips "$tmp/ours"); t=$(ips "$tmp/torch")
+    printf "| %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n" "$kind" "$arch" "$batch" \
+      "$size" "$prec" "$o" "$t" "$(awk -v o="$o" -v t="$t" 'BEGIN { print o / t }')" \
+      "$(rss "$tmp/ours.time")" "$(rss "$tmp/torch.time")"
+  done
 done

@@ -29,8 +29,17 @@ const NC: usize = 768;
 /// Rows per block of packed `a` (a multiple of MR).
 const MC: usize = 512;
 
+/// Tests set this to run the portable path on any CPU (both paths give correct results, so
+/// tests running meanwhile are unaffected).
+#[cfg(test)]
+static FORCE_PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Whether this CPU multiplies bf16 natively (AVX512_BF16, with AVX-512 F and BW).
 pub fn native() -> bool {
+    #[cfg(test)]
+    if FORCE_PORTABLE.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         is_x86_feature_detected!("avx512bf16")
@@ -70,31 +79,31 @@ impl PackedA {
         let kp = k.div_ceil(2);
         let mut data = vec![0u32; m.div_ceil(MR) * kp * MR];
         if kp > 0 {
-            let fast = native();
             data.par_chunks_mut(kp * MR)
                 .enumerate()
-                .for_each(|(pr, panel)| {
+                .for_each(|(pr, panel)| pack_panel(a, pr * MR, panel));
+        }
+        Self { data, m, k }
+    }
+
+    /// Packs the `m x k` matrix that `fill` makes row by row (panel by panel, through a
+    /// scratch of MR rows).
+    pub fn from_rows(m: usize, k: usize, fill: FillRow<'_>) -> Self {
+        let _p = crate::model::prof::scope("bf16 pack a (rows)");
+        let kp = k.div_ceil(2);
+        let mut data = vec![0u32; m.div_ceil(MR) * kp * MR];
+        if kp > 0 {
+            data.par_chunks_mut(kp * MR).enumerate().for_each_init(
+                Vec::new,
+                |scratch: &mut Vec<f32>, (pr, panel)| {
                     let rows = MR.min(m - pr * MR);
-                    #[cfg(target_arch = "x86_64")]
-                    if fast {
-                        // SAFETY: the features are present (`native()`).
-                        unsafe { pack_a_panel(a, pr * MR, rows, panel) };
-                        return;
+                    scratch.resize(rows * k, 0.0);
+                    for (r, row) in scratch.chunks_exact_mut(k).enumerate() {
+                        fill(pr * MR + r, 0, row);
                     }
-                    let _ = fast;
-                    for r in 0..rows {
-                        let i = pr * MR + r;
-                        for q in 0..kp {
-                            let lo = bits(a.at(i, 2 * q));
-                            let hi = if 2 * q + 1 < k {
-                                bits(a.at(i, 2 * q + 1))
-                            } else {
-                                0
-                            };
-                            panel[q * MR + r] = lo | hi << 16;
-                        }
-                    }
-                });
+                    pack_panel(Mat::rm(scratch, rows, k), 0, panel);
+                },
+            );
         }
         Self { data, m, k }
     }
@@ -150,6 +159,28 @@ impl Right<'_> {
 impl<'a> From<Mat<'a, f32>> for Right<'a> {
     fn from(m: Mat<'a, f32>) -> Self {
         Right::Mat(m)
+    }
+}
+
+/// Packs rows `i0..i0 + MR` (fewer at the end) of `a` into one panel of [`PackedA`].
+fn pack_panel(a: Mat<'_, f32>, i0: usize, panel: &mut [u32]) {
+    let (k, rows) = (a.cols(), MR.min(a.rows() - i0));
+    #[cfg(target_arch = "x86_64")]
+    if native() {
+        // SAFETY: the features are present (`native()`).
+        unsafe { pack_a_panel(a, i0, rows, panel) };
+        return;
+    }
+    for r in 0..rows {
+        for q in 0..k.div_ceil(2) {
+            let lo = bits(a.at(i0 + r, 2 * q));
+            let hi = if 2 * q + 1 < k {
+                bits(a.at(i0 + r, 2 * q + 1))
+            } else {
+                0
+            };
+            panel[q * MR + r] = lo | hi << 16;
+        }
     }
 }
 
@@ -717,6 +748,13 @@ mod tests {
                 };
                 let (want, s) = reference(a, b);
                 let pa = PackedA::new(a);
+                // The same left operand made row by row packs to the same bits.
+                let fill_a = |i: usize, l0: usize, out: &mut [f32]| {
+                    for (c, v) in out.iter_mut().enumerate() {
+                        *v = a.at(i, l0 + c);
+                    }
+                };
+                assert_eq!(PackedA::from_rows(m, k, &fill_a).data, pa.data);
                 for threads in [1, 3] {
                     let mut y = vec![f32::NAN; m * n];
                     product(&mut y, n, false, &pa, b, threads);
@@ -750,6 +788,24 @@ mod tests {
                 check(&y, &want, &s, k, None);
             }
         }
+    }
+
+    #[test]
+    fn the_portable_path_packs_and_multiplies_the_same() {
+        // Both paths on this machine, whatever its CPU: AVX512_BF16 where it has it, then
+        // the scalar packing and float32 products.
+        let (m, k, n) = (19, 37, 45);
+        let (av, bv) = (data(m * k, 8), data(k * n, 9));
+        let (a, b) = (Mat::rm(&av, m, k), Mat::tr(&bv, n, k));
+        let (want, s) = reference(a, b);
+        let native_bits = PackedA::new(a).data;
+        FORCE_PORTABLE.store(true, std::sync::atomic::Ordering::Relaxed);
+        let pa = PackedA::new(a);
+        let mut y = vec![f32::NAN; m * n];
+        product(&mut y, n, false, &pa, b, 2);
+        FORCE_PORTABLE.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(pa.data, native_bits);
+        check(&y, &want, &s, k, None);
     }
 
     #[test]

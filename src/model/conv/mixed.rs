@@ -5,7 +5,7 @@
 //! with candle, which the float32 training forward keeps, has no meaning here). Safe code.
 use super::bf16::{product, PackedA, Right};
 use super::gemm::Mat;
-use super::im2col::{col2im, im2col_at, im2col_row, side_by_side};
+use super::im2col::{col2im, im2col_row, side_by_side};
 use super::{fold, split, Geom};
 use rayon::prelude::*;
 
@@ -17,24 +17,6 @@ fn threads(n: usize) -> (usize, usize) {
         _ => 1,
     };
     (workers, t)
-}
-
-/// Writes the im2col columns of `c` consecutive images `xs` side by side into `col`
-/// (`kk x c*p`); a 1x1 stride-1 convolution's images are their own columns.
-fn columns(g: &Geom, xs: &[f32], c: usize, col: &mut Vec<f32>) {
-    let _p = crate::model::prof::scope("bf16 im2col");
-    let (p, kk, k) = (g.p(), g.kk(), g.k);
-    if g.direct() {
-        side_by_side(col, xs, g.c_in, p, c);
-        return;
-    }
-    col.resize(kk * c * p, 0.0);
-    for j in 0..c {
-        let xi = &xs[j * g.in_len()..][..g.in_len()];
-        im2col_at(g, xi, (0, p), col, (c * p, j * p), |ci, kh, kw| {
-            (ci * k + kh) * k + kw
-        });
-    }
 }
 
 /// Row `l`, columns `j0..j0 + out.len()` of the im2col matrix of the images `xs` side by
@@ -145,44 +127,49 @@ pub(super) fn input_grad(g: &Geom, dy: &[f32], w: &[f32]) -> Vec<f32> {
     dx
 }
 
-/// Weight gradient: dw = sum_n dy_n . col(x_n)^T.
+/// Weight gradient: dw = sum_n dy_n . col(x_n)^T, computed transposed as
+/// dw^T = sum_n col(x_n) . dy_n^T so that the im2col matrix is made row by row while it is
+/// packed (never written whole).
 pub(super) fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    let wlen = g.c_out * g.kk();
+    let (kk, co) = (g.kk(), g.c_out);
     let (workers, par) = threads(g.n);
     let per = g.n.div_ceil(workers);
-    let (p, kk, chunk) = (g.p(), g.kk(), fold(g, per));
+    let (p, chunk) = (g.p(), fold(g, per));
     let partial: Vec<Vec<f32>> = (0..workers)
         .into_par_iter()
         .map(|t| {
-            let mut acc = vec![0.0f32; wlen];
-            let (mut col, mut dyc) = (Vec::new(), Vec::new());
+            let mut acc = vec![0.0f32; kk * co];
+            let mut dyc = Vec::new();
             let (start, end) = (t * per, ((t + 1) * per).min(g.n));
             for first in (start..end).step_by(chunk) {
                 let c = chunk.min(end - first);
                 let ld = c * p;
                 let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
-                let b = if g.direct() && c == 1 {
-                    Mat::tr(xs, kk, p)
-                } else {
-                    columns(g, xs, c, &mut col);
-                    Mat::tr(&col, kk, ld)
-                };
+                let fill = |l: usize, j0: usize, out: &mut [f32]| im2col_fill(g, xs, l, j0, out);
+                let a = PackedA::from_rows(kk, ld, &fill);
                 let dys = &dy[first * g.out_len()..(first + c) * g.out_len()];
-                let a = if c == 1 {
-                    PackedA::new(Mat::rm(dys, g.c_out, p))
+                let b = if c == 1 {
+                    Mat::tr(dys, co, p)
                 } else {
-                    side_by_side(&mut dyc, dys, g.c_out, p, c);
-                    PackedA::new(Mat::rm(&dyc, g.c_out, ld))
+                    side_by_side(&mut dyc, dys, co, p, c);
+                    Mat::tr(&dyc, co, ld)
                 };
-                product(&mut acc, kk, first > start, &a, b, par);
+                product(&mut acc, co, first > start, &a, b, par);
             }
             acc
         })
         .collect();
+    // Sum the threads' parts and transpose (kk x c_out -> c_out x kk).
     let mut parts = partial.into_iter();
-    let mut dw = parts.next().unwrap_or_else(|| vec![0.0; wlen]);
+    let mut sum = parts.next().unwrap_or_else(|| vec![0.0; kk * co]);
     for p in parts {
-        dw.par_iter_mut().zip(&p).for_each(|(a, b)| *a += *b);
+        sum.par_iter_mut().zip(&p).for_each(|(a, b)| *a += *b);
     }
+    let mut dw = vec![0.0f32; co * kk];
+    dw.par_chunks_mut(kk).enumerate().for_each(|(o, row)| {
+        for (l, v) in row.iter_mut().enumerate() {
+            *v = sum[l * co + o];
+        }
+    });
     dw
 }
