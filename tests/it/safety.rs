@@ -226,6 +226,7 @@ fn a_resume_checks_what_it_resumes() {
         ("--backbone", "resnet50", "resnet18"),
         ("--batch-size", "4", "8"),
         ("--seed", "42", "3"),
+        ("--precision", "bf16", "f32"),
     ] {
         let o = resume(&run).args([flag, value]).output().unwrap();
         assert!(!o.status.success(), "{flag} accepted");

@@ -16,8 +16,13 @@
 //! Candle's stock convolution stays selectable ([`set_conv_impl`], or
 //! `COVID_RESNET_CONV=stock`) to compare the two; CUDA and Metal always use their own kernels.
 //!
+//! In bf16 mixed precision (`model::precision`) the same three ops take float32 tensors and
+//! multiply their operands rounded to bfloat16, accumulating in float32 (`mixed.rs`).
+//!
 //! Layout: this file holds the layer, the shapes and the three custom ops (safe code);
-//! `im2col.rs` the patch matrices; `gemm.rs` every unsafe line, behind checked interfaces.
+//! `im2col.rs` the patch matrices; `mixed.rs` the bf16 products of the three ops (safe);
+//! `gemm.rs` (float32/64) and `bf16/` (the bf16 GEMM and its packing) every unsafe line,
+//! behind checked interfaces.
 mod bf16;
 mod gemm;
 mod im2col;
@@ -312,23 +317,6 @@ struct ConvFwd {
     prec: Precision,
 }
 
-/// The float32 operands of a bf16 product, if `prec` asks for one and the storage is f32.
-fn bf16_operands<'a>(
-    prec: Precision,
-    s1: &'a CpuStorage,
-    l1: &Layout,
-    s2: &'a CpuStorage,
-    l2: &Layout,
-) -> candle_core::Result<Option<(&'a [f32], &'a [f32])>> {
-    if prec != Precision::Bf16 || !matches!(s1, CpuStorage::F32(_)) {
-        return Ok(None);
-    }
-    Ok(Some((
-        contiguous::<f32>(s1, l1, "conv operand")?,
-        contiguous::<f32>(s2, l2, "conv operand")?,
-    )))
-}
-
 impl ConvFwd {
     fn run<T: WithDType>(
         &self,
@@ -408,7 +396,7 @@ impl CustomOp2 for ConvFwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if let Some((x, w)) = bf16_operands(self.prec, s1, l1, s2, l2)? {
+        if let Some((x, w)) = mixed::bf16_operands(self.prec, s1, l1, s2, l2)? {
             let _p = super::prof::scope("conv forward (bf16)");
             let y = mixed::forward(&self.g, x, w);
             return Ok((CpuStorage::F32(y), self.g.out_shape()));
@@ -512,7 +500,7 @@ impl CustomOp2 for ConvBwdData {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if let Some((dy, w)) = bf16_operands(self.1, s1, l1, s2, l2)? {
+        if let Some((dy, w)) = mixed::bf16_operands(self.1, s1, l1, s2, l2)? {
             let _p = super::prof::scope("conv input gradient (bf16)");
             let g = self.0;
             let dx = mixed::input_grad(&g, dy, w);
@@ -602,7 +590,7 @@ impl CustomOp2 for ConvBwdFilter {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if let Some((x, dy)) = bf16_operands(self.1, s1, l1, s2, l2)? {
+        if let Some((x, dy)) = mixed::bf16_operands(self.1, s1, l1, s2, l2)? {
             let _p = super::prof::scope("conv weight gradient (bf16)");
             let g = self.0;
             let dw = mixed::weight_grad(&g, x, dy);
