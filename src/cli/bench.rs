@@ -296,12 +296,16 @@ fn run_load(a: &BenchArgs) -> anyhow::Result<ExitCode> {
 
 /// One PROFILE line per op kind (seconds per step, share of the step), then what the
 /// instrumented ops leave of each phase (candle's own ops, gradient sums, allocation).
+/// Lines named `in conv: ...` are parts of the convolution ops, summed over the threads
+/// that ran them (thread-seconds, so they can add up to more than the op's wall time).
 fn print_profile(r: &BenchResult, iters: usize) {
     let step: f64 = r.phases.iter().sum();
     let (mut fwd, mut bwd) = (0.0, 0.0);
     for (name, secs, calls) in crate::model::prof::report() {
         let s = secs / iters as f64;
-        if name.contains("gradient") || name.contains("backward") {
+        if name.starts_with("in conv: ") {
+            // Parts of the conv ops above, summed over their threads: not added again.
+        } else if name.contains("gradient") || name.contains("backward") {
             bwd += s;
         } else {
             fwd += s;
