@@ -225,6 +225,66 @@ fn resume_after_a_stop_ends_with_the_uninterrupted_weights() {
     assert_eq!(a.history().len(), b.history().len());
 }
 
+/// A bf16 run keeps its precision through a stop and a resume: it ends with the weights of
+/// the uninterrupted bf16 run (bit for bit), which differ from the float32 run's.
+#[test]
+fn a_bf16_run_resumes_in_bf16() {
+    use covid_resnet::model::precision::Precision;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 32, 8);
+    let p = plan(1, 1);
+    let run = |out: &str, precision: Precision, stop: Option<usize>| {
+        let mut cfg = config(&data, &dir.path().join(out), p.clone());
+        cfg.precision = precision;
+        let control = Arc::new(Control::default());
+        if let Some(n) = stop {
+            control.stop_after_batches(n);
+        }
+        let mut t = Trainer::new(
+            cfg,
+            DeviceChoice::Cpu,
+            Arc::new(VecSink::default()),
+            control,
+        )
+        .unwrap();
+        let outcome = t.run().unwrap();
+        (t, outcome)
+    };
+    let (f32_run, _) = run("f32", Precision::F32, None);
+    let (whole, _) = run("whole", Precision::Bf16, None);
+    let (stopped, outcome) = run("b", Precision::Bf16, Some(5));
+    assert_eq!(outcome, Outcome::Stopped);
+    drop(stopped);
+    let mut b = Trainer::resume(
+        &dir.path().join("b"),
+        DeviceChoice::Cpu,
+        Arc::new(VecSink::default()),
+        Arc::new(Control::default()),
+    )
+    .unwrap();
+    assert_eq!(b.config().precision, Precision::Bf16);
+    assert!(matches!(b.run().unwrap(), Outcome::Finished { .. }));
+    for ((n, x), (_, y)) in tensors(&whole).iter().zip(tensors(&b)) {
+        assert_identical(x, &y, n);
+    }
+    let differ = tensors(&whole)
+        .iter()
+        .zip(tensors(&f32_run))
+        .any(|((_, x), (_, y))| {
+            (x - &y)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 0.0
+        });
+    assert!(differ, "bf16 and f32 runs ended with the same weights");
+}
+
 #[test]
 fn lr_finder_reports_points_and_restores_everything_exactly() {
     let dir = tempfile::tempdir().unwrap();
