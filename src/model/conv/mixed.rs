@@ -7,7 +7,7 @@ use super::super::cpu_op::contiguous;
 use super::super::precision::Precision;
 use super::bf16::{product, PackedA, Right};
 use super::gemm::Mat;
-use super::im2col::{col2im, im2col_row, side_by_side};
+use super::im2col::{im2col_row, side_by_side};
 use super::{fold, split, Geom};
 use candle_core::{CpuStorage, Layout};
 use rayon::prelude::*;
@@ -106,45 +106,8 @@ pub(super) fn forward(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
 /// Input gradient: dx = col2im(w^T . dy).
 pub(super) fn input_grad(g: &Geom, dy: &[f32], w: &[f32]) -> Vec<f32> {
     let a = PackedA::new(Mat::tr(w, g.c_out, g.kk()));
-    let mut dx = vec![0.0f32; g.n * g.in_len()];
-    let (workers, par) = threads(g.n);
-    let per = g.n.div_ceil(workers);
-    let (p, kk, chunk) = (g.p(), g.kk(), fold(g, per));
-    dx.par_chunks_mut(per * g.in_len())
-        .enumerate()
-        .for_each(|(t, dxs)| {
-            let (mut col, mut dyc) = (Vec::new(), Vec::new());
-            let imgs = dxs.len() / g.in_len();
-            for c0 in (0..imgs).step_by(chunk) {
-                let c = chunk.min(imgs - c0);
-                let (first, ld) = (t * per + c0, c * p);
-                let dys = &dy[first * g.out_len()..(first + c) * g.out_len()];
-                let b = if c == 1 {
-                    Mat::rm(dys, g.c_out, p)
-                } else {
-                    side_by_side(&mut dyc, dys, g.c_out, p, c);
-                    Mat::rm(&dyc, g.c_out, ld)
-                };
-                if g.direct() && c == 1 {
-                    let dxi = &mut dxs[c0 * g.in_len()..][..g.in_len()];
-                    product(dxi, p, false, &a, b, par);
-                    continue;
-                }
-                col.resize(kk * ld, 0.0);
-                product(&mut col, ld, false, &a, b, par);
-                for j in 0..c {
-                    let dxi = &mut dxs[(c0 + j) * g.in_len()..][..g.in_len()];
-                    if g.direct() {
-                        for (r, out) in dxi.chunks_exact_mut(p).enumerate() {
-                            out.copy_from_slice(&col[r * ld + j * p..][..p]);
-                        }
-                    } else {
-                        col2im(g, &col, (ld, j * p), dxi);
-                    }
-                }
-            }
-        });
-    dx
+    let (_, par) = threads(g.n);
+    super::input_grad_by(g, dy, |dst, b| product(dst, b.cols(), false, &a, b, par))
 }
 
 /// Weight gradient: dw = sum_n dy_n . col(x_n)^T, computed transposed as

@@ -25,6 +25,7 @@
 //! behind checked interfaces.
 mod bf16;
 mod gemm;
+mod geom;
 mod im2col;
 mod mixed;
 #[cfg(test)]
@@ -37,6 +38,7 @@ use crate::Result;
 use ::gemm::Parallelism;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, Var, WithDType};
 use gemm::{matmul, tiled_products, Mat};
+use geom::Geom;
 use im2col::{col2im, im2col, im2col_at, side_by_side, weight_khwc};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -173,60 +175,6 @@ pub fn conv2d(
             prec: precision::current(),
         },
     )
-}
-
-/// The shape of one convolution.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Geom {
-    pub(super) n: usize,
-    pub(super) c_in: usize,
-    pub(super) h: usize,
-    pub(super) w: usize,
-    pub(super) c_out: usize,
-    pub(super) k: usize,
-    pub(super) stride: usize,
-    pub(super) pad: usize,
-    pub(super) oh: usize,
-    pub(super) ow: usize,
-}
-
-impl Geom {
-    pub(super) fn new(x: &[usize], w: &[usize], stride: usize, pad: usize) -> Self {
-        let (h, wd, k) = (x[2], x[3], w[2]);
-        Self {
-            n: x[0],
-            c_in: x[1],
-            h,
-            w: wd,
-            c_out: w[0],
-            k,
-            stride,
-            pad,
-            oh: (h + 2 * pad - k) / stride + 1,
-            ow: (wd + 2 * pad - k) / stride + 1,
-        }
-    }
-    /// Output positions per image.
-    pub(super) fn p(&self) -> usize {
-        self.oh * self.ow
-    }
-    /// Rows of the im2col matrix.
-    pub(super) fn kk(&self) -> usize {
-        self.c_in * self.k * self.k
-    }
-    pub(super) fn in_len(&self) -> usize {
-        self.c_in * self.h * self.w
-    }
-    pub(super) fn out_len(&self) -> usize {
-        self.c_out * self.p()
-    }
-    /// The input is its own im2col matrix.
-    pub(super) fn direct(&self) -> bool {
-        self.k == 1 && self.stride == 1 && self.pad == 0
-    }
-    fn out_shape(&self) -> Shape {
-        Shape::from((self.n, self.c_out, self.oh, self.ow))
-    }
 }
 
 /// Threads for the batch loop and for each GEMM.
@@ -428,6 +376,55 @@ impl CustomOp2 for ConvFwd {
     }
 }
 
+/// The input gradient dx = col2im(w^T . dy) of every image of `dy`, where `mul(dst, b)`
+/// writes `w^T . b` into `dst` (row-major, `b`'s columns): the work split and the folding of
+/// images, shared by the float32 and the bf16 products.
+fn input_grad_by<T: WithDType>(
+    g: &Geom,
+    dy: &[T],
+    mul: impl Fn(&mut [T], Mat<'_, T>) + Sync,
+) -> Vec<T> {
+    let mut dx = vec![T::zero(); g.n * g.in_len()];
+    let (workers, _) = split(g.n);
+    let per = g.n.div_ceil(workers);
+    let (p, kk, chunk) = (g.p(), g.kk(), fold(g, per));
+    dx.par_chunks_mut(per * g.in_len())
+        .enumerate()
+        .for_each(|(t, dxs)| {
+            let (mut col, mut dyc) = (Vec::new(), Vec::new());
+            let imgs = dxs.len() / g.in_len();
+            for c0 in (0..imgs).step_by(chunk) {
+                let c = chunk.min(imgs - c0);
+                let (first, ld) = (t * per + c0, c * p);
+                let dys = &dy[first * g.out_len()..(first + c) * g.out_len()];
+                let b = if c == 1 {
+                    Mat::rm(dys, g.c_out, p)
+                } else {
+                    side_by_side(&mut dyc, dys, g.c_out, p, c);
+                    Mat::rm(&dyc, g.c_out, ld)
+                };
+                if g.direct() && c == 1 {
+                    let dxi = &mut dxs[c0 * g.in_len()..][..g.in_len()];
+                    mul(dxi, b);
+                    continue;
+                }
+                col.resize(kk * ld, T::zero());
+                mul(&mut col, b);
+                for j in 0..c {
+                    let dxi = &mut dxs[(c0 + j) * g.in_len()..][..g.in_len()];
+                    if g.direct() {
+                        for (r, out) in dxi.chunks_exact_mut(p).enumerate() {
+                            out.copy_from_slice(&col[r * ld + j * p..][..p]);
+                        }
+                    } else {
+                        col2im(g, &col, (ld, j * p), dxi);
+                    }
+                }
+            }
+        });
+    dx
+}
+
 /// Input gradient: dx = col2im(w^T . dy), applied to (dy, w).
 struct ConvBwdData(Geom, Precision);
 
@@ -444,45 +441,9 @@ impl ConvBwdData {
             contiguous::<T>(ds, dl, "conv gradient")?,
             contiguous::<T>(ws, wl, "conv weight")?,
         );
-        let mut dx = vec![T::zero(); g.n * g.in_len()];
-        let (workers, par) = split(g.n);
-        let per = g.n.div_ceil(workers);
-        let (p, kk, chunk) = (g.p(), g.kk(), fold(&g, per));
-        dx.par_chunks_mut(per * g.in_len())
-            .enumerate()
-            .for_each(|(t, dxs)| {
-                let (mut col, mut dyc) = (Vec::new(), Vec::new());
-                let imgs = dxs.len() / g.in_len();
-                for c0 in (0..imgs).step_by(chunk) {
-                    let c = chunk.min(imgs - c0);
-                    let (first, ld) = (t * per + c0, c * p);
-                    let dys = &dy[first * g.out_len()..(first + c) * g.out_len()];
-                    let b = if c == 1 {
-                        Mat::rm(dys, g.c_out, p)
-                    } else {
-                        side_by_side(&mut dyc, dys, g.c_out, p, c);
-                        Mat::rm(&dyc, g.c_out, ld)
-                    };
-                    let a = Mat::tr(w, g.c_out, kk);
-                    if g.direct() && c == 1 {
-                        let dxi = &mut dxs[c0 * g.in_len()..][..g.in_len()];
-                        matmul(dxi, false, a, b, par);
-                        continue;
-                    }
-                    col.resize(kk * ld, T::zero());
-                    matmul(&mut col, false, a, b, par);
-                    for j in 0..c {
-                        let dxi = &mut dxs[(c0 + j) * g.in_len()..][..g.in_len()];
-                        if g.direct() {
-                            for (r, out) in dxi.chunks_exact_mut(p).enumerate() {
-                                out.copy_from_slice(&col[r * ld + j * p..][..p]);
-                            }
-                        } else {
-                            col2im(&g, &col, (ld, j * p), dxi);
-                        }
-                    }
-                }
-            });
+        let (_, par) = split(g.n);
+        let a = Mat::tr(w, g.c_out, g.kk());
+        let dx = input_grad_by(&g, dy, |dst, b| matmul(dst, false, a, b, par));
         let shape = Shape::from((g.n, g.c_in, g.h, g.w));
         Ok((T::to_cpu_storage_owned(dx), shape))
     }
