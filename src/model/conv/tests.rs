@@ -238,19 +238,46 @@ fn round_bf16(t: &Tensor) -> Tensor {
     Tensor::from_vec(r, t.dims(), &Device::Cpu).unwrap()
 }
 
-/// (output, dx, dw) of sum(conv(x, w) * r) in f64 (our float64 kernel, checked against
-/// candle's and finite differences above: its own error is ~1e-16 relative, far below the
-/// bound of f32 sums).
-fn exact64(x: &Tensor, w: &Tensor, r: &Tensor, s: usize, p: usize) -> [Tensor; 3] {
-    let (y, dx, dw) = run(x, w, r, s, p, false).unwrap();
+/// (output, dx, dw) of sum(conv(x, w) * r) by the definition, in f64 loops: y[n,o,i,j] =
+/// sum over (c, kh, kw) of x[n,c,i*s+kh-p,j*s+kw-p] w[o,c,kh,kw]; dx and dw collect the same
+/// terms with r[n,o,i,j] in place of w or x. With `abs`, the sums of the terms' absolute
+/// values instead.
+fn by_definition(g: &Geom, x: &[f64], w: &[f64], r: &[f64], abs: bool) -> [Vec<f64>; 3] {
+    let f = |v: f64| if abs { v.abs() } else { v };
+    let mut y = vec![0.0; g.n * g.out_len()];
+    let mut dx = vec![0.0; g.n * g.in_len()];
+    let mut dw = vec![0.0; g.c_out * g.kk()];
+    for n in 0..g.n {
+        for o in 0..g.c_out {
+            for (i, j) in (0..g.oh).flat_map(|i| (0..g.ow).map(move |j| (i, j))) {
+                let yi = ((n * g.c_out + o) * g.oh + i) * g.ow + j;
+                for (c, kh, kw) in (0..g.c_in)
+                    .flat_map(|c| (0..g.k).flat_map(move |kh| (0..g.k).map(move |kw| (c, kh, kw))))
+                {
+                    let (iy, ix) = (
+                        (i * g.stride + kh) as isize - g.pad as isize,
+                        (j * g.stride + kw) as isize - g.pad as isize,
+                    );
+                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                        continue;
+                    }
+                    let xi = ((n * g.c_in + c) * g.h + iy as usize) * g.w + ix as usize;
+                    let wi = ((o * g.c_in + c) * g.k + kh) * g.k + kw;
+                    y[yi] += f(x[xi] * w[wi]);
+                    dx[xi] += f(r[yi] * w[wi]);
+                    dw[wi] += f(r[yi] * x[xi]);
+                }
+            }
+        }
+    }
     [y, dx, dw]
 }
 
 #[test]
 fn bf16_is_the_rounded_operands_exact_products_summed_in_f32() {
     // The bf16 convolution rounds x, w (forward), dy (backward) to bf16 and sums their exact
-    // products in f32. So against the f64 convolution of the rounded operands each element
-    // may differ by at most the f32 summation bound gamma_n * sum|terms| (u = 2^-24,
+    // products in f32. So against the convolution of the rounded operands by its definition
+    // (f64 loops) each element may differ by at most the f32 summation bound gamma_n * sum|terms| (u = 2^-24,
     // gamma_n = n u / (1 - n u), n = terms per element plus the partial sums of the
     // threads), and sum|terms| is the same convolution of the operands' absolute values.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
@@ -268,10 +295,11 @@ fn bf16_is_the_rounded_operands_exact_products_summed_in_f32() {
             grads.get(xv.as_tensor()).unwrap().clone(),
             grads.get(wv.as_tensor()).unwrap().clone(),
         ];
-        let (xr, wr, rr) = (round_bf16(&x), round_bf16(&w), round_bf16(&r));
-        let want = exact64(&xr, &wr, &rr, s, p);
-        let abs = |t: &Tensor| t.abs().unwrap();
-        let size = exact64(&abs(&xr), &abs(&wr), &abs(&rr), s, p);
+        let rounded =
+            |t: &Tensor| -> Vec<f64> { round_bf16(t).flatten_all().unwrap().to_vec1().unwrap() };
+        let (xr, wr, rr) = (rounded(&x), rounded(&w), rounded(&r));
+        let want = by_definition(&g, &xr, &wr, &rr, false);
+        let size = by_definition(&g, &xr, &wr, &rr, true);
         let terms = (c * k * k).max(co * k * k).max(n * g.p()) + rayon::current_num_threads();
         let u = 2f64.powi(-24);
         let gamma = terms as f64 * u / (1.0 - terms as f64 * u);
@@ -286,9 +314,7 @@ fn bf16_is_the_rounded_operands_exact_products_summed_in_f32() {
                 .unwrap()
                 .to_vec1()
                 .unwrap();
-            let want: Vec<f64> = want.flatten_all().unwrap().to_vec1().unwrap();
-            let size: Vec<f64> = size.flatten_all().unwrap().to_vec1().unwrap();
-            for (i, ((a, b), m)) in got.iter().zip(&want).zip(&size).enumerate() {
+            for (i, ((a, b), m)) in got.iter().zip(want.iter()).zip(size.iter()).enumerate() {
                 assert!(
                     (a - b).abs() <= gamma * m + 1e-30,
                     "{name}[{i}] of case {:?}: {a} against {b} (bound {})",
