@@ -3,31 +3,11 @@
 //! work split as the float32 ops in `mod.rs`; several images' columns side by side make one
 //! product wherever an image has few output positions, in the forward too (bit-exactness
 //! with candle, which the float32 training forward keeps, has no meaning here). Safe code.
-use super::super::cpu_op::contiguous;
-use super::super::precision::Precision;
 use super::bf16::{product, PackedA, Right};
 use super::gemm::Mat;
 use super::im2col::{im2col_row, side_by_side};
 use super::{fold, split, Geom};
-use candle_core::{CpuStorage, Layout};
 use rayon::prelude::*;
-
-/// The float32 operands of a bf16 product, if `prec` asks for one and the storage is f32.
-pub(super) fn bf16_operands<'a>(
-    prec: Precision,
-    s1: &'a CpuStorage,
-    l1: &Layout,
-    s2: &'a CpuStorage,
-    l2: &Layout,
-) -> candle_core::Result<Option<(&'a [f32], &'a [f32])>> {
-    if prec != Precision::Bf16 || !matches!(s1, CpuStorage::F32(_)) {
-        return Ok(None);
-    }
-    Ok(Some((
-        contiguous::<f32>(s1, l1, "conv operand")?,
-        contiguous::<f32>(s2, l2, "conv operand")?,
-    )))
-}
 
 /// GEMM threads per product from the batch split.
 fn threads(n: usize) -> (usize, usize) {

@@ -31,7 +31,7 @@ mod mixed;
 #[cfg(test)]
 mod tests;
 
-use super::cpu_op::{contiguous, run_float};
+use super::cpu_op::{contiguous, impl_op2, run_mixed};
 use super::params::{Builder, Init, ParamKind};
 use super::precision::{self, Precision};
 use crate::Result;
@@ -266,6 +266,14 @@ struct ConvFwd {
 }
 
 impl ConvFwd {
+    fn precision(&self) -> Precision {
+        self.prec
+    }
+
+    fn run_bf16(&self, x: &[f32], w: &[f32]) -> (Vec<f32>, Shape) {
+        (mixed::forward(&self.g, x, w), self.g.out_shape())
+    }
+
     fn run<T: WithDType>(
         &self,
         xs: &CpuStorage,
@@ -344,12 +352,7 @@ impl CustomOp2 for ConvFwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if let Some((x, w)) = mixed::bf16_operands(self.prec, s1, l1, s2, l2)? {
-            let _p = super::prof::scope("conv forward (bf16)");
-            let y = mixed::forward(&self.g, x, w);
-            return Ok((CpuStorage::F32(y), self.g.out_shape()));
-        }
-        run_float!(self, "conv", "conv forward"; s1, l1, s2, l2)
+        run_mixed!(self, "conv", "conv forward", "conv forward (bf16)"; s1, l1, s2, l2)
     }
 
     fn bwd(
@@ -429,6 +432,18 @@ fn input_grad_by<T: WithDType>(
 struct ConvBwdData(Geom, Precision);
 
 impl ConvBwdData {
+    fn precision(&self) -> Precision {
+        self.1
+    }
+
+    fn run_bf16(&self, dy: &[f32], w: &[f32]) -> (Vec<f32>, Shape) {
+        let g = self.0;
+        (
+            mixed::input_grad(&g, dy, w),
+            Shape::from((g.n, g.c_in, g.h, g.w)),
+        )
+    }
+
     fn run<T: WithDType>(
         &self,
         ds: &CpuStorage,
@@ -449,32 +464,29 @@ impl ConvBwdData {
     }
 }
 
-impl CustomOp2 for ConvBwdData {
-    fn name(&self) -> &'static str {
-        "conv2d-gemm-bwd-data"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if let Some((dy, w)) = mixed::bf16_operands(self.1, s1, l1, s2, l2)? {
-            let _p = super::prof::scope("conv input gradient (bf16)");
-            let g = self.0;
-            let dx = mixed::input_grad(&g, dy, w);
-            return Ok((CpuStorage::F32(dx), Shape::from((g.n, g.c_in, g.h, g.w))));
-        }
-        run_float!(self, "conv2d-gemm-bwd-data", "conv input gradient"; s1, l1, s2, l2)
-    }
-}
+impl_op2!(
+    ConvBwdData,
+    "conv2d-gemm-bwd-data",
+    "conv input gradient",
+    bf16 "conv input gradient (bf16)"
+);
 
 /// Weight gradient: dw = sum_n dy_n . col(x_n)^T, applied to (x, dy).
 struct ConvBwdFilter(Geom, Precision);
 
 impl ConvBwdFilter {
+    fn precision(&self) -> Precision {
+        self.1
+    }
+
+    fn run_bf16(&self, x: &[f32], dy: &[f32]) -> (Vec<f32>, Shape) {
+        let g = self.0;
+        (
+            mixed::weight_grad(&g, x, dy),
+            Shape::from((g.c_out, g.c_in, g.k, g.k)),
+        )
+    }
+
     fn run<T: WithDType>(
         &self,
         xs: &CpuStorage,
@@ -539,27 +551,9 @@ impl ConvBwdFilter {
     }
 }
 
-impl CustomOp2 for ConvBwdFilter {
-    fn name(&self) -> &'static str {
-        "conv2d-gemm-bwd-filter"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if let Some((x, dy)) = mixed::bf16_operands(self.1, s1, l1, s2, l2)? {
-            let _p = super::prof::scope("conv weight gradient (bf16)");
-            let g = self.0;
-            let dw = mixed::weight_grad(&g, x, dy);
-            return Ok((
-                CpuStorage::F32(dw),
-                Shape::from((g.c_out, g.c_in, g.k, g.k)),
-            ));
-        }
-        run_float!(self, "conv2d-gemm-bwd-filter", "conv weight gradient"; s1, l1, s2, l2)
-    }
-}
+impl_op2!(
+    ConvBwdFilter,
+    "conv2d-gemm-bwd-filter",
+    "conv weight gradient",
+    bf16 "conv weight gradient (bf16)"
+);
