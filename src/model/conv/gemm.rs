@@ -63,6 +63,17 @@ impl<'a, T> Mat<'a, T> {
         self.cs
     }
 
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
     /// The slice the view reads.
     pub fn data(&self) -> &'a [T] {
         self.data

@@ -325,3 +325,27 @@ fn bf16_is_the_rounded_operands_exact_products_summed_in_f32() {
         }
     }
 }
+
+#[test]
+fn partial_weight_gradients_are_summed_and_transposed() {
+    // Widths around the 16-column blocks, and more than one part.
+    for (rows, cols, parts) in [(5, 37, 3), (3, 16, 1), (7, 1, 2), (4, 33, 2)] {
+        let part = |t: usize| -> Vec<f64> {
+            (0..rows * cols)
+                .map(|e| (e * 7 + t * 1000) as f64)
+                .collect()
+        };
+        let ps: Vec<Vec<f64>> = (0..parts).map(part).collect();
+        let got = sum_transposed(&ps, rows, cols);
+        for j in 0..cols {
+            for i in 0..rows {
+                let want: f64 = ps.iter().map(|p| p[i * cols + j]).sum();
+                assert_eq!(
+                    got[j * rows + i],
+                    want,
+                    "({rows}, {cols}, {parts}) at ({j}, {i})"
+                );
+            }
+        }
+    }
+}
