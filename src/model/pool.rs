@@ -1,8 +1,8 @@
 //! Pooling with working gradients. candle's `max_pool2d` has no correct backward when the
 //! kernel differs from the stride, and the ResNet stem needs a 3x3 stride-2 pool.
-use super::cpu_op::{contiguous, impl_op2, run_float};
+use super::cpu_op::{contiguous, run_float};
 use crate::Result;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor, WithDType, D};
 use rayon::prelude::*;
 
 /// Max pooling with a square kernel, stride and padding (padding counts as -inf, as PyTorch).
@@ -37,24 +37,65 @@ impl MaxPool {
         )
     }
 
-    /// Index in the plane of the first maximum of output (oy, ox)'s window.
+    /// The input indices `a..b` (along one axis of length `len`) of output `o`'s window.
     #[inline]
+    fn span(&self, o: usize, len: usize) -> (usize, usize) {
+        let start = (o * self.s) as isize - self.p as isize;
+        (
+            start.max(0) as usize,
+            ((start + self.k as isize) as usize).min(len),
+        )
+    }
+
+    /// Index in the plane of output (oy, ox)'s window maximum that PyTorch's kernel picks:
+    /// the first maximum in row-major order, or the last NaN (`val > max || isnan(val)`).
     fn argmax<T: WithDType>(&self, plane: &[T], h: usize, w: usize, oy: usize, ox: usize) -> usize {
-        let y0 = (oy * self.s) as isize - self.p as isize;
-        let x0 = (ox * self.s) as isize - self.p as isize;
-        let (ya, yb) = (y0.max(0) as usize, ((y0 + self.k as isize) as usize).min(h));
-        let (xa, xb) = (x0.max(0) as usize, ((x0 + self.k as isize) as usize).min(w));
+        let ((ya, yb), (xa, xb)) = (self.span(oy, h), self.span(ox, w));
         let mut best = ya * w + xa;
         for yy in ya..yb {
             for xx in xa..xb {
                 let i = yy * w + xx;
-                // NaN propagates, as in PyTorch.
                 if plane[i] > plane[best] || plane[i].to_f64().is_nan() {
                     best = i;
                 }
             }
         }
         best
+    }
+
+    /// The maxima of one (h, w) plane into `out` (oh, ow), separably: each input row's
+    /// window maxima into `rows` (h, ow), then each output row's maximum over its input rows.
+    fn plane<T: WithDType>(&self, x: &[T], h: usize, w: usize, out: &mut [T], rows: &mut Vec<T>) {
+        let (_, ow) = self.out(h, w);
+        rows.clear();
+        for row in x.chunks_exact(w) {
+            rows.extend((0..ow).map(|ox| {
+                let (a, b) = self.span(ox, w);
+                row[a + 1..b].iter().fold(row[a], |m, &v| larger(m, v))
+            }));
+        }
+        for (oy, o) in out.chunks_exact_mut(ow).enumerate() {
+            let (a, b) = self.span(oy, h);
+            o.copy_from_slice(&rows[a * ow..][..ow]);
+            for r in rows[(a + 1) * ow..b * ow].chunks_exact(ow) {
+                for (m, &v) in o.iter_mut().zip(r) {
+                    *m = larger(*m, v);
+                }
+            }
+        }
+    }
+}
+
+/// `v` where it is larger than `m` or NaN, else `m`: PyTorch's update, which propagates NaN.
+/// Folding a window's elements through it in any order that visits each row's elements left
+/// to right and the rows top to bottom keeps the first maximum in row-major order.
+#[inline]
+fn larger<T: WithDType>(m: T, v: T) -> T {
+    #[allow(clippy::eq_op)] // v != v: NaN
+    if v > m || v != v {
+        v
+    } else {
+        m
     }
 }
 
@@ -78,12 +119,8 @@ impl MaxPool {
         let mut y = vec![T::zero(); x.len() / (h * w) * oh * ow];
         y.par_chunks_mut(oh * ow)
             .zip(x.par_chunks(h * w))
-            .for_each(|(out, plane)| {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        out[oy * ow + ox] = plane[self.argmax(plane, h, w, oy, ox)];
-                    }
-                }
+            .for_each_init(Vec::new, |rows, (out, plane)| {
+                self.plane(plane, h, w, out, rows)
             });
         let d = l.dims();
         Ok((
@@ -102,15 +139,17 @@ impl CustomOp1 for MaxPool {
         run_float!(self, "max pool", "maxpool forward"; s, l)
     }
 
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(
+    fn bwd(&self, x: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(x.apply_op3_no_bwd(
+            res,
             &grad.contiguous()?,
             &MaxPoolBwd(*self),
         )?))
     }
 }
 
-/// dx: each output's gradient added to its window's first maximum; applied to (x, dy).
+/// dx: each output's gradient added to its window's maximum (as [`MaxPool::argmax`] picks
+/// it); applied to (x, y, dy).
 struct MaxPoolBwd(MaxPool);
 
 impl MaxPoolBwd {
@@ -120,16 +159,30 @@ impl MaxPoolBwd {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (x, h, w) = planes::<T>(s1, l1)?;
-        let (dy, oh, ow) = planes::<T>(s2, l2)?;
+        let (y, oh, ow) = planes::<T>(s2, l2)?;
+        let (dy, ..) = planes::<T>(s3, l3)?;
+        let pool = self.0;
         let mut dx = vec![T::zero(); x.len()];
         dx.par_chunks_mut(h * w)
-            .zip(x.par_chunks(h * w).zip(dy.par_chunks(oh * ow)))
-            .for_each(|(out, (plane, g))| {
+            .zip(x.par_chunks(h * w))
+            .zip(y.par_chunks(oh * ow).zip(dy.par_chunks(oh * ow)))
+            .for_each(|((out, plane), (ys, g))| {
                 for oy in 0..oh {
+                    let (ya, yb) = pool.span(oy, h);
                     for ox in 0..ow {
-                        out[self.0.argmax(plane, h, w, oy, ox)] += g[oy * ow + ox];
+                        let m = ys[oy * ow + ox];
+                        // The first element equal to the window's maximum is the first
+                        // maximum; a NaN maximum goes the long way (the last NaN).
+                        let (xa, xb) = pool.span(ox, w);
+                        let at = (ya..yb)
+                            .flat_map(|yy| (xa..xb).map(move |xx| yy * w + xx))
+                            .find(|&i| plane[i] == m)
+                            .unwrap_or_else(|| pool.argmax(plane, h, w, oy, ox));
+                        out[at] += g[oy * ow + ox];
                     }
                 }
             });
@@ -137,7 +190,23 @@ impl MaxPoolBwd {
     }
 }
 
-impl_op2!(MaxPoolBwd, "max-pool2d-bwd", "maxpool backward");
+impl CustomOp3 for MaxPoolBwd {
+    fn name(&self) -> &'static str {
+        "max-pool2d-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        run_float!(self, "max pool backward", "maxpool backward"; s1, l1, s2, l2, s3, l3)
+    }
+}
 
 /// Max pooling from tensor ops (GPU backends).
 ///
@@ -370,6 +439,31 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert_eq!(total, y.elem_count() as f32);
+    }
+
+    /// PyTorch's CPU kernel updates its maximum where `val > maxval || isnan(val)`
+    /// (aten/src/ATen/native/cpu/MaxPoolKernel.cpp): a window with a NaN outputs NaN and
+    /// sends its gradient to the last NaN in row-major order.
+    #[test]
+    fn nan_propagates_and_takes_the_gradient_at_the_last_nan() {
+        let dev = Device::Cpu;
+        let mut data = vec![1f32, 9., 2., 3., 4., 5., 6., 7., 8.];
+        data[1] = f32::NAN;
+        data[6] = f32::NAN;
+        let x = Var::from_vec(data, (1, 1, 3, 3), &dev).unwrap();
+        let y = max_pool2d(x.as_tensor(), 3, 1, 0).unwrap();
+        assert!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0].is_nan());
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let dx = g
+            .get(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let mut want = vec![0f32; 9];
+        want[6] = 1.0;
+        assert_eq!(dx, want);
     }
 
     #[test]
