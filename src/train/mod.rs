@@ -1,4 +1,5 @@
 //! Training: optimizer with parameter groups, one-cycle, LR finder, the staged plan, the loop.
+mod adam_step;
 pub mod checkpoint;
 pub mod config;
 pub mod events;

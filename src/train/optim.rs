@@ -2,6 +2,7 @@
 //! rate and beta1 (changed every step by the one-cycle schedule), beta2 0.99, eps 1e-5,
 //! decoupled ("true") weight decay applied before the Adam step, no decay on BatchNorm and
 //! bias parameters unless asked, frozen groups skipped except their BatchNorm parameters.
+use super::adam_step;
 use crate::model::{Param, ParamKind};
 use crate::{Error, Result};
 use candle_core::backprop::GradStore;
@@ -178,29 +179,23 @@ impl Adam {
             // storing anything computed from it would keep every step's activations alive.
             let g = &g.detach();
             let h = self.groups[s.group];
-            let p = s.var.as_tensor();
             let decays = cfg.weight_decay != 0.0
                 && (cfg.wd_on_bn_and_bias || matches!(s.kind, ParamKind::Weight));
-            let p = if decays {
-                (p * (1.0 - h.lr * cfg.weight_decay))?
-            } else {
-                p.clone()
-            };
-            let m = match &s.m {
-                Some(m) => ((m * h.beta1)? + (g * (1.0 - h.beta1))?)?,
-                None => (g * (1.0 - h.beta1))?,
-            };
-            let g2 = g.sqr()?;
-            let v = match &s.v {
-                Some(v) => ((v * cfg.beta2)? + (g2 * (1.0 - cfg.beta2))?)?,
-                None => (g2 * (1.0 - cfg.beta2))?,
-            };
             s.step += 1;
-            let bc1 = 1.0 - h.beta1.powi(s.step as i32);
-            let bc2 = 1.0 - cfg.beta2.powi(s.step as i32);
-            let denom = ((v.sqrt()? / bc2.sqrt())? + cfg.eps)?;
-            let update = ((&m / denom)? * (h.lr / bc1))?;
-            s.var.set(&(p - update)?)?;
+            let st = adam_step::Step {
+                decay: decays.then_some(1.0 - h.lr * cfg.weight_decay),
+                beta1: h.beta1,
+                beta2: cfg.beta2,
+                bc2_sqrt: (1.0 - cfg.beta2.powi(s.step as i32)).sqrt(),
+                eps: cfg.eps,
+                lr_bc1: h.lr / (1.0 - h.beta1.powi(s.step as i32)),
+            };
+            let (p, m, v) = (s.var.as_tensor(), s.m.as_ref(), s.v.as_ref());
+            let (p, m, v) = match adam_step::fused_cpu(p, g, m, v, &st)? {
+                Some(new) => new,
+                None => adam_step::by_tensor_ops(p, g, m, v, &st)?,
+            };
+            s.var.set(&p)?;
             s.m = Some(m);
             s.v = Some(v);
         }
