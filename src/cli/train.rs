@@ -59,7 +59,7 @@ pub struct CommonTrain {
     #[arg(long)]
     pub max_valid_images: Option<usize>,
     /// Precision of the convolutions: f32, or bf16 mixed precision (f32 weights, optimizer
-    /// and sums; 1.05-2.2x faster training measured on a CPU with AVX512_BF16, see
+    /// and sums; 1.04-1.55x faster training measured on a CPU with AVX512_BF16, see
     /// assets/docs/speed.md for its accuracy) [default: f32].
     #[arg(long, value_enum)]
     pub precision: Option<crate::model::precision::Precision>,

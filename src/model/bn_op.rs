@@ -6,7 +6,7 @@
 //! to four digits on early layers (measured: 2.7e-4 relative error on ResNet-18 gradients
 //! against torchvision's float64 answer, where PyTorch float32 is within 2.4e-6). Fusing also
 //! saves the intermediate tensors of the op-by-op version.
-use super::cpu_op::{contiguous, run_float};
+use super::cpu_op::{contiguous, impl_op3, run_float};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -332,23 +332,11 @@ impl BnTrainBwd {
     }
 }
 
-impl CustomOp3 for BnTrainBwd {
-    fn name(&self) -> &'static str {
-        "batch-norm-train-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        run_float!(self, "batch norm backward", "batchnorm(+relu) backward"; s1, l1, s2, l2, s3, l3)
-    }
-}
+impl_op3!(
+    BnTrainBwd,
+    "batch-norm-train-backward",
+    "batchnorm(+relu) backward"
+);
 
 /// Evaluation-mode BatchNorm as a per-channel affine map y = x * scale + shift (then ReLU),
 /// applied to (x, scale, shift).

@@ -1,6 +1,6 @@
 //! Plumbing shared by the CPU custom ops (`conv`, `act`, `bn_op`, `pool`): operand slices,
-//! the float32/float64 dispatch, and the whole `CustomOpN` impl of ops without autograd of
-//! their own (the backward passes).
+//! the float32/float64 dispatch, and the whole `CustomOp2`/`CustomOp3` impl of ops without
+//! autograd of their own (the backward passes).
 use candle_core::{CpuStorage, Layout, Result, WithDType};
 
 /// The elements of a contiguous CPU operand; `what` names the op and operand in the error.
@@ -92,3 +92,27 @@ macro_rules! impl_op2 {
     };
 }
 pub(crate) use impl_op2;
+
+/// `impl CustomOp3` (no autograd) for a type with `fn run<T>(&self, s1, l1, s2, l2, s3, l3)`.
+macro_rules! impl_op3 {
+    ($ty:ty, $name:literal, $prof:literal) => {
+        impl candle_core::CustomOp3 for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn cpu_fwd(
+                &self,
+                s1: &candle_core::CpuStorage,
+                l1: &candle_core::Layout,
+                s2: &candle_core::CpuStorage,
+                l2: &candle_core::Layout,
+                s3: &candle_core::CpuStorage,
+                l3: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                $crate::model::cpu_op::run_float!(self, $name, $prof; s1, l1, s2, l2, s3, l3)
+            }
+        }
+    };
+}
+pub(crate) use impl_op3;

@@ -1,8 +1,8 @@
 //! Pooling with working gradients. candle's `max_pool2d` has no correct backward when the
 //! kernel differs from the stride, and the ResNet stem needs a 3x3 stride-2 pool.
-use super::cpu_op::{contiguous, run_float};
+use super::cpu_op::{contiguous, impl_op3, run_float};
 use crate::Result;
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor, WithDType, D};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType, D};
 use rayon::prelude::*;
 
 /// Max pooling with a square kernel, stride and padding (padding counts as -inf, as PyTorch).
@@ -190,23 +190,7 @@ impl MaxPoolBwd {
     }
 }
 
-impl CustomOp3 for MaxPoolBwd {
-    fn name(&self) -> &'static str {
-        "max-pool2d-bwd"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        run_float!(self, "max pool backward", "maxpool backward"; s1, l1, s2, l2, s3, l3)
-    }
-}
+impl_op3!(MaxPoolBwd, "max-pool2d-bwd", "maxpool backward");
 
 /// Max pooling from tensor ops (GPU backends).
 ///

@@ -465,9 +465,9 @@ pub fn precision_picker(ui: &mut egui::Ui, id: &str, p: &mut Precision) -> egui:
         .on_hover_text(format!(
             "bf16 mixed precision multiplies in bfloat16 (8 significant bits) and keeps \
              weights, sums and BatchNorm in float32, as PyTorch's autocast. Measured on a CPU \
-             with AVX512_BF16: training 1.05-2.2x and inference 1.3-1.4x faster; models \
-             trained in bf16 tested a few points lower on a longer plan, so train models \
-             you keep in f32. This CPU: {}.",
+             with AVX512_BF16: training 1.04-1.55x and inference 1.2-1.6x faster than f32; \
+             models trained in bf16 tested a few points lower in two of three runs of a \
+             longer plan, so train models you keep in f32. This CPU: {}.",
             crate::model::precision::bf16_kernels()
         ))
 }
