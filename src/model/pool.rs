@@ -11,7 +11,15 @@ use rayon::prelude::*;
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     let cpu = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64);
-    if !cpu || stride == 0 || kernel == 0 || h + 2 * padding < kernel || w + 2 * padding < kernel {
+    // Padding over half the kernel (which PyTorch refuses) could leave a window with no
+    // input element: the tensor-op version handles it with -inf.
+    if !cpu
+        || stride == 0
+        || kernel == 0
+        || 2 * padding > kernel
+        || h + 2 * padding < kernel
+        || w + 2 * padding < kernel
+    {
         return max_pool2d_tensor_ops(x, kernel, stride, padding);
     }
     Ok(x.contiguous()?.apply_op1(MaxPool {
