@@ -336,7 +336,7 @@ fn partial_weight_gradients_are_summed_and_transposed() {
                 .collect()
         };
         let ps: Vec<Vec<f64>> = (0..parts).map(part).collect();
-        let got = sum_transposed(&ps, rows, cols);
+        let got = weight_grad::sum_transposed(&ps, rows, cols);
         for j in 0..cols {
             for i in 0..rows {
                 let want: f64 = ps.iter().map(|p| p[i * cols + j]).sum();
