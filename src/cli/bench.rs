@@ -145,13 +145,12 @@ fn measure_in(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
         let t0 = Instant::now();
         match a.kind {
             BenchKind::Train => {
-                let logits = crate::model::params::with_frozen(frozen.clone(), || {
-                    model.forward_t(&x, true)
-                })?;
-                let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+                let fwd =
+                    crate::model::params::with_frozen(frozen.clone(), || model.train_forward(&x))?;
+                let loss = candle_nn::loss::cross_entropy(fwd.logits(), &y)?;
                 sync(&loss)?;
                 let t1 = Instant::now();
-                let grads = loss.backward()?;
+                let grads = fwd.backward(&loss)?;
                 let t2 = Instant::now();
                 opt.step(&grads)?;
                 // Wait for the device so the time covers the whole step.

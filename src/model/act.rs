@@ -4,6 +4,7 @@
 //! comparison mask, a cast and a product (four passes); here each direction is one parallel
 //! pass. Other devices and dtypes use candle's ops.
 use super::cpu_op::{contiguous, impl_op2, run_float};
+use super::tape;
 use candle_core::WithDType;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -17,17 +18,45 @@ fn ours(t: &Tensor) -> bool {
 /// max(x, 0).
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     if !ours(x) {
+        if tape::recording() {
+            return Err(tape::unsupported("relu"));
+        }
         return x.relu();
     }
-    x.contiguous()?.apply_op1(Relu)
+    let x = x.contiguous()?;
+    if !tape::recording() {
+        return x.apply_op1(Relu);
+    }
+    let y = x.apply_op1_no_bwd(&Relu)?;
+    let ys = y.clone();
+    tape::push([&x], &y, move |dy, want| {
+        Ok([Some(mask_grad(&ys, dy)?).filter(|_| want[0])])
+    });
+    Ok(y)
 }
 
 /// max(a + b, 0), the end of a residual block.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if !ours(a) || a.dtype() != b.dtype() || a.dims() != b.dims() {
+        if tape::recording() {
+            return Err(tape::unsupported("add+relu"));
+        }
         return (a + b)?.relu();
     }
-    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+    let (a, b) = (a.contiguous()?, b.contiguous()?);
+    if !tape::recording() {
+        return a.apply_op2(&b, AddRelu);
+    }
+    let y = a.apply_op2_no_bwd(&b, &AddRelu)?;
+    let ys = y.clone();
+    tape::push([&a, &b], &y, move |dy, want| {
+        let g = mask_grad(&ys, dy)?;
+        Ok([
+            Some(g.clone()).filter(|_| want[0]),
+            Some(g).filter(|_| want[1]),
+        ])
+    });
+    Ok(y)
 }
 
 struct Relu;

@@ -442,15 +442,28 @@ pub fn batch_norm_relu_train_cpu(
     relu: bool,
 ) -> Result<(Tensor, BatchStats)> {
     let stats = Arc::new(Mutex::new(None));
-    let y = x.contiguous()?.apply_op3(
-        gamma,
-        beta,
-        BnTrainFwd {
-            eps,
-            relu,
-            stats: stats.clone(),
-        },
-    )?;
+    let op = BnTrainFwd {
+        eps,
+        relu,
+        stats: stats.clone(),
+    };
+    let x = x.contiguous()?;
+    let y = if super::tape::recording() {
+        let y = x.apply_op3_no_bwd(gamma, beta, &op)?;
+        let saved = (x.clone(), gamma.clone(), beta.clone(), y.clone());
+        super::tape::push([&x, gamma, beta], &y, move |dy, want| {
+            let (x, gamma, beta, y) = saved;
+            let (dx, dg, db) = op.bwd(&x, &gamma, &beta, &y, dy)?;
+            Ok([
+                dx.filter(|_| want[0]),
+                dg.filter(|_| want[1]),
+                db.filter(|_| want[2]),
+            ])
+        });
+        y
+    } else {
+        x.apply_op3(gamma, beta, op)?
+    };
     let s = stats
         .lock()
         .ok()

@@ -2,8 +2,10 @@
 use super::head::Head;
 use super::params::{init_rng, Builder, Param, ParamStore};
 use super::resnet::{Backbone, ResNetBody};
+use super::tape::Tape;
 use crate::Result;
-use candle_core::{DType, Device, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, TensorId, Var};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -115,6 +117,26 @@ impl Classifier {
         self.head.forward_t(features, train, seed)
     }
 
+    /// A training-mode forward ready for its backward ([`TrainForward::backward`]): on the
+    /// CPU the body's backward runs from a tape (`model::tape`: the same gradients, less
+    /// memory and bookkeeping than candle's autograd), the head's through autograd.
+    pub fn train_forward(&self, x: &Tensor) -> Result<TrainForward> {
+        if !super::tape::supported(x.device(), x.dtype()) {
+            return Ok(TrainForward {
+                logits: self.forward_t(x, true)?,
+                body: None,
+            });
+        }
+        let (features, tape) = super::tape::record(|| self.features(x, true))?;
+        // The head starts from a copy of the features that autograd treats as a leaf.
+        let leaf = Var::from_tensor(&features)?;
+        let logits = self.head_forward(leaf.as_tensor(), true)?;
+        Ok(TrainForward {
+            logits,
+            body: Some((features.id(), leaf, tape)),
+        })
+    }
+
     /// Evaluation-mode logits without recording an autograd graph (inference, test sets):
     /// each activation is freed once used.
     pub fn infer(&self, x: &Tensor) -> Result<Tensor> {
@@ -130,5 +152,31 @@ impl Classifier {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let f = self.features(x, train)?;
         self.head_forward(&f, train)
+    }
+}
+
+/// The result of [`Classifier::train_forward`].
+pub struct TrainForward {
+    logits: Tensor,
+    /// The body's output, the head's leaf copy of it and the body's tape (CPU).
+    body: Option<(TensorId, Var, Tape)>,
+}
+
+impl TrainForward {
+    /// The logits (N, classes).
+    pub fn logits(&self) -> &Tensor {
+        &self.logits
+    }
+
+    /// The gradients of `loss` (computed from [`Self::logits`]) for every trainable
+    /// parameter.
+    pub fn backward(self, loss: &Tensor) -> Result<GradStore> {
+        let mut grads = loss.backward()?;
+        if let Some((features, leaf, tape)) = self.body {
+            if let Some(d) = grads.remove(leaf.as_tensor()) {
+                tape.backward(features, d, &mut grads)?;
+            }
+        }
+        Ok(grads)
     }
 }

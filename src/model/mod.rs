@@ -13,9 +13,10 @@ pub mod precision;
 pub mod prof;
 pub mod resnet;
 pub mod shipped;
+pub mod tape;
 pub mod weights;
 pub mod zoo;
 
-pub use classifier::Classifier;
+pub use classifier::{Classifier, TrainForward};
 pub use params::{Param, ParamKind, ParamStore};
 pub use resnet::{Backbone, ResNet};

@@ -20,13 +20,27 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
         || h + 2 * padding < kernel
         || w + 2 * padding < kernel
     {
+        if super::tape::recording() {
+            return Err(super::tape::unsupported("max pool").into());
+        }
         return max_pool2d_tensor_ops(x, kernel, stride, padding);
     }
-    Ok(x.contiguous()?.apply_op1(MaxPool {
+    let op = MaxPool {
         k: kernel,
         s: stride,
         p: padding,
-    })?)
+    };
+    let x = x.contiguous()?;
+    if !super::tape::recording() {
+        return Ok(x.apply_op1(op)?);
+    }
+    let y = x.apply_op1_no_bwd(&op)?;
+    let saved = (x.clone(), y.clone());
+    super::tape::push([&x], &y, move |dy, want| {
+        let (x, y) = saved;
+        Ok([op.bwd(&x, &y, dy)?.filter(|_| want[0])])
+    });
+    Ok(y)
 }
 
 /// A max-pooling window geometry.

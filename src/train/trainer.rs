@@ -117,13 +117,13 @@ fn train_step(
     }
     let (x, y) = b.to_tensors(device)?;
     // Frozen weights are read detached: no gradient is computed for them.
-    let logits = crate::model::params::with_frozen(opt.frozen_ids(), || model.forward_t(&x, true))?;
-    let loss = super::loss::cross_entropy(&logits, &y, class_weights)?;
+    let fwd = crate::model::params::with_frozen(opt.frozen_ids(), || model.train_forward(&x))?;
+    let loss = super::loss::cross_entropy(fwd.logits(), &y, class_weights)?;
     let lv = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
     if !lv.is_finite() {
         return Ok(lv);
     }
-    let grads = loss.backward()?;
+    let grads = fwd.backward(&loss)?;
     opt.step(&grads)?;
     Ok(lv)
 }

@@ -154,6 +154,9 @@ pub fn conv2d(
         && x.dtype() == w.dtype()
         && conv_impl() == ConvImpl::Gemm;
     if !ours {
+        if super::tape::recording() {
+            return Err(super::tape::unsupported("conv"));
+        }
         let _p = super::prof::scope("conv forward (stock)");
         return x.conv2d(w, padding, stride, 1, 1);
     }
@@ -167,17 +170,30 @@ pub fn conv2d(
         || wd + 2 * padding < kw
     {
         // An empty batch, or a shape candle reports as an error.
+        if super::tape::recording() {
+            return Err(super::tape::unsupported("conv"));
+        }
         return x.conv2d(w, padding, stride, 1, 1);
     }
     let g = Geom::new(x.dims(), w.dims(), stride, padding);
-    x.contiguous()?.apply_op2(
-        &w.contiguous()?,
-        ConvFwd {
-            g,
-            inference: super::params::is_no_grad(),
-            prec: precision::current(),
-        },
-    )
+    let op = ConvFwd {
+        g,
+        inference: super::params::is_no_grad(),
+        prec: precision::current(),
+    };
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    if !super::tape::recording() {
+        return x.apply_op2(&w, op);
+    }
+    let y = x.apply_op2_no_bwd(&w, &op)?;
+    let (xs, ws) = (x.clone(), w.clone());
+    super::tape::push([&x, &w], &y, move |dy, want| {
+        Ok(super::tape::grads2(
+            op.grads(&xs, &ws, dy, want[0], want[1])?,
+            want,
+        ))
+    });
+    Ok(y)
 }
 
 /// Threads for the batch loop and for each GEMM.
@@ -365,15 +381,30 @@ impl CustomOp2 for ConvFwd {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
         // An input image (no op, not a variable) needs no gradient: skip the largest product
-        // of the stem.
-        let dx = if x.track_op() {
+        // of the stem. A frozen weight is read detached: no weight-gradient product.
+        self.grads(x, w, grad, x.track_op(), w.track_op())
+    }
+}
+
+impl ConvFwd {
+    /// The input and weight gradients for the output gradient `grad`, each only if wanted
+    /// (the autograd op above and the taped backward, `model::tape`).
+    fn grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        grad: &Tensor,
+        want_x: bool,
+        want_w: bool,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = if want_x {
             Some(grad.apply_op2_no_bwd(w, &ConvBwdData(self.g, self.prec))?)
         } else {
             None
         };
-        let dw = if w.track_op() {
+        let dw = if want_w {
             Some(x.apply_op2_no_bwd(&grad, &ConvBwdFilter(self.g, self.prec))?)
         } else {
             None

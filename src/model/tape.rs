@@ -1,0 +1,325 @@
+//! The training backward pass of the ResNet body on the CPU, without candle's autograd.
+//!
+//! candle's `backward` keeps every activation of the graph alive until it returns, and for
+//! every node it creates a zero tensor and adds the node's gradient into it (two full passes
+//! over each activation). While [`record`] runs, the body's CPU ops (convolution, BatchNorm,
+//! max-pool, the residual add+ReLU) compute their forward without a graph and push their
+//! backward onto a tape instead; [`Tape::backward`] then runs the tape in reverse with the
+//! same backward functions as the ops' autograd (so the gradients are candle's, bit for
+//! bit), stores a gradient as it arrives and adds only where a tensor feeds two ops (a
+//! residual block's input), and drops each op's saved tensors once its backward has run,
+//! so activations are freed as the pass goes, as PyTorch frees them.
+//!
+//! The head stays on candle's autograd: [`crate::model::Classifier::train_forward`] joins the
+//! two at the body's output.
+use crate::{Error, Result};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, TensorId};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+/// Which inputs of an op need a gradient, in the op's argument order.
+pub(crate) type Wants<const N: usize> = [bool; N];
+/// The gradients of an op's inputs (None where not wanted).
+pub(crate) type Grads<const N: usize> = [Option<Tensor>; N];
+
+type Backward = Box<dyn FnOnce(&Tensor, &[bool]) -> candle_core::Result<Vec<Option<Tensor>>>>;
+
+struct Node {
+    inputs: Vec<TensorId>,
+    output: TensorId,
+    backward: Backward,
+}
+
+/// The recorded ops of one training forward, in forward order.
+#[derive(Default)]
+pub struct Tape {
+    nodes: Vec<Node>,
+    /// Tensors whose gradient is needed: trainable parameters and outputs of ops that
+    /// depend on one.
+    needs_grad: HashSet<TensorId>,
+    /// The trainable parameters met (their gradients go to the caller's `GradStore`).
+    params: HashSet<TensorId>,
+}
+
+thread_local! {
+    static TAPE: RefCell<Option<Tape>> = const { RefCell::new(None) };
+}
+
+/// Whether a forward on `device` with `dtype` can be recorded: every op of the body has a
+/// taped CPU version for float32/float64 with our convolution kernel.
+pub fn supported(device: &Device, dtype: DType) -> bool {
+    device.is_cpu()
+        && matches!(dtype, DType::F32 | DType::F64)
+        && super::conv::conv_impl() == super::conv::ConvImpl::Gemm
+}
+
+/// Runs `f` recording the body's ops on this thread; returns its result and the tape.
+pub fn record<R>(f: impl FnOnce() -> Result<R>) -> Result<(R, Tape)> {
+    struct Stop;
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            TAPE.with(|t| t.borrow_mut().take());
+        }
+    }
+    if recording() {
+        return Err(Error::invalid(
+            "tape",
+            "recording is already on for this thread",
+        ));
+    }
+    TAPE.with(|t| *t.borrow_mut() = Some(Tape::default()));
+    let stop = Stop;
+    let r = f()?;
+    let tape = TAPE.with(|t| t.borrow_mut().take()).unwrap_or_default();
+    drop(stop);
+    Ok((r, tape))
+}
+
+/// Whether ops on this thread are being recorded.
+pub(crate) fn recording() -> bool {
+    TAPE.with(|t| t.borrow().is_some())
+}
+
+/// The error of an op that met a case it cannot record (on a recording thread, ops must
+/// not fall back to candle's autograd: the gradient would be lost).
+pub(crate) fn unsupported(op: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!(
+        "{op}: this case has no taped backward (internal error: training must use autograd)"
+    ))
+}
+
+/// Records an op with inputs `inputs` and output `output`; `backward(dy, wants)` returns
+/// the inputs' gradients. Does nothing when not recording or when no input needs a
+/// gradient. A trainable parameter is an input that is a candle `Var` (frozen ones are read
+/// detached, see `params::value`).
+pub(crate) fn push<const N: usize>(
+    inputs: [&Tensor; N],
+    output: &Tensor,
+    backward: impl FnOnce(&Tensor, Wants<N>) -> candle_core::Result<Grads<N>> + 'static,
+) {
+    TAPE.with(|t| {
+        let mut t = t.borrow_mut();
+        let Some(tape) = t.as_mut() else { return };
+        for x in inputs {
+            if x.is_variable() {
+                tape.needs_grad.insert(x.id());
+                tape.params.insert(x.id());
+            }
+        }
+        if !inputs.iter().any(|x| tape.needs_grad.contains(&x.id())) {
+            return;
+        }
+        tape.needs_grad.insert(output.id());
+        tape.nodes.push(Node {
+            inputs: inputs.iter().map(|x| x.id()).collect(),
+            output: output.id(),
+            backward: Box::new(move |dy, wants| {
+                let mut w = [false; N];
+                w.copy_from_slice(wants);
+                Ok(backward(dy, w)?.into_iter().collect())
+            }),
+        });
+    });
+}
+
+impl Tape {
+    /// Ops recorded.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Runs the recorded ops backward from `output`'s gradient `d_output` and adds each
+    /// trainable parameter's gradient to `grads`. Saved tensors are freed as their op's
+    /// backward is done.
+    pub fn backward(self, output: TensorId, d_output: Tensor, grads: &mut GradStore) -> Result<()> {
+        let Tape {
+            nodes,
+            needs_grad,
+            params,
+        } = self;
+        let mut pending: HashMap<TensorId, Tensor> = HashMap::new();
+        pending.insert(output, d_output);
+        for node in nodes.into_iter().rev() {
+            let Some(dy) = pending.remove(&node.output) else {
+                // Not on the path to the output.
+                continue;
+            };
+            let wants: Vec<bool> = node.inputs.iter().map(|i| needs_grad.contains(i)).collect();
+            let dxs = (node.backward)(&dy, &wants)?;
+            drop(dy);
+            for ((id, want), dx) in node.inputs.into_iter().zip(wants).zip(dxs) {
+                let Some(dx) = dx.filter(|_| want) else {
+                    continue;
+                };
+                match pending.remove(&id) {
+                    // The second use of a tensor (a residual block's input): candle adds the
+                    // two in the same way (zero + first + second rounds as first + second).
+                    Some(prev) => pending.insert(id, (prev + dx)?),
+                    None => pending.insert(id, dx),
+                };
+            }
+        }
+        for (id, g) in pending {
+            if !params.contains(&id) {
+                return Err(Error::invalid(
+                    "tape",
+                    "a gradient reached a tensor no recorded op produced (internal error)",
+                ));
+            }
+            grads.insert_id(id, g);
+        }
+        Ok(())
+    }
+}
+
+/// Splits a two-input op's gradients into the tape's form.
+pub(crate) fn grads2(g: (Option<Tensor>, Option<Tensor>), w: Wants<2>) -> Grads<2> {
+    [g.0.filter(|_| w[0]), g.1.filter(|_| w[1])]
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::params::with_frozen;
+    use crate::model::precision::{with_precision, Precision};
+    use crate::model::{Backbone, Classifier};
+    use candle_core::{DType, Device, Tensor};
+    use rand::{Rng, SeedableRng};
+
+    /// A parameter's name, its gradient by autograd and by the tape.
+    type Row = (String, Option<Tensor>, Option<Tensor>);
+
+    /// Every trainable parameter's gradient by candle's autograd and by the tape, for one
+    /// training forward of `backbone` from the same state (the dropout counter reset).
+    fn both(
+        backbone: Backbone,
+        dtype: DType,
+        prec: Precision,
+        frozen_groups: &[usize],
+    ) -> (Vec<Row>, usize) {
+        let dev = Device::Cpu;
+        let m = Classifier::with_dtype(backbone, 4, 7, &dev, dtype).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let n = 3;
+        let x: Vec<f64> = (0..n * 3 * 64 * 64)
+            .map(|_| rng.random_range(-2.0..2.0))
+            .collect();
+        let x = Tensor::from_vec(x, (n, 3, 64, 64), &dev)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap();
+        let y = Tensor::new(&[0u32, 3, 1], &dev).unwrap();
+        let frozen: std::collections::HashSet<_> = m
+            .store()
+            .params()
+            .iter()
+            .filter(|p| frozen_groups.contains(&p.group) && !p.kind.is_bn())
+            .map(|p| p.var.as_tensor().id())
+            .collect();
+        let n_frozen = frozen.len();
+        let rows = with_precision(prec, || {
+            m.set_train_forwards(0);
+            let logits = with_frozen(frozen.clone(), || m.forward_t(&x, true)).unwrap();
+            let loss = candle_nn::loss::cross_entropy(&logits, &y).unwrap();
+            let autograd = loss.backward().unwrap();
+            m.set_train_forwards(0);
+            let fwd = with_frozen(frozen.clone(), || m.train_forward(&x)).unwrap();
+            let loss2 = candle_nn::loss::cross_entropy(fwd.logits(), &y).unwrap();
+            assert_eq!(
+                loss.to_dtype(DType::F64)
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap(),
+                loss2
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap()
+            );
+            let taped = fwd.backward(&loss2).unwrap();
+            m.store()
+                .params()
+                .iter()
+                .map(|p| {
+                    let t = p.var.as_tensor();
+                    (
+                        p.name.clone(),
+                        autograd.get(t).cloned(),
+                        taped.get(t).cloned(),
+                    )
+                })
+                .collect()
+        });
+        (rows, n_frozen)
+    }
+
+    fn values(t: &Tensor) -> Vec<f64> {
+        t.flatten_all()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    /// The same gradients as autograd, element for element (a sign of zero aside: autograd
+    /// adds each gradient to a zero tensor), for every parameter that has one, and none
+    /// where autograd has none.
+    fn assert_same(rows: &[Row]) -> usize {
+        let mut with_grad = 0;
+        for (name, a, b) in rows {
+            match (a, b) {
+                (None, None) => {}
+                (Some(a), Some(b)) => {
+                    let (a, b) = (values(a), values(b));
+                    assert_eq!(a.len(), b.len(), "{name}");
+                    let diff = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+                    assert_eq!(diff, 0, "{name}: {diff} of {} elements differ", a.len());
+                    with_grad += 1;
+                }
+                (a, b) => panic!(
+                    "{name}: autograd has a gradient: {}, the tape: {}",
+                    a.is_some(),
+                    b.is_some()
+                ),
+            }
+        }
+        with_grad
+    }
+
+    #[test]
+    fn resnet18_gradients_are_autograds_in_f32_f64_and_bf16() {
+        for (dtype, prec) in [
+            (DType::F32, Precision::F32),
+            (DType::F64, Precision::F32),
+            (DType::F32, Precision::Bf16),
+        ] {
+            let (rows, _) = both(Backbone::Resnet18, dtype, prec, &[]);
+            assert_eq!(assert_same(&rows), rows.len(), "{dtype:?} {prec:?}");
+        }
+    }
+
+    #[test]
+    fn resnet50_gradients_are_autograds() {
+        let (rows, _) = both(Backbone::Resnet50, DType::F32, Precision::F32, &[]);
+        assert_eq!(assert_same(&rows), rows.len());
+    }
+
+    /// A frozen body (fastai's `train_bn`): no gradient for its convolution weights, the
+    /// BatchNorm parameters' gradients as autograd's.
+    #[test]
+    fn a_frozen_body_gets_gradients_only_for_batchnorm() {
+        let (rows, frozen) = both(Backbone::Resnet18, DType::F32, Precision::F32, &[0, 1]);
+        let n = assert_same(&rows);
+        assert!(
+            frozen >= 20 && n == rows.len() - frozen,
+            "{n} of {}",
+            rows.len()
+        );
+    }
+}
