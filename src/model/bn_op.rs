@@ -450,10 +450,19 @@ pub fn batch_norm_relu_train_cpu(
     let x = x.contiguous()?;
     let y = if super::tape::recording() {
         let y = x.apply_op3_no_bwd(gamma, beta, &op)?;
-        let saved = (x.clone(), gamma.clone(), beta.clone(), y.clone());
+        // The output is read back only for the ReLU's mask: without one it is not kept (a
+        // residual block's last BatchNorm, as large as the block's output), and the
+        // backward gets its own gradient in its place, which it does not read.
+        let saved = (
+            x.clone(),
+            gamma.clone(),
+            beta.clone(),
+            relu.then(|| y.clone()),
+        );
         super::tape::push([&x, gamma, beta], &y, move |dy, want| {
             let (x, gamma, beta, y) = saved;
-            let (dx, dg, db) = op.bwd(&x, &gamma, &beta, &y, dy)?;
+            let dy = dy.contiguous()?;
+            let (dx, dg, db) = op.bwd(&x, &gamma, &beta, y.as_ref().unwrap_or(&dy), &dy)?;
             Ok([
                 dx.filter(|_| want[0]),
                 dg.filter(|_| want[1]),
