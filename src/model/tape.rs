@@ -124,16 +124,6 @@ pub(crate) fn push<const N: usize>(
 }
 
 impl Tape {
-    /// Ops recorded.
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// Whether nothing was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     /// Runs the recorded ops backward from `output`'s gradient `d_output` and adds each
     /// trainable parameter's gradient to `grads`. Saved tensors are freed as their op's
     /// backward is done.
@@ -308,6 +298,39 @@ mod tests {
     fn resnet50_gradients_are_autograds() {
         let (rows, _) = both(Backbone::Resnet50, DType::F32, Precision::F32, &[]);
         assert_eq!(assert_same(&rows), rows.len());
+    }
+
+    /// A case without a taped backward fails loudly instead of losing the gradient.
+    #[test]
+    fn an_op_without_a_taped_backward_is_an_error() {
+        let x = candle_core::Var::zeros((1, 1, 5, 5), DType::F32, &Device::Cpu).unwrap();
+        // Padding over half the kernel takes the tensor-op max-pool, which has no tape entry.
+        let r = super::record(|| Ok(crate::model::pool::max_pool2d(x.as_tensor(), 3, 1, 2)?));
+        let e = r.err().expect("an error").to_string();
+        assert!(
+            e.contains("max pool") && e.contains("no taped backward"),
+            "{e}"
+        );
+    }
+
+    /// A gradient that reaches a tensor no recorded op produced (here a copy made outside
+    /// the tape, so the chain back to the parameter is broken) is an error.
+    #[test]
+    fn a_broken_chain_is_an_error() {
+        let v =
+            candle_core::Var::new(&[[1f32, -2.0, 3.0], [4.0, 5.0, -6.0]], &Device::Cpu).unwrap();
+        let (z, tape) = super::record(|| {
+            let y = crate::model::act::relu(v.as_tensor())?;
+            Ok(crate::model::act::relu(&y.t()?)?)
+        })
+        .unwrap();
+        let mut grads = candle_core::backprop::GradStore::default();
+        let e = tape
+            .backward(z.id(), z.ones_like().unwrap(), &mut grads)
+            .err()
+            .expect("an error")
+            .to_string();
+        assert!(e.contains("no recorded op produced"), "{e}");
     }
 
     /// A frozen body (fastai's `train_bn`): no gradient for its convolution weights, the
