@@ -224,6 +224,29 @@ impl CustomOp3 for BnTrainFwd {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dgamma, dbeta) = self.grads(x, gamma, Some(res), grad)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+impl BnTrainFwd {
+    /// (dx, d gamma, d beta) for the output gradient `grad` (the autograd op above and the
+    /// taped backward, `model::tape`). The output `y` is read only for the ReLU's mask: it
+    /// may be `None` without one.
+    fn grads(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        y: Option<&Tensor>,
+        grad: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let grad = grad.contiguous()?;
+        let y = match (self.relu, y) {
+            (true, Some(y)) => y,
+            (true, None) => candle_core::bail!("batch norm + relu backward: output not saved"),
+            // Not read without a ReLU: the gradient stands in for the operand.
+            (false, _) => &grad,
+        };
         let stats = self
             .stats
             .lock()
@@ -238,7 +261,7 @@ impl CustomOp3 for BnTrainFwd {
             stats,
             sums: sums.clone(),
         };
-        let dx = x.apply_op3_no_bwd(res, &grad.contiguous()?, &op)?;
+        let dx = x.apply_op3_no_bwd(y, &grad, &op)?;
         let (dgamma, dbeta) =
             sums.lock().ok().and_then(|mut s| s.take()).ok_or_else(|| {
                 candle_core::Error::Msg("batch norm: backward sums missing".into())
@@ -247,7 +270,7 @@ impl CustomOp3 for BnTrainFwd {
             Tensor::from_vec(dgamma, gamma.dims(), gamma.device())?.to_dtype(gamma.dtype())?;
         let dbeta =
             Tensor::from_vec(dbeta, gamma.dims(), gamma.device())?.to_dtype(gamma.dtype())?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        Ok((dx, dgamma, dbeta))
     }
 }
 
@@ -451,22 +474,15 @@ pub fn batch_norm_relu_train_cpu(
     let y = if super::tape::recording() {
         let y = x.apply_op3_no_bwd(gamma, beta, &op)?;
         // The output is read back only for the ReLU's mask: without one it is not kept (a
-        // residual block's last BatchNorm, as large as the block's output), and the
-        // backward gets its own gradient in its place, which it does not read.
-        let saved = (
-            x.clone(),
-            gamma.clone(),
-            beta.clone(),
-            relu.then(|| y.clone()),
-        );
+        // residual block's last BatchNorm, as large as the block's output).
+        let saved = (x.clone(), gamma.clone(), relu.then(|| y.clone()));
         super::tape::push([&x, gamma, beta], &y, move |dy, want| {
-            let (x, gamma, beta, y) = saved;
-            let dy = dy.contiguous()?;
-            let (dx, dg, db) = op.bwd(&x, &gamma, &beta, y.as_ref().unwrap_or(&dy), &dy)?;
+            let (x, gamma, y) = saved;
+            let (dx, dg, db) = op.grads(&x, &gamma, y.as_ref(), dy)?;
             Ok([
-                dx.filter(|_| want[0]),
-                dg.filter(|_| want[1]),
-                db.filter(|_| want[2]),
+                Some(dx).filter(|_| want[0]),
+                Some(dg).filter(|_| want[1]),
+                Some(db).filter(|_| want[2]),
             ])
         });
         y

@@ -69,10 +69,10 @@ pub fn record<R>(f: impl FnOnce() -> Result<R>) -> Result<(R, Tape)> {
         ));
     }
     TAPE.with(|t| *t.borrow_mut() = Some(Tape::default()));
-    let stop = Stop;
+    // Recording ends with `f`, also on an error or a panic.
+    let _stop = Stop;
     let r = f()?;
     let tape = TAPE.with(|t| t.borrow_mut().take()).unwrap_or_default();
-    drop(stop);
     Ok((r, tape))
 }
 

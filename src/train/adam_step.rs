@@ -64,29 +64,26 @@ pub(super) fn fused_cpu(
     let vs = vs.as_ref().map(|(s, l)| (&**s, *l));
     match (&*ps, &*gs) {
         (Storage::Cpu(CpuStorage::F32(_)), Storage::Cpu(CpuStorage::F32(_))) => {
-            match run::<f32, _>((&ps, pl), (&gs, gl), ms, vs, st, f32::sqrt)? {
-                Some(new) => tensors(p, new),
-                None => Ok(None),
-            }
+            run::<f32, _>((&ps, pl), (&gs, gl), ms, vs, st, f32::sqrt)?
+                .map(|new| tensors(p, new))
+                .transpose()
         }
         (Storage::Cpu(CpuStorage::F64(_)), Storage::Cpu(CpuStorage::F64(_))) => {
-            match run::<f64, _>((&ps, pl), (&gs, gl), ms, vs, st, f64::sqrt)? {
-                Some(new) => tensors(p, new),
-                None => Ok(None),
-            }
+            run::<f64, _>((&ps, pl), (&gs, gl), ms, vs, st, f64::sqrt)?
+                .map(|new| tensors(p, new))
+                .transpose()
         }
         _ => Ok(None),
     }
 }
 
 /// The three new tensors, shaped and placed as the parameter `p`.
-#[allow(clippy::type_complexity)]
 fn tensors<T: WithDType>(
     p: &Tensor,
     (a, b, c): (Vec<T>, Vec<T>, Vec<T>),
-) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+) -> Result<(Tensor, Tensor, Tensor)> {
     let t = |x| Tensor::from_vec(x, p.shape(), p.device());
-    Ok(Some((t(a)?, t(b)?, t(c)?)))
+    Ok((t(a)?, t(b)?, t(c)?))
 }
 
 /// The elements of a contiguous CPU tensor of type `T`, if it is one.
