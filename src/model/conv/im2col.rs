@@ -56,32 +56,140 @@ pub(super) fn im2col_row<T: WithDType>(
     t0: usize,
     out: &mut [T],
 ) {
+    if out.is_empty() {
+        return;
+    }
+    if let Some(sh) = Shift::new(g, (kh, kw)) {
+        return sh.copy(plane, t0, out);
+    }
     let (s, n) = (g.stride, out.len());
     let (lo, hi) = valid_cols(g, kw);
-    let mut t = t0;
-    while t < t0 + n {
-        let (oy, ox0) = (t / g.ow, t % g.ow);
-        let ox1 = g.ow.min(ox0 + (t0 + n - t));
-        let out = &mut out[t - t0..t - t0 + (ox1 - ox0)];
-        t += ox1 - ox0;
+    let (mut oy, mut ox0, mut o) = (t0 / g.ow, t0 % g.ow, 0);
+    while o < n {
+        let ox1 = g.ow.min(ox0 + (n - o));
+        let dst = &mut out[o..o + (ox1 - ox0)];
+        o += ox1 - ox0;
         let iy = (oy * s + kh) as isize - g.pad as isize;
         let (a, b) = (lo.clamp(ox0, ox1), hi.clamp(ox0, ox1));
         if iy < 0 || iy >= g.h as isize || a == b {
-            out.fill(T::zero());
-            continue;
-        }
-        let line = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-        out[..a - ox0].fill(T::zero());
-        out[b - ox0..].fill(T::zero());
-        let start = a * s + kw - g.pad;
-        let dst = &mut out[a - ox0..b - ox0];
-        if s == 1 {
-            dst.copy_from_slice(&line[start..start + (b - a)]);
+            dst.fill(T::zero());
         } else {
-            for (o, v) in dst.iter_mut().zip(line[start..].iter().step_by(s)) {
-                *o = *v;
+            let line = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+            dst[..a - ox0].iter_mut().for_each(|v| *v = T::zero());
+            dst[b - ox0..].iter_mut().for_each(|v| *v = T::zero());
+            let src = &line[a * s + kw - g.pad..];
+            let dst = &mut dst[a - ox0..b - ox0];
+            match s {
+                1 => dst.copy_from_slice(&src[..dst.len()]),
+                // Whole pairs where the line has them (the compiler vectorises this form).
+                2 => {
+                    let whole = dst.len().min(src.len() / 2);
+                    let (head, last) = dst.split_at_mut(whole);
+                    for (d, pair) in head.iter_mut().zip(src.chunks_exact(2)) {
+                        *d = pair[0];
+                    }
+                    if let Some(d) = last.first_mut() {
+                        *d = src[2 * whole];
+                    }
+                }
+                _ => {
+                    for (d, v) in dst.iter_mut().zip(src.iter().step_by(s)) {
+                        *d = *v;
+                    }
+                }
             }
         }
+        (oy, ox0) = (oy + 1, 0);
+    }
+}
+
+/// A stride-1 convolution whose output lines are as long as its input lines ("same"
+/// padding): patch element (kh, kw) of output position t reads the plane at t + `off`, so a
+/// row of the im2col matrix is the plane shifted, with zeros where the input line ends.
+/// One contiguous copy (or sum) and a few elements a line, instead of a copy a line.
+struct Shift {
+    /// Positions `t_lo..t_hi` read the plane at `t + off` (both inside it); the others of
+    /// the lines `y0..y1` read outside the plane, and lines outside `y0..y1` read padding.
+    t_lo: usize,
+    t_hi: usize,
+    off: isize,
+    /// Positions whose column lies outside the input line: columns `0..lo` and `hi..w`.
+    lo: usize,
+    hi: usize,
+    w: usize,
+}
+
+impl Shift {
+    fn new(g: &Geom, (kh, kw): (usize, usize)) -> Option<Self> {
+        if g.stride != 1 || g.ow != g.w || g.oh != g.h || g.w == 0 {
+            return None;
+        }
+        let (w, hw) = (g.w as isize, (g.h * g.w) as isize);
+        let off = (kh as isize - g.pad as isize) * w + kw as isize - g.pad as isize;
+        // Lines whose input line exists: 0 <= oy + kh - pad < h.
+        let y0 = g.pad.saturating_sub(kh).min(g.oh);
+        let y1 = (g.h + g.pad).saturating_sub(kh).clamp(y0, g.oh);
+        let t_lo = ((y0 * g.w) as isize).max(-off);
+        let t_hi = ((y1 * g.w) as isize).min(hw - off).max(t_lo);
+        let (lo, hi) = valid_cols(g, kw);
+        Some(Self {
+            t_lo: t_lo as usize,
+            t_hi: t_hi as usize,
+            off,
+            lo,
+            hi,
+            w: g.w,
+        })
+    }
+
+    fn src(&self, t: usize) -> usize {
+        (t as isize + self.off) as usize
+    }
+
+    /// Positions `t0..t0 + out.len()`.
+    fn copy<T: WithDType>(&self, plane: &[T], t0: usize, out: &mut [T]) {
+        let t1 = t0 + out.len();
+        let (a, b) = (self.t_lo.clamp(t0, t1), self.t_hi.clamp(t0, t1));
+        out[..a - t0].fill(T::zero());
+        out[b - t0..].fill(T::zero());
+        if a == b {
+            return;
+        }
+        out[a - t0..b - t0].copy_from_slice(&plane[self.src(a)..self.src(b)]);
+        self.each_outside(a, b, |t| out[t - t0] = T::zero());
+    }
+
+    /// Calls `f` for every position in `a..b` whose column is outside the input line.
+    fn each_outside(&self, a: usize, b: usize, mut f: impl FnMut(usize)) {
+        if self.lo == 0 && self.hi == self.w {
+            return;
+        }
+        for line in ((a / self.w) * self.w..b).step_by(self.w) {
+            let cols = (0..self.lo).chain(self.hi..self.w);
+            for t in cols.map(|c| line + c).filter(|t| (a..b).contains(t)) {
+                f(t);
+            }
+        }
+    }
+
+    /// `plane[t + off] += row[t]` for the positions that read the plane.
+    fn add<T: WithDType>(&self, row: &[T], plane: &mut [T], saved: &mut Vec<T>) {
+        let (a, b) = (self.t_lo, self.t_hi.min(row.len()));
+        if a >= b {
+            return;
+        }
+        // The elements that positions outside their line would touch keep their value.
+        saved.clear();
+        self.each_outside(a, b, |t| saved.push(plane[self.src(t)]));
+        for (d, v) in plane[self.src(a)..self.src(b)].iter_mut().zip(&row[a..b]) {
+            *d += *v;
+        }
+        let mut it = saved.iter();
+        self.each_outside(a, b, |t| {
+            if let Some(v) = it.next() {
+                plane[self.src(t)] = *v;
+            }
+        });
     }
 }
 
@@ -96,11 +204,17 @@ pub(super) fn im2col<T: WithDType>(g: &Geom, x: &[T], col: &mut [T]) {
 pub(super) fn col2im<T: WithDType>(g: &Geom, col: &[T], (ld, off): (usize, usize), dx: &mut [T]) {
     let (p, k, s) = (g.p(), g.k, g.stride);
     dx.fill(T::zero());
+    let shifts: Option<Vec<Shift>> = (0..k * k).map(|r| Shift::new(g, (r / k, r % k))).collect();
+    let mut saved = Vec::new();
     for c in 0..g.c_in {
         let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for kh in 0..k {
             for kw in 0..k {
                 let row = &col[((c * k + kh) * k + kw) * ld + off..][..p];
+                if let Some(sh) = &shifts {
+                    sh[kh * k + kw].add(row, plane, &mut saved);
+                    continue;
+                }
                 let (lo, hi) = valid_cols(g, kw);
                 if lo == hi {
                     continue;
@@ -115,6 +229,16 @@ pub(super) fn col2im<T: WithDType>(g: &Geom, col: &[T], (ld, off): (usize, usize
                     if s == 1 {
                         for (d, v) in line[start..start + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
                             *d += *v;
+                        }
+                    } else if s == 2 {
+                        // Whole pairs where the line has them (vectorised), then the last.
+                        let (src, dst) = (&src[lo..hi], &mut line[start..]);
+                        let whole = src.len().min(dst.len() / 2);
+                        for (pair, v) in dst.chunks_exact_mut(2).zip(&src[..whole]) {
+                            pair[0] += *v;
+                        }
+                        if let Some(v) = src.get(whole) {
+                            dst[2 * whole] += *v;
                         }
                     } else {
                         for (d, v) in line[start..].iter_mut().step_by(s).zip(&src[lo..hi]) {
@@ -157,4 +281,96 @@ pub(super) fn weight_khwc<T: WithDType>(g: &Geom, w: &[T]) -> Vec<T> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (h, w, k, stride, pad): "same" stride-1 shapes (the shifted path, including kernels
+    /// wider than the image) and the others (the line-by-line path).
+    const SHAPES: [(usize, usize, usize, usize, usize); 13] = [
+        (4, 4, 3, 1, 1),
+        (5, 7, 3, 1, 1),
+        (7, 5, 5, 1, 2),
+        (6, 6, 7, 1, 3),
+        (3, 3, 5, 1, 2),
+        (1, 5, 3, 1, 1),
+        (2, 2, 3, 1, 1),
+        (1, 1, 1, 1, 0),
+        (8, 8, 3, 2, 1),
+        (9, 7, 7, 2, 3),
+        (5, 5, 1, 2, 0),
+        (4, 6, 3, 1, 0),
+        (7, 8, 3, 3, 1),
+    ];
+
+    fn geom((h, w, k, s, pad): (usize, usize, usize, usize, usize), c_in: usize) -> Geom {
+        Geom::new(&[1, c_in, h, w], &[2, c_in, k, k], s, pad)
+    }
+
+    /// The input element patch element (kh, kw) of output position t reads, if any.
+    fn source(g: &Geom, (kh, kw): (usize, usize), t: usize) -> Option<usize> {
+        let (oy, ox) = (t / g.ow, t % g.ow);
+        let iy = (oy * g.stride + kh)
+            .checked_sub(g.pad)
+            .filter(|&y| y < g.h)?;
+        let ix = (ox * g.stride + kw)
+            .checked_sub(g.pad)
+            .filter(|&x| x < g.w)?;
+        Some(iy * g.w + ix)
+    }
+
+    #[test]
+    fn rows_of_any_range_are_the_definition() {
+        for shape in SHAPES {
+            let g = geom(shape, 1);
+            let plane: Vec<f32> = (0..g.h * g.w).map(|i| i as f32 + 1.0).collect();
+            for (kh, kw) in (0..g.k).flat_map(|a| (0..g.k).map(move |b| (a, b))) {
+                let want: Vec<f32> = (0..g.p())
+                    .map(|t| source(&g, (kh, kw), t).map_or(0.0, |i| plane[i]))
+                    .collect();
+                for t0 in 0..g.p() {
+                    for n in 1..=g.p() - t0 {
+                        let mut out = vec![f32::NAN; n];
+                        im2col_row(&g, &plane, (kh, kw), t0, &mut out);
+                        assert_eq!(out, want[t0..t0 + n], "{shape:?} ({kh}, {kw}) {t0}+{n}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn col2im_sums_each_element_as_the_definition_and_ignores_the_padding() {
+        for shape in SHAPES {
+            let g = geom(shape, 2);
+            let (p, kk) = (g.p(), g.kk());
+            // Distinct values; NaN on every position that reads padding, which must not
+            // reach the image (nor be added and taken back out).
+            let col: Vec<f64> = (0..kk * p)
+                .map(|i| {
+                    let (r, t) = (i / p, i % p);
+                    let (kh, kw) = ((r / g.k) % g.k, r % g.k);
+                    match source(&g, (kh, kw), t) {
+                        Some(_) => 1.0 + (i as f64).sqrt(),
+                        None => f64::NAN,
+                    }
+                })
+                .collect();
+            let mut want = vec![0.0f64; g.in_len()];
+            for r in 0..kk {
+                let (c, kh, kw) = (r / (g.k * g.k), (r / g.k) % g.k, r % g.k);
+                for t in 0..p {
+                    if let Some(i) = source(&g, (kh, kw), t) {
+                        want[c * g.h * g.w + i] += col[r * p + t];
+                    }
+                }
+            }
+            let mut got = vec![f64::NAN; g.in_len()];
+            col2im(&g, &col, (p, 0), &mut got);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{shape:?}");
+        }
+    }
 }
