@@ -18,12 +18,16 @@ THREADS=${THREADS:-$(nproc)}
 [[ -x $BIN ]] || cargo build --release --locked
 [[ -x /usr/bin/time ]] || { echo "needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 1; }
 
+# kind backbone batch px timed-iterations warm-up-iterations. Training gets two warm-up steps
+# on both sides: a process's first steps touch fresh memory (the kernel clears each new page),
+# which on this machine made our first two bf16 ResNet-18 steps 0.8-1.5 s against 0.4-0.5 s
+# after (`bench` prints every timed step on its STEPS line).
 rows=(
-  "train resnet50 32 128 3 1"
-  "train resnet50 32 224 3 1"
+  "train resnet50 32 128 3 2"
+  "train resnet50 32 224 3 2"
   "infer resnet50 1 224 10 2"
   "infer resnet50 32 224 3 1"
-  "train resnet18 32 128 3 1"
+  "train resnet18 32 128 3 2"
 )
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -96,6 +96,8 @@ pub struct BenchResult {
     /// Mean seconds per timed iteration in forward, backward and the optimizer step
     /// (training only; inference puts everything in forward).
     pub phases: [f64; 3],
+    /// Seconds of each timed iteration, in the order they ran.
+    pub steps: Vec<f64>,
 }
 
 /// Times `a.kind` on `device` in `a.precision`.
@@ -181,9 +183,11 @@ fn measure_in(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
         step(&mut phases)?;
         times.push(t0.elapsed().as_secs_f64());
     }
+    let steps = times.clone();
     times.sort_by(|a, b| a.total_cmp(b));
     let median_s = times[times.len() / 2];
     Ok(BenchResult {
+        steps,
         median_s,
         img_per_s: a.batch as f64 / median_s,
         phases: phases.map(|p| p / iters as f64),
@@ -357,6 +361,8 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         "RESULT impl=candle kind={kind} backbone={} batch={} size={} device={} conv={conv} precision={} threads={threads} frozen={} median_s={:.4} img_per_s={:.3}",
         a.backbone, a.batch, a.size, choice, a.precision, a.frozen, r.median_s, r.img_per_s
     );
+    let steps: Vec<String> = r.steps.iter().map(|s| format!("{s:.4}")).collect();
+    println!("STEPS s={}", steps.join(","));
     if a.kind == BenchKind::Train {
         println!(
             "PHASES forward_s={:.4} backward_s={:.4} optimizer_s={:.4}",
