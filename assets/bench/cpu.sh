@@ -31,22 +31,37 @@ rows=(
 )
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-rss() { awk -F': ' '/Maximum resident set size/ {printf "%.2f", $2 / 1048576}' "$1"; }
+rss() { awk -F': ' '/Maximum resident set size/ {printf "%.2f\n", $2 / 1048576}' "$1"; }
 ips() { grep '^RESULT' "$1" | tr ' ' '\n' | awk -F= '$1 == "img_per_s" {print $2}'; }
 printf "| work | backbone | batch | px | precision | ours img/s | PyTorch img/s | ratio | ours peak RSS GB | PyTorch peak RSS GB |\n"
 printf "|---|---|---|---|---|---|---|---|---|---|\n"
+# Each side runs REPEATS times (default 2), the order alternating (ours first, then PyTorch
+# first), and keeps its best speed and its largest peak RSS: the machine's speed moves by up to
+# ±30 % within minutes, and a process started right after another one often runs its first
+# steps slower.
+REPEATS=${REPEATS:-2}
+ours() {
+  RAYON_NUM_THREADS=$THREADS /usr/bin/time -v "$BIN" bench "$kind" --backbone "$arch" \
+    --batch "$batch" --size "$size" --iters "$iters" --warmup "$warmup" --precision "$prec" \
+    ${BENCH_ARGS:-} >"$tmp/ours.$1" 2>"$tmp/ours.time.$1"
+}
+torch() {
+  /usr/bin/time -v "$PY" "$REF" "$kind" --arch "$arch" --batch "$batch" --size "$size" \
+    --threads "$THREADS" --iters "$iters" --warmup "$warmup" --precision "$prec" \
+    >"$tmp/torch.$1" 2>"$tmp/torch.time.$1"
+}
+best() { for f in "$@"; do ips "$f"; done | sort -g | tail -1; }
+most() { for f in "$@"; do rss "$f"; done | sort -g | tail -1; }
 for row in "${rows[@]}"; do
   read -r kind arch batch size iters warmup <<<"$row"
   for prec in ${PRECISIONS:-f32 bf16}; do
-    RAYON_NUM_THREADS=$THREADS /usr/bin/time -v "$BIN" bench "$kind" --backbone "$arch" \
-      --batch "$batch" --size "$size" --iters "$iters" --warmup "$warmup" --precision "$prec" \
-      ${BENCH_ARGS:-} >"$tmp/ours" 2>"$tmp/ours.time"
-    /usr/bin/time -v "$PY" "$REF" "$kind" --arch "$arch" --batch "$batch" --size "$size" \
-      --threads "$THREADS" --iters "$iters" --warmup "$warmup" --precision "$prec" \
-      >"$tmp/torch" 2>"$tmp/torch.time"
-    o=$(ips "$tmp/ours"); t=$(ips "$tmp/torch")
+    for ((r = 0; r < REPEATS; r++)); do
+      if ((r % 2 == 0)); then ours "$r"; torch "$r"; else torch "$r"; ours "$r"; fi
+    done
+    o=$(best "$tmp"/ours.[0-9]*); t=$(best "$tmp"/torch.[0-9]*)
     printf "| %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n" "$kind" "$arch" "$batch" \
       "$size" "$prec" "$o" "$t" "$(awk -v o="$o" -v t="$t" 'BEGIN { print o / t }')" \
-      "$(rss "$tmp/ours.time")" "$(rss "$tmp/torch.time")"
+      "$(most "$tmp"/ours.time.*)" "$(most "$tmp"/torch.time.*)"
+    rm -f "$tmp"/ours.* "$tmp"/torch.*
   done
 done
