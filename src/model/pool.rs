@@ -193,18 +193,25 @@ impl MaxPoolBwd {
             .zip(x.par_chunks(h * w))
             .zip(y.par_chunks(oh * ow).zip(dy.par_chunks(oh * ow)))
             .for_each(|((out, plane), (ys, g))| {
+                let cols: Vec<(usize, usize)> = (0..ow).map(|ox| pool.span(ox, w)).collect();
                 for oy in 0..oh {
                     let (ya, yb) = pool.span(oy, h);
-                    for ox in 0..ow {
-                        let m = ys[oy * ow + ox];
+                    let rows = &plane[ya * w..yb * w];
+                    let (ms, gs) = (&ys[oy * ow..][..ow], &g[oy * ow..][..ow]);
+                    for (ox, ((&m, &d), &(xa, xb))) in ms.iter().zip(gs).zip(&cols).enumerate() {
                         // The first element equal to the window's maximum is the first
                         // maximum; a NaN maximum goes the long way (the last NaN).
-                        let (xa, xb) = pool.span(ox, w);
-                        let at = (ya..yb)
-                            .flat_map(|yy| (xa..xb).map(move |xx| yy * w + xx))
-                            .find(|&i| plane[i] == m)
-                            .unwrap_or_else(|| pool.argmax(plane, h, w, oy, ox));
-                        out[at] += g[oy * ow + ox];
+                        let at = rows
+                            .chunks_exact(w)
+                            .enumerate()
+                            .find_map(|(r, row)| {
+                                row[xa..xb].iter().position(|&v| v == m).map(|c| (r, c))
+                            })
+                            .map_or_else(
+                                || pool.argmax(plane, h, w, oy, ox),
+                                |(r, c)| (ya + r) * w + xa + c,
+                            );
+                        out[at] += d;
                     }
                 }
             });
