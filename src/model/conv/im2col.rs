@@ -199,11 +199,10 @@ pub(super) fn im2col<T: WithDType>(g: &Geom, x: &[T], col: &mut [T]) {
     im2col_range(g, x, (0, g.p()), col, |c, kh, kw| (c * k + kh) * k + kw);
 }
 
-/// Adds `col` (C*k*k rows of OH*OW, rows `ld` apart from column `off`) back into image
-/// `dx` (C, H, W), which it overwrites.
+/// Adds `col` (C*k*k rows of OH*OW, rows `ld` apart from column `off`) into image `dx`
+/// (C, H, W), which the caller has zeroed (a fresh zeroed buffer needs no second pass).
 pub(super) fn col2im<T: WithDType>(g: &Geom, col: &[T], (ld, off): (usize, usize), dx: &mut [T]) {
     let (p, k, s) = (g.p(), g.k, g.stride);
-    dx.fill(T::zero());
     let shifts: Option<Vec<Shift>> = (0..k * k).map(|r| Shift::new(g, (r / k, r % k))).collect();
     let mut saved = Vec::new();
     for c in 0..g.c_in {
@@ -367,7 +366,7 @@ mod tests {
                     }
                 }
             }
-            let mut got = vec![f64::NAN; g.in_len()];
+            let mut got = vec![0.0f64; g.in_len()];
             col2im(&g, &col, (p, 0), &mut got);
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{shape:?}");

@@ -454,6 +454,7 @@ fn input_grad_by<T: WithDType>(
                             out.copy_from_slice(&col[r * ld + j * p..][..p]);
                         }
                     } else {
+                        // dx is still the zeros it was made with.
                         col2im(g, &col, (ld, j * p), dxi);
                     }
                 }
