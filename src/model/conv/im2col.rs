@@ -2,6 +2,7 @@
 //! weight reordered to the patch order candle's tiled kernel uses. Safe code only.
 use super::Geom;
 use candle_core::WithDType;
+use rayon::prelude::*;
 
 /// Output columns `lo..hi` whose input column `ox * s + kw - pad` falls inside a line.
 pub(super) fn valid_cols(g: &Geom, kw: usize) -> (usize, usize) {
@@ -199,6 +200,20 @@ pub(super) fn im2col<T: WithDType>(g: &Geom, x: &[T], col: &mut [T]) {
     im2col_range(g, x, (0, g.p()), col, |c, kh, kw| (c * k + kh) * k + kw);
 }
 
+/// [`im2col`] with the channels shared among rayon's threads: for a product that has the
+/// threads to itself (an image alone, as in batch-1 inference), where a one-thread im2col
+/// would leave the other threads waiting.
+pub(super) fn im2col_par<T: WithDType>(g: &Geom, x: &[T], col: &mut [T]) {
+    let (k, p) = (g.k, g.p());
+    col.par_chunks_mut(k * k * p)
+        .zip(x.par_chunks(g.h * g.w))
+        .for_each(|(rows, plane)| {
+            for (r, row) in rows.chunks_exact_mut(p).enumerate() {
+                im2col_row(g, plane, (r / k, r % k), 0, row);
+            }
+        });
+}
+
 /// Adds `col` (C*k*k rows of OH*OW, rows `ld` apart from column `off`) into image `dx`
 /// (C, H, W), which the caller has zeroed (a fresh zeroed buffer needs no second pass).
 pub(super) fn col2im<T: WithDType>(g: &Geom, col: &[T], (ld, off): (usize, usize), dx: &mut [T]) {
@@ -337,6 +352,18 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_threaded_im2col_is_the_one_thread_one() {
+        for shape in SHAPES {
+            let g = geom(shape, 3);
+            let x: Vec<f32> = (0..g.in_len()).map(|i| (i as f32).sin()).collect();
+            let (mut one, mut par) = (vec![0.0; g.kk() * g.p()], vec![f32::NAN; g.kk() * g.p()]);
+            im2col(&g, &x, &mut one);
+            im2col_par(&g, &x, &mut par);
+            assert_eq!(one, par, "{shape:?}");
         }
     }
 

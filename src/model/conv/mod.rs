@@ -349,7 +349,10 @@ impl ConvFwd {
                     let b = if g.direct() {
                         Mat::rm(xi, g.kk(), g.p())
                     } else {
-                        im2col(&g, xi, &mut col);
+                        match par {
+                            Parallelism::None => im2col(&g, xi, &mut col),
+                            _ => im2col::im2col_par(&g, xi, &mut col),
+                        }
                         Mat::rm(&col, g.kk(), g.p())
                     };
                     matmul(yi, false, Mat::rm(w, g.c_out, g.kk()), b, par);
