@@ -144,8 +144,10 @@ fn lr_finder_fills_its_chart_and_offers_suggestions() {
         a.training.dataset.is_some()
     });
     h.get_by_label("LR finder").click();
+    // The result comes before the job's end; Start waits for the job to have ended (on a
+    // loaded machine that can take a few frames more).
     step_until(&mut h, 300, "the LR finder", |a| {
-        a.training.run.lr_result.is_some()
+        a.training.run.lr_result.is_some() && a.training.run.state == RunState::Idle
     });
     let t = &h.state().training;
     assert!(t.run.lr_points.len() >= 20, "{}", t.run.lr_points.len());
