@@ -43,6 +43,9 @@ use gemm::{matmul, tiled_products, Mat};
 use geom::Geom;
 use im2col::{col2im, im2col, side_by_side, weight_khwc};
 use rayon::prelude::*;
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use weight_grad::ConvBwdFilter;
 
@@ -217,12 +220,30 @@ fn fold(g: &Geom, per: usize) -> usize {
 }
 
 /// Scratch space for one im2col matrix, unless the input is its own.
-fn scratch<T: WithDType>(g: &Geom) -> Vec<T> {
-    if g.direct() {
-        Vec::new()
-    } else {
-        vec![T::zero(); g.kk() * g.p()]
+fn with_scratch<T: WithDType, R>(g: &Geom, f: impl FnOnce(&mut [T]) -> R) -> R {
+    thread_local! {
+        /// One im2col buffer per thread and element type, kept between calls: every
+        /// element is written before it is read, so a new zeroed buffer (tens of MB of
+        /// memset per image at 224 px, on one thread) would be wasted work.
+        static SCRATCH: RefCell<HashMap<TypeId, Box<dyn Any>>> = RefCell::new(HashMap::new());
     }
+    let len = if g.direct() { 0 } else { g.kk() * g.p() };
+    SCRATCH.with(|s| {
+        // A thread that waits inside a product may run another convolution's task (rayon
+        // steals work): that one gets a buffer of its own.
+        let Ok(mut s) = s.try_borrow_mut() else {
+            return f(&mut vec![T::zero(); len]);
+        };
+        let buf = s
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(Vec::<T>::new()))
+            .downcast_mut::<Vec<T>>()
+            .expect("the buffer stored under T's TypeId is a Vec<T>");
+        if buf.len() < len {
+            buf.resize(len, T::zero());
+        }
+        f(&mut buf[..len])
+    })
 }
 
 /// Output positions per forward GEMM for kernels larger than 1x1 (candle's tile).
@@ -343,20 +364,21 @@ impl ConvFwd {
         y.par_chunks_mut(per * g.out_len())
             .enumerate()
             .for_each(|(t, ys)| {
-                let mut col = scratch::<T>(&g);
-                for (i, yi) in ys.chunks_exact_mut(g.out_len()).enumerate() {
-                    let xi = &x[(t * per + i) * g.in_len()..][..g.in_len()];
-                    let b = if g.direct() {
-                        Mat::rm(xi, g.kk(), g.p())
-                    } else {
-                        match par {
-                            Parallelism::None => im2col(&g, xi, &mut col),
-                            _ => im2col::im2col_par(&g, xi, &mut col),
-                        }
-                        Mat::rm(&col, g.kk(), g.p())
-                    };
-                    matmul(yi, false, Mat::rm(w, g.c_out, g.kk()), b, par);
-                }
+                with_scratch::<T, _>(&g, |col| {
+                    for (i, yi) in ys.chunks_exact_mut(g.out_len()).enumerate() {
+                        let xi = &x[(t * per + i) * g.in_len()..][..g.in_len()];
+                        let b = if g.direct() {
+                            Mat::rm(xi, g.kk(), g.p())
+                        } else {
+                            match par {
+                                Parallelism::None => im2col(&g, xi, col),
+                                _ => im2col::im2col_par(&g, xi, col),
+                            }
+                            Mat::rm(col, g.kk(), g.p())
+                        };
+                        matmul(yi, false, Mat::rm(w, g.c_out, g.kk()), b, par);
+                    }
+                })
             });
         Ok((T::to_cpu_storage_owned(y), g.out_shape()))
     }
