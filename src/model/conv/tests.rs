@@ -349,3 +349,24 @@ fn partial_weight_gradients_are_summed_and_transposed() {
         }
     }
 }
+
+#[test]
+fn a_nested_scratch_request_gets_its_own_buffer() {
+    let g = Geom::new(&[1, 2, 5, 5], &[3, 2, 3, 3], 1, 1);
+    let len = g.kk() * g.p();
+    with_scratch::<f32, _>(&g, |outer| {
+        assert_eq!(outer.len(), len);
+        outer.fill(1.0);
+        // What a thread that steals another convolution's task meanwhile would ask for.
+        with_scratch::<f32, _>(&g, |inner| {
+            assert_eq!(inner.len(), len);
+            inner.fill(2.0);
+        });
+        assert!(
+            outer.iter().all(|&v| v == 1.0),
+            "the lent buffer was not shared"
+        );
+    });
+    // Kept between calls (its old contents are overwritten by every user).
+    with_scratch::<f32, _>(&g, |again| assert!(again.iter().all(|&v| v == 1.0)));
+}
