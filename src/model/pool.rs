@@ -189,11 +189,12 @@ impl MaxPoolBwd {
         let (dy, ..) = planes::<T>(s3, l3)?;
         let pool = self.0;
         let mut dx = vec![T::zero(); x.len()];
+        // Each output column's window columns, the same in every plane.
+        let cols: Vec<(usize, usize)> = (0..ow).map(|ox| pool.span(ox, w)).collect();
         dx.par_chunks_mut(h * w)
             .zip(x.par_chunks(h * w))
             .zip(y.par_chunks(oh * ow).zip(dy.par_chunks(oh * ow)))
             .for_each(|((out, plane), (ys, g))| {
-                let cols: Vec<(usize, usize)> = (0..ow).map(|ox| pool.span(ox, w)).collect();
                 for oy in 0..oh {
                     let (ya, yb) = pool.span(oy, h);
                     let rows = &plane[ya * w..yb * w];

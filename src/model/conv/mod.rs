@@ -219,7 +219,7 @@ fn fold(g: &Geom, per: usize) -> usize {
     COLUMNS.div_ceil(g.p()).min(by_size).clamp(1, per.max(1))
 }
 
-/// Scratch space for one im2col matrix, unless the input is its own.
+/// Runs `f` with scratch space for one im2col matrix (empty when the input is its own).
 fn with_scratch<T: WithDType, R>(g: &Geom, f: impl FnOnce(&mut [T]) -> R) -> R {
     thread_local! {
         /// One im2col buffer per thread and element type, kept between calls: every
