@@ -3,10 +3,11 @@
 //! candle's CPU `relu` runs on one thread, and its backward builds a zero tensor, a
 //! comparison mask, a cast and a product (four passes); here each direction is one parallel
 //! pass. Other devices and dtypes use candle's ops.
-use super::cpu_op::{contiguous, impl_op2, run_float};
+use super::cpu_op::{contiguous, impl_op2, round_bf16, run_float, Widen};
 use super::tape;
 use candle_core::WithDType;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use half::bf16;
 use rayon::prelude::*;
 
 const CHUNK: usize = 16384;
@@ -35,9 +36,11 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
     Ok(y)
 }
 
-/// max(a + b, 0), the end of a residual block.
+/// max(a + b, 0), the end of a residual block. While recording, bf16 operands (activations
+/// stored by the bf16 training forward) give a bf16 output (the float32 sum rounded).
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if !ours(a) || a.dtype() != b.dtype() || a.dims() != b.dims() {
+    let stored16 = a.device().is_cpu() && a.dtype() == DType::BF16 && tape::recording();
+    if !(ours(a) || stored16) || a.dtype() != b.dtype() || a.dims() != b.dims() {
         if tape::recording() {
             return Err(tape::unsupported("add+relu"));
         }
@@ -122,20 +125,37 @@ trait Elementwise2 {
     }
 }
 
-/// ReLU's backward, applied to (y, dy): dy where y > 0, else 0.
+/// ReLU's backward, applied to (y, dy): dy where y > 0, else 0 (y may be a bf16 activation,
+/// dy float32).
 struct MaskGrad;
 
-impl Elementwise2 for MaskGrad {
-    fn apply<T: WithDType>(y: T, g: T) -> T {
-        if y > T::zero() {
-            g
-        } else {
-            T::zero()
-        }
+impl MaskGrad {
+    fn run<A: WithDType, T: Widen<A>>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let y = contiguous::<A>(s1, l1, "relu output")?;
+        let g = contiguous::<T>(s2, l2, "relu gradient")?;
+        let mut dx = vec![T::zero(); g.len()];
+        dx.par_chunks_mut(CHUNK)
+            .zip(y.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+            .for_each(|(o, (y, g))| {
+                for ((o, y), g) in o.iter_mut().zip(y).zip(g) {
+                    *o = if T::widen(*y) > T::zero() {
+                        *g
+                    } else {
+                        T::zero()
+                    };
+                }
+            });
+        Ok((T::to_cpu_storage_owned(dx), l2.shape().clone()))
     }
 }
 
-impl_op2!(MaskGrad, "relu-par-bwd", "relu backward");
+impl_op2!(MaskGrad, "relu-par-bwd", "relu backward", saved);
 
 /// max(a + b, 0).
 struct AddRelu;
@@ -151,6 +171,30 @@ impl Elementwise2 for AddRelu {
     }
 }
 
+impl AddRelu {
+    /// Of bf16 activations: the float32 sum's ReLU, rounded to bf16.
+    fn run16(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let a = contiguous::<bf16>(s1, l1, "relu operand")?;
+        let b = contiguous::<bf16>(s2, l2, "relu operand")?;
+        let mut y = vec![bf16::ZERO; a.len()];
+        y.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(o, (a, b))| {
+                for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
+                    let s = a.to_f32() + b.to_f32();
+                    *o = round_bf16(if s > 0.0 { s } else { 0.0 });
+                }
+            });
+        Ok((CpuStorage::BF16(y), l1.shape().clone()))
+    }
+}
+
 impl CustomOp2 for AddRelu {
     fn name(&self) -> &'static str {
         "add-relu-par"
@@ -163,6 +207,10 @@ impl CustomOp2 for AddRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        if let CpuStorage::BF16(_) = s1 {
+            let _p = super::prof::scope("add+relu forward");
+            return self.run16(s1, l1, s2, l2);
+        }
         run_float!(self, "add+relu", "add+relu forward"; s1, l1, s2, l2)
     }
 

@@ -6,8 +6,15 @@
 //! to four digits on early layers (measured: 2.7e-4 relative error on ResNet-18 gradients
 //! against torchvision's float64 answer, where PyTorch float32 is within 2.4e-6). Fusing also
 //! saves the intermediate tensors of the op-by-op version.
-use super::cpu_op::{contiguous, impl_op3, run_float};
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
+//!
+//! In a bf16 training forward (recorded on the tape, `model::precision`) BatchNorm is where
+//! activations become bf16, as under PyTorch's autocast: its output is bf16 (the float32
+//! result rounded), and it keeps a bf16 copy of its float32 input, made in the same pass, for
+//! its backward, so the float32 convolution output is freed at once. The statistics come from
+//! the float32 input; the backward reads the bf16 copies and computes in float32.
+use super::cpu_op::{contiguous, impl_op3, round_bf16, run_float, Widen};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
+use half::bf16;
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
@@ -57,7 +64,12 @@ fn lane_sum<T: WithDType>(xs: &[T], f: impl Fn(f64) -> f64) -> f64 {
 /// are zipped iterators: indexed `a16[j]` with the ReLU branch compiled to scalar compares,
 /// 5x slower.)
 #[inline]
-fn grad_sums<T: WithDType, const RELU: bool>(dy: &[T], y: &[T], x: &[T], mean: f64) -> (f64, f64) {
+fn grad_sums<A: Copy, T: Widen<A>, const RELU: bool>(
+    dy: &[T],
+    y: &[A],
+    x: &[A],
+    mean: f64,
+) -> (f64, f64) {
     const RUN: usize = 128;
     let mean_t = T::from_f64(mean);
     let (mut a64, mut b64) = ([0f64; 16], [0f64; 16]);
@@ -68,23 +80,23 @@ fn grad_sums<T: WithDType, const RELU: bool>(dy: &[T], y: &[T], x: &[T], mean: f
         for ((d, yv), xv) in dc.zip(yc).zip(xc) {
             let lanes = a16.iter_mut().zip(b16.iter_mut());
             for ((a, b), ((&d, &yv), &xv)) in lanes.zip(d.iter().zip(yv).zip(xv)) {
-                let g = if RELU && yv <= T::zero() {
+                let g = if RELU && T::widen(yv) <= T::zero() {
                     T::zero()
                 } else {
                     d
                 };
                 *a += g;
-                *b += g * (xv - mean_t);
+                *b += g * (T::widen(xv) - mean_t);
             }
         }
         for (j, ((d, yv), xv)) in dr.iter().zip(yr).zip(xr).enumerate() {
-            let g = if RELU && *yv <= T::zero() {
+            let g = if RELU && T::widen(*yv) <= T::zero() {
                 T::zero()
             } else {
                 *d
             };
             a16[j] += g;
-            b16[j] += g * (*xv - mean_t);
+            b16[j] += g * (T::widen(*xv) - mean_t);
         }
         for j in 0..16 {
             a64[j] += a16[j].to_f64();
@@ -105,6 +117,9 @@ struct BnTrainFwd {
     eps: f64,
     relu: bool,
     stats: Arc<Mutex<Option<BatchStats>>>,
+    /// The bf16 training forward (float32 input): the output is bf16, and the input's bf16
+    /// copy, made in the same pass, is left here (it is what the backward reads).
+    keep16: Option<Arc<Mutex<Option<Vec<bf16>>>>>,
 }
 
 fn channel_stats<T: WithDType>(x: &[T], n: usize, c: usize, hw: usize) -> (Vec<f64>, Vec<f64>) {
@@ -167,6 +182,33 @@ fn apply_affine<T: WithDType>(
     y
 }
 
+/// [`apply_affine`] of a float32 `x` with the output in bf16 (each element the float32
+/// output rounded to nearest), and `x` rounded to bf16 in the same pass.
+fn apply_affine16(
+    x: &[f32],
+    hw: usize,
+    c: usize,
+    ab: &[(f64, f64)],
+    relu: bool,
+) -> (Vec<bf16>, Vec<bf16>) {
+    let (mut y, mut x16) = (vec![bf16::ZERO; x.len()], vec![bf16::ZERO; x.len()]);
+    let hw = hw.max(1);
+    y.par_chunks_mut(hw)
+        .zip(x16.par_chunks_mut(hw))
+        .with_min_len(min_blocks(hw))
+        .enumerate()
+        .for_each(|(blk, (out, xo))| {
+            let (scale, shift) = ab[blk % c];
+            let lo = if relu { 0.0 } else { f64::NEG_INFINITY };
+            let src = &x[blk * hw..(blk + 1) * hw];
+            for ((o, xo), &v) in out.iter_mut().zip(xo.iter_mut()).zip(src) {
+                *o = round_bf16((v as f64 * scale + shift).max(lo) as f32);
+                *xo = round_bf16(v);
+            }
+        });
+    (y, x16)
+}
+
 fn to_f64<T: WithDType>(v: &[T]) -> Vec<f64> {
     v.iter().map(|v| v.to_f64()).collect()
 }
@@ -187,7 +229,17 @@ impl BnTrainFwd {
         let beta = to_f64(contiguous::<T>(s3, l3, "batch norm bias")?);
         let (mean, var) = channel_stats(x, n, c, hw);
         let ab = affine(&gamma, &beta, &mean, &var, self.eps);
-        let y = apply_affine(x, hw, c, &ab, self.relu);
+        let out = match (&self.keep16, s1) {
+            (Some(keep), CpuStorage::F32(_)) => {
+                let x = contiguous::<f32>(s1, l1, "batch norm input")?;
+                let (y, x16) = apply_affine16(x, hw, c, &ab, self.relu);
+                if let Ok(mut k) = keep.lock() {
+                    *k = Some(x16);
+                }
+                CpuStorage::BF16(y)
+            }
+            _ => T::to_cpu_storage_owned(apply_affine(x, hw, c, &ab, self.relu)),
+        };
         if let Ok(mut s) = self.stats.lock() {
             *s = Some(BatchStats {
                 mean,
@@ -195,7 +247,7 @@ impl BnTrainFwd {
                 count: n * hw,
             });
         }
-        Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
+        Ok((out, l1.shape().clone()))
     }
 }
 
@@ -244,8 +296,8 @@ impl BnTrainFwd {
         let y = match (self.relu, y) {
             (true, Some(y)) => y,
             (true, None) => candle_core::bail!("batch norm + relu backward: output not saved"),
-            // Not read without a ReLU: the gradient stands in for the operand.
-            (false, _) => &grad,
+            // Not read without a ReLU: the input stands in for the operand.
+            (false, _) => x,
         };
         let stats = self
             .stats
@@ -276,7 +328,8 @@ impl BnTrainFwd {
 
 /// dx = gamma / sigma / M * (M dy - sum(dy) - x̂ sum(dy x̂)); also d gamma = sum(dy x̂) and
 /// d beta = sum(dy), left in `sums`. Applied to (x, y, dy): with `relu`, dy is first zeroed
-/// where the forward output y is not positive.
+/// where the forward output y is not positive. x and y may be bf16 (stored by the bf16
+/// training forward), dy and dx float32.
 struct BnTrainBwd {
     eps: f64,
     relu: bool,
@@ -287,7 +340,7 @@ struct BnTrainBwd {
 }
 
 impl BnTrainBwd {
-    fn run<T: WithDType>(
+    fn run<A: WithDType, T: Widen<A>>(
         &self,
         s1: &CpuStorage,
         l1: &Layout,
@@ -297,8 +350,8 @@ impl BnTrainBwd {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, hw) = dims3(l1)?;
-        let x = contiguous::<T>(s1, l1, "batch norm input")?;
-        let y = contiguous::<T>(s2, l2, "batch norm output")?;
+        let x = contiguous::<A>(s1, l1, "batch norm input")?;
+        let y = contiguous::<A>(s2, l2, "batch norm output")?;
         let dy = contiguous::<T>(s3, l3, "batch norm gradient")?;
         let st = &self.stats;
         let relu = self.relu;
@@ -310,9 +363,9 @@ impl BnTrainBwd {
                 for i in 0..n {
                     let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
                     let (sa, sb) = if relu {
-                        grad_sums::<T, true>(&dy[r.clone()], &y[r.clone()], &x[r], st.mean[ch])
+                        grad_sums::<A, T, true>(&dy[r.clone()], &y[r.clone()], &x[r], st.mean[ch])
                     } else {
-                        grad_sums::<T, false>(&dy[r.clone()], &dy[r.clone()], &x[r], st.mean[ch])
+                        grad_sums::<A, T, false>(&dy[r.clone()], &x[r.clone()], &x[r], st.mean[ch])
                     };
                     a += sa;
                     b += sb;
@@ -339,12 +392,16 @@ impl BnTrainBwd {
                 let (a, bx, c0) = (T::from_f64(a), T::from_f64(bx), T::from_f64(c0));
                 if relu {
                     for (((o, d), yv), xv) in out.iter_mut().zip(dyb).zip(yb).zip(xb) {
-                        let g = if *yv > T::zero() { *d } else { T::zero() };
-                        *o = a * g + bx * *xv + c0;
+                        let g = if T::widen(*yv) > T::zero() {
+                            *d
+                        } else {
+                            T::zero()
+                        };
+                        *o = a * g + bx * T::widen(*xv) + c0;
                     }
                 } else {
                     for ((o, d), xv) in out.iter_mut().zip(dyb).zip(xb) {
-                        *o = a * *d + bx * *xv + c0;
+                        *o = a * *d + bx * T::widen(*xv) + c0;
                     }
                 }
             });
@@ -358,7 +415,8 @@ impl BnTrainBwd {
 impl_op3!(
     BnTrainBwd,
     "batch-norm-train-backward",
-    "batchnorm(+relu) backward"
+    "batchnorm(+relu) backward",
+    saved
 );
 
 /// Evaluation-mode BatchNorm as a per-channel affine map y = x * scale + shift (then ReLU),
@@ -465,17 +523,34 @@ pub fn batch_norm_relu_train_cpu(
     relu: bool,
 ) -> Result<(Tensor, BatchStats)> {
     let stats = Arc::new(Mutex::new(None));
+    let recording = super::tape::recording();
+    // The bf16 training forward stores activations in bf16, as PyTorch's autocast: half the
+    // memory the backward keeps, half the traffic of the passes that read them.
+    let keep16 = (recording
+        && x.dtype() == DType::F32
+        && super::precision::current() == super::precision::Precision::Bf16)
+        .then(|| Arc::new(Mutex::new(None)));
     let op = BnTrainFwd {
         eps,
         relu,
         stats: stats.clone(),
+        keep16: keep16.clone(),
     };
     let x = x.contiguous()?;
-    let y = if super::tape::recording() {
+    let y = if recording {
         let y = x.apply_op3_no_bwd(gamma, beta, &op)?;
+        let x_saved = match keep16 {
+            Some(k) => {
+                let x16 = k.lock().ok().and_then(|mut k| k.take()).ok_or_else(|| {
+                    candle_core::Error::Msg("batch norm: bf16 input copy missing".into())
+                })?;
+                Tensor::from_vec(x16, x.dims(), x.device())?
+            }
+            None => x.clone(),
+        };
         // The output is read back only for the ReLU's mask: without one it is not kept (a
         // residual block's last BatchNorm, as large as the block's output).
-        let saved = (x.clone(), gamma.clone(), relu.then(|| y.clone()));
+        let saved = (x_saved, gamma.clone(), relu.then(|| y.clone()));
         super::tape::push([&x, gamma, beta], &y, move |dy, want| {
             let (x, gamma, y) = saved;
             let (dx, dg, db) = op.grads(&x, &gamma, y.as_ref(), dy)?;
@@ -496,3 +571,7 @@ pub fn batch_norm_relu_train_cpu(
         .ok_or_else(|| candle_core::Error::Msg("batch norm: statistics missing".into()))?;
     Ok((y, s))
 }
+
+#[cfg(test)]
+#[path = "bn_op_tests.rs"]
+mod tests;

@@ -121,20 +121,7 @@ impl Classifier {
     /// CPU the body's backward runs from a tape (`model::tape`: the same gradients, less
     /// memory and bookkeeping than candle's autograd), the head's through autograd.
     pub fn train_forward(&self, x: &Tensor) -> Result<TrainForward> {
-        if !super::tape::supported(x.device(), x.dtype()) {
-            return Ok(TrainForward {
-                logits: self.forward_t(x, true)?,
-                body: None,
-            });
-        }
-        let (features, tape) = super::tape::record(|| self.features(x, true))?;
-        // The head starts from a copy of the features that autograd treats as a leaf.
-        let leaf = Var::from_tensor(&features)?;
-        let logits = self.head_forward(leaf.as_tensor(), true)?;
-        Ok(TrainForward {
-            logits,
-            body: Some((features.id(), leaf, tape)),
-        })
+        TrainForward::new(x, || self.features(x, true), |f| self.head_forward(f, true))
     }
 
     /// Evaluation-mode logits without recording an autograd graph (inference, test sets):
@@ -163,6 +150,29 @@ pub struct TrainForward {
 }
 
 impl TrainForward {
+    /// The training forward of `x` through `body` and then `head`: on the CPU the body's ops
+    /// are recorded on a tape, and the head starts from a copy of the body's output that
+    /// autograd treats as a leaf; elsewhere autograd throughout.
+    pub(crate) fn new(
+        x: &Tensor,
+        body: impl FnOnce() -> Result<Tensor>,
+        head: impl FnOnce(&Tensor) -> Result<Tensor>,
+    ) -> Result<Self> {
+        if !super::tape::supported(x.device(), x.dtype()) {
+            return Ok(Self {
+                logits: head(&body()?)?,
+                body: None,
+            });
+        }
+        let (features, tape) = super::tape::record(body)?;
+        let leaf = Var::from_tensor(&features)?;
+        let logits = head(leaf.as_tensor())?;
+        Ok(Self {
+            logits,
+            body: Some((features.id(), leaf, tape)),
+        })
+    }
+
     /// The logits (N, classes).
     pub fn logits(&self) -> &Tensor {
         &self.logits

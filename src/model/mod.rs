@@ -13,6 +13,8 @@ pub mod precision;
 pub mod prof;
 pub mod resnet;
 pub mod shipped;
+#[cfg(test)]
+mod stored16_tests;
 pub mod tape;
 pub mod weights;
 pub mod zoo;

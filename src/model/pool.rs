@@ -1,8 +1,9 @@
 //! Pooling with working gradients. candle's `max_pool2d` has no correct backward when the
 //! kernel differs from the stride, and the ResNet stem needs a 3x3 stride-2 pool.
-use super::cpu_op::{contiguous, impl_op3, run_float};
+use super::cpu_op::{contiguous, round_bf16, run_float, Widen};
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType, D};
+use half::bf16;
 use rayon::prelude::*;
 
 /// Max pooling with a square kernel, stride and padding (padding counts as -inf, as PyTorch).
@@ -10,7 +11,10 @@ use rayon::prelude::*;
 /// On the CPU (f32/f64) one parallel pass each way; elsewhere built from tensor ops.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    let cpu = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64);
+    // bf16 while recording: an activation stored by the bf16 training forward.
+    let cpu = x.device().is_cpu()
+        && (matches!(x.dtype(), DType::F32 | DType::F64)
+            || (x.dtype() == DType::BF16 && super::tape::recording()));
     // Padding over half the kernel (which PyTorch refuses) could leave a window with no
     // input element: the tensor-op version handles it with -inf.
     if !cpu
@@ -152,12 +156,41 @@ impl MaxPool {
     }
 }
 
+impl MaxPool {
+    /// Of a bf16 activation: each plane widened to float32 (in cache) and pooled as float32;
+    /// the maxima, input values, are bf16 again exactly.
+    fn run16(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, h, w) = planes::<bf16>(s, l)?;
+        let (oh, ow) = self.out(h, w);
+        let mut y = vec![bf16::ZERO; x.len() / (h * w) * oh * ow];
+        y.par_chunks_mut(oh * ow)
+            .zip(x.par_chunks(h * w))
+            .for_each_init(
+                || (Vec::new(), Vec::new(), vec![0f32; oh * ow]),
+                |(rows, plane32, out32), (out, plane)| {
+                    plane32.clear();
+                    plane32.extend(plane.iter().map(|&v| f32::widen(v)));
+                    self.plane(plane32, h, w, out32, rows);
+                    for (o, &v) in out.iter_mut().zip(out32.iter()) {
+                        *o = round_bf16(v);
+                    }
+                },
+            );
+        let d = l.dims();
+        Ok((CpuStorage::BF16(y), Shape::from((d[0], d[1], oh, ow))))
+    }
+}
+
 impl CustomOp1 for MaxPool {
     fn name(&self) -> &'static str {
         "max-pool2d"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        if let CpuStorage::BF16(_) = s {
+            let _p = super::prof::scope("maxpool forward");
+            return self.run16(s, l);
+        }
         run_float!(self, "max pool", "maxpool forward"; s, l)
     }
 
@@ -171,10 +204,40 @@ impl CustomOp1 for MaxPool {
 }
 
 /// dx: each output's gradient added to its window's maximum (as [`MaxPool::argmax`] picks
-/// it); applied to (x, y, dy).
+/// it); applied to (x, y, dy), x and y possibly bf16 activations (then dy is float32).
 struct MaxPoolBwd(MaxPool);
 
 impl MaxPoolBwd {
+    /// One plane's dx (`out`, zero on entry) from its input `plane`, output `ys` and output
+    /// gradient `g`; `cols` holds each output column's window columns.
+    fn plane<T: WithDType>(
+        &self,
+        (h, w, oh, ow): (usize, usize, usize, usize),
+        cols: &[(usize, usize)],
+        (plane, ys, g): (&[T], &[T], &[T]),
+        out: &mut [T],
+    ) {
+        let pool = self.0;
+        for oy in 0..oh {
+            let (ya, yb) = pool.span(oy, h);
+            let rows = &plane[ya * w..yb * w];
+            let (ms, gs) = (&ys[oy * ow..][..ow], &g[oy * ow..][..ow]);
+            for (ox, ((&m, &d), &(xa, xb))) in ms.iter().zip(gs).zip(cols).enumerate() {
+                // The first element equal to the window's maximum is the first maximum; a
+                // NaN maximum goes the long way (the last NaN).
+                let at = rows
+                    .chunks_exact(w)
+                    .enumerate()
+                    .find_map(|(r, row)| row[xa..xb].iter().position(|&v| v == m).map(|c| (r, c)))
+                    .map_or_else(
+                        || pool.argmax(plane, h, w, oy, ox),
+                        |(r, c)| (ya + r) * w + xa + c,
+                    );
+                out[at] += d;
+            }
+        }
+    }
+
     fn run<T: WithDType>(
         &self,
         s1: &CpuStorage,
@@ -187,40 +250,69 @@ impl MaxPoolBwd {
         let (x, h, w) = planes::<T>(s1, l1)?;
         let (y, oh, ow) = planes::<T>(s2, l2)?;
         let (dy, ..) = planes::<T>(s3, l3)?;
-        let pool = self.0;
         let mut dx = vec![T::zero(); x.len()];
         // Each output column's window columns, the same in every plane.
-        let cols: Vec<(usize, usize)> = (0..ow).map(|ox| pool.span(ox, w)).collect();
+        let cols: Vec<(usize, usize)> = (0..ow).map(|ox| self.0.span(ox, w)).collect();
         dx.par_chunks_mut(h * w)
             .zip(x.par_chunks(h * w))
             .zip(y.par_chunks(oh * ow).zip(dy.par_chunks(oh * ow)))
             .for_each(|((out, plane), (ys, g))| {
-                for oy in 0..oh {
-                    let (ya, yb) = pool.span(oy, h);
-                    let rows = &plane[ya * w..yb * w];
-                    let (ms, gs) = (&ys[oy * ow..][..ow], &g[oy * ow..][..ow]);
-                    for (ox, ((&m, &d), &(xa, xb))) in ms.iter().zip(gs).zip(&cols).enumerate() {
-                        // The first element equal to the window's maximum is the first
-                        // maximum; a NaN maximum goes the long way (the last NaN).
-                        let at = rows
-                            .chunks_exact(w)
-                            .enumerate()
-                            .find_map(|(r, row)| {
-                                row[xa..xb].iter().position(|&v| v == m).map(|c| (r, c))
-                            })
-                            .map_or_else(
-                                || pool.argmax(plane, h, w, oy, ox),
-                                |(r, c)| (ya + r) * w + xa + c,
-                            );
-                        out[at] += d;
-                    }
-                }
+                self.plane((h, w, oh, ow), &cols, (plane, ys, g), out)
             });
         Ok((T::to_cpu_storage_owned(dx), l1.shape().clone()))
     }
+
+    /// Of bf16 activations x and y with a float32 dy: each plane widened to float32 (in
+    /// cache), then as float32.
+    fn run16(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        (s3, l3): (&CpuStorage, &Layout),
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, h, w) = planes::<bf16>(s1, l1)?;
+        let (y, oh, ow) = planes::<bf16>(s2, l2)?;
+        let (dy, ..) = planes::<f32>(s3, l3)?;
+        let mut dx = vec![0f32; x.len()];
+        let cols: Vec<(usize, usize)> = (0..ow).map(|ox| self.0.span(ox, w)).collect();
+        dx.par_chunks_mut(h * w)
+            .zip(x.par_chunks(h * w))
+            .zip(y.par_chunks(oh * ow).zip(dy.par_chunks(oh * ow)))
+            .for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(p32, y32), ((out, plane), (ys, g))| {
+                    p32.clear();
+                    p32.extend(plane.iter().map(|&v| f32::widen(v)));
+                    y32.clear();
+                    y32.extend(ys.iter().map(|&v| f32::widen(v)));
+                    self.plane((h, w, oh, ow), &cols, (p32, y32, g), out)
+                },
+            );
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
 }
 
-impl_op3!(MaxPoolBwd, "max-pool2d-bwd", "maxpool backward");
+impl candle_core::CustomOp3 for MaxPoolBwd {
+    fn name(&self) -> &'static str {
+        "max-pool2d-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        if let CpuStorage::BF16(_) = s1 {
+            let _p = super::prof::scope("maxpool backward");
+            return self.run16((s1, l1), (s2, l2), (s3, l3));
+        }
+        run_float!(self, "max pool", "maxpool backward"; s1, l1, s2, l2, s3, l3)
+    }
+}
 
 /// Max pooling from tensor ops (GPU backends).
 ///

@@ -1,7 +1,10 @@
 //! Numeric precision of the convolutions: float32 throughout, or bfloat16 mixed precision as
 //! PyTorch's CPU autocast and fastai's `to_bf16` do it. In bf16 the weights, optimizer state,
-//! loss, BatchNorm and every reduction stay float32; only the convolutions' matrix products
-//! take their operands rounded to bfloat16 (8 significant bits) and accumulate in float32.
+//! loss, gradients, BatchNorm's arithmetic and every reduction stay float32; the
+//! convolutions' matrix products take their operands rounded to bfloat16 (8 significant
+//! bits) and accumulate in float32, and a CPU training forward stores the body's activations
+//! between layers in bf16 (each BatchNorm's output and the copy of its input that its
+//! backward reads: half the memory of float32, see `bn_op`).
 //! Chosen per thread ([`with_precision`]), like `no_grad`: a convolution records the precision
 //! of the thread that ran its forward, and its backward uses the same.
 use std::cell::Cell;

@@ -233,6 +233,10 @@ impl ResNetBody {
                 x = block.forward_t(&x, train)?;
             }
         }
+        if x.dtype() == candle_core::DType::BF16 {
+            // The bf16 training forward's activations (see `bn_op`): the head takes float32.
+            x = super::tape::widen(&x)?;
+        }
         Ok(x)
     }
 }
@@ -308,6 +312,16 @@ impl ResNet {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let f = self.body.forward_t(x, train)?;
         self.fc.forward(&global_avg_pool(&f)?)
+    }
+
+    /// A training-mode forward as training runs it (the body's backward from a tape on the
+    /// CPU, see [`super::Classifier::train_forward`]).
+    pub fn train_forward(&self, x: &Tensor) -> Result<super::classifier::TrainForward> {
+        super::classifier::TrainForward::new(
+            x,
+            || self.body.forward_t(x, true),
+            |f| self.fc.forward(&global_avg_pool(f)?),
+        )
     }
 }
 

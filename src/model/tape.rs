@@ -168,6 +168,16 @@ impl Tape {
     }
 }
 
+/// `x` (a bf16 activation of the bf16 training forward) as float32, recorded: its gradient
+/// is the output's, unchanged (float32).
+pub(crate) fn widen(x: &Tensor) -> candle_core::Result<Tensor> {
+    let y = x.to_dtype(DType::F32)?;
+    push([x], &y, |dy, want| {
+        Ok([Some(dy.clone()).filter(|_| want[0])])
+    });
+    Ok(y)
+}
+
 /// Splits a two-input op's gradients into the tape's form.
 pub(crate) fn grads2(g: (Option<Tensor>, Option<Tensor>), w: Wants<2>) -> Grads<2> {
     [g.0.filter(|_| w[0]), g.1.filter(|_| w[1])]
@@ -282,13 +292,12 @@ mod tests {
         with_grad
     }
 
+    /// (In bf16 the tape stores activations in bf16 where autograd keeps float32, so the two
+    /// differ by design: `stored16_tests` checks each op and the torchvision fixture the
+    /// whole network.)
     #[test]
-    fn resnet18_gradients_are_autograds_in_f32_f64_and_bf16() {
-        for (dtype, prec) in [
-            (DType::F32, Precision::F32),
-            (DType::F64, Precision::F32),
-            (DType::F32, Precision::Bf16),
-        ] {
+    fn resnet18_gradients_are_autograds_in_f32_and_f64() {
+        for (dtype, prec) in [(DType::F32, Precision::F32), (DType::F64, Precision::F32)] {
             let (rows, _) = both(Backbone::Resnet18, dtype, prec, &[]);
             assert_eq!(assert_same(&rows), rows.len(), "{dtype:?} {prec:?}");
         }

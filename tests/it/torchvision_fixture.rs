@@ -128,12 +128,13 @@ fn check_in(arch: Backbone, weights: &str, reference: &str, dtype: DType, precis
         record(&format!("grad_eval.{n}"), g);
     }
 
-    // Train mode: batch statistics, running statistics updated.
-    let logits = model.forward_t(x, true).unwrap();
-    record("logits_train", &logits);
-    let loss = candle_nn::loss::cross_entropy(&logits, &target).unwrap();
+    // Train mode as training runs it (on the CPU the body's backward from a tape, in bf16
+    // with the activations stored in bf16): batch statistics, running statistics updated.
+    let fwd = model.train_forward(x).unwrap();
+    record("logits_train", fwd.logits());
+    let loss = candle_nn::loss::cross_entropy(fwd.logits(), &target).unwrap();
     record("loss_train", &loss.reshape(1).unwrap());
-    let grads = loss.backward().unwrap();
+    let grads = fwd.backward(&loss).unwrap();
     for n in &grad_names {
         let g = grads.get(model.store.var(n).unwrap().as_tensor()).unwrap();
         record(&format!("grad_train.{n}"), g);

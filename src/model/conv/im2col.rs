@@ -1,8 +1,17 @@
 //! Patch matrices: image -> im2col columns and back (col2im), images side by side, and the
 //! weight reordered to the patch order candle's tiled kernel uses. Safe code only.
 use super::Geom;
+use crate::model::cpu_op::Widen;
 use candle_core::WithDType;
 use rayon::prelude::*;
+
+/// `dst = src`, widened (a plain copy when the types are one).
+#[inline]
+fn copy_widened<S: Copy, T: Widen<S>>(src: &[S], dst: &mut [T]) {
+    for (d, v) in dst.iter_mut().zip(src) {
+        *d = T::widen(*v);
+    }
+}
 
 /// Output columns `lo..hi` whose input column `ox * s + kw - pad` falls inside a line.
 pub(super) fn valid_cols(g: &Geom, kw: usize) -> (usize, usize) {
@@ -49,10 +58,10 @@ pub(super) fn im2col_at<T: WithDType>(
 }
 
 /// Output positions `t0..t0 + out.len()` of the im2col row of patch element (kh, kw) of one
-/// channel's `plane` (H x W).
-pub(super) fn im2col_row<T: WithDType>(
+/// channel's `plane` (H x W), widened to `T` (an f32 row of a bf16 activation).
+pub(super) fn im2col_row<S: Copy, T: Widen<S>>(
     g: &Geom,
-    plane: &[T],
+    plane: &[S],
     (kh, kw): (usize, usize),
     t0: usize,
     out: &mut [T],
@@ -81,21 +90,21 @@ pub(super) fn im2col_row<T: WithDType>(
             let src = &line[a * s + kw - g.pad..];
             let dst = &mut dst[a - ox0..b - ox0];
             match s {
-                1 => dst.copy_from_slice(&src[..dst.len()]),
+                1 => copy_widened(&src[..dst.len()], dst),
                 // Whole pairs where the line has them (the compiler vectorises this form).
                 2 => {
                     let whole = dst.len().min(src.len() / 2);
                     let (head, last) = dst.split_at_mut(whole);
                     for (d, pair) in head.iter_mut().zip(src.chunks_exact(2)) {
-                        *d = pair[0];
+                        *d = T::widen(pair[0]);
                     }
                     if let Some(d) = last.first_mut() {
-                        *d = src[2 * whole];
+                        *d = T::widen(src[2 * whole]);
                     }
                 }
                 _ => {
                     for (d, v) in dst.iter_mut().zip(src.iter().step_by(s)) {
-                        *d = *v;
+                        *d = T::widen(*v);
                     }
                 }
             }
@@ -148,7 +157,7 @@ impl Shift {
     }
 
     /// Positions `t0..t0 + out.len()`.
-    fn copy<T: WithDType>(&self, plane: &[T], t0: usize, out: &mut [T]) {
+    fn copy<S: Copy, T: Widen<S>>(&self, plane: &[S], t0: usize, out: &mut [T]) {
         let t1 = t0 + out.len();
         let (a, b) = (self.t_lo.clamp(t0, t1), self.t_hi.clamp(t0, t1));
         out[..a - t0].fill(T::zero());
@@ -156,7 +165,7 @@ impl Shift {
         if a == b {
             return;
         }
-        out[a - t0..b - t0].copy_from_slice(&plane[self.src(a)..self.src(b)]);
+        copy_widened(&plane[self.src(a)..self.src(b)], &mut out[a - t0..b - t0]);
         self.each_outside(a, b, |t| out[t - t0] = T::zero());
     }
 

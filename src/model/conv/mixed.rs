@@ -7,6 +7,7 @@ use super::bf16::{product, PackedA, Right};
 use super::gemm::Mat;
 use super::im2col::{im2col_row, side_by_side};
 use super::{fold, split, Geom};
+use crate::model::cpu_op::{Act, Widen};
 use rayon::prelude::*;
 
 /// GEMM threads per product from the batch split.
@@ -21,7 +22,10 @@ fn threads(n: usize) -> (usize, usize) {
 
 /// Row `l`, columns `j0..j0 + out.len()` of the im2col matrix of the images `xs` side by
 /// side (column `j` is image `j / p`, position `j % p`).
-fn im2col_fill(g: &Geom, xs: &[f32], l: usize, j0: usize, out: &mut [f32]) {
+fn im2col_fill<S: Copy>(g: &Geom, xs: &[S], l: usize, j0: usize, out: &mut [f32])
+where
+    f32: Widen<S>,
+{
     let (p, k, hw) = (g.p(), g.k, g.h * g.w);
     let (ci, kh, kw) = (l / (k * k), (l / k) % k, l % k);
     let (mut j, mut o) = (j0, 0);
@@ -30,7 +34,9 @@ fn im2col_fill(g: &Geom, xs: &[f32], l: usize, j0: usize, out: &mut [f32]) {
         let run = (p - t).min(out.len() - o);
         let plane = &xs[img * g.in_len() + ci * hw..][..hw];
         if g.direct() {
-            out[o..o + run].copy_from_slice(&plane[t..t + run]);
+            for (d, v) in out[o..o + run].iter_mut().zip(&plane[t..t + run]) {
+                *d = f32::widen(*v);
+            }
         } else {
             im2col_row(g, plane, (kh, kw), t, &mut out[o..o + run]);
         }
@@ -39,8 +45,20 @@ fn im2col_fill(g: &Geom, xs: &[f32], l: usize, j0: usize, out: &mut [f32]) {
     }
 }
 
-/// Forward: y = conv(x, w).
-pub(super) fn forward(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
+/// Forward: y = conv(x, w), `x` float32 or a bf16 activation.
+pub(super) fn forward(g: &Geom, x: Act, w: &[f32]) -> Vec<f32> {
+    match x {
+        Act::F32(x) => forward_of(g, x, Some(x), w),
+        Act::Bf16(x) => forward_of(g, x, None, w),
+    }
+}
+
+/// [`forward`] of `x`, which is `x32` when given (then a 1x1 stride-1 convolution reads it
+/// as its matrix, with no im2col).
+fn forward_of<S: Copy + Sync>(g: &Geom, x: &[S], x32: Option<&[f32]>, w: &[f32]) -> Vec<f32>
+where
+    f32: Widen<S>,
+{
     let a = PackedA::new(Mat::rm(w, g.c_out, g.kk()));
     let mut y = vec![0.0f32; g.n * g.out_len()];
     let (workers, par) = threads(g.n);
@@ -56,7 +74,8 @@ pub(super) fn forward(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
                 let first = t * per + c0;
                 let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
                 let yc = &mut ys[c0 * g.out_len()..(c0 + c) * g.out_len()];
-                if c == 1 && g.direct() {
+                if let Some(x32) = x32.filter(|_| c == 1 && g.direct()) {
+                    let xs = &x32[first * g.in_len()..][..g.in_len()];
                     product(yc, p, false, &a, Mat::rm(xs, g.kk(), p), par);
                     continue;
                 }
@@ -93,7 +112,10 @@ pub(super) fn input_grad(g: &Geom, dy: &[f32], w: &[f32]) -> Vec<f32> {
 /// Weight gradient: dw = sum_n dy_n . col(x_n)^T, computed transposed as
 /// dw^T = sum_n col(x_n) . dy_n^T so that the im2col matrix is made row by row while it is
 /// packed (never written whole).
-pub(super) fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+pub(super) fn weight_grad<S: Copy + Sync>(g: &Geom, x: &[S], dy: &[f32]) -> Vec<f32>
+where
+    f32: Widen<S>,
+{
     let (kk, co) = (g.kk(), g.c_out);
     let (workers, par) = threads(g.n);
     let per = g.n.div_ceil(workers);

@@ -17,8 +17,9 @@
 //! Candle's stock convolution stays selectable ([`set_conv_impl`], or
 //! `COVID_RESNET_CONV=stock`) to compare the two; CUDA and Metal always use their own kernels.
 //!
-//! In bf16 mixed precision (`model::precision`) the same three ops take float32 tensors and
-//! multiply their operands rounded to bfloat16, accumulating in float32 (`mixed.rs`).
+//! In bf16 mixed precision (`model::precision`) the same three ops take float32 tensors, or
+//! an input stored in bf16 by the training forward, and multiply their operands rounded to
+//! bfloat16, accumulating in float32 (`mixed.rs`); outputs and gradients are float32.
 //!
 //! Layout: this file holds the layer, the shapes, the forward and input-gradient ops (safe
 //! code); `weight_grad.rs` the weight-gradient op; `im2col.rs` the patch matrices; `mixed.rs` the bf16 products of the three ops (safe);
@@ -33,7 +34,7 @@ mod mixed;
 mod tests;
 mod weight_grad;
 
-use super::cpu_op::{contiguous, impl_op2, run_mixed};
+use super::cpu_op::{contiguous, impl_op2, run_mixed, Act};
 use super::params::{Builder, Init, ParamKind};
 use super::precision::{self, Precision};
 use crate::Result;
@@ -152,9 +153,14 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> candle_core::Result<Tensor> {
+    use candle_core::DType;
+    // A bf16 input is an activation stored by the bf16 training forward (`model::bn_op`).
     let ours = x.device().is_cpu()
-        && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
-        && x.dtype() == w.dtype()
+        && match (x.dtype(), w.dtype()) {
+            (DType::F32, DType::F32) | (DType::F64, DType::F64) => true,
+            (DType::BF16, DType::F32) => precision::current() == Precision::Bf16,
+            _ => false,
+        }
         && conv_impl() == ConvImpl::Gemm;
     if !ours {
         if super::tape::recording() {
@@ -310,8 +316,8 @@ impl ConvFwd {
         self.prec
     }
 
-    fn run_bf16(&self, x: &[f32], w: &[f32]) -> (Vec<f32>, Shape) {
-        (mixed::forward(&self.g, x, w), self.g.out_shape())
+    fn run_bf16(&self, x: Act, w: &[f32]) -> candle_core::Result<(Vec<f32>, Shape)> {
+        Ok((mixed::forward(&self.g, x, w), self.g.out_shape()))
     }
 
     fn run<T: WithDType>(
@@ -496,12 +502,15 @@ impl ConvBwdData {
         self.1
     }
 
-    fn run_bf16(&self, dy: &[f32], w: &[f32]) -> (Vec<f32>, Shape) {
+    fn run_bf16(&self, dy: Act, w: &[f32]) -> candle_core::Result<(Vec<f32>, Shape)> {
         let g = self.0;
-        (
+        let Act::F32(dy) = dy else {
+            candle_core::bail!("conv input gradient: the output gradient must be float32")
+        };
+        Ok((
             mixed::input_grad(&g, dy, w),
             Shape::from((g.n, g.c_in, g.h, g.w)),
-        )
+        ))
     }
 
     fn run<T: WithDType>(

@@ -3,7 +3,7 @@
 use super::gemm::{matmul, Mat};
 use super::im2col::{im2col_at, side_by_side};
 use super::{fold, mixed, split, Geom};
-use crate::model::cpu_op::{contiguous, impl_op2};
+use crate::model::cpu_op::{contiguous, impl_op2, Act};
 use crate::model::precision::Precision;
 use candle_core::{CpuStorage, Layout, Shape, WithDType};
 use rayon::prelude::*;
@@ -16,12 +16,13 @@ impl ConvBwdFilter {
         self.1
     }
 
-    fn run_bf16(&self, x: &[f32], dy: &[f32]) -> (Vec<f32>, Shape) {
+    fn run_bf16(&self, x: Act, dy: &[f32]) -> candle_core::Result<(Vec<f32>, Shape)> {
         let g = self.0;
-        (
-            mixed::weight_grad(&g, x, dy),
-            Shape::from((g.c_out, g.c_in, g.k, g.k)),
-        )
+        let dw = match x {
+            Act::F32(x) => mixed::weight_grad(&g, x, dy),
+            Act::Bf16(x) => mixed::weight_grad(&g, x, dy),
+        };
+        Ok((dw, Shape::from((g.c_out, g.c_in, g.k, g.k))))
     }
 
     fn run<T: WithDType>(
