@@ -6,6 +6,7 @@ pub mod classifier;
 pub mod conv;
 mod cpu_op;
 pub mod head;
+mod max_pool;
 pub mod norm;
 pub mod params;
 pub mod pool;

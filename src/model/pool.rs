@@ -1,10 +1,8 @@
 //! Pooling with working gradients. candle's `max_pool2d` has no correct backward when the
 //! kernel differs from the stride, and the ResNet stem needs a 3x3 stride-2 pool.
-use super::cpu_op::{contiguous, round_bf16, run_float, Widen};
+use super::max_pool::MaxPool;
 use crate::Result;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType, D};
-use half::bf16;
-use rayon::prelude::*;
+use candle_core::{DType, Tensor, D};
 
 /// Max pooling with a square kernel, stride and padding (padding counts as -inf, as PyTorch).
 /// The gradient goes to the first maximum of each window in row-major order, as PyTorch's.
@@ -38,280 +36,7 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
     if !super::tape::recording() {
         return Ok(x.apply_op1(op)?);
     }
-    let y = x.apply_op1_no_bwd(&op)?;
-    let saved = (x.clone(), y.clone());
-    super::tape::push([&x], &y, move |dy, want| {
-        let (x, y) = saved;
-        Ok([op.bwd(&x, &y, dy)?.filter(|_| want[0])])
-    });
-    Ok(y)
-}
-
-/// A max-pooling window geometry.
-#[derive(Debug, Clone, Copy)]
-struct MaxPool {
-    k: usize,
-    s: usize,
-    p: usize,
-}
-
-impl MaxPool {
-    fn out(&self, h: usize, w: usize) -> (usize, usize) {
-        (
-            (h + 2 * self.p - self.k) / self.s + 1,
-            (w + 2 * self.p - self.k) / self.s + 1,
-        )
-    }
-
-    /// The input indices `a..b` (along one axis of length `len`) of output `o`'s window.
-    #[inline]
-    fn span(&self, o: usize, len: usize) -> (usize, usize) {
-        let start = (o * self.s) as isize - self.p as isize;
-        (
-            start.max(0) as usize,
-            ((start + self.k as isize) as usize).min(len),
-        )
-    }
-
-    /// Index in the plane of output (oy, ox)'s window maximum that PyTorch's kernel picks:
-    /// the first maximum in row-major order, or the last NaN (`val > max || isnan(val)`).
-    fn argmax<T: WithDType>(&self, plane: &[T], h: usize, w: usize, oy: usize, ox: usize) -> usize {
-        let ((ya, yb), (xa, xb)) = (self.span(oy, h), self.span(ox, w));
-        let mut best = ya * w + xa;
-        for yy in ya..yb {
-            for xx in xa..xb {
-                let i = yy * w + xx;
-                if plane[i] > plane[best] || plane[i].to_f64().is_nan() {
-                    best = i;
-                }
-            }
-        }
-        best
-    }
-
-    /// The maxima of one (h, w) plane into `out` (oh, ow), separably: each input row's
-    /// window maxima into `rows` (h, ow), then each output row's maximum over its input rows.
-    fn plane<T: WithDType>(&self, x: &[T], h: usize, w: usize, out: &mut [T], rows: &mut Vec<T>) {
-        let (_, ow) = self.out(h, w);
-        rows.clear();
-        for row in x.chunks_exact(w) {
-            rows.extend((0..ow).map(|ox| {
-                let (a, b) = self.span(ox, w);
-                row[a + 1..b].iter().fold(row[a], |m, &v| larger(m, v))
-            }));
-        }
-        for (oy, o) in out.chunks_exact_mut(ow).enumerate() {
-            let (a, b) = self.span(oy, h);
-            o.copy_from_slice(&rows[a * ow..][..ow]);
-            for r in rows[(a + 1) * ow..b * ow].chunks_exact(ow) {
-                for (m, &v) in o.iter_mut().zip(r) {
-                    *m = larger(*m, v);
-                }
-            }
-        }
-    }
-}
-
-/// `v` where it is larger than `m` or NaN, else `m`: PyTorch's update, which propagates NaN.
-/// Folding a window's elements through it in any order that visits each row's elements left
-/// to right and the rows top to bottom keeps the first maximum in row-major order.
-#[inline]
-fn larger<T: WithDType>(m: T, v: T) -> T {
-    #[allow(clippy::eq_op)] // v != v: NaN
-    if v > m || v != v {
-        v
-    } else {
-        m
-    }
-}
-
-/// The elements of a contiguous (N, C, H, W) operand, with its H and W.
-fn planes<'a, T: WithDType>(
-    s: &'a CpuStorage,
-    l: &Layout,
-) -> candle_core::Result<(&'a [T], usize, usize)> {
-    let d = l.dims();
-    Ok((contiguous::<T>(s, l, "max pool operand")?, d[2], d[3]))
-}
-
-impl MaxPool {
-    fn run<T: WithDType>(
-        &self,
-        s: &CpuStorage,
-        l: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, h, w) = planes::<T>(s, l)?;
-        let (oh, ow) = self.out(h, w);
-        let mut y = vec![T::zero(); x.len() / (h * w) * oh * ow];
-        y.par_chunks_mut(oh * ow)
-            .zip(x.par_chunks(h * w))
-            .for_each_init(Vec::new, |rows, (out, plane)| {
-                self.plane(plane, h, w, out, rows)
-            });
-        let d = l.dims();
-        Ok((
-            T::to_cpu_storage_owned(y),
-            Shape::from((d[0], d[1], oh, ow)),
-        ))
-    }
-}
-
-impl MaxPool {
-    /// Of a bf16 activation: each plane widened to float32 (in cache) and pooled as float32;
-    /// the maxima, input values, are bf16 again exactly.
-    fn run16(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, h, w) = planes::<bf16>(s, l)?;
-        let (oh, ow) = self.out(h, w);
-        let mut y = vec![bf16::ZERO; x.len() / (h * w) * oh * ow];
-        y.par_chunks_mut(oh * ow)
-            .zip(x.par_chunks(h * w))
-            .for_each_init(
-                || (Vec::new(), Vec::new(), vec![0f32; oh * ow]),
-                |(rows, plane32, out32), (out, plane)| {
-                    plane32.clear();
-                    plane32.extend(plane.iter().map(|&v| f32::widen(v)));
-                    self.plane(plane32, h, w, out32, rows);
-                    for (o, &v) in out.iter_mut().zip(out32.iter()) {
-                        *o = round_bf16(v);
-                    }
-                },
-            );
-        let d = l.dims();
-        Ok((CpuStorage::BF16(y), Shape::from((d[0], d[1], oh, ow))))
-    }
-}
-
-impl CustomOp1 for MaxPool {
-    fn name(&self) -> &'static str {
-        "max-pool2d"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        if let CpuStorage::BF16(_) = s {
-            let _p = super::prof::scope("maxpool forward");
-            return self.run16(s, l);
-        }
-        run_float!(self, "max pool", "maxpool forward"; s, l)
-    }
-
-    fn bwd(&self, x: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.apply_op3_no_bwd(
-            res,
-            &grad.contiguous()?,
-            &MaxPoolBwd(*self),
-        )?))
-    }
-}
-
-/// dx: each output's gradient added to its window's maximum (as [`MaxPool::argmax`] picks
-/// it); applied to (x, y, dy), x and y possibly bf16 activations (then dy is float32).
-struct MaxPoolBwd(MaxPool);
-
-impl MaxPoolBwd {
-    /// One plane's dx (`out`, zero on entry) from its input `plane`, output `ys` and output
-    /// gradient `g`; `cols` holds each output column's window columns.
-    fn plane<T: WithDType>(
-        &self,
-        (h, w, oh, ow): (usize, usize, usize, usize),
-        cols: &[(usize, usize)],
-        (plane, ys, g): (&[T], &[T], &[T]),
-        out: &mut [T],
-    ) {
-        let pool = self.0;
-        for oy in 0..oh {
-            let (ya, yb) = pool.span(oy, h);
-            let rows = &plane[ya * w..yb * w];
-            let (ms, gs) = (&ys[oy * ow..][..ow], &g[oy * ow..][..ow]);
-            for (ox, ((&m, &d), &(xa, xb))) in ms.iter().zip(gs).zip(cols).enumerate() {
-                // The first element equal to the window's maximum is the first maximum; a
-                // NaN maximum goes the long way (the last NaN).
-                let at = rows
-                    .chunks_exact(w)
-                    .enumerate()
-                    .find_map(|(r, row)| row[xa..xb].iter().position(|&v| v == m).map(|c| (r, c)))
-                    .map_or_else(
-                        || pool.argmax(plane, h, w, oy, ox),
-                        |(r, c)| (ya + r) * w + xa + c,
-                    );
-                out[at] += d;
-            }
-        }
-    }
-
-    fn run<T: WithDType>(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, h, w) = planes::<T>(s1, l1)?;
-        let (y, oh, ow) = planes::<T>(s2, l2)?;
-        let (dy, ..) = planes::<T>(s3, l3)?;
-        let mut dx = vec![T::zero(); x.len()];
-        // Each output column's window columns, the same in every plane.
-        let cols: Vec<(usize, usize)> = (0..ow).map(|ox| self.0.span(ox, w)).collect();
-        dx.par_chunks_mut(h * w)
-            .zip(x.par_chunks(h * w))
-            .zip(y.par_chunks(oh * ow).zip(dy.par_chunks(oh * ow)))
-            .for_each(|((out, plane), (ys, g))| {
-                self.plane((h, w, oh, ow), &cols, (plane, ys, g), out)
-            });
-        Ok((T::to_cpu_storage_owned(dx), l1.shape().clone()))
-    }
-
-    /// Of bf16 activations x and y with a float32 dy: each plane widened to float32 (in
-    /// cache), then as float32.
-    fn run16(
-        &self,
-        (s1, l1): (&CpuStorage, &Layout),
-        (s2, l2): (&CpuStorage, &Layout),
-        (s3, l3): (&CpuStorage, &Layout),
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, h, w) = planes::<bf16>(s1, l1)?;
-        let (y, oh, ow) = planes::<bf16>(s2, l2)?;
-        let (dy, ..) = planes::<f32>(s3, l3)?;
-        let mut dx = vec![0f32; x.len()];
-        let cols: Vec<(usize, usize)> = (0..ow).map(|ox| self.0.span(ox, w)).collect();
-        dx.par_chunks_mut(h * w)
-            .zip(x.par_chunks(h * w))
-            .zip(y.par_chunks(oh * ow).zip(dy.par_chunks(oh * ow)))
-            .for_each_init(
-                || (Vec::new(), Vec::new()),
-                |(p32, y32), ((out, plane), (ys, g))| {
-                    p32.clear();
-                    p32.extend(plane.iter().map(|&v| f32::widen(v)));
-                    y32.clear();
-                    y32.extend(ys.iter().map(|&v| f32::widen(v)));
-                    self.plane((h, w, oh, ow), &cols, (p32, y32, g), out)
-                },
-            );
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
-    }
-}
-
-impl candle_core::CustomOp3 for MaxPoolBwd {
-    fn name(&self) -> &'static str {
-        "max-pool2d-bwd"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if let CpuStorage::BF16(_) = s1 {
-            let _p = super::prof::scope("maxpool backward");
-            return self.run16((s1, l1), (s2, l2), (s3, l3));
-        }
-        run_float!(self, "max pool", "maxpool backward"; s1, l1, s2, l2, s3, l3)
-    }
+    Ok(super::max_pool::taped(&x, op)?)
 }
 
 /// Max pooling from tensor ops (GPU backends).
@@ -570,6 +295,68 @@ mod tests {
         let mut want = vec![0f32; 9];
         want[6] = 1.0;
         assert_eq!(dx, want);
+    }
+
+    /// The taped training forward (each maximum's position kept, the backward a scatter)
+    /// gives autograd's output and gradient bit for bit: values on a coarse grid (many ties
+    /// in a window), NaNs (a window with a NaN takes the gradient at its last NaN), odd and
+    /// even sizes, kernels wider than the stride and equal to it, padding, f32 and f64.
+    #[test]
+    fn the_taped_max_pool_is_autograds() {
+        let dev = Device::Cpu;
+        for dtype in [DType::F32, DType::F64] {
+            for (h, w, k, s, p) in [
+                (9, 8, 3, 2, 1),
+                (7, 7, 2, 2, 0),
+                (6, 11, 3, 1, 1),
+                (5, 5, 5, 1, 2),
+            ] {
+                let n = 2 * 3 * h * w;
+                let v: Vec<f32> = (0..n)
+                    .map(|i| {
+                        if i % 37 == 5 {
+                            f32::NAN
+                        } else {
+                            (((i as u64 * 2_654_435_761) >> 7) % 3) as f32
+                        }
+                    })
+                    .collect();
+                let x = Tensor::from_vec(v, (2, 3, h, w), &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+                let dy: Vec<f32> = (0..2 * 3 * oh * ow)
+                    .map(|i| (i % 13) as f32 - 6.0)
+                    .collect();
+                let dy = Tensor::from_vec(dy, (2, 3, oh, ow), &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let xv = Var::from_tensor(&x).unwrap();
+                let y = max_pool2d(xv.as_tensor(), k, s, p).unwrap();
+                let auto = (&y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+                let (yt, tape) =
+                    crate::model::tape::record(|| max_pool2d(xv.as_tensor(), k, s, p)).unwrap();
+                let mut taped = candle_core::backprop::GradStore::default();
+                tape.backward(yt.id(), dy.clone(), &mut taped).unwrap();
+                let bits = |t: &Tensor| -> Vec<u64> {
+                    let v = t.flatten_all().unwrap().to_dtype(DType::F64).unwrap();
+                    v.to_vec1::<f64>()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect()
+                };
+                let what = format!("{dtype:?} {h}x{w} k{k} s{s} p{p}");
+                assert_eq!(bits(&yt), bits(&y), "{what}");
+                let (a, t) = (
+                    auto.get(xv.as_tensor()).unwrap(),
+                    taped.get(xv.as_tensor()).unwrap(),
+                );
+                assert_eq!(bits(t), bits(a), "{what}");
+            }
+        }
     }
 
     #[test]
