@@ -99,30 +99,22 @@ fn mask_grad(y: &Tensor, grad: &Tensor) -> Result<Tensor> {
         .apply_op2_no_bwd(&grad.contiguous()?, &MaskGrad)
 }
 
-/// An element-wise function of two tensors of one shape, run in parallel over contiguous
-/// CPU operands.
-trait Elementwise2 {
-    fn apply<T: WithDType>(a: T, b: T) -> T;
-
-    fn run<T: WithDType>(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let a = contiguous::<T>(s1, l1, "relu operand")?;
-        let b = contiguous::<T>(s2, l2, "relu operand")?;
-        let mut y = vec![T::zero(); a.len()];
-        y.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(o, (a, b))| {
-                for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
-                    *o = Self::apply(*a, *b);
-                }
-            });
-        Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
-    }
+/// `f` of two operands of one length, element by element, run in parallel.
+fn zip_map<A: Copy + Sync, B: Copy + Sync, O: Copy + Send>(
+    a: &[A],
+    b: &[B],
+    zero: O,
+    f: impl Fn(A, B) -> O + Sync,
+) -> Vec<O> {
+    let mut out = vec![zero; a.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(o, (a, b))| {
+            for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
+                *o = f(*a, *b);
+            }
+        });
+    out
 }
 
 /// ReLU's backward, applied to (y, dy): dy where y > 0, else 0 (y may be a bf16 activation,
@@ -139,18 +131,13 @@ impl MaskGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let y = contiguous::<A>(s1, l1, "relu output")?;
         let g = contiguous::<T>(s2, l2, "relu gradient")?;
-        let mut dx = vec![T::zero(); g.len()];
-        dx.par_chunks_mut(CHUNK)
-            .zip(y.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-            .for_each(|(o, (y, g))| {
-                for ((o, y), g) in o.iter_mut().zip(y).zip(g) {
-                    *o = if T::widen(*y) > T::zero() {
-                        *g
-                    } else {
-                        T::zero()
-                    };
-                }
-            });
+        let dx = zip_map(y, g, T::zero(), |y, g| {
+            if T::widen(y) > T::zero() {
+                g
+            } else {
+                T::zero()
+            }
+        });
         Ok((T::to_cpu_storage_owned(dx), l2.shape().clone()))
     }
 }
@@ -160,18 +147,27 @@ impl_op2!(MaskGrad, "relu-par-bwd", "relu backward", saved);
 /// max(a + b, 0).
 struct AddRelu;
 
-impl Elementwise2 for AddRelu {
-    fn apply<T: WithDType>(a: T, b: T) -> T {
-        let s = a + b;
-        if s > T::zero() {
-            s
-        } else {
-            T::zero()
-        }
-    }
-}
-
 impl AddRelu {
+    fn run<T: WithDType>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let a = contiguous::<T>(s1, l1, "relu operand")?;
+        let b = contiguous::<T>(s2, l2, "relu operand")?;
+        let y = zip_map(a, b, T::zero(), |a, b| {
+            let s = a + b;
+            if s > T::zero() {
+                s
+            } else {
+                T::zero()
+            }
+        });
+        Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
+    }
+
     /// Of bf16 activations: the float32 sum's ReLU, rounded to bf16.
     fn run16(
         &self,
@@ -182,15 +178,10 @@ impl AddRelu {
     ) -> Result<(CpuStorage, Shape)> {
         let a = contiguous::<bf16>(s1, l1, "relu operand")?;
         let b = contiguous::<bf16>(s2, l2, "relu operand")?;
-        let mut y = vec![bf16::ZERO; a.len()];
-        y.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(o, (a, b))| {
-                for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
-                    let s = a.to_f32() + b.to_f32();
-                    *o = round_bf16(if s > 0.0 { s } else { 0.0 });
-                }
-            });
+        let y = zip_map(a, b, bf16::ZERO, |a, b| {
+            let s = a.to_f32() + b.to_f32();
+            round_bf16(if s > 0.0 { s } else { 0.0 })
+        });
         Ok((CpuStorage::BF16(y), l1.shape().clone()))
     }
 }

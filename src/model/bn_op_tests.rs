@@ -4,28 +4,9 @@
 use super::*;
 use crate::model::precision::{with_precision, Precision};
 use crate::model::tape;
+use crate::model::test_util::{bits, randn};
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Var};
-use rand::SeedableRng;
-use rand_distr::{Distribution, StandardNormal};
-
-fn randn(seed: u64, shape: &[usize], scale: f32, shift: f32) -> Tensor {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|_| Distribution::<f32>::sample(&StandardNormal, &mut rng) * scale + shift)
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn bits(t: &Tensor) -> Vec<u64> {
-    let v = t.flatten_all().unwrap().to_dtype(DType::F64).unwrap();
-    v.to_vec1::<f64>()
-        .unwrap()
-        .iter()
-        .map(|v| v.to_bits())
-        .collect()
-}
+use candle_core::Var;
 
 fn widened(t: &Tensor, dtype: DType) -> Tensor {
     t.to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap()

@@ -17,6 +17,8 @@ pub mod shipped;
 #[cfg(test)]
 mod stored16_tests;
 pub mod tape;
+#[cfg(test)]
+mod test_util;
 pub mod weights;
 pub mod zoo;
 

@@ -340,14 +340,7 @@ mod tests {
                     crate::model::tape::record(|| max_pool2d(xv.as_tensor(), k, s, p)).unwrap();
                 let mut taped = candle_core::backprop::GradStore::default();
                 tape.backward(yt.id(), dy.clone(), &mut taped).unwrap();
-                let bits = |t: &Tensor| -> Vec<u64> {
-                    let v = t.flatten_all().unwrap().to_dtype(DType::F64).unwrap();
-                    v.to_vec1::<f64>()
-                        .unwrap()
-                        .iter()
-                        .map(|v| v.to_bits())
-                        .collect()
-                };
+                use crate::model::test_util::bits;
                 let what = format!("{dtype:?} {h}x{w} k{k} s{s} p{p}");
                 assert_eq!(bits(&yt), bits(&y), "{what}");
                 let (a, t) = (

@@ -7,28 +7,12 @@ use super::conv::conv2d;
 use super::pool::max_pool2d;
 use super::precision::{with_precision, Precision};
 use super::tape;
+use super::test_util::bits;
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, Var};
-use rand::SeedableRng;
-use rand_distr::{Distribution, StandardNormal};
+use candle_core::{DType, Tensor, Var};
 
 fn randn(seed: u64, shape: &[usize]) -> Tensor {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn bits(t: &Tensor) -> Vec<u64> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
-        .iter()
-        .map(|v| v.to_bits())
-        .collect()
+    super::test_util::randn(seed, shape, 1.0, 0.0)
 }
 
 /// `f` on `inputs` (as variables) recorded in bf16 precision, then the tape run back from
