@@ -50,6 +50,16 @@ pub fn lr(v: f64) -> String {
     s.replace(".00e", "e")
 }
 
+/// A number as written in a file or on a command line, shortest form that reads back the
+/// same: `0.3`, `-1`, and `1e-300` rather than 300 digits.
+pub fn number(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-4..1e15).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +76,10 @@ mod tests {
         };
         assert_eq!(pct_ci(&w, 1), "50.0 % (25.0–?)");
         assert_eq!(duration(3725.0), "1h02m");
+        assert_eq!(number(1e-300), "1e-300");
+        assert_eq!(number(-1.0), "-1");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(0.2248), "0.2248");
         assert_eq!(duration(187.0), "3m07s");
         assert_eq!(duration(9.6), "9s");
         assert_eq!(lr(1.737800828749376e-5), "1.74e-5");

@@ -56,6 +56,10 @@ pub struct CacheArgs {
     /// No disk cache: images past the memory budget are decoded again when needed.
     #[arg(long, conflicts_with = "cache_dir")]
     pub no_disk_cache: bool,
+    /// Most the disk cache may hold, in MiB [default: 10240]; past it the least recently
+    /// used entries are removed.
+    #[arg(long, value_name = "MIB")]
+    pub cache_disk_max: Option<u64>,
 }
 
 impl CacheArgs {
@@ -63,6 +67,7 @@ impl CacheArgs {
     pub fn settings(&self) -> CacheSettings {
         let mut s = CacheSettings::user_default();
         s.memory_mib = self.cache_memory;
+        s.disk_mib = self.cache_disk_max;
         if self.no_disk_cache {
             s.dir = None;
         } else if let Some(d) = &self.cache_dir {
@@ -70,6 +75,24 @@ impl CacheArgs {
         }
         s
     }
+}
+
+/// The samples of `split`, refusing an incomplete or empty split naming it.
+fn whole_split(
+    ds: &crate::data::split::Dataset,
+    data: &std::path::Path,
+    split: SplitKind,
+) -> anyhow::Result<Vec<crate::data::split::Sample>> {
+    let s = ds.split(split);
+    s.check_complete(split.name())?;
+    if s.samples.is_empty() {
+        anyhow::bail!(
+            "the {} split of {} has no images",
+            split.name(),
+            crate::files::shown(data)
+        );
+    }
+    Ok(s.samples.clone())
 }
 
 impl DataSetArgs {
@@ -84,16 +107,42 @@ impl DataSetArgs {
     ) -> anyhow::Result<Vec<crate::data::split::Sample>> {
         let mut ds = crate::data::split::Dataset::open_with(data, &self.options(seed)?)?;
         ds.align_to_model(classes)?;
-        let s = ds.split(split);
-        s.check_complete(split.name())?;
-        if s.samples.is_empty() {
+        whole_split(&ds, data, split)
+    }
+
+    /// The samples of the held-out `split` (never the test split) for fitting something on
+    /// (a temperature): refuses the test split however it is reached, by its name, as the
+    /// validation source (`--valid test`) or through images that are also in the test split.
+    pub fn held_out_samples(
+        &self,
+        data: &std::path::Path,
+        seed: u64,
+        classes: &[String],
+        split: SplitKind,
+    ) -> anyhow::Result<Vec<crate::data::split::Sample>> {
+        const WHY: &str = "the test split is where the model is measured; fit on held-out \
+                           images (the data set's own validation split or a drawn one) and \
+                           measure on the test split with eval";
+        if split == SplitKind::Test {
+            anyhow::bail!("--split test: {WHY}");
+        }
+        let mut ds = crate::data::split::Dataset::open_with(data, &self.options(seed)?)?;
+        if split == SplitKind::Valid && ds.valid_source == crate::data::split::ValidSource::Test {
+            anyhow::bail!("--valid test: the validation images are the test split's; {WHY}");
+        }
+        ds.align_to_model(classes)?;
+        let shared = ds.shared_files();
+        if let Some((_, _, files)) = shared.iter().find(|(a, b, _)| {
+            (*a, *b) == (split, SplitKind::Test) || (*a, *b) == (SplitKind::Test, split)
+        }) {
             anyhow::bail!(
-                "the {} split of {} has no images",
+                "the {} split shares {} image(s) with the test split (e.g. {}); {WHY}",
                 split.name(),
-                crate::files::shown(data)
+                files.len(),
+                crate::files::shown(&files[0])
             );
         }
-        Ok(s.samples.clone())
+        whole_split(&ds, data, split)
     }
 
     /// The validation choice given, if any.

@@ -136,6 +136,9 @@ pub fn run(a: &DataArgs) -> anyhow::Result<ExitCode> {
                                 d.frames_note().unwrap_or_else(|| "1 frame".into()),
                                 d.windowed
                             );
+                            if let Some(n) = &d.header_note {
+                                println!("  header: {n}");
+                            }
                         }
                         for w in crate::infer::sanity::check(&img, 224) {
                             println!("  warning (for a 224 px model): {w}");

@@ -6,7 +6,7 @@ use crate::device::DeviceChoice;
 use crate::eval::compare::compare;
 use crate::eval::operating::{parse_class_value, OperatingPoint};
 use crate::eval::report::EvalReport;
-use crate::eval::{evaluate, EvalOptions};
+use crate::eval::{EvalOptions, EvalSet};
 use crate::files::shown;
 use crate::infer::Predictor;
 use anyhow::Context;
@@ -90,9 +90,8 @@ fn report_of(
         bootstrap: a.bootstrap,
         seed: a.seed,
     };
-    let mut report = evaluate(&predictor, &samples, &opts, |d, _| {
-        bar.set_position(d as u64)
-    })?;
+    let set = EvalSet::with_cache(samples, a.cache.settings().open());
+    let mut report = set.evaluate(&predictor, &opts, |d, _| bar.set_position(d as u64))?;
     bar.finish_and_clear();
     report.info.insert("model".into(), shown(model).to_string());
     report

@@ -128,6 +128,21 @@ fn info(choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         "bf16 products (--precision bf16, CPU): {}",
         crate::model::precision::bf16_kernels()
     );
+    let cache = crate::data::cache::CacheSettings::user_default();
+    match &cache.dir {
+        Some(dir) => {
+            let used = crate::data::disk_cache::usage(dir)
+                .map(|u| format!("{} entries, {:.1} MB", u.entries, u.bytes as f64 / 1e6))
+                .unwrap_or_else(|e| format!("unreadable: {e}"));
+            println!(
+                "image cache on disk: {} ({used} of a {:.0} MB cap; images past the memory \
+                 budget only)",
+                crate::files::shown(dir),
+                cache.disk_cap() as f64 / 1e6
+            );
+        }
+        None => println!("image cache on disk: none (no cache folder is known)"),
+    }
     println!("{}", crate::RESEARCH_NOTICE);
     Ok(ExitCode::SUCCESS)
 }

@@ -81,12 +81,6 @@ pub struct CalibrateArgs {
 }
 
 fn calibrate(a: &CalibrateArgs) -> anyhow::Result<ExitCode> {
-    if a.split == SplitKind::Test {
-        anyhow::bail!(
-            "--split test: the test split is where the model is measured; fit the temperature \
-             on held-out images (--split valid) and measure it on the test split with eval"
-        );
-    }
     let model = super::model_or_shipped(a.model.as_deref())?;
     let (net, mut meta) = load_model(&model, &Device::Cpu)?;
     // Fitted on the raw probabilities, whatever the file applied before.
@@ -96,9 +90,9 @@ fn calibrate(a: &CalibrateArgs) -> anyhow::Result<ExitCode> {
         .or_else(|| meta.training.as_ref().and_then(|t| t["seed"].as_u64()))
         .unwrap_or(0);
     let predictor = Predictor::new(net, meta);
-    let samples = a
-        .dataset
-        .split_samples(&a.data, seed, &predictor.meta().class_names, a.split)?;
+    let samples =
+        a.dataset
+            .held_out_samples(&a.data, seed, &predictor.meta().class_names, a.split)?;
     let opts = EvalOptions {
         bootstrap: 0,
         ..EvalOptions::default()

@@ -1,5 +1,5 @@
 //! `covid-resnet weights list | fetch NAME`: torchvision's ImageNet ResNet weights.
-use crate::fetch::{fetch, manual_hint};
+use crate::fetch::{fetch, manual_hint, Download};
 use crate::files::shown;
 use crate::model::zoo::{find, names, stored_in, weights_dir, DEFAULT_BASE_URL, ZOO};
 use std::path::PathBuf;
@@ -34,6 +34,10 @@ pub enum WeightsCommand {
         /// Where the files are published.
         #[arg(long, env = "COVID_RESNET_WEIGHTS_URL", default_value = DEFAULT_BASE_URL)]
         base_url: String,
+        /// Give up when the server sends nothing for this many seconds (what arrived is kept:
+        /// fetch again to continue).
+        #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+        stall_timeout: f64,
     },
 }
 
@@ -56,7 +60,9 @@ pub fn run(a: &WeightsArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_else(|| "(not fetched)".into());
                 println!(
                     "{:<12} {:<14} {:>8.1}  {here}",
-                    e.name, e.variant, e.size_mb
+                    e.name,
+                    e.variant,
+                    e.size_mb()
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -65,7 +71,13 @@ pub fn run(a: &WeightsArgs) -> anyhow::Result<ExitCode> {
             name,
             dir,
             base_url,
+            stall_timeout,
         } => {
+            if !(stall_timeout.is_finite() && *stall_timeout > 0.0) {
+                anyhow::bail!(
+                    "--stall-timeout {stall_timeout}: expected a number of seconds above 0"
+                );
+            }
             let e = find(name).ok_or_else(|| {
                 anyhow::anyhow!("unknown weights {name:?}: expected one of {}", names())
             })?;
@@ -79,11 +91,16 @@ pub fn run(a: &WeightsArgs) -> anyhow::Result<ExitCode> {
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
+            let manual = manual_hint(&url, &dest);
             let r = fetch(
-                &url,
-                &dest,
-                e.sha256,
-                &manual_hint(&url, &dest),
+                &Download {
+                    url: &url,
+                    dest: &dest,
+                    sha256: e.sha256,
+                    len: e.bytes,
+                    manual: &manual,
+                    stall: std::time::Duration::from_secs_f64(*stall_timeout),
+                },
                 &AtomicBool::new(false),
                 |done, total| {
                     if let Some(t) = total {

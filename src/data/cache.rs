@@ -1,13 +1,10 @@
 //! Where resized images are kept between epochs and between runs: in memory within a byte
-//! budget that all of a run's caches share, and past it in an on-disk cache of resized
-//! images. A disk entry is keyed by the image file's path, length and modification time, the
-//! input size, the resize mode and the pixel type, so a changed file gets a new key and a
-//! stale entry is never read; entries are written whole (a temporary file renamed), so a
-//! crash or a second process cannot leave half of one.
+//! budget that all of a run's caches share, and only past it in the on-disk cache
+//! (`disk_cache`), which a later run reads too.
+use super::disk_cache::{DiskCache, DEFAULT_CAP_MIB};
 use super::preprocess::ResizeMode;
 use crate::Result;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -73,6 +70,9 @@ pub struct CacheSettings {
     /// Folder of the on-disk cache (None: no disk cache; images past the memory budget are
     /// decoded again when needed).
     pub dir: Option<PathBuf>,
+    /// Most the disk cache may hold, in MiB (None: 10 GiB); past it the least recently
+    /// used entries go.
+    pub disk_mib: Option<u64>,
 }
 
 impl CacheSettings {
@@ -82,7 +82,15 @@ impl CacheSettings {
         Self {
             memory_mib: None,
             dir: default_cache_dir(),
+            disk_mib: None,
         }
+    }
+
+    /// The disk cap in bytes.
+    pub fn disk_cap(&self) -> u64 {
+        self.disk_mib
+            .unwrap_or(DEFAULT_CAP_MIB)
+            .saturating_mul(1 << 20)
     }
 
     /// Opens the budget these settings name, for one run.
@@ -93,7 +101,10 @@ impl CacheSettings {
                     .map(|m| m << 20)
                     .unwrap_or_else(MemoryBudget::default_limit),
             ),
-            dir: self.dir.clone(),
+            disk: self
+                .dir
+                .clone()
+                .map(|d| Arc::new(DiskCache::new(d, self.disk_cap()))),
         }
     }
 }
@@ -112,7 +123,7 @@ pub struct CachePlace {
     /// The memory budget.
     pub budget: Arc<MemoryBudget>,
     /// The on-disk cache, if any.
-    pub dir: Option<PathBuf>,
+    pub disk: Option<Arc<DiskCache>>,
 }
 
 impl Default for CachePlace {
@@ -200,7 +211,7 @@ impl<T: Pixel> ImageCache<T> {
     }
 
     /// Image `i` (the file at `path`): from memory, else from disk, else `make()` (decode and
-    /// resize), kept in memory while the budget allows and written to disk.
+    /// resize); kept in memory while the budget allows, else written to the disk cache.
     pub fn get(
         &self,
         i: usize,
@@ -211,30 +222,19 @@ impl<T: Pixel> ImageCache<T> {
             return Ok(v.clone());
         }
         let n = self.size_px as usize * self.size_px as usize;
-        let entry = self
-            .place
-            .dir
-            .as_deref()
-            .and_then(|d| self.entry_path(d, path));
-        let from_disk = entry
-            .as_deref()
-            .and_then(|e| std::fs::read(e).ok())
+        let disk = self.place.disk.as_deref();
+        let what = format!("{}/{:?}/{}", self.size_px, self.resize, T::TAG);
+        let entry = disk.and_then(|d| d.entry(path, &what));
+        let from_disk = disk
+            .zip(entry.as_deref())
+            .and_then(|(d, e)| d.read(e))
             .and_then(|b| T::from_bytes(&b, n));
-        let v = match from_disk {
+        let fresh = from_disk.is_none();
+        let v: Arc<[T]> = match from_disk {
             Some(v) => v,
-            None => {
-                let v = make()?;
-                if let Some(e) = &entry {
-                    if let Err(err) = write_entry(e, &T::to_bytes(&v)) {
-                        let _ = self
-                            .disk_error
-                            .set(format!("{}: {err}", crate::files::shown(e)));
-                    }
-                }
-                v
-            }
-        };
-        let v: Arc<[T]> = v.into();
+            None => make()?,
+        }
+        .into();
         let bytes = (v.len() * std::mem::size_of::<T>()) as u64;
         if self.place.budget.try_take(bytes) {
             if self.slots[i].set(v.clone()).is_ok() {
@@ -242,31 +242,15 @@ impl<T: Pixel> ImageCache<T> {
             } else {
                 self.place.budget.give_back(bytes);
             }
+        } else if let (true, Some(d), Some(e)) = (fresh, disk, &entry) {
+            // Past the memory budget: kept on disk for the next time.
+            if let Err(err) = d.write(e, &T::to_bytes(&v)) {
+                let _ = self
+                    .disk_error
+                    .set(format!("{}: {err}", crate::files::shown(e)));
+            }
         }
         Ok(v)
-    }
-
-    /// The disk entry of `path` as it is now (None when its metadata cannot be read).
-    fn entry_path(&self, dir: &Path, path: &Path) -> Option<PathBuf> {
-        let md = std::fs::metadata(path).ok()?;
-        let mtime = md
-            .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_nanos();
-        let mut h = Sha256::new();
-        h.update(path.as_os_str().as_encoded_bytes());
-        h.update([0]);
-        h.update(md.len().to_le_bytes());
-        h.update(mtime.to_le_bytes());
-        h.update(self.size_px.to_le_bytes());
-        h.update(format!("{:?}/{}", self.resize, T::TAG).as_bytes());
-        let hex: String = h.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Some(dir.join(&hex[..2]).join(format!("{hex}.px")))
     }
 }
 
@@ -278,18 +262,9 @@ impl<T: Pixel> Drop for ImageCache<T> {
     }
 }
 
-fn write_entry(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::disk_cache::set_mtime;
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
@@ -307,7 +282,7 @@ mod tests {
             .collect();
         let place = CachePlace {
             budget: MemoryBudget::new(4 * 16),
-            dir: None,
+            disk: None,
         };
         let made = AtomicUsize::new(0);
         let make = || {
@@ -341,7 +316,7 @@ mod tests {
         let img = file(d.path(), "a.png", b"first");
         let place = || CachePlace {
             budget: MemoryBudget::new(0),
-            dir: Some(cache_dir.clone()),
+            disk: Some(Arc::new(DiskCache::new(cache_dir.clone(), 1 << 30))),
         };
         let made = AtomicUsize::new(0);
         let make = |v: f32| {
@@ -366,13 +341,91 @@ mod tests {
         let c4 = ImageCache::<f32>::new(1, 2, ResizeMode::Squash, place());
         assert_eq!(&*c4.get(0, &img, make(0.75)).unwrap(), &[0.75; 4]);
         assert_eq!(made.load(Ordering::Relaxed), 3);
-        // A damaged entry (wrong length) is made again, never misread.
-        for e in walk(&cache_dir) {
-            std::fs::write(&e, b"xx").unwrap();
+        // Damaged entries (cut short; zeroed at their full length) are made again and
+        // rewritten, never misread.
+        for (k, bad) in [false, true].into_iter().enumerate() {
+            for e in walk(&cache_dir) {
+                let len = std::fs::metadata(&e).unwrap().len() as usize;
+                std::fs::write(&e, if bad { vec![0u8; len] } else { b"xx".to_vec() }).unwrap();
+            }
+            let c5 = ImageCache::<f32>::new(1, 2, ResizeMode::Squash, place());
+            assert_eq!(&*c5.get(0, &img, make(0.75)).unwrap(), &[0.75; 4]);
+            assert!(c5.disk_error().is_none());
+            assert_eq!(made.load(Ordering::Relaxed), 4 + k);
+            // ... and the rewritten entry serves the next run.
+            let c6 = ImageCache::<f32>::new(1, 2, ResizeMode::Squash, place());
+            assert_eq!(&*c6.get(0, &img, make(9.0)).unwrap(), &[0.75; 4]);
+            assert_eq!(made.load(Ordering::Relaxed), 4 + k);
         }
-        let c5 = ImageCache::<f32>::new(1, 2, ResizeMode::Squash, place());
-        assert_eq!(&*c5.get(0, &img, make(0.75)).unwrap(), &[0.75; 4]);
-        assert!(c5.disk_error().is_none());
+    }
+
+    #[test]
+    fn a_file_rewritten_with_the_same_size_and_time_is_decoded_again() {
+        // Before: keyed by path, size and mtime only, an image replaced by its negative
+        // with `touch -r` kept serving the old pixels.
+        let d = tempfile::tempdir().unwrap();
+        let img = file(d.path(), "a.png", b"positive");
+        let t = std::fs::metadata(&img).unwrap().modified().unwrap();
+        let place = CachePlace {
+            budget: MemoryBudget::new(0),
+            disk: Some(Arc::new(DiskCache::new(d.path().join("c"), 1 << 30))),
+        };
+        let c = ImageCache::<u8>::new(1, 1, ResizeMode::Squash, place.clone());
+        assert_eq!(&*c.get(0, &img, || Ok(vec![200])).unwrap(), &[200]);
+        std::fs::write(&img, b"negative").unwrap();
+        set_mtime(&img, t);
+        let md = std::fs::metadata(&img).unwrap();
+        assert_eq!((md.len(), md.modified().unwrap()), (8, t));
+        let c2 = ImageCache::<u8>::new(1, 1, ResizeMode::Squash, place);
+        assert_eq!(&*c2.get(0, &img, || Ok(vec![55])).unwrap(), &[55]);
+    }
+
+    #[test]
+    fn a_real_image_replaced_by_its_negative_is_not_served_stale() {
+        // The case on real PNGs: same length, same modification time, other pixels.
+        use crate::data::decode::decode_file;
+        use crate::data::preprocess::resize_gray;
+        let d = tempfile::tempdir().unwrap();
+        let (img, neg) = (d.path().join("x.png"), d.path().join("neg.png"));
+        let shade = |v: u8| {
+            image::GrayImage::from_fn(64, 64, |x, y| image::Luma([v + ((x + y) as u8 & 1)]))
+        };
+        shade(60).save(&img).unwrap();
+        shade(195).save(&neg).unwrap();
+        let bytes = std::fs::read(&neg).unwrap();
+        assert_eq!(std::fs::metadata(&img).unwrap().len(), bytes.len() as u64);
+        let place = CachePlace {
+            budget: MemoryBudget::new(0),
+            disk: Some(Arc::new(DiskCache::new(d.path().join("c"), 1 << 30))),
+        };
+        let mean = |p: &Path| -> f32 {
+            let c = ImageCache::<f32>::new(1, 8, ResizeMode::Squash, place.clone());
+            let v = c
+                .get(0, p, || {
+                    resize_gray(&decode_file(p)?, 8, ResizeMode::Squash)
+                })
+                .unwrap();
+            v.iter().sum::<f32>() / v.len() as f32 * 255.0
+        };
+        assert!((mean(&img) - 60.5).abs() < 1.0);
+        let t = std::fs::metadata(&img).unwrap().modified().unwrap();
+        std::fs::write(&img, &bytes).unwrap();
+        set_mtime(&img, t);
+        assert!((mean(&img) - 195.5).abs() < 1.0, "stale pixels served");
+    }
+
+    #[test]
+    fn images_that_fit_in_memory_are_not_written_to_disk() {
+        let d = tempfile::tempdir().unwrap();
+        let img = file(d.path(), "a.png", b"x");
+        let dir = d.path().join("cache");
+        let place = CachePlace {
+            budget: MemoryBudget::new(1 << 20),
+            disk: Some(Arc::new(DiskCache::new(dir.clone(), 1 << 30))),
+        };
+        let c = ImageCache::<u8>::new(1, 2, ResizeMode::Squash, place);
+        c.get(0, &img, || Ok(vec![1, 2, 3, 4])).unwrap();
+        assert!(!dir.exists());
     }
 
     fn walk(d: &Path) -> Vec<PathBuf> {
@@ -398,8 +451,8 @@ mod tests {
             1,
             ResizeMode::Squash,
             CachePlace {
-                budget: MemoryBudget::new(1 << 20),
-                dir: Some(blocker),
+                budget: MemoryBudget::new(0),
+                disk: Some(Arc::new(DiskCache::new(blocker, 1 << 30))),
             },
         );
         assert_eq!(&*c.get(0, &img, || Ok(vec![3u8])).unwrap(), &[3u8]);

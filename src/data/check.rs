@@ -53,12 +53,16 @@ pub struct DataReport {
     pub leaked_patients: Vec<String>,
     /// Each pair of splits that shares patients: (split, split, patients).
     pub leaks: Vec<(String, String, Vec<String>)>,
+    /// Each pair of splits that holds the same images (the same file, or the same bytes
+    /// under another name): (split, split, images).
+    pub shared_images: Vec<(String, String, Vec<String>)>,
 }
 
 impl DataReport {
     /// True when nothing is missing, unreadable, skipped or leaked.
     pub fn is_clean(&self) -> bool {
         self.leaked_patients.is_empty()
+            && self.shared_images.is_empty()
             && self
                 .splits
                 .iter()
@@ -206,6 +210,15 @@ pub fn readiness(ds: &Dataset) -> Readiness {
             leaked.len()
         ));
     }
+    for (a, b, files) in ds.shared_files() {
+        r.warnings.push(format!(
+            "{} image(s) are in both {} and {}, e.g. {}",
+            files.len(),
+            a.name(),
+            b.name(),
+            shown(&files[0])
+        ));
+    }
     r
 }
 
@@ -242,6 +255,11 @@ pub fn check_dataset(root: &Path, opts: &DataOptions) -> Result<DataReport> {
         leaked_patients: ds.leaked_patients(),
         leaks: ds
             .leaks()
+            .into_iter()
+            .map(|(a, b, p)| (a.name().to_string(), b.name().to_string(), p))
+            .collect(),
+        shared_images: ds
+            .shared_content()
             .into_iter()
             .map(|(a, b, p)| (a.name().to_string(), b.name().to_string(), p))
             .collect(),
@@ -323,6 +341,20 @@ pub fn format_report(r: &DataReport) -> String {
         let _ = writeln!(
             o,
             "patient leakage: {} patient(s) in both {a} and {b}: {}",
+            p.len(),
+            p.join(", ")
+        );
+    }
+    if r.shared_images.is_empty() {
+        let _ = writeln!(
+            o,
+            "image leakage: none (no file, and no copy of one, is in two splits)"
+        );
+    }
+    for (a, b, p) in &r.shared_images {
+        let _ = writeln!(
+            o,
+            "image leakage: {} image(s) in both {a} and {b}: {}",
             p.len(),
             p.join(", ")
         );

@@ -4,6 +4,7 @@ pub mod cache;
 pub mod check;
 pub mod decode;
 pub mod dicom;
+pub mod disk_cache;
 pub mod fingerprint;
 pub mod loader;
 pub mod preprocess;

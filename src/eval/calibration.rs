@@ -118,7 +118,8 @@ pub fn fit_temperature(actual: &[usize], probs: &[&[f32]]) -> Option<f64> {
         return None;
     }
     let f = |lt: f64| nll(actual, probs, lt.exp());
-    let (mut a, mut b) = (0.05f64.ln(), 20f64.ln());
+    let range = crate::model::checkpoint::TEMPERATURE_RANGE;
+    let (mut a, mut b) = (range.start().ln(), range.end().ln());
     let g = (5f64.sqrt() - 1.0) / 2.0;
     let (mut c, mut d) = (b - g * (b - a), a + g * (b - a));
     let (mut fc, mut fd) = (f(c), f(d));

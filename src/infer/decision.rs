@@ -47,21 +47,33 @@ pub fn default_focus(classes: &[String]) -> usize {
         .unwrap_or(classes.len().saturating_sub(1))
 }
 
+/// The index of the class `name` names: its name in any case, else a spelling of the same
+/// class that data sets use (`covid` for COVID-19, see `data::split::canonical`).
+pub fn class_index(name: &str, classes: &[String]) -> Option<usize> {
+    let name = name.trim();
+    classes
+        .iter()
+        .position(|c| c.eq_ignore_ascii_case(name))
+        .or_else(|| {
+            let want = crate::data::split::canonical(name);
+            classes
+                .iter()
+                .position(|c| crate::data::split::canonical(c) == want)
+        })
+}
+
 /// Parses `CLASS=V` (V in [0, 1]) to the class index and the value.
 pub fn parse_class_value(text: &str, classes: &[String]) -> Result<(usize, f64), String> {
     let (name, v) = text
         .rsplit_once('=')
         .ok_or_else(|| format!("{text:?}: expected CLASS=VALUE, e.g. COVID-19=0.3"))?;
-    let class = classes
-        .iter()
-        .position(|c| c.eq_ignore_ascii_case(name.trim()))
-        .ok_or_else(|| {
-            format!(
-                "{text:?}: no class {:?} (the model's classes: {})",
-                name.trim(),
-                classes.join(", ")
-            )
-        })?;
+    let class = class_index(name, classes).ok_or_else(|| {
+        format!(
+            "{text:?}: no class {:?} (the model's classes: {})",
+            name.trim(),
+            classes.join(", ")
+        )
+    })?;
     let v: f64 = v
         .trim()
         .parse()

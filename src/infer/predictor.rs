@@ -159,7 +159,8 @@ impl Predictor {
     /// Logits divided by the model file's temperature, when it has one.
     fn temper(&self, logits: Tensor) -> Result<Tensor> {
         Ok(match &self.meta.temperature {
-            Some(t) if t.value > 0.0 && t.value != 1.0 => (logits / t.value)?,
+            // In range: checked when the file was read.
+            Some(t) if t.value != 1.0 => (logits / t.value)?,
             _ => logits,
         })
     }
@@ -167,11 +168,7 @@ impl Predictor {
     /// The operating point the model file names, when its class is one of the model's.
     pub fn operating_point(&self) -> Option<OperatingPoint> {
         let o = self.meta.operating_point.as_ref()?;
-        let class = self
-            .meta
-            .class_names
-            .iter()
-            .position(|c| c.eq_ignore_ascii_case(&o.class))?;
+        let class = super::decision::class_index(&o.class, &self.meta.class_names)?;
         Some(OperatingPoint {
             class,
             threshold: o.threshold,

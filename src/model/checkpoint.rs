@@ -220,6 +220,8 @@ fn meta_from_bytes(bytes: &[u8], path: &Path) -> Result<ModelMeta> {
 
 /// Smallest and largest input sizes a model file may give.
 pub const INPUT_SIZE_RANGE: std::ops::RangeInclusive<u32> = 32..=1024;
+/// The temperatures a model file may hold: the interval `model calibrate` fits in.
+pub const TEMPERATURE_RANGE: std::ops::RangeInclusive<f64> = 0.05..=20.0;
 /// Fewest and most classes a model may have.
 pub const CLASS_COUNT_RANGE: std::ops::RangeInclusive<usize> = 2..=64;
 
@@ -253,6 +255,31 @@ impl ModelMeta {
         }
         if let Some(p) = self.norm().problem() {
             return Some(format!("mean/std: {p}"));
+        }
+        if let Some(t) = &self.temperature {
+            if !(TEMPERATURE_RANGE.contains(&t.value)) {
+                return Some(format!(
+                    "temperature.value {} is outside [{}, {}] (the range it is fitted in)",
+                    crate::fmt::number(t.value),
+                    TEMPERATURE_RANGE.start(),
+                    TEMPERATURE_RANGE.end()
+                ));
+            }
+        }
+        if let Some(o) = &self.operating_point {
+            if crate::infer::decision::class_index(&o.class, &self.class_names).is_none() {
+                return Some(format!(
+                    "operating_point.class {:?} is not one of the model's classes ({})",
+                    o.class,
+                    self.class_names.join(", ")
+                ));
+            }
+            if !(0.0..=1.0).contains(&o.threshold) {
+                return Some(format!(
+                    "operating_point.threshold {} is outside [0, 1]",
+                    crate::fmt::number(o.threshold)
+                ));
+            }
         }
         // A file from training records what it was trained at and on: they must agree.
         let training = self.training.as_ref()?;

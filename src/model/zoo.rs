@@ -21,12 +21,20 @@ pub struct ZooEntry {
     pub file: &'static str,
     /// The file's SHA-256, hex.
     pub sha256: &'static str,
-    /// Its size in MB as torchvision's documentation gives it (for messages).
-    pub size_mb: f64,
+    /// Its exact length in bytes: a server that announces or sends more is refused.
+    pub bytes: u64,
+}
+
+impl ZooEntry {
+    /// The size in MB (10^6 bytes), for listings.
+    pub fn size_mb(&self) -> f64 {
+        self.bytes as f64 / 1e6
+    }
 }
 
 /// Every file `weights fetch` knows. torchvision publishes IMAGENET1K_V2 weights for
-/// ResNet-50 (not for ResNet-18 or -34).
+/// ResNet-50 (not for ResNet-18 or -34). The lengths are those of the published files
+/// (torchvision's `_file_size` gives them in MiB: 44.661, 83.275, 97.781, 97.790).
 pub const ZOO: &[ZooEntry] = &[
     ZooEntry {
         name: "resnet18",
@@ -34,7 +42,7 @@ pub const ZOO: &[ZooEntry] = &[
         variant: "IMAGENET1K_V1",
         file: "resnet18-f37072fd.pth",
         sha256: "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec",
-        size_mb: 44.7,
+        bytes: 46830571,
     },
     ZooEntry {
         name: "resnet34",
@@ -42,7 +50,7 @@ pub const ZOO: &[ZooEntry] = &[
         variant: "IMAGENET1K_V1",
         file: "resnet34-b627a593.pth",
         sha256: "b627a593bcbe140c234610266fe4f8ae95ea42fc881d091c9b6052e6b1d0590f",
-        size_mb: 83.3,
+        bytes: 87319819,
     },
     ZooEntry {
         name: "resnet50",
@@ -50,7 +58,7 @@ pub const ZOO: &[ZooEntry] = &[
         variant: "IMAGENET1K_V1",
         file: "resnet50-0676ba61.pth",
         sha256: "0676ba61b6795bbe1773cffd859882e5e297624d384b6993f7c9e683e722fb8a",
-        size_mb: 97.8,
+        bytes: 102530333,
     },
     ZooEntry {
         name: "resnet50-v2",
@@ -58,7 +66,7 @@ pub const ZOO: &[ZooEntry] = &[
         variant: "IMAGENET1K_V2",
         file: "resnet50-11ad3fa6.pth",
         sha256: "11ad3fa62ca79e40addfd354a8ec4b7c75143b3038b8d2a807fbc68deab379ca",
-        size_mb: 97.8,
+        bytes: 102540417,
     },
 ];
 
@@ -146,5 +154,20 @@ mod tests {
             "resnet50-0676ba61.pth"
         );
         assert!(find("resnet152").is_none());
+    }
+
+    #[test]
+    fn every_length_agrees_with_torchvisions_file_size() {
+        // torchvision's weights metadata: `_file_size` in MiB, to three decimals.
+        for (file, mib) in [
+            ("resnet18-f37072fd.pth", 44.661),
+            ("resnet34-b627a593.pth", 83.275),
+            ("resnet50-0676ba61.pth", 97.781),
+            ("resnet50-11ad3fa6.pth", 97.790),
+        ] {
+            let e = ZOO.iter().find(|e| e.file == file).unwrap();
+            let got = e.bytes as f64 / (1 << 20) as f64;
+            assert!((got - mib).abs() < 0.0005, "{file}: {got} MiB");
+        }
     }
 }

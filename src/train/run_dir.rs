@@ -109,6 +109,16 @@ pub fn lock(dir: &Path) -> Result<RunLock> {
 /// Claims `dir` for a new run: creates it, takes its lock, and refuses a folder that holds a
 /// finished or stopped run unless `overwrite`, in which case that run's files are removed.
 pub fn claim_new(dir: &Path, overwrite: bool) -> Result<RunLock> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::invalid(
+            "run folder",
+            format!(
+                "{} is a file, not a folder: name a folder for the run (it is created if \
+                 missing)",
+                shown(dir)
+            ),
+        ));
+    }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let held = lock(dir)?;
     match (run_state(dir), overwrite) {
@@ -170,6 +180,16 @@ mod tests {
         assert!(claim_resume(d.path()).is_err());
         drop(first);
         assert!(claim_resume(d.path()).is_ok());
+    }
+
+    #[test]
+    fn a_file_in_the_folders_place_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("notes.txt");
+        std::fs::write(&f, "x").unwrap();
+        let e = claim_new(&f, false).err().unwrap().to_string();
+        assert!(e.contains("notes.txt is a file, not a folder"), "{e}");
+        assert_eq!(std::fs::read(&f).unwrap(), b"x");
     }
 
     #[test]

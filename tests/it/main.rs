@@ -5,6 +5,7 @@ mod app_window;
 mod common;
 mod crash;
 mod data_check;
+mod data_contradictions;
 mod dicom_corpus;
 mod hostile;
 mod model_files;

@@ -306,27 +306,33 @@ fn calibrate_fits_a_temperature_on_held_out_images_and_predict_applies_it() {
     let d = dir.path();
     let data = folders(d);
     let cal = d.join("cal.safetensors");
-    let o = Command::new(bin())
-        .args([
-            "--device",
-            "cpu",
-            "model",
-            "calibrate",
-            "--split",
-            "test",
-            "--data",
-        ])
-        .arg(&data)
-        .arg("--out")
-        .arg(&cal)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("the test split is where the model is measured"),
-        "{err}"
-    );
-    assert!(!cal.exists());
+    // The test split by its name, and under another: as the validation source (before:
+    // fitted on the test split and recorded as "fitted on the valid split").
+    for (how, says) in [("--split", "--split test"), ("--valid", "--valid test")] {
+        let o = Command::new(bin())
+            .args([
+                "--device",
+                "cpu",
+                "model",
+                "calibrate",
+                how,
+                "test",
+                "--data",
+            ])
+            .arg(&data)
+            .arg("--out")
+            .arg(&cal)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success()
+                && err.contains(says)
+                && err.contains("the test split is where the model is measured"),
+            "{err}"
+        );
+        assert!(!cal.exists());
+    }
 
     let (out, _) = run(
         &["model", "calibrate", "--data"],
@@ -366,4 +372,71 @@ fn calibrate_fits_a_temperature_on_held_out_images_and_predict_applies_it() {
             t.value
         );
     }
+}
+
+#[test]
+fn a_model_files_temperature_and_operating_point_are_checked_on_load() {
+    // Before: temperature 1e-300 gave NaN probabilities with exit 0, 0 or -1 were ignored,
+    // threshold -1 predicted COVID-19 for every image, an unknown class was ignored.
+    use covid_resnet::model::checkpoint::{rewrite_meta, SavedOperatingPoint, Temperature};
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = shipped::model_path().unwrap();
+    let image = samples().join("test/Viral/person1_virus_12.jpeg");
+    let temp = |v: f64| Temperature {
+        value: v,
+        fitted_on: "hand-edited".into(),
+    };
+    let point = |c: &str, t: f64| SavedOperatingPoint {
+        class: c.into(),
+        threshold: t,
+    };
+    type Edit = Box<dyn Fn(&mut covid_resnet::model::checkpoint::ModelMeta)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "tiny",
+            Box::new(move |m| m.temperature = Some(temp(1e-300))),
+            "temperature.value 1e-300 is outside",
+        ),
+        (
+            "zero",
+            Box::new(move |m| m.temperature = Some(temp(0.0))),
+            "temperature.value 0 is outside",
+        ),
+        (
+            "negative",
+            Box::new(move |m| m.temperature = Some(temp(-1.0))),
+            "temperature.value -1 is outside",
+        ),
+        (
+            "below",
+            Box::new(move |m| m.operating_point = Some(point("COVID-19", -1.0))),
+            "operating_point.threshold -1 is outside [0, 1]",
+        ),
+        (
+            "unknown",
+            Box::new(move |m| m.operating_point = Some(point("Influenza", 0.3))),
+            "operating_point.class \"Influenza\" is not one of the model's classes",
+        ),
+    ];
+    for (name, edit, says) in cases {
+        let file = dir.path().join(format!("{name}.safetensors"));
+        rewrite_meta(&shipped, &file, |m| edit(m)).unwrap();
+        let o = Command::new(bin())
+            .args(["--device", "cpu", "predict", "--model"])
+            .arg(&file)
+            .arg(&image)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{name}: accepted");
+        assert!(
+            err.contains(says) && err.contains(&format!("{name}.safetensors")),
+            "{name}: {err}"
+        );
+    }
+    // A spelling of the class that data sets use is the class (before: `covid` refused).
+    let file = dir.path().join("covid.safetensors");
+    run(&["model", "threshold", "covid=0.3", "--out"], &[&file]);
+    let op = read_meta(&file).unwrap().operating_point.unwrap();
+    assert_eq!((op.class.as_str(), op.threshold), ("COVID-19", 0.3));
 }

@@ -233,7 +233,8 @@ pub fn setup_ui(
             }
             let label = format!(
                 "Fetch ImageNet weights ({}, {:.0} MB)",
-                entry.file, entry.size_mb
+                entry.file,
+                entry.size_mb()
             );
             if ui
                 .add_enabled(fetching.is_none(), egui::Button::new(label))

@@ -132,10 +132,14 @@ impl Worker {
                 let hint = crate::fetch::manual_hint(&url, &dest);
                 let mut last = std::time::Instant::now();
                 crate::fetch::fetch(
-                    &url,
-                    &dest,
-                    entry.sha256,
-                    &hint,
+                    &crate::fetch::Download {
+                        url: &url,
+                        dest: &dest,
+                        sha256: entry.sha256,
+                        len: entry.bytes,
+                        manual: &hint,
+                        stall: crate::fetch::DEFAULT_STALL,
+                    },
                     &std::sync::atomic::AtomicBool::new(false),
                     |done, total| {
                         if last.elapsed().as_millis() > 100 {

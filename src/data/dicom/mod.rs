@@ -9,6 +9,7 @@ mod jpeg12;
 mod open;
 mod pixels;
 pub mod scan;
+mod syntax_fix;
 #[doc(hidden)]
 pub mod testing;
 mod voi;
@@ -40,6 +41,9 @@ pub struct DicomInfo {
     pub meta_header: bool,
     /// Whether a window or VOI LUT from the file was applied.
     pub windowed: bool,
+    /// What was wrong with the File Meta header and how the file was read anyway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_note: Option<String>,
 }
 
 impl DicomInfo {
@@ -62,10 +66,14 @@ struct Frame {
     bytes: Vec<u8>,
     /// Whether a codec decoded the bytes.
     decoded: bool,
+    /// (declared, actual) syntax when the meta group named the wrong VR encoding.
+    wrong_vr: Option<(&'static str, &'static str)>,
 }
 
 fn first_frame(bytes: &[u8]) -> Result<Frame, String> {
-    let bytes = scan::prepare(bytes)?;
+    let wrong_vr = syntax_fix::wrong_vr(bytes);
+    let fixed = wrong_vr.and_then(|(_, actual)| syntax_fix::with_syntax(bytes, actual));
+    let bytes = scan::prepare(fixed.as_deref().unwrap_or(bytes))?;
     let opened = open::open(&bytes)?;
     pixels::require_image(&opened.obj)?;
     let layout = pixels::Layout::of(&opened.obj)?;
@@ -75,6 +83,7 @@ fn first_frame(bytes: &[u8]) -> Result<Frame, String> {
         layout,
         bytes,
         decoded,
+        wrong_vr,
     })
 }
 
@@ -109,6 +118,14 @@ pub fn decode_dicom(bytes: &[u8]) -> Result<(GrayImage, DicomInfo), String> {
         transfer_syntax: syntax,
         meta_header: frame.opened.has_meta,
         windowed: false,
+        header_note: frame.wrong_vr.map(|(declared, actual)| {
+            format!(
+                "the File Meta header names {}, but the data set is written in {}: read as \
+                 written (as pydicom does)",
+                open::syntax_name(declared),
+                open::syntax_name(actual)
+            )
+        }),
     };
     let (width, height) = (layout.cols as u32, layout.rows as u32);
     if !layout.photometric.starts_with("MONOCHROME") {
@@ -253,5 +270,35 @@ mod tests {
             let e = decode_file(&p).unwrap_err().to_string();
             assert!(e.contains("t.dcm"), "cut {cut}: {e}");
         }
+    }
+
+    #[test]
+    fn a_header_that_names_explicit_vr_over_an_implicit_data_set_is_read_as_written() {
+        // Before: refused ("invalid value representation"); pydicom reads it with a warning.
+        use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+        let d = tempfile::tempdir().unwrap();
+        let good = d.path().join("good.dcm");
+        write_gray(&good, &spec("MONOCHROME2", None)).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        // The meta group as written (it names Explicit VR Little Endian): its group length
+        // (0002,0000) UL at bytes 132..144 counts the bytes after it.
+        assert_eq!(&bytes[132..138], &[2, 0, 0, 0, b'U', b'L']);
+        let meta_end = 144 + u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
+        let obj = dicom_object::open_file(&good).unwrap();
+        let implicit = TransferSyntaxRegistry.get("1.2.840.10008.1.2").unwrap();
+        let mut data_set = Vec::new();
+        obj.write_dataset_with_ts(&mut data_set, implicit).unwrap();
+        let mixed = [&bytes[..meta_end], &data_set[..]].concat();
+        let bad = d.path().join("mixed.dcm");
+        std::fs::write(&bad, &mixed).unwrap();
+        let (a, b) = (decode_file(&good).unwrap(), decode_file(&bad).unwrap());
+        assert_eq!(a.data, b.data);
+        let note = b.dicom.unwrap().header_note.unwrap();
+        assert!(
+            note.contains("names Explicit VR Little Endian")
+                && note.contains("written in Implicit VR Little Endian"),
+            "{note}"
+        );
+        assert!(a.dicom.unwrap().header_note.is_none());
     }
 }

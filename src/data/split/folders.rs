@@ -107,8 +107,8 @@ pub fn kermany_patient(stem: &str) -> String {
 }
 
 /// Rows of a Kermany split folder. With `split_pneumonia`, a PNEUMONIA image whose name
-/// says `bacteria` is Bacterial and one that says `virus` is Viral (one that says neither is
-/// an error naming it); otherwise it is "Pneumonia".
+/// says `bacteria` is Bacterial and one that says `virus` is Viral (one that says neither or
+/// both is an error naming it); otherwise it is "Pneumonia".
 pub fn read_kermany(dir: &Path, split_pneumonia: bool) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for d in class_dirs(dir)? {
@@ -125,18 +125,25 @@ pub fn read_kermany(dir: &Path, split_pneumonia: bool) -> Result<Vec<Row>> {
                 "Pneumonia".to_string()
             } else {
                 let l = stem.to_lowercase();
-                if l.contains("bacteria") {
-                    "Bacterial".to_string()
-                } else if l.contains("virus") {
-                    "Viral".to_string()
-                } else {
-                    return Err(Error::invalid(
-                        "dataset",
-                        format!(
-                            "{}: a PNEUMONIA image whose name says neither bacteria nor virus",
-                            crate::files::shown(&f)
-                        ),
-                    ));
+                let says = |w: &str| {
+                    format!(
+                        "{}: a PNEUMONIA image whose name says {w}: it cannot be split into \
+                         Bacterial or Viral (rename it, or train without --split-pneumonia)",
+                        crate::files::shown(&f)
+                    )
+                };
+                match (l.contains("bacteria"), l.contains("virus")) {
+                    (true, false) => "Bacterial".to_string(),
+                    (false, true) => "Viral".to_string(),
+                    (true, true) => {
+                        return Err(Error::invalid("dataset", says("both bacteria and virus")))
+                    }
+                    (false, false) => {
+                        return Err(Error::invalid(
+                            "dataset",
+                            says("neither bacteria nor virus"),
+                        ))
+                    }
                 }
             };
             rows.push(Row {

@@ -4,12 +4,14 @@
 //! paper's way); links checked; the patient-leakage check.
 pub mod folders;
 pub mod labels;
+pub mod leaks;
 pub mod options;
 pub mod split_files;
 pub mod table;
 
 pub use folders::IMAGE_EXTENSIONS;
 pub use labels::{canonical, paper_index, PAPER_CLASSES};
+pub use leaks::leaked_patients;
 pub use options::{DataOptions, Manifest, ValidChoice, ValidSource};
 pub use split_files::{parse_split_text, read_split_file};
 pub use table::CsvColumns;
@@ -169,7 +171,7 @@ impl Layout {
 }
 
 /// Which split of a data set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SplitKind {
     /// Training images.
     Train,
@@ -228,18 +230,19 @@ fn link_problem(path: &Path, root: &Path, allow_outside: bool) -> Option<String>
 /// Rows of each split as the layout lists them.
 type Listed = BTreeMap<&'static str, Vec<Row>>;
 
-/// The CSV columns: `dataset.toml`'s, with the file the user named.
-fn csv_columns(m: &Manifest, opts: &DataOptions) -> CsvColumns {
-    let mut cols = m.csv.clone().unwrap_or_default();
-    if let Some(f) = &opts.csv_file {
-        cols.file = Some(f.clone());
-    }
-    cols
+/// The CSV file named by the user or `dataset.toml`, checked, if either names one.
+fn named_csv(root: &Path, m: &Manifest, opts: &DataOptions) -> Result<Option<PathBuf>> {
+    let named = match (&opts.csv_file, m.csv.as_ref().and_then(|c| c.file.as_ref())) {
+        (Some(f), _) => (f, "--data-csv"),
+        (None, Some(f)) => (f, "dataset.toml's [csv] file"),
+        (None, None) => return Ok(None),
+    };
+    table::named_csv(root, named.0, named.1, opts.allow_outside_links).map(Some)
 }
 
-fn csv_layout(file: PathBuf, m: &Manifest, opts: &DataOptions) -> Result<(Layout, Listed)> {
+fn csv_layout(file: PathBuf, m: &Manifest) -> Result<(Layout, Listed)> {
     let mut out: Listed = BTreeMap::new();
-    for (kind, row) in table::read_csv(&file, &csv_columns(m, opts))? {
+    for (kind, row) in table::read_csv(&file, &m.csv.clone().unwrap_or_default())? {
         out.entry(match kind {
             SplitKind::Train => "train",
             SplitKind::Valid => "valid",
@@ -252,8 +255,9 @@ fn csv_layout(file: PathBuf, m: &Manifest, opts: &DataOptions) -> Result<(Layout
 }
 
 fn list(root: &Path, m: &Manifest, opts: &DataOptions) -> Result<(Layout, Listed)> {
-    if let Some(f) = &opts.csv_file {
-        return csv_layout(root.join(f), m, opts);
+    let named = named_csv(root, m, opts)?;
+    if let Some(f) = &opts.csv_file.as_ref().and(named.clone()) {
+        return csv_layout(f.clone(), m);
     }
     let mut out: Listed = BTreeMap::new();
     if let Some((tr, va, te)) = split_files::find_split_files(root)? {
@@ -306,8 +310,8 @@ fn list(root: &Path, m: &Manifest, opts: &DataOptions) -> Result<(Layout, Listed
         }
         return Ok((Layout::ClassFolders, out));
     }
-    if let Some(file) = table::find_csv(root, &csv_columns(m, opts)) {
-        return csv_layout(file, m, opts);
+    if let Some(file) = named.or_else(|| table::find_csv(root)) {
+        return csv_layout(file, m);
     }
     Err(Error::invalid(
         "dataset",
@@ -495,37 +499,6 @@ impl Dataset {
         self.classes = classes.to_vec();
         Ok(())
     }
-
-    /// Patients in more than one of train, valid and test, sorted.
-    pub fn leaked_patients(&self) -> Vec<String> {
-        let out: BTreeSet<String> = self.leaks().into_iter().flat_map(|(_, _, p)| p).collect();
-        out.into_iter().collect()
-    }
-
-    /// Each pair of splits that shares patients, with those patients (valid and test are
-    /// not compared when the validation split is the test split).
-    pub fn leaks(&self) -> Vec<(SplitKind, SplitKind, Vec<String>)> {
-        use SplitKind::*;
-        let mut pairs = vec![(Train, Test)];
-        if self.valid_source != ValidSource::Test {
-            pairs.extend([(Train, Valid), (Valid, Test)]);
-        }
-        pairs
-            .into_iter()
-            .map(|(a, b)| (a, b, leaked_patients(self.split(a), self.split(b))))
-            .filter(|(_, _, p)| !p.is_empty())
-            .collect()
-    }
-}
-
-/// Patients in both `a` and `b`.
-pub fn leaked_patients(a: &Split, b: &Split) -> Vec<String> {
-    let pa = a.patients();
-    b.patients()
-        .into_iter()
-        .filter(|p| pa.contains(p))
-        .map(String::from)
-        .collect()
 }
 
 #[cfg(test)]

@@ -108,12 +108,28 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Reads `root/dataset.toml` (an empty manifest when there is none).
+    /// Reads `root/dataset.toml` (an empty manifest when there is none); unknown keys, at
+    /// the top and in `[csv]`, and a `valid` that is no choice are refused naming the file.
     pub fn read(root: &Path) -> Result<Self> {
         let p = root.join("dataset.toml");
         match std::fs::read_to_string(&p) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|e| Error::invalid("dataset.toml", format!("{}: {e}", shown(&p)))),
+            Ok(text) => {
+                let m: Self = toml::from_str(&text)
+                    .map_err(|e| Error::invalid("dataset.toml", format!("{}: {e}", shown(&p))))?;
+                if let Some(v) = &m.valid {
+                    v.parse::<ValidChoice>().map_err(|_| {
+                        Error::invalid(
+                            "dataset.toml",
+                            format!(
+                                "{}: valid = {v:?}: expected \"auto\", \"test\" or a \
+                                 percentage between 0 and 100 such as \"10\"",
+                                shown(&p)
+                            ),
+                        )
+                    })?;
+                }
+                Ok(m)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(Error::io(&p, e)),
         }

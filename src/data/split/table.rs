@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// Which CSV columns hold what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct CsvColumns {
     /// The CSV file, relative to the data folder (default: the folder's only `.csv`).
     pub file: Option<PathBuf>,
@@ -38,11 +38,34 @@ impl Default for CsvColumns {
     }
 }
 
-/// The CSV file of a data folder, if it has one (named in the columns, or the only `.csv`).
-pub fn find_csv(root: &Path, cols: &CsvColumns) -> Option<PathBuf> {
-    if let Some(f) = &cols.file {
-        return Some(root.join(f));
+/// The CSV file `named` (by `origin`: "dataset.toml's [csv] file" or "--data-csv"), which
+/// must be a file inside the data folder `root` unless `allow_outside`, as images must.
+pub fn named_csv(root: &Path, named: &Path, origin: &str, allow_outside: bool) -> Result<PathBuf> {
+    let p = root.join(named);
+    let bad = |why: String| {
+        Error::invalid(
+            "CSV",
+            format!("{origin} {:?}: {why}", crate::files::path_text(named)),
+        )
+    };
+    let real = p
+        .canonicalize()
+        .map_err(|e| bad(format!("cannot be opened in {} ({e})", shown(root))))?;
+    let root_real = root.canonicalize().map_err(|e| Error::io(root, e))?;
+    if !real.starts_with(&root_real) && !allow_outside {
+        return Err(bad(format!(
+            "outside the data folder {} (allow with --allow-outside-links)",
+            shown(root)
+        )));
     }
+    if !real.is_file() {
+        return Err(bad("not a file".into()));
+    }
+    Ok(p)
+}
+
+/// The CSV file of a data folder, if it has one: the only `.csv` in it.
+pub fn find_csv(root: &Path) -> Option<PathBuf> {
     let mut csvs: Vec<PathBuf> = std::fs::read_dir(root)
         .ok()?
         .flatten()
@@ -92,6 +115,10 @@ pub fn read_csv(file: &Path, cols: &CsvColumns) -> Result<Vec<(SplitKind, Row)>>
     let (p_col, l_col) = (need(&cols.path)?, need(&cols.label)?);
     let (pat_col, src_col, split_col) = (col(&cols.patient), col(&cols.source), col(&cols.split));
     let mut out = Vec::new();
+    // Each path's first line, label and split: a path listed twice is an error unless it is
+    // the same image in two splits (leakage, which `data check` reports).
+    let mut first: std::collections::HashMap<PathBuf, (usize, String, SplitKind)> =
+        std::collections::HashMap::new();
     for (i, rec) in rd.records().enumerate() {
         let line = i + 2;
         let err = |msg: String| Error::invalid("CSV", format!("{}:{line}: {msg}", shown(file)));
@@ -115,6 +142,26 @@ pub fn read_csv(file: &Path, cols: &CsvColumns) -> Result<Vec<(SplitKind, Row)>>
                 .ok_or_else(|| err(format!("split {:?}: expected train, valid or test", get(c))))?,
             None => SplitKind::Train,
         };
+        let key: PathBuf = p
+            .components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .collect();
+        let canon = super::labels::canonical(&label);
+        if let Some((n, l, k)) = first.get(&key) {
+            if *l != canon {
+                return Err(err(format!(
+                    "{rel:?} is labelled {label:?} here but {l:?} on line {n}: one image, one \
+                     label"
+                )));
+            }
+            if *k == kind {
+                return Err(err(format!(
+                    "{rel:?} is listed again (first on line {n}); list each image once"
+                )));
+            }
+        } else {
+            first.insert(key, (line, canon, kind));
+        }
         let patient = pat_col
             .map(get)
             .filter(|p| !p.is_empty())
