@@ -1,7 +1,7 @@
 //! The system's file dialogs, with a way out when there is none: on Linux rfd asks the
 //! desktop portal, then zenity, and returns "nothing chosen" when neither exists, exactly as
-//! when the user cancels. A dialog that comes back in a blink was never shown, so the
-//! caller can say so and point at the path field beside every button.
+//! when the user cancels. A dialog that comes back in a blink was never shown: the caller
+//! then opens a [`PathPrompt`], a small modal window with a focused path field, in its place.
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -59,14 +59,6 @@ pub enum Picked {
 /// Shorter than any person can cancel a dialog: the dialog was not shown.
 const NOT_SHOWN: Duration = Duration::from_millis(250);
 
-/// The message for [`Picked::Unavailable`], naming the field to use instead.
-pub fn unavailable_message(field: &str) -> String {
-    format!(
-        "No file dialog could be opened on this system (no desktop portal or zenity): type \
-         the path into the {field} field instead."
-    )
-}
-
 /// Shows the dialog and waits for it.
 pub fn pick(backend: DialogBackend, what: &Pick) -> Picked {
     if backend == DialogBackend::Unavailable {
@@ -119,39 +111,56 @@ pub fn open_folder(dir: &std::path::Path) -> Result<(), String> {
         })
 }
 
-/// Where a typed path goes when no dialog could be shown: a small form in place of the
-/// dialog ("Type the model file's path: [...] Open  Cancel").
+/// Where a typed path goes when no dialog could be shown: a small modal window in place of
+/// the dialog ("No file dialog ... Type the model file's path: [...] OK  Cancel"), its field
+/// focused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PathPrompt<P> {
     /// What the path is for.
     pub purpose: P,
     /// What to type, in words.
     pub label: String,
+    /// An example of what to type, shown in the empty field.
+    pub hint: &'static str,
     /// The path as typed.
     pub text: String,
+    focused: bool,
 }
+
+/// Why the prompt is there, said above its field.
+pub const NO_DIALOG: &str =
+    "No file dialog could be opened on this system (no desktop portal or zenity).";
 
 impl<P: Copy> PathPrompt<P> {
     /// A prompt for `purpose`.
-    pub fn new(purpose: P, label: impl Into<String>) -> Self {
+    pub fn new(purpose: P, label: impl Into<String>, hint: &'static str) -> Self {
         Self {
             purpose,
             label: label.into(),
+            hint,
             text: String::new(),
+            focused: false,
         }
     }
 
-    /// Draws the form. `Some(Some(path))` when submitted, `Some(None)` when cancelled.
-    pub fn ui(&mut self, ui: &mut egui::Ui) -> Option<Option<PathBuf>> {
+    /// Shows the modal. `Some(Some(path))` when submitted (OK or Enter), `Some(None)` when
+    /// cancelled (Cancel, Escape or a click outside).
+    pub fn show(&mut self, ctx: &egui::Context) -> Option<Option<PathBuf>> {
         let mut out = None;
-        egui::Frame::group(ui.style()).show(ui, |ui| {
-            let l = ui.label(&self.label);
+        let modal = egui::Modal::new(egui::Id::unique("path-prompt")).show(ctx, |ui| {
+            ui.set_width(520.0);
+            ui.label(NO_DIALOG);
+            let l = ui.label(egui::RichText::new(&self.label).strong());
             let r = ui.add(
                 egui::TextEdit::singleline(&mut self.text)
-                    .hint_text("/path/to/file")
+                    .hint_text(self.hint)
                     .desired_width(f32::INFINITY),
             );
             r.clone().labelled_by(l.id);
+            if !self.focused {
+                self.focused = true;
+                r.request_focus();
+            }
             let entered = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             ui.horizontal(|ui| {
                 let ok = !self.text.trim().is_empty();
@@ -163,6 +172,9 @@ impl<P: Copy> PathPrompt<P> {
                 }
             });
         });
+        if out.is_none() && modal.should_close() {
+            out = Some(None);
+        }
         out
     }
 }

@@ -26,9 +26,9 @@ pub struct ZooEntry {
 }
 
 impl ZooEntry {
-    /// The size in MB (10^6 bytes), for listings.
+    /// The size in MB as torchvision's documentation gives it (MiB: 44.7 for ResNet-18).
     pub fn size_mb(&self) -> f64 {
-        self.bytes as f64 / 1e6
+        self.bytes as f64 / (1u64 << 20) as f64
     }
 }
 

@@ -59,6 +59,10 @@ pub struct CheckpointMeta {
     pub epoch_loss_sum: f64,
     /// Batches of the epoch in progress.
     pub epoch_batches: usize,
+    /// Seconds spent on the epoch in progress (pauses left out), so that a resumed epoch's
+    /// time counts its part before the stop (absent in older checkpoints).
+    #[serde(default)]
+    pub epoch_secs: f64,
     /// The program that wrote it.
     pub build: BuildInfo,
     /// The data set the run started on (absent in checkpoints written before it was kept).
@@ -80,6 +84,7 @@ impl CheckpointMeta {
             history: Vec::new(),
             epoch_loss_sum: 0.0,
             epoch_batches: 0,
+            epoch_secs: 0.0,
             build: BuildInfo::current(),
             data_fingerprint: None,
         }

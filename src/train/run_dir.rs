@@ -106,6 +106,42 @@ pub fn lock(dir: &Path) -> Result<RunLock> {
     })
 }
 
+/// The folder new runs go into when none is named: `runs` in the user's data folder
+/// (`COVID_RESNET_HOME`, else the platform's), else `runs` here.
+pub fn default_runs_root() -> PathBuf {
+    crate::model::zoo::user_data_dir()
+        .map(|d| d.join("runs"))
+        .unwrap_or_else(|| PathBuf::from("runs"))
+}
+
+/// The date of `t` (UTC) as YYYY-MM-DD (the civil calendar from days since 1970, Howard
+/// Hinnant's algorithm).
+pub fn utc_date(t: std::time::SystemTime) -> String {
+    let days = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The next new run's folder under `root`: `<date>-<n>` with the first n from 1 that is not
+/// there yet, so every run keeps its own folder.
+pub fn next_run_dir(root: &Path, date: &str) -> PathBuf {
+    (1u32..)
+        .map(|n| root.join(format!("{date}-{n}")))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| root.join(date))
+}
+
 /// Claims `dir` for a new run: creates it, takes its lock, and refuses a folder that holds a
 /// finished or stopped run unless `overwrite`, in which case that run's files are removed.
 pub fn claim_new(dir: &Path, overwrite: bool) -> Result<RunLock> {
@@ -180,6 +216,27 @@ mod tests {
         assert!(claim_resume(d.path()).is_err());
         drop(first);
         assert!(claim_resume(d.path()).is_ok());
+    }
+
+    #[test]
+    fn new_run_folders_are_dated_and_numbered() {
+        use std::time::{Duration, UNIX_EPOCH};
+        // Dates by the calendar: the epoch, a leap day, the end of a century year.
+        let at = |s: u64| utc_date(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01");
+        assert_eq!(at(951_782_400), "2000-02-29");
+        assert_eq!(at(978_307_199), "2000-12-31");
+        assert_eq!(at(1_796_515_200 + 86_399), "2026-12-06");
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(
+            next_run_dir(d.path(), "2026-12-06"),
+            d.path().join("2026-12-06-1")
+        );
+        std::fs::create_dir(d.path().join("2026-12-06-1")).unwrap();
+        assert_eq!(
+            next_run_dir(d.path(), "2026-12-06"),
+            d.path().join("2026-12-06-2")
+        );
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub struct Trainer {
     history: Vec<EpochMetrics>,
     epoch_loss_sum: f64,
     epoch_batches: usize,
+    /// Seconds of the epoch in progress spent before the current call of `run_epoch` (in an
+    /// earlier process, for a resumed run).
+    epoch_secs: f64,
     /// Batches trained since the last checkpoint (appended to `losses.csv` with it).
     unsaved_batches: Vec<BatchRecord>,
     /// The data set as the run started on it.
@@ -234,6 +237,7 @@ impl Trainer {
             history: Vec::new(),
             epoch_loss_sum: 0.0,
             epoch_batches: 0,
+            epoch_secs: 0.0,
             unsaved_batches: Vec::new(),
             fingerprint,
             _lock: lock,
@@ -302,6 +306,7 @@ impl Trainer {
         t.history = meta.history;
         t.epoch_loss_sum = meta.epoch_loss_sum;
         t.epoch_batches = meta.epoch_batches;
+        t.epoch_secs = meta.epoch_secs;
         t.sink.send(TrainEvent::Log(format!(
             "resumed {} at stage {}, step {}, epoch {}, batch {}",
             crate::files::shown(&path),
@@ -481,6 +486,7 @@ impl Trainer {
         size_px: u32,
     ) -> Result<Option<Outcome>> {
         let t0 = Instant::now();
+        let mut paused = std::time::Duration::ZERO;
         let bpe = self.batches_per_epoch();
         let last_good = self.snapshot_model()?;
         let last_opt = self.opt.snapshot();
@@ -543,12 +549,15 @@ impl Trainer {
             self.pos.global_iter += 1;
             if self.control.is_paused() && !self.control.is_stopped() {
                 self.sink.send(TrainEvent::Paused);
+                let tp = Instant::now();
                 while self.control.is_paused() && !self.control.is_stopped() {
                     std::thread::sleep(std::time::Duration::from_millis(30));
                 }
+                paused += tp.elapsed();
                 self.sink.send(TrainEvent::Resumed);
             }
             if self.control.batch_done() && self.pos.batch < bpe {
+                self.epoch_secs += t0.elapsed().saturating_sub(paused).as_secs_f64();
                 let path = self.save_checkpoint()?;
                 self.sink.send(TrainEvent::Stopped(path));
                 return Ok(Some(Outcome::Stopped));
@@ -573,7 +582,7 @@ impl Trainer {
             global_iter: self.pos.global_iter,
             size_px,
             train_loss: self.epoch_loss_sum / self.epoch_batches.max(1) as f64,
-            secs: t0.elapsed().as_secs_f64(),
+            secs: self.epoch_secs + t0.elapsed().saturating_sub(paused).as_secs_f64(),
             img_per_s: images as f64 / train_secs.max(1e-9),
             ..EpochMetrics::of_validation(&report)
         };
@@ -584,6 +593,7 @@ impl Trainer {
         self.pos.global_epoch += 1;
         self.epoch_loss_sum = 0.0;
         self.epoch_batches = 0;
+        self.epoch_secs = 0.0;
         let path = self.save_checkpoint()?;
         self.sink.send(TrainEvent::Checkpoint(path.clone()));
         if self.control.is_stopped() {

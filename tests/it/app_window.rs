@@ -108,6 +108,28 @@ fn a_resumed_run_shows_its_whole_history_and_its_step() {
         shown(&h, "stage 1 step 2 (32 px): epoch 1/2"),
         "the step's progress bar after resuming"
     );
+
+    // The epoch in progress has been trained in two windows; its time counts both parts
+    // (before: only the time since the last resume).
+    use covid_resnet::train::checkpoint::read_checkpoint;
+    let banked = read_checkpoint(&run).unwrap().0.epoch_secs;
+    assert!(banked > 0.0, "the checkpoint keeps the epoch's time so far");
+    let mut h = harness(settings(&data, &run, vec![]), (1400.0, 1000.0));
+    h.state_mut().training.resume_dir = run.display().to_string();
+    // Three batches finish the epoch (iterations 13-15), one more starts the next.
+    h.state_mut().training.stop_after = Some(4);
+    h.run_steps(2);
+    h.get_by_label("Resume run").click();
+    step_until(&mut h, 120, "the third window's stop", |a| {
+        a.training.run.state == RunState::Idle && a.training.run.losses.len() >= 17
+    });
+    let epochs = &h.state().training.run.epochs;
+    assert_eq!(epochs.len(), 2);
+    assert!(
+        epochs[1].secs >= banked,
+        "the resumed epoch took {} s, but {banked} s were spent on it before",
+        epochs[1].secs
+    );
 }
 
 /// A run model with a loss curve, as if a run had reported `n` batches.
@@ -264,10 +286,10 @@ fn the_viewer_shares_the_dataset_folder_and_says_why_run_is_disabled() {
         .accesskit_node()
         .is_disabled());
     assert!(shown(&h, "Run test set: load a model first."));
-    // No file dialog here: Load model… opens a path field instead and says so.
+    // No file dialog here: Load model… opens a path window instead and says so.
     h.state_mut().dialogs = DialogBackend::Unavailable;
     h.get_by_label("Load model…").click();
-    h.run_steps(2);
+    h.run_steps(4);
     assert!(shown(&h, "No file dialog could be opened"));
     let model = write_model(dir.path(), 32);
     let field = || egui::accesskit::Role::TextInput;

@@ -1,4 +1,5 @@
 //! Integration tests, compiled as one binary (link time matters).
+mod app_newcomer;
 mod app_training;
 mod app_viewer;
 mod app_window;

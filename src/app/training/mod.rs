@@ -14,7 +14,7 @@ pub use plan_editor::{plan_of, rows_of, PlanRow};
 pub use setup::TrainingSettings;
 pub use state::{RunModel, RunState};
 
-use super::dialogs::{pick, unavailable_message, DialogBackend, Pick, Picked};
+use super::dialogs::{pick, DialogBackend, PathPrompt, Pick, Picked};
 use super::notices::Notices;
 use crate::data::sampler::Sampling;
 use crate::device::DeviceChoice;
@@ -74,6 +74,60 @@ pub enum Command {
     OpenRunFolder,
     /// Download the ImageNet weights of the chosen backbone.
     FetchWeights,
+    /// A path chosen (in a dialog or typed in its place) for a purpose.
+    Answer(Browse, PathBuf),
+}
+
+/// What a file dialog of this tab (or the typed path that replaces it) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Browse {
+    /// The dataset folder.
+    Data,
+    /// Pretrained weights.
+    Weights,
+    /// A run folder to resume.
+    Resume,
+    /// A plan file to load.
+    LoadPlan,
+    /// Where to save the plan.
+    SavePlan,
+}
+
+impl Browse {
+    fn pick(self) -> Pick {
+        match self {
+            Browse::Data | Browse::Resume => Pick::Folder,
+            Browse::Weights => Pick::File {
+                filter: "weights",
+                exts: &["pth", "pt", "safetensors", "bin"],
+            },
+            Browse::LoadPlan => Pick::File {
+                filter: "plan",
+                exts: &["toml"],
+            },
+            Browse::SavePlan => Pick::Save {
+                filter: "plan",
+                exts: &["toml"],
+                name: "plan.toml",
+            },
+        }
+    }
+
+    fn what(self) -> (&'static str, &'static str) {
+        match self {
+            Browse::Data => ("Type the dataset folder:", "/path/to/dataset"),
+            Browse::Weights => (
+                "Type the path of the pretrained weights (.pth or .safetensors):",
+                "/path/to/resnet50-0676ba61.pth",
+            ),
+            Browse::Resume => ("Type the run folder to resume:", "/path/to/run"),
+            Browse::LoadPlan => (
+                "Type the path of a plan file (.toml):",
+                "/path/to/plan.toml",
+            ),
+            Browse::SavePlan => ("Type where to save the plan (.toml):", "/path/to/plan.toml"),
+        }
+    }
 }
 
 /// State of the Training tab.
@@ -103,6 +157,8 @@ pub struct TrainingTab {
     pub frame_ms: f32,
     /// A weights download in progress: (bytes, total).
     pub fetching: Option<(u64, Option<u64>)>,
+    /// A typed path standing in for a dialog that could not be shown.
+    pub prompt: Option<PathPrompt<Browse>>,
     /// Stop the next run after this many batches (tests and snapshots).
     #[doc(hidden)]
     pub stop_after: Option<usize>,
@@ -110,7 +166,11 @@ pub struct TrainingTab {
 
 impl TrainingTab {
     /// A tab with these settings.
-    pub fn new(settings: TrainingSettings) -> Self {
+    pub fn new(mut settings: TrainingSettings) -> Self {
+        // The fixed folder of earlier versions made every second run collide with the first.
+        if settings.run_dir.trim() == "runs/app-run" {
+            settings.run_dir.clear();
+        }
         Self {
             settings,
             resume_dir: String::new(),
@@ -127,6 +187,7 @@ impl TrainingTab {
             commands: Vec::new(),
             frame_ms: 0.0,
             fetching: None,
+            prompt: None,
             stop_after: None,
         }
     }
@@ -314,20 +375,47 @@ impl TrainingTab {
         }
     }
 
+    /// Shows the dialog for `what`: a chosen path is answered at once; without a dialog,
+    /// the path prompt opens in its place.
     fn browse(
         &mut self,
-        what: Pick,
-        field: &str,
+        what: Browse,
+        ctx: &egui::Context,
         notices: &mut Notices,
         dialogs: DialogBackend,
-    ) -> Option<PathBuf> {
-        match pick(dialogs, &what) {
-            Picked::Chosen(mut v) => v.pop(),
-            Picked::Cancelled => None,
-            Picked::Unavailable => {
-                notices.warn(TOPIC, unavailable_message(field));
-                None
+    ) {
+        match pick(dialogs, &what.pick()) {
+            Picked::Chosen(mut v) => {
+                if let Some(p) = v.pop() {
+                    self.execute(Command::Answer(what, p), ctx, notices, dialogs);
+                }
             }
+            Picked::Cancelled => {}
+            Picked::Unavailable => {
+                let (label, hint) = what.what();
+                self.prompt = Some(PathPrompt::new(what, label, hint));
+            }
+        }
+    }
+
+    fn answer(&mut self, what: Browse, p: PathBuf, notices: &mut Notices) {
+        match what {
+            Browse::Data => self.settings.data_dir = crate::files::shown(&p).to_string(),
+            Browse::Weights => self.settings.weights = crate::files::shown(&p).to_string(),
+            Browse::Resume => self.resume_dir = crate::files::shown(&p).to_string(),
+            Browse::LoadPlan => match Plan::load(&p) {
+                Ok(plan) => self.take_plan(&plan),
+                Err(e) => notices.error(TOPIC, e.to_string()),
+            },
+            Browse::SavePlan => match self.plan() {
+                Ok(plan) => match plan.save(&p) {
+                    Ok(()) => {
+                        notices.info(TOPIC, format!("plan saved: {}", crate::files::shown(&p)))
+                    }
+                    Err(e) => notices.error(TOPIC, e.to_string()),
+                },
+                Err(_) => notices.error(TOPIC, "fix the plan's errors before saving it"),
+            },
         }
     }
 
@@ -352,15 +440,34 @@ impl TrainingTab {
                     }
                 }
                 let Ok(plan) = self.plan() else { return };
+                let out = self.settings.next_run_dir();
+                // Refused before anything of the run on screen changes.
+                let held = crate::train::run_dir::run_state(&out);
+                if held != crate::train::run_dir::RunState::Empty && !self.settings.overwrite {
+                    notices.error(
+                        TOPIC,
+                        format!(
+                            "cannot start: {} holds a {} run; empty the run folder field for a \
+                             new folder, choose another, or tick \"overwrite\"",
+                            crate::files::shown(&out),
+                            if held == crate::train::run_dir::RunState::Finished {
+                                "finished"
+                            } else {
+                                "stopped"
+                            }
+                        ),
+                    );
+                    return;
+                }
                 notices.clear_topic(TOPIC);
                 self.run.begin_training();
                 self.run.log.push(format!(
                     "starting {} ({}) in {}",
                     plan.name,
                     plan_editor::summary(&plan),
-                    self.settings.run_dir
+                    crate::files::shown(&out)
                 ));
-                let job = Job::Train(Box::new(self.settings.train_config(plan)));
+                let job = Job::Train(Box::new(self.settings.train_config(plan, out)));
                 if !self.launch(ctx, job, notices) {
                     self.run.job_ended();
                 }
@@ -370,7 +477,9 @@ impl TrainingTab {
                 notices.clear_topic(TOPIC);
                 self.chosen_lr = None;
                 self.run.begin_lr_find();
-                let job = Job::LrFind(Box::new(self.settings.train_config(plan)));
+                // The sweep writes nothing: no run folder is claimed.
+                let out = self.settings.next_run_dir();
+                let job = Job::LrFind(Box::new(self.settings.train_config(plan, out)));
                 if !self.launch(ctx, job, notices) {
                     self.run.job_ended();
                 }
@@ -417,54 +526,15 @@ impl TrainingTab {
                 let opts = self.settings.data_options();
                 self.worker(ctx).preview(dir, opts, cfg, epoch);
             }
-            Command::BrowseData => {
-                if let Some(p) = self.browse(Pick::Folder, "Dataset folder", notices, dialogs) {
-                    self.settings.data_dir = crate::files::shown(&p).to_string();
-                }
-            }
-            Command::BrowseWeights => {
-                let what = Pick::File {
-                    filter: "weights",
-                    exts: &["pth", "pt", "safetensors", "bin"],
-                };
-                if let Some(p) = self.browse(what, "Pretrained weights", notices, dialogs) {
-                    self.settings.weights = crate::files::shown(&p).to_string();
-                }
-            }
-            Command::BrowseResume => {
-                if let Some(p) = self.browse(Pick::Folder, "Resume folder", notices, dialogs) {
-                    self.resume_dir = crate::files::shown(&p).to_string();
-                }
-            }
-            Command::LoadPlan => {
-                let what = Pick::File {
-                    filter: "plan",
-                    exts: &["toml"],
-                };
-                if let Some(p) = self.browse(what, "plan", notices, dialogs) {
-                    match Plan::load(&p) {
-                        Ok(plan) => self.take_plan(&plan),
-                        Err(e) => notices.error(TOPIC, e.to_string()),
-                    }
-                }
-            }
+            Command::BrowseData => self.browse(Browse::Data, ctx, notices, dialogs),
+            Command::BrowseWeights => self.browse(Browse::Weights, ctx, notices, dialogs),
+            Command::BrowseResume => self.browse(Browse::Resume, ctx, notices, dialogs),
+            Command::LoadPlan => self.browse(Browse::LoadPlan, ctx, notices, dialogs),
             Command::SavePlan => match self.plan() {
-                Ok(plan) => {
-                    let what = Pick::Save {
-                        filter: "plan",
-                        exts: &["toml"],
-                        name: "plan.toml",
-                    };
-                    if let Some(p) = self.browse(what, "plan", notices, dialogs) {
-                        match plan.save(&p) {
-                            Ok(()) => notices
-                                .info(TOPIC, format!("plan saved: {}", crate::files::shown(&p))),
-                            Err(e) => notices.error(TOPIC, e.to_string()),
-                        }
-                    }
-                }
+                Ok(_) => self.browse(Browse::SavePlan, ctx, notices, dialogs),
                 Err(_) => notices.error(TOPIC, "fix the plan's errors before saving it"),
             },
+            Command::Answer(what, p) => self.answer(what, p, notices),
             Command::Preset(plan) => self.take_plan(&plan),
             Command::AddRow => {
                 let last = self.settings.plan_rows.last().cloned().unwrap_or(PlanRow {
@@ -511,7 +581,7 @@ impl TrainingTab {
             .run
             .run_dir
             .clone()
-            .unwrap_or_else(|| PathBuf::from(self.settings.run_dir.trim()));
+            .unwrap_or_else(|| self.settings.next_run_dir());
         std::path::absolute(&p).unwrap_or(p)
     }
 
@@ -569,6 +639,17 @@ impl TrainingTab {
                 tables::log_ui(ui, &self.run);
             });
         });
+        if let Some(p) = self.prompt.as_mut() {
+            match p.show(&ctx) {
+                Some(Some(path)) => {
+                    let what = p.purpose;
+                    self.prompt = None;
+                    commands.push(Command::Answer(what, path));
+                }
+                Some(None) => self.prompt = None,
+                None => {}
+            }
+        }
         self.commands = commands;
         self.run_commands(&ctx, notices, dialogs);
         if self.run.state.busy() {

@@ -24,7 +24,8 @@ pub struct TrainingSettings {
     pub data_dir: String,
     /// Pretrained weights file (empty: random init).
     pub weights: String,
-    /// Run folder for the next run.
+    /// Run folder for the next run (empty: a new dated folder under the user's runs folder
+    /// for each run).
     pub run_dir: String,
     /// Backbone.
     pub backbone: Backbone,
@@ -58,6 +59,10 @@ pub struct TrainingSettings {
     pub class_weights: bool,
     /// Precision of the convolutions.
     pub precision: Precision,
+    /// Where new runs go when no run folder is typed (None: the user's runs folder; tests).
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub runs_root: Option<PathBuf>,
 }
 
 impl Default for TrainingSettings {
@@ -65,7 +70,7 @@ impl Default for TrainingSettings {
         Self {
             data_dir: String::new(),
             weights: String::new(),
-            run_dir: "runs/app-run".into(),
+            run_dir: String::new(),
             backbone: Backbone::Resnet50,
             device: "auto".into(),
             batch_size: 32,
@@ -81,6 +86,7 @@ impl Default for TrainingSettings {
             balanced: false,
             class_weights: false,
             precision: Precision::F32,
+            runs_root: None,
         }
     }
 }
@@ -104,13 +110,27 @@ impl TrainingSettings {
         }
     }
 
-    /// The engine's configuration for a run of `plan` with these settings.
-    pub fn train_config(&self, plan: Plan) -> TrainConfig {
+    /// The run folder the next run writes to: the one typed, else a new dated one under
+    /// the user's runs folder.
+    pub fn next_run_dir(&self) -> PathBuf {
+        let typed = self.run_dir.trim();
+        if typed.is_empty() {
+            let root = self
+                .runs_root
+                .clone()
+                .unwrap_or_else(crate::train::run_dir::default_runs_root);
+            let today = crate::train::run_dir::utc_date(std::time::SystemTime::now());
+            crate::train::run_dir::next_run_dir(&root, &today)
+        } else {
+            PathBuf::from(typed)
+        }
+    }
+
+    /// The engine's configuration for a run of `plan` with these settings, writing to
+    /// `out_dir`.
+    pub fn train_config(&self, plan: Plan, out_dir: PathBuf) -> TrainConfig {
         let s = self;
-        let mut c = TrainConfig::new(
-            PathBuf::from(s.data_dir.trim()),
-            PathBuf::from(s.run_dir.trim()),
-        );
+        let mut c = TrainConfig::new(PathBuf::from(s.data_dir.trim()), out_dir);
         c.backbone = s.backbone;
         c.weights = (!s.weights.trim().is_empty()).then(|| PathBuf::from(s.weights.trim()));
         c.plan = plan;
@@ -314,7 +334,36 @@ pub fn setup_ui(
             ui.end_row();
             let l = ui.label("Run folder");
             ui.vertical(|ui| {
-                ui.text_edit_singleline(&mut s.run_dir).labelled_by(l.id);
+                ui.add(
+                    egui::TextEdit::singleline(&mut s.run_dir)
+                        .hint_text("empty: a new folder for each run"),
+                )
+                .labelled_by(l.id);
+                let next = s.next_run_dir();
+                let next_abs = std::path::absolute(&next).unwrap_or(next.clone());
+                ui.add(
+                    egui::Label::new(format!(
+                        "Next run writes to {}",
+                        crate::files::shown(&next_abs)
+                    ))
+                    .wrap(),
+                );
+                if s.run_dir.trim().is_empty() {
+                    return;
+                }
+                let held = crate::train::run_dir::run_state(&next);
+                if held != crate::train::run_dir::RunState::Empty {
+                    warning_text(
+                        ui,
+                        if held == crate::train::run_dir::RunState::Finished {
+                            "It holds a finished run: Start needs \"overwrite\", or empty the \
+                             field for a new folder."
+                        } else {
+                            "It holds a stopped run: resume it, tick \"overwrite\", or empty \
+                             the field for a new folder."
+                        },
+                    );
+                }
                 ui.checkbox(&mut s.overwrite, "overwrite an earlier run there");
             });
             ui.end_row();

@@ -112,9 +112,15 @@ impl Default for RunModel {
 }
 
 impl RunModel {
-    /// A training job (new or resumed) is starting: the curves are cleared; a resumed
-    /// run's history arrives with its `Started` event.
+    /// A training job (new or resumed) is starting. What is on screen stays until the job's
+    /// `Started` event: a job refused before it starts (a held run folder) leaves the last
+    /// run's curves and table in place.
     pub fn begin_training(&mut self) {
+        self.state = RunState::Running;
+    }
+
+    /// Clears the curves, table and progress of the run shown, for a run that has started.
+    fn clear_run(&mut self) {
         self.losses.clear();
         self.smoothed.clear();
         self.lrs.clear();
@@ -122,10 +128,8 @@ impl RunModel {
         self.epochs.clear();
         self.step_starts.clear();
         self.smoother = Smoother::default();
-        self.progress = Progress::default();
         self.last_checkpoint = None;
         self.run_dir = None;
-        self.state = RunState::Running;
     }
 
     /// An LR-finder job is starting: only its own chart is cleared.
@@ -158,6 +162,10 @@ impl RunModel {
 
     /// Applies one event received at `now`; returns what the user should be told.
     pub fn apply(&mut self, e: TrainEvent, now: Instant) -> Option<Message> {
+        if matches!(e, TrainEvent::Started { .. }) {
+            self.clear_run();
+            self.progress = Progress::default();
+        }
         self.progress.apply(&e, now);
         match e {
             TrainEvent::Started {

@@ -47,6 +47,16 @@ impl Ask {
         }
     }
 
+    /// An example path for the field.
+    pub(super) fn hint(self) -> &'static str {
+        match self {
+            Ask::Images => "/path/to/xray.png",
+            Ask::Model => "/path/to/model.safetensors",
+            Ask::Report | Ask::CompareReport => "/path/to/report.json",
+            Ask::Export | Ask::DataFolder | Ask::ModelCopy => "/path/to/folder",
+        }
+    }
+
     /// The prompt of the path field shown where no dialog opens.
     pub(super) fn what(self) -> &'static str {
         match self {

@@ -16,7 +16,7 @@ pub mod worker;
 pub use commands::{Ask, Command, IMAGE_EXTENSIONS};
 pub use state::{ImageState, Loaded, Mode, ModelSlot, OpenImage, ViewerSettings};
 
-use super::dialogs::{pick, unavailable_message, PathPrompt, Picked};
+use super::dialogs::{pick, PathPrompt, Picked};
 use super::Shared;
 use crate::device::DeviceChoice;
 use egui::{Color32, TextureOptions};
@@ -356,6 +356,17 @@ impl ViewerTab {
                 Mode::Review => self.review_ui(ui, &ctx),
             }
         });
+        if let Some(p) = self.prompt.as_mut() {
+            match p.show(&ctx) {
+                Some(Some(path)) => {
+                    let ask = p.purpose;
+                    self.prompt = None;
+                    self.commands.push(Command::Answer(ask, path));
+                }
+                Some(None) => self.prompt = None,
+                None => {}
+            }
+        }
         self.drop_overlay(&ctx);
         self.run_commands(&ctx, shared);
         if self.busy() {
@@ -380,10 +391,7 @@ impl ViewerTab {
                 }
                 Picked::Cancelled => {}
                 Picked::Unavailable => {
-                    shared
-                        .notices
-                        .warn(TOPIC, unavailable_message("path field on the left"));
-                    self.prompt = Some(PathPrompt::new(ask, ask.what()));
+                    self.prompt = Some(PathPrompt::new(ask, ask.what(), ask.hint()));
                 }
             },
             Command::Answer(ask, p) => match ask {

@@ -9,18 +9,6 @@ use std::path::Path;
 
 impl ViewerTab {
     pub(super) fn side_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared<'_>) {
-        if let Some(p) = self.prompt.as_mut() {
-            match p.ui(ui) {
-                Some(Some(path)) => {
-                    let ask = p.purpose;
-                    self.prompt = None;
-                    self.commands.push(Command::Answer(ask, path));
-                }
-                Some(None) => self.prompt = None,
-                None => {}
-            }
-            ui.separator();
-        }
         self.model_ui(ui, shared.last_model);
         ui.separator();
         self.images_ui(ui);

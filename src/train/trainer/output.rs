@@ -27,6 +27,7 @@ impl Trainer {
         meta.history = self.history.clone();
         meta.epoch_loss_sum = self.epoch_loss_sum;
         meta.epoch_batches = self.epoch_batches;
+        meta.epoch_secs = self.epoch_secs;
         meta.data_fingerprint = Some(self.fingerprint.clone());
         let path = write_checkpoint(&self.cfg.out_dir, &meta, &tensors)?;
         append_batch_log(&self.cfg.out_dir, &self.unsaved_batches)?;

@@ -1,0 +1,212 @@
+//! What a newcomer tripped over in the window, each held by a test: a path window where no
+//! file dialog opens (focused, with the right placeholder, gone when done), a refused Start
+//! that keeps the finished run on screen, a new folder for every run.
+use crate::common::step_until;
+use crate::training::write_synthetic;
+use crate::viewer_infer::{film, write_model};
+use covid_resnet::app::dialogs::DialogBackend;
+use covid_resnet::app::training::{PlanRow, RunState, TrainingSettings};
+use covid_resnet::app::viewer::Mode;
+use covid_resnet::app::{App, Settings, Tab};
+use covid_resnet::eval::report::{Case, EvalReport};
+use covid_resnet::model::Backbone;
+use covid_resnet::train::schedule::Trainable;
+use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::Harness;
+use std::path::Path;
+
+fn harness(s: Settings) -> Harness<'static, App> {
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 1000.0))
+        .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s))
+}
+
+fn shown(h: &Harness<'static, App>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+fn text_field<'a>(h: &'a Harness<'static, App>, label: &'a str) -> egui_kittest::Node<'a> {
+    h.get_by_role_and_label(egui::accesskit::Role::TextInput, label)
+}
+
+/// A report of four cases on files in `d`.
+fn report(d: &Path) -> std::path::PathBuf {
+    let cases: Vec<Case> = (0..4)
+        .map(|i| {
+            let f = d.join(format!("case{i}.png"));
+            film(48, 48, i).save(&f).unwrap();
+            let mut probs = vec![0.1f32; 4];
+            probs[i as usize] = 0.7;
+            Case {
+                file: f.display().to_string(),
+                file_bytes: None,
+                actual: i as usize,
+                predicted: i as usize,
+                probs,
+                loss: 0.3,
+                source: None,
+                patient: None,
+            }
+        })
+        .collect();
+    let classes = covid_resnet::data::split::labels::paper_classes();
+    EvalReport::from_cases(classes, cases, 20, 0)
+        .write_all(&d.join("eval"), "eval-test")
+        .unwrap()[0]
+        .clone()
+}
+
+#[test]
+fn without_a_file_dialog_a_focused_path_window_opens_and_goes_when_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = write_model(d, 32);
+    let mut s = Settings {
+        tab: Tab::Viewer,
+        ..Default::default()
+    };
+    s.viewer.model = model.display().to_string();
+    s.training.device = "cpu".into();
+    let mut h = harness(s);
+    h.state_mut().dialogs = DialogBackend::Unavailable;
+    step_until(&mut h, 60, "the model", |a| a.viewer.model.is_some());
+    h.state_mut().viewer.review.open_report(&report(d)).unwrap();
+    h.state_mut().viewer.mode = Mode::Review;
+    h.run_steps(2);
+    // Export review…: a small window opens with its field focused and a folder's placeholder
+    // (before: a field at the top of the left panel, unfocused, "/path/to/file", and a notice
+    // that stayed).
+    h.get_by_label("Export review…").click();
+    h.run_steps(3);
+    let label = "Type the folder to export the review into:";
+    assert!(shown(&h, "No file dialog could be opened"));
+    assert!(text_field(&h, label).accesskit_node().is_focused());
+    assert_eq!(
+        text_field(&h, label).accesskit_node().placeholder(),
+        Some("/path/to/folder")
+    );
+    let out = d.join("exported");
+    text_field(&h, label).type_text(&out.display().to_string());
+    h.run_steps(1);
+    h.key_press(egui::Key::Enter);
+    h.run_steps(3);
+    assert!(out.join("review.json").is_file(), "the review was exported");
+    assert!(!shown(&h, label), "the window is gone");
+    assert!(!shown(&h, "No file dialog could be opened"));
+    assert!(
+        h.state()
+            .notices
+            .items()
+            .iter()
+            .all(|n| !n.text.contains("file dialog")),
+        "{:?}",
+        h.state().notices.items()
+    );
+    // Escape cancels.
+    h.get_by_label("Load model…").click();
+    h.run_steps(3);
+    assert!(shown(&h, "Type the path of a model file (.safetensors):"));
+    h.key_press(egui::Key::Escape);
+    h.run_steps(3);
+    assert!(!shown(&h, "Type the path of a model file (.safetensors):"));
+
+    // The Training tab's Browse… buttons open the same window.
+    h.state_mut().tab = Tab::Training;
+    h.run_steps(2);
+    h.get_all_by_label("Browse…").next().unwrap().click();
+    h.run_steps(3);
+    let label = "Type the dataset folder:";
+    assert!(text_field(&h, label).accesskit_node().is_focused());
+    text_field(&h, label).type_text(&d.display().to_string());
+    h.run_steps(1);
+    h.get_by_label("OK").click();
+    h.run_steps(3);
+    assert_eq!(
+        h.state().training.settings.data_dir,
+        d.display().to_string()
+    );
+}
+
+fn one_epoch(data: &Path, run_dir: &str) -> Settings {
+    Settings {
+        training: TrainingSettings {
+            data_dir: data.display().to_string(),
+            run_dir: run_dir.into(),
+            backbone: Backbone::Resnet18,
+            device: "cpu".into(),
+            batch_size: 8,
+            plan_name: "tiny".into(),
+            plan_rows: vec![PlanRow {
+                size: "32".into(),
+                train: Trainable::Head,
+                lr: "1e-3".into(),
+                epochs: "1".into(),
+            }],
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_refused_start_keeps_the_finished_run_and_each_run_gets_its_own_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_synthetic(&data, 32, 8);
+    let run = dir.path().join("fixed");
+    let mut h = harness(one_epoch(&data, &run.display().to_string()));
+    step_until(&mut h, 30, "the dataset scan", |a| {
+        a.training.dataset.is_some()
+    });
+    h.get_by_label("Start").click();
+    step_until(&mut h, 300, "the run's end", |a| {
+        a.training.run.state == RunState::Idle && a.training.run.finished_model.is_some()
+    });
+    let losses = h.state().training.run.losses.len();
+    assert!(losses > 0 && h.state().training.run.epochs.len() == 1);
+    // The folder holds a finished run: it says so before Start, and Start is refused
+    // without clearing anything (before: the plots and the table were wiped).
+    assert!(shown(&h, "It holds a finished run"));
+    h.get_by_label("Start").click();
+    h.run_steps(4);
+    let r = &h.state().training.run;
+    assert_eq!(r.state, RunState::Idle);
+    assert_eq!((r.losses.len(), r.epochs.len()), (losses, 1));
+    assert!(
+        h.state()
+            .notices
+            .items()
+            .iter()
+            .any(|n| n.text.contains("holds a finished run")),
+        "{:?}",
+        h.state().notices.items()
+    );
+
+    // With the field empty, each run gets a new dated folder under the runs folder, named
+    // before Start.
+    let home = dir.path().join("home");
+    h.state_mut().training.settings.runs_root = Some(home.join("runs"));
+    h.state_mut().training.settings.run_dir.clear();
+    h.run_steps(2);
+    let today = covid_resnet::train::run_dir::utc_date(std::time::SystemTime::now());
+    let first = home.join("runs").join(format!("{today}-1"));
+    assert!(shown(
+        &h,
+        &format!("Next run writes to {}", first.display())
+    ));
+    h.get_by_label("Start").click();
+    step_until(&mut h, 300, "the second run's end", |a| {
+        a.training.run.state == RunState::Idle
+            && a.training.run.finished_model.as_deref()
+                == Some(first.join("model.safetensors").as_path())
+    });
+    let second = home.join("runs").join(format!("{today}-2"));
+    assert!(shown(
+        &h,
+        &format!("Next run writes to {}", second.display())
+    ));
+    assert!(
+        run.join("model.safetensors").is_file(),
+        "the first run is kept"
+    );
+}
