@@ -93,17 +93,7 @@ fn report_of(
     let set = EvalSet::with_cache(samples, a.cache.settings().open());
     let mut report = set.evaluate(&predictor, &opts, |d, _| bar.set_position(d as u64))?;
     bar.finish_and_clear();
-    report.info.insert("model".into(), shown(model).to_string());
-    report
-        .info
-        .insert("data".into(), shown(&a.data).to_string());
-    report.info.insert("split".into(), a.split.name().into());
-    if let Some(t) = &predictor.meta().temperature {
-        report.info.insert(
-            "temperature".into(),
-            format!("{:.4} (fitted on {})", t.value, t.fitted_on),
-        );
-    }
+    report.record_source(model, predictor.meta(), &a.data, a.split.name());
     report.validated_on_test = a.split == SplitKind::Test && validated_here(&predictor, &a.data);
     Ok((predictor, report))
 }

@@ -95,6 +95,33 @@ impl Case {
 }
 
 impl EvalReport {
+    /// Records where the report comes from: the model file (and what in it changes the
+    /// predictions: temperature, operating point), the data folder and the split.
+    pub fn record_source(
+        &mut self,
+        model: &Path,
+        meta: &crate::model::checkpoint::ModelMeta,
+        data: &Path,
+        split: &str,
+    ) {
+        let shown = |p: &Path| crate::files::shown(p).to_string();
+        self.info.insert("model".into(), shown(model));
+        self.info.insert("data".into(), shown(data));
+        self.info.insert("split".into(), split.into());
+        if let Some(t) = &meta.temperature {
+            self.info.insert(
+                "temperature".into(),
+                format!("{:.4} (fitted on {})", t.value, t.fitted_on),
+            );
+        }
+        if let Some(o) = &meta.operating_point {
+            self.info.insert(
+                "operating point".into(),
+                format!("{} when p ≥ {}", o.class, crate::fmt::number(o.threshold)),
+            );
+        }
+    }
+
     /// Builds the report from cases (predictions at argmax).
     pub fn from_cases(classes: Vec<String>, cases: Vec<Case>, bootstrap: usize, seed: u64) -> Self {
         Self::with_operating_point(classes, cases, bootstrap, seed, None)

@@ -143,24 +143,20 @@ pub fn sweep<B>(
     })
 }
 
-/// The part of the curve worth looking at, as fastai's plot shows it: the points before the
-/// smoothed loss diverges (over 4x its best so far, or NaN), without the last five.
+/// The part of the curve worth looking at, as fastai's plot shows it: the points up to the
+/// one where the smoothed loss diverged (over 4x its best so far, or NaN; the last a sweep
+/// records), without the last five (fastai's `skip_end`), where the loss already shoots up.
 pub fn view_range(points: &[LrPoint]) -> std::ops::Range<usize> {
     let mut best = f64::INFINITY;
     let mut end = points.len();
     for (i, p) in points.iter().enumerate() {
         if p.smoothed.is_nan() || p.smoothed > 4.0 * best {
-            end = i;
+            end = i + 1;
             break;
         }
         best = best.min(p.smoothed);
     }
-    let end = if end == points.len() {
-        end.saturating_sub(5).max(points.len().min(2))
-    } else {
-        end
-    };
-    0..end
+    0..end.saturating_sub(5).max(end.min(2))
 }
 
 impl LrFinderResult {
@@ -218,23 +214,31 @@ pub fn suggest(points: &[LrPoint]) -> Suggestions {
     let sections = (max_end as i64 - max_start) as f64 / 3.0;
     let valley =
         (max_start + sections as i64 + (sections / 2.0) as i64).clamp(0, n as i64 - 1) as usize;
-    // steep: argmin of numpy.gradient(losses) (central differences, one-sided at the ends).
-    let grad = |i: usize| -> f64 {
-        if i == 0 {
-            losses[1] - losses[0]
-        } else if i == n - 1 {
-            losses[n - 1] - losses[n - 2]
-        } else {
-            (losses[i + 1] - losses[i - 1]) / 2.0
-        }
-    };
-    let steep = (0..n)
-        .min_by(|&a, &b| grad(a).total_cmp(&grad(b)))
-        .unwrap_or(0);
-    let min = (0..n)
+    // steep: where the smoothed loss falls fastest, as the least-squares slope over five
+    // neighbouring points (log-spaced rates: index steps are equal steps of log lr), looked
+    // for before the minimum. fastai takes the single steepest step, which on the noisy start
+    // of a sweep from random weights lands on the first point (6.3e-7); the slope over a
+    // window does not.
+    let min_at = (0..n)
         .min_by(|&a, &b| losses[a].total_cmp(&losses[b]))
         .unwrap_or(0);
-    let mut minimum = at(min);
+    let slope = |i: usize| -> f64 {
+        let (lo, hi) = (i.saturating_sub(2), (i + 2).min(n - 1));
+        let k = (hi - lo + 1) as f64;
+        let mx = (lo + hi) as f64 / 2.0;
+        let my = losses[lo..=hi].iter().sum::<f64>() / k;
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for (j, &y) in losses[lo..=hi].iter().enumerate() {
+            let dx = (lo + j) as f64 - mx;
+            sxy += dx * (y - my);
+            sxx += dx * dx;
+        }
+        sxy / sxx.max(1e-12)
+    };
+    let steep = (0..=min_at)
+        .min_by(|&a, &b| slope(a).total_cmp(&slope(b)))
+        .unwrap_or(0);
+    let mut minimum = at(min_at);
     minimum.lr /= 10.0;
     Suggestions {
         valley: Some(at(valley)),
@@ -300,7 +304,11 @@ mod tests {
         let last = r.points.len() - 1;
         assert!(r.points[last].smoothed > 4.0 * r.points[29].smoothed);
         let v = view_range(&r.points);
-        assert_eq!(v, 0..last, "the view stops before the spike");
+        assert_eq!(
+            v,
+            0..last - 4,
+            "the view stops five points before the spike's end"
+        );
         assert!(r.points[v.clone()]
             .iter()
             .all(|p| p.smoothed <= r.points[0].smoothed + 1e-9));
@@ -309,6 +317,26 @@ mod tests {
         assert!(r.points.is_empty());
         let r = sweep::<()>(&cfg, || None, |_, _| Ok(1.0), || false, |_| {}).unwrap();
         assert!(r.points.is_empty() && !r.stopped_early);
+    }
+
+    #[test]
+    fn steep_is_not_fooled_by_a_noisy_start() {
+        // The start of a sweep from random weights: the smoothed loss wobbles over its first
+        // points (one drop of 0.08 right after the skipped ten), stays flat, then falls
+        // steadily by 0.03 a point from index 40 to its minimum at 69, and rises.
+        let mut l: Vec<f64> = vec![2.3; 10];
+        l.extend([2.38, 2.30, 2.33, 2.31, 2.32]);
+        l.extend(vec![2.31; 25]);
+        l.extend((1..=30).map(|i| 2.31 - 0.03 * i as f64));
+        l.extend((1..=30).map(|i| 1.41 + 0.05 * i as f64));
+        let p = pts(&l);
+        let st = suggest(&p).steep.unwrap();
+        assert!((40..=69).contains(&st.index), "{st:?}");
+        // numpy.gradient's argmin (fastai's pick) would be the wobble: index 10's one-sided
+        // difference -0.08 against -0.03 in the fall.
+        let trimmed = &l[10..l.len() - 5];
+        let g0 = trimmed[1] - trimmed[0];
+        assert!(g0 < -0.03 - 1e-9);
     }
 
     #[test]
@@ -323,10 +351,10 @@ mod tests {
         let m = s.minimum.unwrap();
         assert_eq!(m.index, 60);
         assert!((m.lr - p[60].lr / 10.0).abs() < 1e-18);
-        // steep: numpy.gradient is -1/40 inside the fall (indices 21..=59), -1/80 at 20 and
-        // positive from 60: the pick is inside the fall.
+        // steep: the slope over five points is -1/40 inside the fall (indices 22..=58) and
+        // shallower at its ends: the pick is inside the fall.
         let st = s.steep.unwrap();
-        assert!((21..=59).contains(&st.index), "{st:?}");
+        assert!((22..=58).contains(&st.index), "{st:?}");
         // valley (fastai v2): on the trimmed list (indices 10..95) the longest strictly
         // decreasing subsequence is one 2.0 then 21..=60: 41 points ending at trimmed index
         // 50, so max_start = 50 - 41 = 9, sections = 41/3, pick 9 + 13 + 6 = 28 -> index 38.

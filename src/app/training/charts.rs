@@ -4,7 +4,7 @@ use super::plan_editor::first_auto_row;
 use super::state::RunModel;
 use super::Command;
 use crate::app::plots::{decimate, following, hover_label, log10_label, PLOT_HINT};
-use crate::train::lr_finder::{view_range, LrFinderConfig, Suggestion};
+use crate::train::lr_finder::{view_range, LrFinderConfig, LrPoint, Suggestion};
 use crate::train::schedule::LrSpec;
 use egui_plot::{Legend, Line, PlotPoints, Points, VLine};
 
@@ -33,6 +33,48 @@ fn suggestions(run: &RunModel) -> Vec<(&'static str, Suggestion)> {
         .unwrap_or_default()
 }
 
+/// What the LR finder's chart draws.
+pub struct LrSeries {
+    /// Raw losses (log10 lr, loss), clipped to the smoothed curve's range.
+    pub raw: Vec<[f64; 2]>,
+    /// Smoothed losses (log10 lr, loss).
+    pub smooth: Vec<[f64; 2]>,
+    /// Points of the sweep left out at its end.
+    pub cut: usize,
+    /// The points drawn.
+    pub shown: std::ops::Range<usize>,
+}
+
+/// The chart's series: a finished sweep up to fastai's view of it (without the points where
+/// the loss shoots up); the y range follows the smoothed curve (fastai plots only that), and
+/// a raw loss that spikes is clipped to it so it cannot flatten the part a user reads.
+pub fn lr_series(points: &[LrPoint], finished: bool) -> LrSeries {
+    let shown = if finished {
+        view_range(points)
+    } else {
+        0..points.len()
+    };
+    let cut = points.len() - shown.len();
+    let pts = &points[shown.clone()];
+    let smooth: Vec<[f64; 2]> = pts.iter().map(|p| [p.lr.log10(), p.smoothed]).collect();
+    let (lo, hi) = smooth
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
+            (l.min(p[1]), h.max(p[1]))
+        });
+    let pad = ((hi - lo) * 0.15).max(0.02);
+    let raw: Vec<[f64; 2]> = pts
+        .iter()
+        .map(|p| [p.lr.log10(), p.loss.clamp(lo - pad, hi + pad)])
+        .collect();
+    LrSeries {
+        raw,
+        smooth,
+        cut,
+        shown,
+    }
+}
+
 /// The LR finder: loss against learning rate (log axis) up to where the loss diverged, the
 /// suggestions, and what picking one does.
 pub fn lr_finder_ui(
@@ -44,20 +86,28 @@ pub fn lr_finder_ui(
     commands: &mut Vec<Command>,
 ) {
     ui.heading("LR finder");
-    let shown = if run.lr_result.is_some() {
-        view_range(&run.lr_points)
-    } else {
-        0..run.lr_points.len()
-    };
-    let cut = run.lr_points.len() - shown.len();
+    let LrSeries {
+        raw,
+        smooth,
+        cut,
+        shown,
+    } = lr_series(&run.lr_points, run.lr_result.is_some());
     let pts = &run.lr_points[shown];
-    let raw: Vec<[f64; 2]> = pts.iter().map(|p| [p.lr.log10(), p.loss]).collect();
-    let smooth: Vec<[f64; 2]> = pts.iter().map(|p| [p.lr.log10(), p.smoothed]).collect();
     let sugg = suggestions(run);
-    let all = &run.lr_points;
+    // Each suggestion sits on the drawn curve at its own rate (minimum/10 lies left of the
+    // minimum).
+    let on_curve = |lr: f64| -> Option<[f64; 2]> {
+        pts.iter()
+            .min_by(|a, b| {
+                (a.lr.ln() - lr.ln())
+                    .abs()
+                    .total_cmp(&(b.lr.ln() - lr.ln()).abs())
+            })
+            .map(|p| [lr.log10(), p.smoothed])
+    };
     // Explicit x range: a plot of one point has degenerate bounds.
     let cfg = LrFinderConfig::default();
-    let resp = following("lr-finder")
+    let plot = following("lr-finder")
         .height(220.0)
         .include_x(cfg.start_lr.log10())
         .include_x(cfg.end_lr.log10())
@@ -71,23 +121,20 @@ pub fn lr_finder_ui(
                 crate::fmt::lr(10f64.powf(p.x)),
                 p.y
             )
-        }))
-        .show(ui, |pu| {
-            pu.line(Line::new("loss", PlotPoints::from(raw)).color(egui::Color32::from_gray(140)));
-            pu.line(Line::new("smoothed", PlotPoints::from(smooth)).width(2.0));
-            for (name, s) in &sugg {
-                if let Some(p) = all.get(s.index) {
-                    pu.points(
-                        Points::new(*name, PlotPoints::from(vec![[p.lr.log10(), p.smoothed]]))
-                            .radius(5.0),
-                    );
-                }
+        }));
+    let resp = plot.show(ui, |pu| {
+        pu.line(Line::new("loss", PlotPoints::from(raw)).color(egui::Color32::from_gray(140)));
+        pu.line(Line::new("smoothed", PlotPoints::from(smooth)).width(2.0));
+        for (name, s) in &sugg {
+            if let Some(at) = on_curve(s.lr) {
+                pu.points(Points::new(*name, PlotPoints::from(vec![at])).radius(5.0));
             }
-            if let Some(c) = chosen {
-                pu.vline(VLine::new("chosen", c.log10()));
-            }
-            pu.pointer_coordinate()
-        });
+        }
+        if let Some(c) = chosen {
+            pu.vline(VLine::new("chosen", c.log10()));
+        }
+        pu.pointer_coordinate()
+    });
     if resp.response.clicked() {
         if let Some(p) = resp.inner {
             commands.push(Command::ChooseLr(10f64.powf(p.x)));
@@ -95,7 +142,9 @@ pub fn lr_finder_ui(
     }
     if cut > 0 {
         ui.label(format!(
-            "{cut} points after the loss diverged are not drawn (fastai's plot does the same)."
+            "The last {cut} point{} of the sweep, where the loss shoots up, are not drawn \
+             (fastai's plot leaves them out too).",
+            if cut == 1 { "" } else { "s" }
         ));
     }
     ui.horizontal_wrapped(|ui| {
@@ -265,4 +314,47 @@ pub fn plots_ui(ui: &mut egui::Ui, run: &RunModel, plan_epochs: usize) {
             });
     });
     ui.label(egui::RichText::new(PLOT_HINT).small());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lr_chart_follows_the_smoothed_curve_not_the_spike() {
+        // A sweep whose raw loss reaches 110 in its last points while the smoothed loss
+        // stays near 2 until it diverges.
+        let cfg = LrFinderConfig::default();
+        let mut points: Vec<LrPoint> = (0..60)
+            .map(|i| LrPoint {
+                iter: i,
+                lr: cfg.lr_at(i),
+                loss: 2.3 - 0.01 * i as f64,
+                smoothed: 2.3 - 0.01 * i as f64,
+            })
+            .collect();
+        for (k, raw) in [(60, 9.0), (61, 30.0), (62, 110.0)] {
+            points.push(LrPoint {
+                iter: k,
+                lr: cfg.lr_at(k),
+                loss: raw,
+                smoothed: if k == 62 { 8.0 } else { 2.0 },
+            });
+        }
+        // A raw spike inside the drawn part too.
+        points[30].loss = 50.0;
+        let s = lr_series(&points, true);
+        // fastai's view: up to the diverged point (index 62), without the last five.
+        assert_eq!(s.shown, 0..58);
+        assert_eq!(s.cut, 5);
+        let top = s.smooth.iter().map(|p| p[1]).fold(f64::MIN, f64::max);
+        let low = s.smooth.iter().map(|p| p[1]).fold(f64::MAX, f64::min);
+        assert!(s
+            .raw
+            .iter()
+            .all(|p| p[1] <= top + 0.15 * (top - low) + 1e-9));
+        assert!(s.raw[30][1] < 3.0, "the spike is clipped: {:?}", s.raw[30]);
+        // While the sweep runs, everything so far is drawn.
+        assert_eq!(lr_series(&points, false).cut, 0);
+    }
 }

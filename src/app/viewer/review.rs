@@ -34,6 +34,10 @@ pub struct ReviewState {
     pub operating: super::review_scores::OperatingUi,
     /// The comparison with a second report, when one was opened.
     pub comparison: Option<crate::eval::compare::Comparison>,
+    /// The second report's file, so that a new review is compared with it again.
+    pub compared_with: Option<PathBuf>,
+    /// What happened to the comparison when the review changed, if it could not follow.
+    pub comparison_note: Option<String>,
     thumbs: HashMap<String, Thumb>,
     thumb_requests: Vec<(String, PathBuf)>,
 }
@@ -49,9 +53,22 @@ impl ReviewState {
     fn set(&mut self, r: EvalReport, source: String) {
         self.operating.focus = None;
         self.comparison = None;
+        self.comparison_note = None;
         self.report = Some(r);
         self.source = source;
         self.cell = None;
+        // An open comparison follows the new review (the same images), or says why not.
+        if let Some(other) = self.compared_with.take() {
+            match self.compare_with(&other) {
+                Ok(()) => {}
+                Err(e) => {
+                    self.comparison_note = Some(format!(
+                        "The comparison with {} was closed: {e}",
+                        crate::files::shown(&other)
+                    ))
+                }
+            }
+        }
     }
 
     /// The true class of a case of the report, by its file.
@@ -304,7 +321,14 @@ impl ViewerTab {
         };
         let classes = r.classes.clone();
         let m = &r.metrics;
-        ui.label(RichText::new(&self.review.source).small());
+        let loaded = self.model.as_ref().map(|m| m.path.as_path());
+        for (warn, line) in self.review.header(loaded) {
+            if warn {
+                crate::app::notices::warning_text(ui, &line);
+            } else {
+                ui.add(egui::Label::new(line).wrap());
+            }
+        }
         ui.label(
             RichText::new(format!(
                 "{} images · accuracy {} · macro F1 {} · loss {:.4}",
@@ -354,6 +378,9 @@ impl ViewerTab {
             if let Some(c) = &self.review.comparison {
                 ui.add_space(8.0);
                 super::review_compare::comparison_ui(ui, c);
+            }
+            if let Some(n) = &self.review.comparison_note {
+                crate::app::notices::warning_text(ui, n);
             }
             ui.add_space(8.0);
             super::review_scores::operating_ui(

@@ -27,6 +27,8 @@ impl ReviewState {
         let c = compare((&name_a, a), (&name_b, &b), BOOTSTRAP, a.seed)
             .map_err(|e| format!("cannot compare with {}: {e}", crate::files::shown(path)))?;
         self.comparison = Some(c);
+        self.compared_with = Some(path.to_path_buf());
+        self.comparison_note = None;
         Ok(())
     }
 }

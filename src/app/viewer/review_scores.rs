@@ -9,7 +9,7 @@ use crate::eval::report::EvalReport;
 use crate::eval::scores::cell;
 use crate::model::checkpoint::{rewrite_meta, SavedOperatingPoint};
 use egui::{Color32, RichText};
-use egui_plot::{Bar, BarChart, Corner, Legend, Line, Plot, PlotPoints, Points, Polygon, VLine};
+use egui_plot::{Bar, BarChart, Corner, Legend, Line, Plot, PlotPoints, Points, VLine};
 use std::path::{Path, PathBuf};
 
 /// What the operating-point controls remember between frames.
@@ -244,19 +244,16 @@ fn charts_ui(ui: &mut egui::Ui, r: &EvalReport, focus: usize) {
                 .y_axis_label("sensitivity")
                 .legend(Legend::default().position(Corner::RightBottom))
                 .show(ui, |pu| {
+                    // The band of the class of interest as its two edges (a filled polygon
+                    // of a non-convex band was drawn as wedges over the curves).
                     let band = &s.roc[focus].band;
-                    // One convex quad per step (egui fills convex polygons only).
-                    for w in band.windows(2) {
-                        let quad = vec![
-                            [w[0][0], w[0][1]],
-                            [w[1][0], w[1][1]],
-                            [w[1][0], w[1][2]],
-                            [w[0][0], w[0][2]],
-                        ];
-                        pu.polygon(
-                            Polygon::new("95% band", PlotPoints::from(quad))
-                                .fill_color(rgb(focus).gamma_multiply(0.3))
-                                .stroke(egui::Stroke::NONE),
+                    for edge in [1, 2] {
+                        let pts: Vec<[f64; 2]> = band.iter().map(|b| [b[0], b[edge]]).collect();
+                        pu.line(
+                            Line::new("95% band", PlotPoints::from(pts))
+                                .color(rgb(focus).gamma_multiply(0.6))
+                                .style(egui_plot::LineStyle::dashed_dense())
+                                .width(1.0),
                         );
                     }
                     pu.line(

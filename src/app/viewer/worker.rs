@@ -307,11 +307,7 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
                 let mut r = evaluate(&predictor, &ds.test.samples, &opts, |done, total| {
                     Worker::send_reply(tx, ctx, Reply::ReviewProgress { done, total })
                 })?;
-                r.info
-                    .insert("model".into(), crate::files::shown(&model_path).to_string());
-                r.info
-                    .insert("data".into(), crate::files::shown(&data).to_string());
-                r.info.insert("split".into(), "test".into());
+                r.record_source(&model_path, predictor.meta(), &data, "test");
                 r.info.insert("precision".into(), precision.to_string());
                 Ok(r)
             })

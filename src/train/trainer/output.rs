@@ -83,14 +83,7 @@ impl Trainer {
         // The last epoch's checkpoint already holds these weights; resuming from it
         // trains nothing and finishes again.
         save_model(&model_path, &self.model, &meta)?;
-        report
-            .info
-            .insert("model".into(), crate::files::shown(&model_path).to_string());
-        report.info.insert(
-            "data".into(),
-            crate::files::shown(&self.cfg.data).to_string(),
-        );
-        report.info.insert("split".into(), "test".into());
+        report.record_source(&model_path, &meta, &self.cfg.data, "test");
         report
             .info
             .insert("validation".into(), self.valid_source.describe());
