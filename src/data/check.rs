@@ -148,6 +148,9 @@ pub struct Readiness {
 
 /// Fewer training images than this in a class earns a warning.
 pub const FEW_IMAGES: usize = 10;
+/// Fewer validation images than this in a class earns a warning: its figures then move by
+/// whole images from epoch to epoch.
+pub const FEW_VALID: usize = 5;
 
 /// Checks a data set before training on it: missing files, an empty split, empty or tiny
 /// classes, patients in more than one split, entries set aside while listing.
@@ -201,6 +204,22 @@ pub fn readiness(ds: &Dataset) -> Readiness {
         } else if n < FEW_IMAGES {
             r.warnings
                 .push(format!("class {c} has only {n} training image(s)"));
+        }
+    }
+    if ds.valid_source != ValidSource::Test && !ds.valid.samples.is_empty() {
+        let valid = ds.valid.class_counts(ds.classes.len());
+        for (c, &n) in ds.classes.iter().zip(&valid) {
+            if n < FEW_VALID {
+                r.warnings.push(format!(
+                    "class {c} has {} validation image(s): its validation figures move by \
+                     whole images (draw more with a larger validation percentage)",
+                    if n == 0 {
+                        "no".to_string()
+                    } else {
+                        format!("only {n}")
+                    }
+                ));
+            }
         }
     }
     let leaked = ds.leaked_patients();

@@ -226,8 +226,7 @@ fn viewer_with(model: &Path, data: &Path) -> Harness<'static, App> {
 
 fn header(h: &Harness<'static, App>) -> Vec<(bool, String)> {
     let v = &h.state().viewer;
-    v.review
-        .header(v.model.as_ref().map(|m| m.path.as_path()))
+    v.review.header(v.model.as_ref().map(|m| m.path.as_path()))
 }
 
 #[test]
@@ -254,7 +253,9 @@ fn the_review_names_its_model_and_data_and_says_when_another_is_loaded() {
     // The hand-picked samples are said to be no test set (before: 41.7 % beside the model
     // card's 78.5 % without a word).
     assert!(
-        lines.iter().any(|(w, l)| *w && l.contains("not a test set")),
+        lines
+            .iter()
+            .any(|(w, l)| *w && l.contains("not a test set")),
         "{lines:?}"
     );
     // A comparison survives running the test set again (before: silently dropped).
@@ -272,12 +273,75 @@ fn the_review_names_its_model_and_data_and_says_when_another_is_loaded() {
     // first model's figures as if they were the second's).
     h.state_mut()
         .viewer
-        .push(covid_resnet::app::viewer::Command::LoadModel(model_b.clone()));
+        .push(covid_resnet::app::viewer::Command::LoadModel(
+            model_b.clone(),
+        ));
     step_until(&mut h, 60, "model B", |a| {
         a.viewer.model.as_ref().map(|m| m.path.clone()) == Some(model_b.clone())
     });
     h.state_mut().viewer.mode = Mode::Review;
     h.run_steps(2);
     assert!(shown(&h, "This review is of"), "{:?}", header(&h));
-    assert!(shown(&h, "Run the test set again to review the loaded model."));
+    assert!(shown(
+        &h,
+        "Run the test set again to review the loaded model."
+    ));
+}
+
+#[test]
+fn the_training_tab_takes_class_folders_warns_of_tiny_validation_and_its_preview_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    // Folders of classes alone: 40 and 12 images (each its own patient); 10 % of the
+    // training patients are drawn for validation, so the small class gets about one.
+    let classes_only = dir.path().join("classes");
+    for (c, n, shade) in [("clear", 40, 40u8), ("opacity", 12, 200u8)] {
+        for i in 0..n {
+            let p = classes_only.join(c).join(format!("{c}{i}.png"));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            image::GrayImage::from_pixel(40, 40, image::Luma([shade]))
+                .save(&p)
+                .unwrap();
+        }
+    }
+    let synthetic = dir.path().join("synthetic");
+    write_synthetic(&synthetic, 16, 4);
+    let mut h = harness(one_epoch(&synthetic, ""));
+    step_until(&mut h, 30, "the dataset scan", |a| {
+        a.training.dataset.is_some()
+    });
+    h.get_by_label("Batch preview").click();
+    h.step();
+    h.get_by_label("New batch").click();
+    step_until(&mut h, 60, "the preview", |a| {
+        !a.training.preview.is_empty()
+    });
+    let labels = |h: &Harness<'static, App>| -> Vec<String> {
+        h.state()
+            .training
+            .preview
+            .iter()
+            .map(|p| p.1.clone())
+            .collect()
+    };
+    assert!(labels(&h).iter().all(|l| l == "Normal" || l == "COVID-19"));
+    // Another folder: the preview is drawn again from it (before: the old images stayed
+    // until "New batch").
+    h.state_mut().training.settings.data_dir = classes_only.display().to_string();
+    step_until(&mut h, 60, "the new scan and preview", |a| {
+        a.training.dataset.is_some()
+            && !a.training.preview.is_empty()
+            && a.training
+                .preview
+                .iter()
+                .all(|p| p.1 == "clear" || p.1 == "opacity")
+    });
+    assert!(shown(
+        &h,
+        "without a test split: 20 % of the patients drawn"
+    ));
+    assert!(
+        shown(&h, "class opacity has only"),
+        "{:?}",
+        h.state().training.dataset
+    );
 }

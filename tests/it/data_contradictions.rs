@@ -189,3 +189,47 @@ fn a_kermany_name_with_both_bacteria_and_virus_is_refused_when_splitting() {
         "{e}"
     );
 }
+
+#[test]
+fn folders_of_classes_alone_get_a_drawn_test_split_the_same_for_every_seed() {
+    // Before: refused ("found neither ...").
+    let d = tempfile::tempdir().unwrap();
+    for (c, n, base) in [("clear", 30u8, 0u8), ("opacity", 20, 128)] {
+        for i in 0..n {
+            png(&d.path().join(c).join(format!("{c}{i}.png")), base + 2 * i);
+        }
+    }
+    let open = |seed: u64| {
+        covid_resnet::data::split::Dataset::open_with(
+            d.path(),
+            &covid_resnet::data::split::DataOptions {
+                seed,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let (a, b) = (open(1), open(2));
+    // Each image its own patient: 20 % of the 50 patients are the test split, the same
+    // images whatever the run's seed; validation is drawn from the rest with the seed.
+    assert_eq!(a.test.samples.len(), 10);
+    let files = |s: &covid_resnet::data::split::Split| -> Vec<String> {
+        let mut v: Vec<String> = s
+            .samples
+            .iter()
+            .map(|x| x.path.display().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(files(&a.test), files(&b.test));
+    assert_eq!(a.train.samples.len() + a.valid.samples.len(), 40);
+    assert!(a.leaked_patients().is_empty());
+    let o = check(d.path());
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("without a test split: 20 % of the patients drawn as the test split"),
+        "{out}"
+    );
+}

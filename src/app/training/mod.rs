@@ -255,6 +255,11 @@ impl TrainingTab {
         if self.scanned_for.as_deref() != Some(key.as_str()) {
             self.scanned_for = Some(key.clone());
             self.dataset = None;
+            // The preview follows the data set: a shown one is drawn again from the new one.
+            if !self.preview.is_empty() {
+                self.preview.clear();
+                self.commands.push(Command::NewPreview);
+            }
             if !self.settings.data_dir.trim().is_empty() {
                 let dir = self.settings.data_dir.clone();
                 let opts = self.settings.data_options();
@@ -272,7 +277,9 @@ impl TrainingTab {
                         self.dataset = Some(result);
                     }
                 }
-                Reply::Preview(Ok(images)) => {
+                // A preview of a folder no longer chosen is dropped.
+                Reply::Preview(dir, _) if dir != PathBuf::from(self.settings.data_dir.trim()) => {}
+                Reply::Preview(_, Ok(images)) => {
                     self.preview = images
                         .into_iter()
                         .enumerate()
@@ -295,7 +302,7 @@ impl TrainingTab {
                         })
                         .collect();
                 }
-                Reply::Preview(Err(e)) => notices.error(TOPIC, format!("batch preview: {e}")),
+                Reply::Preview(_, Err(e)) => notices.error(TOPIC, format!("batch preview: {e}")),
                 Reply::Train(e) => {
                     use crate::train::events::TrainEvent;
                     let ended = matches!(e, TrainEvent::Stopped(_) | TrainEvent::Failed(_));

@@ -24,7 +24,8 @@ pub enum Reply {
         result: Result<DatasetSummary, String>,
     },
     /// A preview batch was built.
-    Preview(Result<Vec<PreviewImage>, String>),
+    /// A preview batch of the data set in this folder.
+    Preview(PathBuf, Result<Vec<PreviewImage>, String>),
     /// An event of the training thread.
     Train(TrainEvent),
     /// The training thread ended; its events have all arrived.
@@ -115,7 +116,7 @@ impl Worker {
             let r = Dataset::open_with(&dir, &opts)
                 .and_then(|ds| preview_batch(ds.train.samples, cfg, epoch))
                 .map_err(|e| e.to_string());
-            let _ = tx.send(Reply::Preview(r));
+            let _ = tx.send(Reply::Preview(dir, r));
         });
     }
 

@@ -78,6 +78,26 @@ pub fn read_class_folders(dir: &Path) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// Whether `dir` is a folder of classes alone: two or more folders holding images and none
+/// named like a split (train, valid, val, validation, test).
+pub fn is_classes_only(dir: &Path) -> bool {
+    let Ok(dirs) = class_dirs(dir) else {
+        return false;
+    };
+    let split_name = |d: &PathBuf| {
+        matches!(
+            name_of(d).to_ascii_lowercase().as_str(),
+            "train" | "valid" | "val" | "validation" | "test"
+        )
+    };
+    !dirs.iter().any(split_name)
+        && dirs
+            .iter()
+            .filter(|d| images(d).is_ok_and(|f| !f.is_empty()))
+            .count()
+            >= 2
+}
+
 /// Whether `dir` holds exactly Kermany's two class folders.
 fn kermany_dir(dir: &Path) -> bool {
     let Ok(dirs) = class_dirs(dir) else {

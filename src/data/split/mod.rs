@@ -2,6 +2,7 @@
 //! Kermany's pediatric layout, or a CSV; classes from the data; a validation split of the
 //! data set's own, drawn by patient from the training images, or the test split (the
 //! paper's way); links checked; the patient-leakage check.
+pub mod draw;
 pub mod folders;
 pub mod labels;
 pub mod leaks;
@@ -18,8 +19,6 @@ pub use table::CsvColumns;
 
 use crate::files::shown;
 use crate::{Error, Result};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -131,6 +130,8 @@ pub enum Layout {
     },
     /// `train/<class>/`, `test/<class>/` (and perhaps `valid/<class>/`) folders.
     ClassFolders,
+    /// `<class>/` folders alone: the test split is drawn from them by patient.
+    ClassesOnly,
     /// One CSV file listing every image.
     Csv {
         /// The CSV file.
@@ -165,6 +166,12 @@ impl Layout {
                 }
             ),
             Self::ClassFolders => "class folders train/<class>, test/<class>".into(),
+            Self::ClassesOnly => format!(
+                "class folders <class>/ without a test split: {} % of the patients drawn as the \
+                 test split (seed {}, the same for every run)",
+                draw::TEST_PERCENT,
+                draw::TEST_SEED
+            ),
             Self::Csv { file } => format!("the CSV {}", name(file)),
         }
     }
@@ -313,11 +320,15 @@ fn list(root: &Path, m: &Manifest, opts: &DataOptions) -> Result<(Layout, Listed
     if let Some(file) = named.or_else(|| table::find_csv(root)) {
         return csv_layout(file, m);
     }
+    if folders::is_classes_only(root) {
+        out.insert("all", folders::read_class_folders(root)?);
+        return Ok((Layout::ClassesOnly, out));
+    }
     Err(Error::invalid(
         "dataset",
         format!(
             "{}: found neither train_*.txt/test_*.txt split files, nor train/ and test/ class \
-             folders, nor one CSV file",
+             folders, nor folders of classes, nor one CSV file",
             shown(root)
         ),
     ))
@@ -349,22 +360,7 @@ fn to_split(rows: Vec<Row>, classes: &[String]) -> Split {
 
 /// Moves `percent` % of the training patients (seeded) into a validation split.
 fn draw_valid(train: &mut Split, percent: f64, seed: u64) -> Split {
-    let mut patients: Vec<String> = train.patients().into_iter().map(String::from).collect();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x7661_6c69_6420_7370);
-    patients.shuffle(&mut rng);
-    let take = ((patients.len() as f64 * percent / 100.0).round() as usize).clamp(
-        usize::from(patients.len() > 1),
-        patients.len().saturating_sub(1),
-    );
-    let chosen: BTreeSet<String> = patients.into_iter().take(take).collect();
-    let (valid, keep): (Vec<Sample>, Vec<Sample>) = std::mem::take(&mut train.samples)
-        .into_iter()
-        .partition(|s| chosen.contains(&s.patient));
-    train.samples = keep;
-    Split {
-        samples: valid,
-        ..Split::default()
-    }
+    draw::draw_patients(train, percent, seed, draw::VALID_SALT)
 }
 
 impl Dataset {
@@ -406,8 +402,22 @@ impl Dataset {
                 format!("{}: {} classes, more than 64", shown(root), classes.len()),
             ));
         }
-        let mut train = to_split(listed.remove("train").unwrap_or_default(), &classes);
-        let test = to_split(listed.remove("test").unwrap_or_default(), &classes);
+        let (mut train, test) = match listed.remove("all") {
+            Some(all) => {
+                let mut all = to_split(all, &classes);
+                let test = draw::draw_patients(
+                    &mut all,
+                    draw::TEST_PERCENT,
+                    draw::TEST_SEED,
+                    draw::TEST_SALT,
+                );
+                (all, test)
+            }
+            None => (
+                to_split(listed.remove("train").unwrap_or_default(), &classes),
+                to_split(listed.remove("test").unwrap_or_default(), &classes),
+            ),
+        };
         let own = listed.remove("valid").map(|v| to_split(v, &classes));
         let choice = match opts.valid {
             Some(c) => c,
