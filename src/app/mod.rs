@@ -130,11 +130,24 @@ pub struct App {
 impl App {
     /// Creates the app, restoring the last settings.
     pub fn new(cc: &eframe::CreationContext<'_>) -> Self {
-        let settings: Settings = cc
+        match cc
             .storage
-            .and_then(|s| eframe::get_value(s, SETTINGS_KEY))
-            .unwrap_or_else(Settings::first_launch);
-        Self::with_settings(settings)
+            .and_then(|s| eframe::get_value::<Settings>(s, SETTINGS_KEY))
+        {
+            Some(settings) => Self::with_settings(settings),
+            None => Self::first_launch(),
+        }
+    }
+
+    /// The app as it opens the first time (nothing saved yet): the Viewer with the shipped
+    /// model and the sample radiographs open, the first one shown; the Training tab where
+    /// no model ships.
+    pub fn first_launch() -> Self {
+        let mut app = Self::with_settings(Settings::first_launch());
+        if app.tab == Tab::Viewer && crate::model::shipped::samples_dir().is_some() {
+            app.viewer.push(viewer::Command::OpenSamples);
+        }
+        app
     }
 
     /// Creates the app from explicit settings (tests).

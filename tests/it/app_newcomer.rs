@@ -345,3 +345,56 @@ fn the_training_tab_takes_class_folders_warns_of_tiny_validation_and_its_preview
         h.state().training.dataset
     );
 }
+
+#[test]
+fn the_first_launch_shows_the_first_sample_with_the_review_in_sight() {
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_ui_state(|ui, app: &mut App| app.ui(ui), {
+            let mut app = App::first_launch();
+            app.training.settings.device = "cpu".into();
+            app.viewer.device = "cpu".into();
+            app
+        });
+    step_until(&mut h, 120, "the samples and their predictions", |a| {
+        a.viewer.images.len() == 12 && !a.viewer.busy()
+    });
+    let v = &h.state().viewer;
+    assert_eq!(v.mode, Mode::Image);
+    assert_eq!(v.selected, Some(0), "the first sample is shown");
+    // "Review the samples" is on the first screen (before: below the fold at 1280x800).
+    let b = h
+        .get_by_label("Review the samples")
+        .accesskit_node()
+        .bounding_box()
+        .unwrap();
+    assert!(b.y1 < 800.0, "{b:?}");
+}
+
+#[test]
+fn a_bad_file_last_in_the_list_leaves_a_good_one_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.png");
+    film(64, 64, 1).save(&good).unwrap();
+    let bad = dir.path().join("bad.dcm");
+    std::fs::write(&bad, b"DICM not really").unwrap();
+    let mut s = Settings {
+        tab: Tab::Viewer,
+        ..Default::default()
+    };
+    s.training.device = "cpu".into();
+    let mut app = App::with_settings(s);
+    app.viewer.open_at_start(vec![good.clone(), bad]);
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1400.0, 1000.0))
+        .build_ui_state(|ui, app: &mut App| app.ui(ui), app);
+    step_until(&mut h, 60, "both files", |a| {
+        a.viewer.images.len() == 2
+            && a.viewer
+                .images
+                .iter()
+                .all(|i| !matches!(i.state, covid_resnet::app::viewer::ImageState::Loading))
+    });
+    let v = &h.state().viewer;
+    assert_eq!(v.images[v.selected.unwrap()].path, good);
+}

@@ -111,10 +111,15 @@ impl ViewerTab {
             .unwrap_or_default()
     }
 
-    /// Opens files (decoded in the background); `truth` is their known class.
+    /// Opens files (decoded in the background); the first of them is shown.
     pub fn open_paths(&mut self, ctx: &egui::Context, paths: Vec<PathBuf>) {
+        let first = self.images.len();
+        let n = paths.len();
         for p in paths {
             self.open_one(ctx, p, None, None);
+        }
+        if n > 0 {
+            self.selected = Some(first);
         }
     }
 
@@ -249,6 +254,21 @@ impl ViewerTab {
                         }
                         Err(e) => ImageState::Failed(e),
                     };
+                }
+                // A file that failed is not left as the one shown when another can be.
+                if let Some(i) = self.selected {
+                    if matches!(
+                        self.images.get(i).map(|im| &im.state),
+                        Some(ImageState::Failed(_))
+                    ) {
+                        if let Some(other) = self
+                            .images
+                            .iter()
+                            .position(|im| !matches!(im.state, ImageState::Failed(_)))
+                        {
+                            self.selected = Some(other);
+                        }
+                    }
                 }
             }
             Reply::Model { path, result } => {

@@ -85,13 +85,26 @@ impl ViewerTab {
             if ui.button("Open…").clicked() {
                 self.commands.push(Command::Pick(Ask::Images));
             }
-            if crate::model::shipped::samples_dir().is_some()
-                && ui
+            if crate::model::shipped::samples_dir().is_some() {
+                if ui
                     .button("Open samples")
                     .on_hover_text("a few COVIDx v1 radiographs that ship with the program")
                     .clicked()
-            {
-                self.commands.push(Command::OpenSamples);
+                {
+                    self.commands.push(Command::OpenSamples);
+                }
+                if self.model.is_some()
+                    && self.review.running.is_none()
+                    && ui
+                        .button("Review the samples")
+                        .on_hover_text(
+                            "the model over the sample radiographs: a demonstration of the \
+                             review, not a test set",
+                        )
+                        .clicked()
+                {
+                    self.commands.push(Command::ReviewSamples);
+                }
             }
             if !self.images.is_empty() && ui.button("Close all").clicked() {
                 self.commands.push(Command::CloseAll);
@@ -102,6 +115,15 @@ impl ViewerTab {
         }
         let classes = self.class_names();
         let thumb = egui::vec2(44.0, 44.0);
+        // The list scrolls on its own, so the review's controls below stay in sight.
+        egui::ScrollArea::vertical()
+            .id_salt("viewer-images")
+            .max_height(300.0)
+            .auto_shrink([false, true])
+            .show(ui, |ui| self.image_list_ui(ui, &classes, thumb));
+    }
+
+    fn image_list_ui(&mut self, ui: &mut egui::Ui, classes: &[String], thumb: egui::Vec2) {
         for (i, im) in self.images.iter().enumerate() {
             ui.horizontal(|ui| match &im.state {
                 ImageState::Loading => {
@@ -168,16 +190,6 @@ impl ViewerTab {
                 self.commands.push(Command::Pick(Ask::Report));
             }
         });
-        if self.model.is_some()
-            && self.review.running.is_none()
-            && crate::model::shipped::samples_dir().is_some()
-            && ui
-                .button("Review the samples")
-                .on_hover_text("the model over the sample radiographs, as a small test set")
-                .clicked()
-        {
-            self.commands.push(Command::ReviewSamples);
-        }
         if let Some(w) = why_not.filter(|_| self.review.running.is_none()) {
             ui.label(RichText::new(format!("Run test set: {w}.")).weak());
         }
