@@ -29,6 +29,12 @@ pub enum Error {
         /// Why it could not be decoded.
         msg: String,
     },
+    /// A download failed or was refused; the message names the address and what to do.
+    #[error("download {msg}")]
+    Download {
+        /// What happened, beginning with the address.
+        msg: String,
+    },
     /// A setting or argument has a value that cannot work.
     #[error("invalid {what}: {msg}")]
     Invalid {

@@ -41,10 +41,11 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
 }
 
 fn network(url: &str, what: impl std::fmt::Display, manual: &str) -> Error {
-    Error::invalid(
-        "download",
-        format!("{url}: {what}. Without a network: {manual}"),
-    )
+    refused(format!("{url}: {what}. Without a network: {manual}"))
+}
+
+fn refused(msg: String) -> Error {
+    Error::Download { msg }
 }
 
 /// The `.part` file beside `dest`.
@@ -185,13 +186,10 @@ pub fn fetch(
         _ => header("content-length").and_then(|l| l.trim().parse::<u64>().ok()),
     };
     if let Some(a) = announced.filter(|&a| a != want) {
-        return Err(Error::invalid(
-            "download",
-            format!(
-                "{url}: the server announces {a} bytes, but the file is {want} bytes: not the \
+        return Err(refused(format!(
+            "{url}: the server announces {a} bytes, but the file is {want} bytes: not the \
                  file asked for; refused before writing anything"
-            ),
-        ));
+        )));
     }
     let mut out = std::fs::OpenOptions::new()
         .create(true)
@@ -207,13 +205,10 @@ pub fn fetch(
     while reused + downloaded < want {
         if cancel.load(Ordering::Relaxed) {
             let _ = out.flush();
-            return Err(Error::invalid(
-                "download",
-                format!(
-                    "{url}: stopped after {} bytes; fetch again to continue",
-                    reused + downloaded
-                ),
-            ));
+            return Err(refused(format!(
+                "{url}: stopped after {} bytes; fetch again to continue",
+                reused + downloaded
+            )));
         }
         // Never more than the file's length.
         let room = (want - reused - downloaded).min(buf.len() as u64) as usize;
@@ -272,14 +267,11 @@ fn finish(
     let got = hex(&hasher.finalize());
     if got != d.sha256 {
         let _ = std::fs::remove_file(part);
-        return Err(Error::invalid(
-            "download",
-            format!(
-                "{}: the file's SHA-256 is {got}, but {} was expected (its name abbreviates \
+        return Err(refused(format!(
+            "{}: the file's SHA-256 is {got}, but {} was expected (its name abbreviates \
                  it): the download is corrupted or not the file asked for, and was not kept",
-                d.url, d.sha256
-            ),
-        ));
+            d.url, d.sha256
+        )));
     }
     std::fs::rename(part, d.dest).map_err(|e| Error::io(d.dest, e))?;
     Ok(Fetched {
@@ -289,11 +281,12 @@ fn finish(
     })
 }
 
-/// A message for a fetch that cannot reach the network: where to get the file by hand and
-/// where to put it (or pass it with `--weights`).
-pub fn manual_hint(url: &str, dest: &Path) -> String {
+/// A message for a fetch that cannot reach the network: where to get the file by hand, where
+/// to put it, and `or` what else the user can do with it (`pass the file itself to
+/// --weights` on the command line, the Browse button in the window).
+pub fn manual_hint(url: &str, dest: &Path, or: &str) -> String {
     format!(
-        "download {url} by hand and put it at {}, or pass the file itself to --weights",
+        "download {url} by hand and put it at {}, or {or}",
         shown(dest)
     )
 }

@@ -124,10 +124,11 @@ fn operating_point(
                 )
             })?;
         eprintln!(
-            "sensitivity {:.1} % for {} is reached at p ≥ {threshold:.4} on these images \
+            "sensitivity {:.1} % for {} is reached at p ≥ {} on these images \
              (chosen on the images it is measured on: an optimistic figure)",
             100.0 * target,
-            classes[class]
+            classes[class],
+            crate::fmt::number(threshold)
         );
         return Ok(Some(OperatingPoint { class, threshold }));
     }

@@ -91,7 +91,7 @@ pub fn run(a: &WeightsArgs) -> anyhow::Result<ExitCode> {
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let manual = manual_hint(&url, &dest);
+            let manual = manual_hint(&url, &dest, "pass the file itself to --weights");
             let r = fetch(
                 &Download {
                     url: &url,

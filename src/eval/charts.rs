@@ -197,7 +197,10 @@ pub fn roc_image(s: &Scores, focus: usize, title: &str) -> RgbImage {
                 colour(op.point.class),
                 1.0,
             );
-            rows.push((format!("p ≥ {:.3}", op.point.threshold), DARK));
+            rows.push((
+                format!("p ≥ {}", crate::fmt::number(op.point.threshold)),
+                DARK,
+            ));
         }
     }
     legend(&mut img, &rows);

@@ -286,9 +286,10 @@ impl EvalReport {
         if let Some(op) = self.operating_point {
             let _ = writeln!(
                 o,
-                "Predictions follow an operating point: {} when its probability ≥ {:.4}, \
+                "Predictions follow an operating point: {} when its probability ≥ {}, \
                  else the most probable other class.\n",
-                self.classes[op.class], op.threshold
+                self.classes[op.class],
+                crate::fmt::number(op.threshold)
             );
         }
         if !m.absent.is_empty() {

@@ -265,11 +265,11 @@ impl Scores {
             let b = &op.binary;
             let _ = writeln!(
                 o,
-                "\n## Operating point\n\nPredict {} when its probability ≥ {:.4} (else the most \
+                "\n## Operating point\n\nPredict {} when its probability ≥ {} (else the most \
                  probable other class): TP {}, FP {}, TN {}, FN {}; sensitivity {}, \
                  specificity {}, PPV {}, NPV {}.",
                 b.class,
-                op.point.threshold,
+                crate::fmt::number(op.point.threshold),
                 b.tp,
                 b.fp,
                 b.tn,

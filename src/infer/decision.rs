@@ -106,8 +106,9 @@ pub fn rule_text(meta: &crate::model::checkpoint::ModelMeta) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(o) = &meta.operating_point {
         parts.push(format!(
-            "operating point: {} when p ≥ {:.3}, else the most probable other class",
-            o.class, o.threshold
+            "operating point: {} when p ≥ {}, else the most probable other class",
+            o.class,
+            crate::fmt::number(o.threshold)
         ));
     }
     if let Some(t) = &meta.temperature {

@@ -466,10 +466,12 @@ impl Trainer {
     /// Runs the model over the validation images (or, `test`, the test images) at `size_px`.
     fn validate(&self, size_px: u32, bootstrap: usize, test: bool) -> Result<EvalReport> {
         let p = Predictor::new(self.model.clone(), self.model_meta(size_px));
+        // The bootstrap's seed is eval's and the review's, not the run's: the same model on
+        // the same images gets the same intervals wherever they are computed.
         let opts = EvalOptions {
             batch_size: self.cfg.batch_size,
             bootstrap,
-            seed: self.cfg.seed,
+            ..EvalOptions::default()
         };
         let set = match (&self.test, test) {
             (Some(t), true) => t,

@@ -342,7 +342,7 @@ impl TrainingTab {
                 }
                 Reply::Fetched(Err(e)) => {
                     self.fetching = None;
-                    notices.error(TOPIC, e);
+                    notices.error(TOPIC, format!("Fetching the ImageNet weights failed: {e}"));
                 }
             }
         }

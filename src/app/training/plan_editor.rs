@@ -174,6 +174,7 @@ pub fn plan_ui(
                     ui.add(
                         egui::TextEdit::singleline(&mut r.lr)
                             .desired_width(125.0)
+                            .clip_text(false)
                             .id_salt(("lr", i)),
                     )
                     .labelled_by(heads[3])

@@ -130,7 +130,11 @@ impl Worker {
                     .unwrap_or_else(|_| crate::model::zoo::DEFAULT_BASE_URL.into());
                 let url = format!("{}/{}", base.trim_end_matches('/'), entry.file);
                 let dest = dir.join(entry.file);
-                let hint = crate::fetch::manual_hint(&url, &dest);
+                let hint = crate::fetch::manual_hint(
+                    &url,
+                    &dest,
+                    "choose the file with Browse… beside Pretrained weights",
+                );
                 let mut last = std::time::Instant::now();
                 crate::fetch::fetch(
                     &crate::fetch::Download {

@@ -188,7 +188,15 @@ fn cam_texture(ctx: &egui::Context, l: &mut Loaded, path: &std::path::Path) {
         return;
     }
     let key: AnalysisKey = *k;
-    let cam = a.cam.upsample(l.display.width, l.display.height);
+    // At least 512 px on the long side: a small image's few pixels, magnified on screen,
+    // would show the map's interpolation as hard facets.
+    let (dw, dh) = (l.display.width.max(1), l.display.height.max(1));
+    let scale = (512.0 / dw.max(dh) as f64).max(1.0);
+    let (w, h) = (
+        (dw as f64 * scale).round() as u32,
+        (dh as f64 * scale).round() as u32,
+    );
+    let cam = a.cam.upsample(w, h);
     let px: Vec<Color32> = cam
         .data
         .iter()
@@ -197,7 +205,7 @@ fn cam_texture(ctx: &egui::Context, l: &mut Loaded, path: &std::path::Path) {
             Color32::from_rgb(r, g, b)
         })
         .collect();
-    let ci = egui::ColorImage::new([l.display.width as usize, l.display.height as usize], px);
+    let ci = egui::ColorImage::new([w as usize, h as usize], px);
     l.cam_tex = Some((
         key,
         ctx.load_texture(

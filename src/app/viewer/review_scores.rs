@@ -135,13 +135,17 @@ pub fn operating_ui(
                 }));
             }
         });
-    ui.horizontal_wrapped(|ui| {
+    ui.horizontal(|ui| {
         let mut t = op.map_or(0.5, |o| o.threshold);
         let l = ui.label("threshold");
+        // Wide, so a drag moves it finely, and with a field that takes a typed value.
+        ui.style_mut().spacing.slider_width = (ui.available_width() - 170.0).clamp(200.0, 520.0);
         let resp = ui
             .add_enabled(
                 op.is_some(),
-                egui::Slider::new(&mut t, 0.0..=1.0).custom_formatter(|v, _| format!("{v:.4}")),
+                egui::Slider::new(&mut t, 0.0..=1.0)
+                    .max_decimals(6)
+                    .custom_formatter(|v, _| crate::fmt::number(v)),
             )
             .labelled_by(l.id);
         if resp.changed() {
@@ -184,7 +188,11 @@ pub fn operating_ui(
     let (b, at) = match &s.operating {
         Some(o) => (
             &o.binary,
-            format!("at p({}) ≥ {:.3}", o.binary.class, o.point.threshold),
+            format!(
+                "at p({}) ≥ {}",
+                o.binary.class,
+                crate::fmt::number(o.point.threshold)
+            ),
         ),
         None => (&s.at_argmax[focus], "at argmax".to_string()),
     };
@@ -200,16 +208,19 @@ pub fn operating_ui(
         b.tn,
         b.fn_
     ));
+    ui.label(format!(
+        "AUC {} (macro {}) · ECE {} · Brier {:.4}",
+        cell(&s.roc[focus].auc),
+        cell(&s.macro_auc),
+        cell(&s.ece),
+        s.brier.value,
+    ));
     ui.label(
         RichText::new(format!(
-            "AUC {} (macro {}) · ECE {} · Brier {:.4} · intervals: bootstrap over {}; † Wilson",
-            cell(&s.roc[focus].auc),
-            cell(&s.macro_auc),
-            cell(&s.ece),
-            s.brier.value,
+            "Intervals: bootstrap over {}; † Wilson.",
             s.resampled
         ))
-        .small(),
+        .weak(),
     );
     if let Some(o) = new_op {
         commands.push(Command::SetOperatingPoint(o));
@@ -301,6 +312,7 @@ fn charts_ui(ui: &mut egui::Ui, r: &EvalReport, focus: usize) {
                 .include_y(1.0)
                 .x_axis_label("confidence")
                 .y_axis_label("accuracy")
+                .legend(Legend::default().position(Corner::LeftTop))
                 .show(ui, |pu| {
                     let bars: Vec<Bar> = s
                         .reliability
@@ -314,7 +326,7 @@ fn charts_ui(ui: &mut egui::Ui, r: &EvalReport, focus: usize) {
                                 ))
                         })
                         .collect();
-                    pu.bar_chart(BarChart::new("accuracy", bars).color(rgb(0)));
+                    pu.bar_chart(BarChart::new("accuracy in the bin (bars)", bars).color(rgb(0)));
                     pu.line(
                         Line::new("perfect", PlotPoints::from(vec![[0.0, 0.0], [1.0, 1.0]]))
                             .color(Color32::GRAY),
@@ -325,7 +337,7 @@ fn charts_ui(ui: &mut egui::Ui, r: &EvalReport, focus: usize) {
                         .map(|b| [(b.lo + b.hi) / 2.0, b.confidence])
                         .collect();
                     pu.points(
-                        Points::new("mean confidence", PlotPoints::from(conf))
+                        Points::new("mean confidence in the bin (dots)", PlotPoints::from(conf))
                             .radius(3.0)
                             .color(rgb(3)),
                     );
