@@ -278,7 +278,8 @@ impl TrainingTab {
                     }
                 }
                 // A preview of a folder no longer chosen is dropped.
-                Reply::Preview(dir, _) if dir != self.settings.data_dir.trim() => {}
+                Reply::Preview(dir, _)
+                    if dir.as_path() != std::path::Path::new(self.settings.data_dir.trim()) => {}
                 Reply::Preview(_, Ok(images)) => {
                     self.preview = images
                         .into_iter()
