@@ -143,9 +143,7 @@ pub fn operating_ui(
         let resp = ui
             .add_enabled(
                 op.is_some(),
-                egui::Slider::new(&mut t, 0.0..=1.0)
-                    .max_decimals(6)
-                    .custom_formatter(|v, _| crate::fmt::number(v)),
+                egui::Slider::new(&mut t, 0.0..=1.0).custom_formatter(|v, _| crate::fmt::number(v)),
             )
             .labelled_by(l.id);
         if resp.changed() {
@@ -238,6 +236,17 @@ fn unit_plot(name: &'static str, size: f32) -> Plot<'static> {
         .include_x(1.0)
 }
 
+/// A polyline without repeated points (ROC curves have them at every tie).
+fn distinct(points: impl Iterator<Item = [f64; 2]>) -> Vec<[f64; 2]> {
+    let mut out: Vec<[f64; 2]> = Vec::new();
+    for p in points {
+        if out.last() != Some(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// The ROC curves, the reliability diagram and the histogram of p(`focus`).
 fn charts_ui(ui: &mut egui::Ui, r: &EvalReport, focus: usize) {
     let Some(s) = &r.scores else {
@@ -259,9 +268,10 @@ fn charts_ui(ui: &mut egui::Ui, r: &EvalReport, focus: usize) {
                     // of a non-convex band was drawn as wedges over the curves).
                     let band = &s.roc[focus].band;
                     for edge in [1, 2] {
-                        let pts: Vec<[f64; 2]> = band.iter().map(|b| [b[0], b[edge]]).collect();
+                        let pts = distinct(band.iter().map(|b| [b[0], b[edge]]));
                         pu.line(
                             Line::new("95% band", PlotPoints::from(pts))
+                                .allow_band(false)
                                 .color(rgb(focus).gamma_multiply(0.6))
                                 .style(egui_plot::LineStyle::dashed_dense())
                                 .width(1.0),
@@ -272,18 +282,22 @@ fn charts_ui(ui: &mut egui::Ui, r: &EvalReport, focus: usize) {
                             .color(Color32::GRAY),
                     );
                     for (c, roc) in s.roc.iter().enumerate() {
-                        let pts: Vec<[f64; 2]> = roc
-                            .curve
-                            .fpr
-                            .iter()
-                            .zip(&roc.curve.tpr)
-                            .map(|(&x, &y)| [x, y])
-                            .collect();
+                        let pts = distinct(
+                            roc.curve
+                                .fpr
+                                .iter()
+                                .zip(&roc.curve.tpr)
+                                .map(|(&x, &y)| [x, y]),
+                        );
                         pu.line(
                             Line::new(
                                 format!("{} {}", roc.class, crate::fmt::pct(roc.auc.value, 1)),
                                 PlotPoints::from(pts),
                             )
+                            // egui_plot draws a line whose x never falls as a filled band of
+                            // its extent per pixel column: a ROC curve's vertical steps became
+                            // solid wedges over the chart.
+                            .allow_band(false)
                             .color(rgb(c))
                             .width(if c == focus { 2.5 } else { 1.5 }),
                         );

@@ -81,7 +81,7 @@ impl ViewerTab {
 
     fn images_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Images");
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             if ui.button("Open…").clicked() {
                 self.commands.push(Command::Pick(Ask::Images));
             }
