@@ -38,6 +38,10 @@ pub fn run(startup: Startup) -> anyhow::Result<()> {
         options,
         Box::new(|cc| {
             let mut app = App::new(cc);
+            if !startup.files.is_empty() || startup.report.is_some() {
+                // What the user named is what opens, not the samples of a first launch.
+                app.viewer.cancel_samples();
+            }
             if let Some(m) = startup.model {
                 app.viewer.settings.model = crate::files::shown(&m).to_string();
                 app.tab = Tab::Viewer;

@@ -93,6 +93,11 @@ impl ViewerTab {
         self.commands.push(c);
     }
 
+    /// Drops the queued opening of the samples (a first launch that names its own files).
+    pub fn cancel_samples(&mut self) {
+        self.commands.retain(|c| !matches!(c, Command::OpenSamples));
+    }
+
     /// Files to open on the first frame.
     pub fn open_at_start(&mut self, files: Vec<PathBuf>) {
         self.startup_files = files;
