@@ -235,9 +235,17 @@ pub fn suggest(points: &[LrPoint]) -> Suggestions {
         }
         sxy / sxx.max(1e-12)
     };
-    let steep = (0..=min_at)
-        .min_by(|&a, &b| slope(a).total_cmp(&slope(b)))
-        .unwrap_or(0);
+    // Along a stretch that falls about as fast throughout, the middle of it (where a person
+    // would pick), not its first point.
+    let slopes: Vec<f64> = (0..=min_at).map(slope).collect();
+    let steepest = slopes.iter().copied().fold(f64::INFINITY, f64::min);
+    let cut = if steepest < 0.0 {
+        0.95 * steepest
+    } else {
+        steepest
+    };
+    let near: Vec<usize> = (0..slopes.len()).filter(|&i| slopes[i] <= cut).collect();
+    let steep = near.get(near.len() / 2).copied().unwrap_or(0);
     let mut minimum = at(min_at);
     minimum.lr /= 10.0;
     Suggestions {

@@ -212,14 +212,7 @@ fn a_refused_start_keeps_the_finished_run_and_each_run_gets_its_own_folder() {
 }
 
 fn viewer_with(model: &Path, data: &Path) -> Harness<'static, App> {
-    let mut s = Settings {
-        tab: Tab::Viewer,
-        ..Default::default()
-    };
-    s.viewer.model = model.display().to_string();
-    s.training.device = "cpu".into();
-    s.training.data_dir = data.display().to_string();
-    let mut h = harness(s);
+    let mut h = crate::app_viewer::harness(model, data);
     step_until(&mut h, 60, "the model", |a| a.viewer.model.is_some());
     h
 }

@@ -243,7 +243,7 @@ fn a_suggestion_without_an_auto_row_is_offered_for_the_selected_row() {
     }
     h.run_steps(2);
     // The divergence spike is not drawn: the chart says so.
-    assert!(shown(&h, "points after the loss diverged are not drawn"));
+    assert!(shown(&h, "where the loss shoots up, are not drawn"));
     h.get_by_label_contains("Use valley").click();
     h.run_steps(2);
     assert!(shown(&h, "the plan has no `auto` row"));
