@@ -147,3 +147,30 @@ fn version_and_info_report_build_facts() {
         "{v}"
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_quietly_with_status_zero() {
+    // `covid-resnet data inspect ... | head -0`: the reader is gone before the first line.
+    let samples = covid_resnet::model::shipped::samples_dir()
+        .unwrap()
+        .join("test");
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(&samples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let mut child = std::process::Command::new(crate::common::bin())
+        .args(["data", "inspect"])
+        .args(&files)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+}

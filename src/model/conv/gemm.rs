@@ -4,6 +4,19 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+/// Elements a strided `rows x cols` view spans, `(rows-1)*rs + (cols-1)*cs + 1` (0 when
+/// empty), or None when that does not fit in a usize. The guards before unsafe code use
+/// this, never plain arithmetic, which wraps in a release build and would pass the check.
+pub fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
+    if rows == 0 || cols == 0 {
+        return Some(0);
+    }
+    (rows - 1)
+        .checked_mul(rs)?
+        .checked_add((cols - 1).checked_mul(cs)?)?
+        .checked_add(1)
+}
+
 /// A read-only matrix view over a slice: `rows x cols`, element (i, j) at
 /// `i * rs + j * cs`. Built only by [`Mat::rm`] and [`Mat::tr`], which check that every
 /// element lies inside the slice.
@@ -18,14 +31,10 @@ pub struct Mat<'a, T> {
 
 impl<'a, T> Mat<'a, T> {
     fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
-        let last = if rows == 0 || cols == 0 {
-            0
-        } else {
-            (rows - 1) * rs + (cols - 1) * cs + 1
-        };
+        let last = span(rows, cols, rs, cs);
         assert!(
-            last <= data.len(),
-            "a {rows}x{cols} view needs {last} elements, the slice has {}",
+            last.is_some_and(|l| l <= data.len()),
+            "a {rows}x{cols} view (strides {rs}, {cs}) needs {last:?} elements, the slice has {}",
             data.len()
         );
         Self {
@@ -144,7 +153,7 @@ pub fn matmul<T: candle_core::WithDType>(
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "inner dimensions {k} and {}", b.rows);
     assert!(
-        dst.len() >= m * n,
+        span(m, n, n, 1).is_some_and(|need| dst.len() >= need),
         "{} elements for a {m}x{n} result",
         dst.len()
     );
@@ -186,7 +195,11 @@ pub fn tiled_products<T, F>(
 {
     let (rows, kk) = (a.rows, a.cols);
     assert!(
-        tile > 0 && y.len() == images * rows * p,
+        tile > 0
+            && images
+                .checked_mul(rows)
+                .and_then(|r| r.checked_mul(p))
+                .is_some_and(|need| y.len() == need),
         "output of {} elements",
         y.len()
     );
@@ -214,6 +227,38 @@ pub fn tiled_products<T, F>(
         // checked views.
         unsafe { gemm_into(out.ptr().add(i * rows * p + t0), p, false, a, b, par) }
     });
+}
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::*;
+
+    #[test]
+    fn guards_refuse_shapes_whose_size_overflows() {
+        assert_eq!(span(0, 5, 1, 1), Some(0));
+        assert_eq!(span(3, 4, 4, 1), Some(12));
+        assert_eq!(span(usize::MAX, 2, 2, 1), None);
+        assert_eq!(span(2, 2, usize::MAX, 1), None);
+        assert_eq!(span(2, usize::MAX, 1, 2), None);
+        // (rows-1)*rs + (cols-1)*cs + 1 wraps to a small number in a release build: a
+        // view that plain arithmetic would let through over 8 elements.
+        let rows = 1usize << (usize::BITS - 1);
+        assert_eq!(
+            (rows - 1).wrapping_mul(2).wrapping_add(1).wrapping_add(1),
+            0
+        );
+        let data = [0.0f32; 8];
+        assert!(std::panic::catch_unwind(|| Mat::new(&data, rows, 1, 2, 1)).is_err());
+        let big = 1usize << (usize::BITS / 2);
+        let a = Mat::rm(&data[..0], big, 0);
+        let b = Mat::rm(&data[..0], 0, big);
+        let mut dst = [0.0f32; 8];
+        // m*n = 2^64 wraps to 0 and `dst.len() >= 0` would pass.
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            matmul(&mut dst, false, a, b, Parallelism::None)
+        }))
+        .is_err());
+    }
 }
 
 #[cfg(test)]

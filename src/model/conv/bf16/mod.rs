@@ -221,7 +221,7 @@ pub fn product<'b>(
     assert_eq!(b.rows(), a.cols(), "inner dimensions");
     assert!(dst_rs >= n, "row stride {dst_rs} for {n} columns");
     assert!(
-        m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n,
+        super::gemm::span(m, n, dst_rs, 1).is_some_and(|need| dst.len() >= need),
         "{} elements for a {m}x{n} result, rows {dst_rs} apart",
         dst.len()
     );

@@ -91,7 +91,11 @@ pub(super) unsafe fn pack_b(
     // Row-major: panel by panel, pair by pair, so the packed block is written in order.
     let (data, rs) = (b.data(), b.row_stride());
     assert!(
-        jc + nc <= n && 2 * (q0 + kc) <= k + 1,
+        jc.checked_add(nc).is_some_and(|e| e <= n)
+            && q0
+                .checked_add(kc)
+                .and_then(|q| q.checked_mul(2))
+                .is_some_and(|e| e <= k.saturating_add(1)),
         "block inside the matrix"
     );
     for jp in 0..panels {
@@ -256,7 +260,11 @@ fn transpose_8x16(v: [__m512i; 8]) -> [__m512i; 8] {
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 pub(super) unsafe fn pack_a_panel(a: Mat<'_, f32>, i0: usize, rows: usize, panel: &mut [u32]) {
     let (k, kp, data) = (a.cols(), a.cols().div_ceil(2), a.data());
-    assert!(rows <= MR && i0 + rows <= a.rows() && panel.len() == kp * MR);
+    assert!(
+        rows <= MR
+            && i0.checked_add(rows).is_some_and(|e| e <= a.rows())
+            && kp.checked_mul(MR) == Some(panel.len())
+    );
     if a.col_stride() == 1 {
         // Row-major: a row's pairs are adjacent. Convert 16 pairs of each of the MR rows
         // (one vector a row), transpose the 8 x 16 block in registers and store it in order.
