@@ -133,7 +133,7 @@ impl Default for CachePlace {
     }
 }
 
-/// Pixel types a cache holds: 8-bit training images, f32 evaluation planes.
+/// Pixel types a cache holds: 16-bit training images, f32 evaluation planes.
 pub trait Pixel: Copy + Send + Sync + 'static {
     /// Part of the disk key.
     const TAG: &'static str;
@@ -150,6 +150,20 @@ impl Pixel for u8 {
     }
     fn from_bytes(b: &[u8], n: usize) -> Option<Vec<Self>> {
         (b.len() == n).then(|| b.to_vec())
+    }
+}
+
+impl Pixel for u16 {
+    const TAG: &'static str = "u16";
+    fn to_bytes(v: &[Self]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+    fn from_bytes(b: &[u8], n: usize) -> Option<Vec<Self>> {
+        (b.len() == 2 * n).then(|| {
+            b.chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect()
+        })
     }
 }
 
