@@ -22,6 +22,8 @@ pub struct Startup {
     pub data: Option<std::path::PathBuf>,
     /// A report (`eval`'s, training's or an export) to open in the test-set review.
     pub report: Option<std::path::PathBuf>,
+    /// The device given on the command line (`--device`), in place of the saved setting.
+    pub device: Option<crate::device::DeviceChoice>,
 }
 
 /// Opens the main window and runs until it is closed. Window size and settings persist.
@@ -38,25 +40,7 @@ pub fn run(startup: Startup) -> anyhow::Result<()> {
         options,
         Box::new(|cc| {
             let mut app = App::new(cc);
-            if !startup.files.is_empty() || startup.report.is_some() {
-                // What the user named is what opens, not the samples of a first launch.
-                app.viewer.cancel_samples();
-            }
-            if let Some(m) = startup.model {
-                app.viewer.settings.model = crate::files::shown(&m).to_string();
-                app.tab = Tab::Viewer;
-            }
-            if let Some(d) = startup.data {
-                app.training.settings.data_dir = crate::files::shown(&d).to_string();
-            }
-            if !startup.files.is_empty() {
-                app.viewer.open_at_start(startup.files);
-                app.tab = Tab::Viewer;
-            }
-            if let Some(r) = startup.report {
-                app.viewer.open_report_at_start(r);
-                app.tab = Tab::Viewer;
-            }
+            app.apply_startup(startup);
             Ok(Box::new(app))
         }),
     )
@@ -152,6 +136,33 @@ impl App {
             app.viewer.push(viewer::Command::OpenSamples);
         }
         app
+    }
+
+    /// Takes what the command line named (`open`'s files, model, data, report; `--device`)
+    /// over the saved settings.
+    pub fn apply_startup(&mut self, startup: Startup) {
+        if !startup.files.is_empty() || startup.report.is_some() {
+            // What the user named is what opens, not the samples of a first launch.
+            self.viewer.cancel_samples();
+        }
+        if let Some(m) = startup.model {
+            self.viewer.settings.model = crate::files::shown(&m).to_string();
+            self.tab = Tab::Viewer;
+        }
+        if let Some(d) = startup.device {
+            self.training.settings.device = d.to_string();
+        }
+        if let Some(d) = startup.data {
+            self.training.settings.data_dir = crate::files::shown(&d).to_string();
+        }
+        if !startup.files.is_empty() {
+            self.viewer.open_at_start(startup.files);
+            self.tab = Tab::Viewer;
+        }
+        if let Some(r) = startup.report {
+            self.viewer.open_report_at_start(r);
+            self.tab = Tab::Viewer;
+        }
     }
 
     /// Creates the app from explicit settings (tests).

@@ -24,9 +24,10 @@ use std::process::ExitCode;
     after_help = "Without a command, the desktop app opens."
 )]
 pub struct Cli {
-    /// Compute device: auto, cpu, cuda[:N] or metal[:N].
-    #[arg(long, global = true, default_value = "auto")]
-    pub device: DeviceChoice,
+    /// Compute device: auto, cpu, cuda[:N] or metal[:N] [default: auto; for the window, its
+    /// saved setting].
+    #[arg(long, global = true)]
+    pub device: Option<DeviceChoice>,
     /// The command; none opens the desktop app.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -75,22 +76,28 @@ pub struct OpenArgs {
 
 /// Runs a parsed command line; no command (or `open`) opens the desktop app.
 pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let device = cli.device.unwrap_or(DeviceChoice::Auto);
     match &cli.command {
-        None => crate::app::run(Default::default()).map(|()| ExitCode::SUCCESS),
+        None => crate::app::run(crate::app::Startup {
+            device: cli.device,
+            ..Default::default()
+        })
+        .map(|()| ExitCode::SUCCESS),
         Some(Command::Open(o)) => crate::app::run(crate::app::Startup {
             files: o.files.clone(),
             model: o.model.clone(),
             data: o.data.clone(),
             report: o.report.clone(),
+            device: cli.device,
         })
         .map(|()| ExitCode::SUCCESS),
-        Some(Command::Info) => info(cli.device),
-        Some(Command::Predict(a)) => predict::run(a, cli.device),
-        Some(Command::Bench(a)) => bench::run(a, cli.device),
+        Some(Command::Info) => info(device),
+        Some(Command::Predict(a)) => predict::run(a, device),
+        Some(Command::Bench(a)) => bench::run(a, device),
         Some(Command::Data(a)) => data::run(a),
-        Some(Command::Train(a)) => train::train(a, cli.device),
-        Some(Command::LrFind(a)) => train::lr_find(a, cli.device),
-        Some(Command::Eval(a)) => eval::eval(a, cli.device),
+        Some(Command::Train(a)) => train::train(a, device),
+        Some(Command::LrFind(a)) => train::lr_find(a, device),
+        Some(Command::Eval(a)) => eval::eval(a, device),
         Some(Command::Weights(a)) => weights::run(a),
         Some(Command::Model(a)) => model::run(a),
     }

@@ -391,3 +391,22 @@ fn a_bad_file_last_in_the_list_leaves_a_good_one_shown() {
     let v = &h.state().viewer;
     assert_eq!(v.images[v.selected.unwrap()].path, good);
 }
+
+#[test]
+fn open_honours_the_global_device() {
+    // `covid-resnet --device cpu open ...` (before: the flag was dropped for the window).
+    let mut s = Settings::default();
+    s.training.device = "auto".into();
+    let mut app = App::with_settings(s);
+    app.apply_startup(covid_resnet::app::Startup {
+        device: Some(covid_resnet::device::DeviceChoice::Cpu),
+        ..Default::default()
+    });
+    assert_eq!(app.training.settings.device, "cpu");
+    // Without the flag the saved setting stays.
+    let mut s = Settings::default();
+    s.training.device = "cpu".into();
+    let mut app = App::with_settings(s);
+    app.apply_startup(Default::default());
+    assert_eq!(app.training.settings.device, "cpu");
+}
