@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod operating;
 pub mod plot;
 pub mod report;
+pub mod report_files;
 pub mod roc;
 pub mod run;
 pub mod scores;

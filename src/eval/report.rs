@@ -4,11 +4,10 @@ use super::metrics::{compute_grouped, Metrics};
 use super::operating::OperatingPoint;
 use super::scores::{ScoreInput, Scores};
 use super::stats::Resampler;
-use crate::files::write_atomic;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Resamples used when a report read from a file must be recomputed (it was written before
 /// AUC and calibration existed): a file cannot ask for unbounded work.
@@ -378,32 +377,6 @@ impl EvalReport {
             .into_inner()
             .map_err(|e| Error::invalid("report", format!("CSV: {e}")))?;
         String::from_utf8(bytes).map_err(|e| Error::invalid("report", format!("CSV: {e}")))
-    }
-
-    /// Writes `<stem>.json`, `<stem>.csv`, `<stem>.md`, the confusion matrix as
-    /// `<stem>-confusion.png` and the charts (`-roc`, `-reliability`, `-histogram.png`) into
-    /// `dir`, each atomically; returns the paths in that order.
-    pub fn write_all(&self, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let json = serde_json::to_string_pretty(self)
-            .map_err(|e| Error::invalid("report", e.to_string()))?;
-        let paths: Vec<PathBuf> = ["json", "csv", "md"]
-            .iter()
-            .map(|ext| dir.join(format!("{stem}.{ext}")))
-            .chain([dir.join(format!("{stem}-confusion.png"))])
-            .collect();
-        let mut paths = paths;
-        write_atomic(&paths[0], json.as_bytes())?;
-        write_atomic(&paths[1], self.csv()?.as_bytes())?;
-        write_atomic(&paths[2], self.markdown().as_bytes())?;
-        super::plot::write_confusion_png(
-            &paths[3],
-            &self.classes,
-            &self.metrics.confusion.m,
-            &self.title(),
-        )?;
-        paths.extend(super::charts::write_charts(self, dir, stem, self.focus())?);
-        Ok(paths)
     }
 
     /// The highest threshold at which class `class` reaches sensitivity `target` on these

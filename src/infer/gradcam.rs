@@ -78,13 +78,13 @@ pub fn grad_cam_coarse(model: &Classifier, x: &Tensor, class: Option<usize>) -> 
     let (_, _, h, w) = feats.dims4()?;
     let var = Var::from_tensor(&feats)?;
     let logits = model.head_forward(var.as_tensor(), false)?;
-    let probs = super::predictor::log_softmax_rows(&logits)?
+    let probs = super::probs::log_softmax_rows(&logits)?
         .first()
-        .map(|r| super::predictor::probs_of(r))
+        .map(|r| super::probs::probs_of(r))
         .unwrap_or_default();
     let class = class
         .filter(|&c| c < probs.len())
-        .unwrap_or_else(|| super::predictor::argmax(&probs));
+        .unwrap_or_else(|| super::probs::argmax(&probs));
     let score = logits.narrow(1, class, 1)?.sum_all()?;
     let grads = score.backward()?;
     let g = grads

@@ -2,6 +2,7 @@
 pub mod decision;
 pub mod gradcam;
 pub mod predictor;
+pub mod probs;
 pub mod sanity;
 
 pub use gradcam::CamMap;

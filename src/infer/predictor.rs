@@ -1,13 +1,14 @@
 //! File -> decoded grayscale -> resized, normalised tensor -> softmax over the classes.
 use super::decision::OperatingPoint;
 use super::gradcam::{grad_cam_coarse, Coarse};
+pub use super::probs::{argmax, log_softmax_rows, probs_of};
 use crate::data::augment::{AugmentConfig, Flip};
 use crate::data::decode::{decode_file, GrayImage};
 use crate::data::preprocess::Preprocess;
 use crate::model::checkpoint::{load_model, ModelMeta};
 use crate::model::Classifier;
 use crate::Result;
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -88,21 +89,6 @@ pub fn flip_horizontal(img: &GrayImage) -> GrayImage {
         }
     }
     out
-}
-
-/// Log-probabilities (one row per image) from logits: log-softmax in the model's dtype,
-/// then f32. Probabilities anywhere in the program are `exp` of these rows, so the Viewer,
-/// `predict`, `eval` and the review agree to the bit.
-pub fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
-    Ok(candle_nn::ops::log_softmax(logits, D::Minus1)?
-        .to_device(&Device::Cpu)?
-        .to_dtype(DType::F32)?
-        .to_vec2::<f32>()?)
-}
-
-/// Probabilities from a row of log-probabilities.
-pub fn probs_of(log_probs: &[f32]) -> Vec<f32> {
-    log_probs.iter().map(|v| v.exp()).collect()
 }
 
 /// A loaded model ready to predict.
@@ -314,18 +300,4 @@ impl Predictor {
         }
         out
     }
-}
-
-/// Index of the largest value (the first one on ties).
-pub fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
-            if x > bv {
-                (i, x)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
 }

@@ -222,8 +222,8 @@ fn meta_from_bytes(bytes: &[u8], path: &Path) -> Result<ModelMeta> {
 pub const INPUT_SIZE_RANGE: std::ops::RangeInclusive<u32> = 32..=1024;
 /// The temperatures a model file may hold: the interval `model calibrate` fits in.
 pub const TEMPERATURE_RANGE: std::ops::RangeInclusive<f64> = 0.05..=20.0;
-/// Fewest and most classes a model may have.
-pub const CLASS_COUNT_RANGE: std::ops::RangeInclusive<usize> = 2..=64;
+/// Fewest and most classes a model may have: those a data set may have.
+pub use crate::data::split::CLASS_COUNT_RANGE;
 
 impl ModelMeta {
     /// The first field that cannot be right, named, if any.

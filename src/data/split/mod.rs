@@ -22,6 +22,9 @@ use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// Fewest and most classes a data set (and so a model) may have.
+pub const CLASS_COUNT_RANGE: std::ops::RangeInclusive<usize> = 2..=64;
+
 /// A listed image before the classes are known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
@@ -396,7 +399,7 @@ impl Dataset {
             .collect();
         let explicit = opts.classes.as_deref().or(manifest.classes.as_deref());
         let classes = labels::class_order(&found, explicit)?;
-        if classes.len() > *crate::model::checkpoint::CLASS_COUNT_RANGE.end() {
+        if classes.len() > *CLASS_COUNT_RANGE.end() {
             return Err(Error::invalid(
                 "classes",
                 format!("{}: {} classes, more than 64", shown(root), classes.len()),
