@@ -16,14 +16,10 @@ use egui_kittest::Harness;
 use std::path::Path;
 
 fn harness(s: Settings) -> Harness<'static, App> {
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 1000.0))
-        .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s))
+    crate::app_window::harness(s, (1400.0, 1000.0))
 }
 
-fn shown(h: &Harness<'static, App>, text: &str) -> bool {
-    h.query_all_by_label_contains(text).next().is_some()
-}
+use crate::app_window::shown;
 
 fn text_field<'a>(h: &'a Harness<'static, App>, label: &'a str) -> egui_kittest::Node<'a> {
     h.get_by_role_and_label(egui::accesskit::Role::TextInput, label)

@@ -42,13 +42,13 @@ fn settings(data: &Path, run: &Path, rows: Vec<PlanRow>) -> Settings {
     }
 }
 
-fn harness(s: Settings, size: (f32, f32)) -> Harness<'static, App> {
+pub fn harness(s: Settings, size: (f32, f32)) -> Harness<'static, App> {
     Harness::builder()
         .with_size(egui::vec2(size.0, size.1))
         .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s))
 }
 
-fn shown(h: &Harness<'static, App>, text: &str) -> bool {
+pub fn shown(h: &Harness<'static, App>, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
 }
 
