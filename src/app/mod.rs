@@ -186,7 +186,46 @@ impl App {
         }
     }
 
-    /// Draws one frame (also used by UI tests).
+    /// What happens between frames, before each is drawn: files dropped on the window become
+    /// a Viewer command, both tabs take their background replies and run the commands their
+    /// buttons queued (the hidden tab too). No drawing here.
+    pub fn logic(&mut self, ctx: &egui::Context) {
+        let (hovered, dropped) =
+            ctx.input(|i| (i.raw.hovered_files.len(), i.raw.dropped_files.clone()));
+        self.viewer.set_hovering(hovered);
+        if !dropped.is_empty() {
+            self.tab = Tab::Viewer;
+            let files = dropped
+                .iter()
+                .map(|f| {
+                    let path = f.path().to_path_buf();
+                    let bytes = if path.is_file() { None } else { f.bytes().ok() };
+                    (path, bytes)
+                })
+                .collect();
+            self.viewer.push(viewer::Command::Dropped(files));
+        }
+        self.viewer.device = self.training.settings.device.clone();
+        self.training.logic(ctx, &mut self.notices, self.dialogs);
+        let last = self.training.run.finished_model.clone();
+        let data_options = self.training.settings.data_options();
+        let mut shared = Shared {
+            notices: &mut self.notices,
+            dialogs: self.dialogs,
+            data_options,
+            data_dir: &mut self.training.settings.data_dir,
+            last_model: last.as_deref(),
+        };
+        self.viewer.logic(ctx, &mut shared);
+    }
+
+    /// One whole frame as eframe runs it: [`Self::logic`], then [`Self::ui`] (UI tests).
+    pub fn frame(&mut self, ui: &mut egui::Ui) {
+        self.logic(ui.ctx());
+        self.ui(ui);
+    }
+
+    /// Draws one frame; what its buttons ask for runs in the next [`Self::logic`].
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         egui::Panel::top("menu").show(ui, |ui| {
             ui.horizontal(|ui| {
@@ -206,20 +245,9 @@ impl App {
             ui.colored_label(egui::Color32::from_rgb(200, 120, 0), crate::RESEARCH_NOTICE);
         });
         let ctx = ui.ctx().clone();
-        // Files dropped anywhere open in the Viewer.
-        let (hovered, dropped) =
-            ctx.input(|i| (i.raw.hovered_files.len(), i.raw.dropped_files.clone()));
-        self.viewer.set_hovering(hovered);
-        if !dropped.is_empty() {
-            self.tab = Tab::Viewer;
-            self.viewer.open_dropped(&ctx, &dropped, &mut self.notices);
-        }
-        self.viewer.device = self.training.settings.device.clone();
         match self.tab {
             Tab::Training => {
-                self.training.ui(ui, &mut self.notices, self.dialogs);
-                // Keep the Viewer's background replies flowing.
-                self.viewer.poll(&ctx, &mut self.notices);
+                self.training.ui(ui);
                 self.viewer.drop_overlay(&ctx);
             }
             Tab::Viewer => {
@@ -233,8 +261,6 @@ impl App {
                     last_model: last.as_deref(),
                 };
                 self.viewer.ui(ui, &mut shared);
-                // Keep draining training events while another tab is shown.
-                self.training.poll(&ctx, &mut self.notices);
             }
         }
         if self.show_about {
@@ -259,6 +285,10 @@ impl App {
 }
 
 impl eframe::App for App {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        App::logic(self, ctx);
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         App::ui(self, ui);
     }

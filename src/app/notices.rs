@@ -15,13 +15,35 @@ pub enum Level {
     Error,
 }
 
+/// What a notice is about: the tab or part of it that said it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// The Training tab.
+    Training,
+    /// The Viewer tab's images and model.
+    Viewer,
+    /// The Viewer's test-set review.
+    Review,
+}
+
+impl Topic {
+    /// The topic as the strip shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Training => "Training",
+            Topic::Viewer => "Viewer",
+            Topic::Review => "Review",
+        }
+    }
+}
+
 /// One message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
     /// Importance.
     pub level: Level,
-    /// What it is about ("Training", "Viewer", "Review"...).
-    pub topic: &'static str,
+    /// What it is about.
+    pub topic: Topic,
     /// The message.
     pub text: String,
 }
@@ -39,7 +61,7 @@ const SHOWN: usize = 4;
 
 impl Notices {
     /// Adds a notice; the same text on the same topic replaces its older copy.
-    pub fn push(&mut self, level: Level, topic: &'static str, text: impl Into<String>) {
+    pub fn push(&mut self, level: Level, topic: Topic, text: impl Into<String>) {
         let text = text.into();
         self.items.retain(|n| !(n.topic == topic && n.text == text));
         self.items.push(Notice { level, topic, text });
@@ -49,22 +71,22 @@ impl Notices {
     }
 
     /// An error.
-    pub fn error(&mut self, topic: &'static str, text: impl Into<String>) {
+    pub fn error(&mut self, topic: Topic, text: impl Into<String>) {
         self.push(Level::Error, topic, text)
     }
 
     /// Something that went well.
-    pub fn info(&mut self, topic: &'static str, text: impl Into<String>) {
+    pub fn info(&mut self, topic: Topic, text: impl Into<String>) {
         self.push(Level::Info, topic, text)
     }
 
     /// Something to look at.
-    pub fn warn(&mut self, topic: &'static str, text: impl Into<String>) {
+    pub fn warn(&mut self, topic: Topic, text: impl Into<String>) {
         self.push(Level::Warning, topic, text)
     }
 
     /// Removes the notices of `topic` (when what they were about is done again).
-    pub fn clear_topic(&mut self, topic: &str) {
+    pub fn clear_topic(&mut self, topic: Topic) {
         self.items.retain(|n| n.topic != topic);
     }
 
@@ -74,7 +96,7 @@ impl Notices {
     }
 
     /// The newest error of `topic`, if any.
-    pub fn last_error(&self, topic: &str) -> Option<&str> {
+    pub fn last_error(&self, topic: Topic) -> Option<&str> {
         self.items
             .iter()
             .rev()
@@ -95,7 +117,7 @@ impl Notices {
                 {
                     dismiss = Some(i);
                 }
-                ui.label(RichText::new(format!("{}:", n.topic)).strong());
+                ui.label(RichText::new(format!("{}:", n.topic.name())).strong());
                 ui.add(egui::Label::new(styled(n.level, &n.text)).wrap());
             });
         }
@@ -134,16 +156,16 @@ mod tests {
     #[test]
     fn repeats_replace_and_topics_clear() {
         let mut n = Notices::default();
-        n.error("Training", "boom");
-        n.info("Viewer", "saved");
-        n.error("Training", "boom");
+        n.error(Topic::Training, "boom");
+        n.info(Topic::Viewer, "saved");
+        n.error(Topic::Training, "boom");
         assert_eq!(n.items().len(), 2);
         assert_eq!(n.items()[1].text, "boom");
-        assert_eq!(n.last_error("Training"), Some("boom"));
-        n.clear_topic("Training");
+        assert_eq!(n.last_error(Topic::Training), Some("boom"));
+        n.clear_topic(Topic::Training);
         assert_eq!(n.items().len(), 1);
         for i in 0..30 {
-            n.warn("Viewer", format!("w{i}"));
+            n.warn(Topic::Viewer, format!("w{i}"));
         }
         assert_eq!(n.items().len(), KEEP);
     }

@@ -339,7 +339,7 @@ fn the_training_tab_takes_class_folders_warns_of_tiny_validation_and_its_preview
 fn the_first_launch_shows_the_first_sample_with_the_review_in_sight() {
     let mut h = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
-        .build_ui_state(|ui, app: &mut App| app.ui(ui), {
+        .build_ui_state(|ui, app: &mut App| app.frame(ui), {
             let mut app = App::first_launch();
             app.training.settings.device = "cpu".into();
             app.viewer.device = "cpu".into();
@@ -376,7 +376,7 @@ fn a_bad_file_last_in_the_list_leaves_a_good_one_shown() {
     app.viewer.open_at_start(vec![good.clone(), bad]);
     let mut h = Harness::builder()
         .with_size(egui::vec2(1400.0, 1000.0))
-        .build_ui_state(|ui, app: &mut App| app.ui(ui), app);
+        .build_ui_state(|ui, app: &mut App| app.frame(ui), app);
     step_until(&mut h, 60, "both files", |a| {
         a.viewer.images.len() == 2
             && a.viewer

@@ -41,7 +41,7 @@ fn settings(data: &Path, run: &Path) -> Settings {
 fn harness(s: Settings) -> Harness<'static, App> {
     Harness::builder()
         .with_size(egui::vec2(1400.0, 1000.0))
-        .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s))
+        .build_ui_state(|ui, app: &mut App| app.frame(ui), App::with_settings(s))
 }
 
 fn disabled(h: &Harness<'static, App>, label: &str) -> bool {
@@ -128,7 +128,10 @@ fn start_pause_resume_stop_and_checkpoint() {
         "the stopped run is offered for resuming"
     );
     assert!(
-        h.state().notices.last_error("Training").is_none(),
+        h.state()
+            .notices
+            .last_error(covid_resnet::app::notices::Topic::Training)
+            .is_none(),
         "{:?}",
         h.state().notices.items()
     );
@@ -172,9 +175,10 @@ fn lr_finder_fills_its_chart_and_offers_suggestions() {
             .is_some(),
         "no message for {typed}"
     );
-    // Start turns the `auto` row into the chosen discriminative range.
+    // Start turns the `auto` row into the chosen discriminative range (the command runs
+    // before the next frame).
     h.get_by_label("Start").click();
-    h.step();
+    h.run_steps(2);
     let row = &h.state().training.settings.plan_rows[1].lr;
     assert_eq!(row, &typed);
     let covid_resnet::train::schedule::LrSpec::Range(lo, hi) = row.parse().unwrap() else {
@@ -288,12 +292,15 @@ fn divergence_is_shown_and_the_run_stays_resumable() {
     });
     h.get_by_label("Start").click();
     step_until(&mut h, 120, "the failure", |a| {
-        a.training.run.state == RunState::Idle && a.notices.last_error("Training").is_some()
+        a.training.run.state == RunState::Idle
+            && a.notices
+                .last_error(covid_resnet::app::notices::Topic::Training)
+                .is_some()
     });
     let e = h
         .state()
         .notices
-        .last_error("Training")
+        .last_error(covid_resnet::app::notices::Topic::Training)
         .unwrap()
         .to_string();
     assert!(e.contains("loss became") && e.contains("restored"), "{e}");

@@ -59,7 +59,7 @@ pub fn harness(model: &Path, data: &Path) -> Harness<'static, App> {
     s.training.data_dir = data.display().to_string();
     Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
-        .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s))
+        .build_ui_state(|ui, app: &mut App| app.frame(ui), App::with_settings(s))
 }
 
 fn all_predicted(a: &App) -> bool {

@@ -45,7 +45,7 @@ fn settings(data: &Path, run: &Path, rows: Vec<PlanRow>) -> Settings {
 pub fn harness(s: Settings, size: (f32, f32)) -> Harness<'static, App> {
     Harness::builder()
         .with_size(egui::vec2(size.0, size.1))
-        .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s))
+        .build_ui_state(|ui, app: &mut App| app.frame(ui), App::with_settings(s))
 }
 
 pub fn shown(h: &Harness<'static, App>, text: &str) -> bool {

@@ -454,7 +454,7 @@ fn the_viewer_survives_the_corpus() {
     };
     let mut h = Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
-        .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s));
+        .build_ui_state(|ui, app: &mut App| app.frame(ui), App::with_settings(s));
     let all: Vec<PathBuf> = c.bad.iter().chain(&c.any).chain(&c.good).cloned().collect();
     let ctx = h.ctx.clone();
     h.state_mut().viewer.open_paths(&ctx, all.clone());

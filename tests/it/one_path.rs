@@ -86,7 +86,7 @@ fn a_16_bit_image_gets_the_same_probabilities_everywhere() {
     s.training.data_dir = data.display().to_string();
     let mut h = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
-        .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s));
+        .build_ui_state(|ui, app: &mut App| app.frame(ui), App::with_settings(s));
     step_until(&mut h, 60, "the model", |a| a.viewer.model.is_some());
     let ctx = h.ctx.clone();
     h.state_mut().viewer.open_paths(&ctx, vec![target.clone()]);

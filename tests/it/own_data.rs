@@ -395,7 +395,7 @@ fn the_training_tab_lists_any_number_of_classes_and_warns() {
     };
     let mut h = Harness::builder()
         .with_size(egui::vec2(1400.0, 1000.0))
-        .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s));
+        .build_ui_state(|ui, app: &mut App| app.frame(ui), App::with_settings(s));
     step_until(&mut h, 100, "the dataset scan", |a| {
         a.training.dataset.is_some()
     });

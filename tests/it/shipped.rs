@@ -79,7 +79,7 @@ fn the_viewer_answers_with_the_shipped_model_on_first_launch() {
     s.training.device = "cpu".into();
     let mut h = Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
-        .build_ui_state(|ui, app: &mut App| app.ui(ui), App::with_settings(s));
+        .build_ui_state(|ui, app: &mut App| app.frame(ui), App::with_settings(s));
     step_until(&mut h, 120, "the shipped model", |a| {
         a.viewer.model.is_some()
     });

@@ -17,8 +17,9 @@ pub mod worker;
 pub use commands::{Ask, Command, IMAGE_EXTENSIONS};
 pub use state::{ImageState, Loaded, Mode, ModelSlot, OpenImage, ViewerSettings};
 
-use super::dialogs::{pick, PathPrompt, Picked};
+use super::dialogs::PathPrompt;
 use super::Shared;
+use crate::app::notices::Topic;
 use crate::device::DeviceChoice;
 use egui::{Color32, TextureOptions};
 use image_view::ViewState;
@@ -26,7 +27,7 @@ use std::path::PathBuf;
 use worker::{AnalysisKey, Reply, Worker};
 
 /// Messages of this tab carry this topic.
-const TOPIC: &str = "Viewer";
+const TOPIC: Topic = Topic::Viewer;
 
 /// The Viewer tab.
 pub struct ViewerTab {
@@ -129,15 +130,14 @@ impl ViewerTab {
     }
 
     /// Opens dropped files: model files load as the model, JSON files as a review, the rest
-    /// as images.
-    pub fn open_dropped(
+    /// as images (`bytes`: the content when the file is not on disk, as on the web).
+    fn open_dropped(
         &mut self,
         ctx: &egui::Context,
-        files: &[egui::DroppedFileHandle],
+        files: Vec<(PathBuf, Option<Vec<u8>>)>,
         notices: &mut super::notices::Notices,
     ) {
-        for f in files {
-            let path = f.path().to_path_buf();
+        for (path, bytes) in files {
             let ext = path
                 .extension()
                 .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -145,10 +145,7 @@ impl ViewerTab {
             match ext.as_str() {
                 "safetensors" => self.load_model(ctx, path),
                 "json" => self.open_report(&path, notices),
-                _ => {
-                    let bytes = if path.is_file() { None } else { f.bytes().ok() };
-                    self.open_one(ctx, path, bytes, None);
-                }
+                _ => self.open_one(ctx, path, bytes, None),
             }
         }
     }
@@ -156,7 +153,7 @@ impl ViewerTab {
     fn open_report(&mut self, path: &std::path::Path, notices: &mut super::notices::Notices) {
         match self.review.open_report(path) {
             Ok(()) => self.mode = Mode::Review,
-            Err(e) => notices.error("Review", e),
+            Err(e) => notices.error(Topic::Review, e),
         }
     }
 
@@ -319,7 +316,7 @@ impl ViewerTab {
             Reply::ReviewProgress { done, total } => self.review.progress(done, total),
             Reply::Review { result } => {
                 if let Err(e) = self.review.finished(result) {
-                    notices.error("Review", e);
+                    notices.error(Topic::Review, e);
                 }
             }
             Reply::Thumb { file, result } => self.review.thumb_arrived(ctx, file, result),
@@ -354,10 +351,19 @@ impl ViewerTab {
             })
     }
 
-    /// Draws the tab; commands run at the end of the frame.
+    /// Background replies, then the commands the last frame queued: run before each frame
+    /// is drawn ([`crate::app::App::logic`]), whether or not the tab is shown.
+    pub fn logic(&mut self, ctx: &egui::Context, shared: &mut Shared<'_>) {
+        self.poll(ctx, shared.notices);
+        self.run_commands(ctx, shared);
+        if self.busy() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Draws the tab; what its buttons ask for is queued for the next [`Self::logic`].
     pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared<'_>) {
         let ctx = ui.ctx().clone();
-        self.poll(&ctx, shared.notices);
         egui::Panel::left("viewer-side")
             .resizable(true)
             .default_size(290.0)
@@ -394,151 +400,8 @@ impl ViewerTab {
             }
         }
         self.drop_overlay(&ctx);
-        self.run_commands(&ctx, shared);
-        if self.busy() {
-            ctx.request_repaint_after(std::time::Duration::from_millis(100));
-        }
-    }
-
-    /// Runs the queued commands (after the frame).
-    pub fn run_commands(&mut self, ctx: &egui::Context, shared: &mut Shared<'_>) {
-        for c in std::mem::take(&mut self.commands) {
-            self.execute(c, ctx, shared);
-        }
-    }
-
-    fn execute(&mut self, c: Command, ctx: &egui::Context, shared: &mut Shared<'_>) {
-        match c {
-            Command::Pick(ask) => match pick(shared.dialogs, &ask.pick()) {
-                Picked::Chosen(paths) => {
-                    for p in paths {
-                        self.execute(Command::Answer(ask, p), ctx, shared);
-                    }
-                }
-                Picked::Cancelled => {}
-                Picked::Unavailable => {
-                    self.prompt = Some(PathPrompt::new(ask, ask.what(), ask.hint()));
-                }
-            },
-            Command::Answer(ask, p) => match ask {
-                Ask::Images => self.open_paths(ctx, vec![p]),
-                Ask::Model => self.load_model(ctx, p),
-                Ask::Report => self.open_report(&p, shared.notices),
-                Ask::Export => match self.review.export(&p) {
-                    Ok(files) => shared.notices.info(
-                        "Review",
-                        format!(
-                            "review written: {}",
-                            crate::files::shown(&files[0].with_extension("*"))
-                        ),
-                    ),
-                    Err(e) => shared.notices.error("Review", e.to_string()),
-                },
-                Ask::DataFolder => *shared.data_dir = crate::files::shown(&p).to_string(),
-                Ask::CompareReport => {
-                    if let Err(e) = self.review.compare_with(&p) {
-                        shared.notices.error("Review", e);
-                    }
-                }
-                Ask::ModelCopy => match self.save_model_copy(&p) {
-                    Ok(out) => {
-                        shared.notices.info(
-                            "Review",
-                            format!(
-                                "model with the operating point: {}",
-                                crate::files::shown(&out)
-                            ),
-                        );
-                        self.load_model(ctx, out);
-                    }
-                    Err(e) => shared.notices.error("Review", e),
-                },
-            },
-            Command::LoadModel(p) => self.load_model(ctx, p),
-            Command::Select(i) => {
-                if i < self.images.len() {
-                    self.selected = Some(i);
-                    self.mode = Mode::Image;
-                }
-            }
-            Command::Remove(i) => {
-                if i < self.images.len() {
-                    self.images.remove(i);
-                    self.selected = match self.selected {
-                        Some(s) if s > i => Some(s - 1),
-                        Some(s) if s == i => None,
-                        s => s,
-                    }
-                    .filter(|&s| s < self.images.len());
-                }
-            }
-            Command::CloseAll => {
-                self.images.clear();
-                self.selected = None;
-            }
-            Command::RunTestSet => {
-                let data = PathBuf::from(shared.data_dir.trim());
-                let opts = shared.data_options.clone();
-                self.run_test_set(ctx, shared, data, opts)
-            }
-            Command::OpenSamples => match crate::model::shipped::samples_dir() {
-                Some(dir) => {
-                    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("test"))
-                        .map(|rd| {
-                            rd.flatten()
-                                .map(|e| e.path())
-                                .filter(|p| p.is_file())
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    files.sort();
-                    self.open_paths(ctx, files);
-                }
-                None => shared
-                    .notices
-                    .error(TOPIC, "the sample radiographs were not found"),
-            },
-            Command::ReviewSamples => match crate::model::shipped::samples_dir() {
-                Some(dir) => self.run_test_set(ctx, shared, dir, Default::default()),
-                None => shared
-                    .notices
-                    .error(TOPIC, "the sample radiographs were not found"),
-            },
-            Command::OpenCase(file) => self.open_case(ctx, file),
-            Command::SetOperatingPoint(op) => self.set_operating_point(op),
-        }
-    }
-
-    /// Starts the test-set pass over `data` in the background.
-    fn run_test_set(
-        &mut self,
-        ctx: &egui::Context,
-        shared: &mut Shared<'_>,
-        data: PathBuf,
-        opts: crate::data::split::DataOptions,
-    ) {
-        let Some(m) = &self.model else {
-            shared.notices.error("Review", "load a model first");
-            return;
-        };
-        let (p, path) = (m.predictor.clone(), m.path.clone());
-        let bs = self.settings.batch_size.max(1);
-        self.review.running = Some((0, 0));
-        shared.notices.clear_topic("Review");
-        self.mode = Mode::Review;
-        let precision = self.settings.precision;
-        self.worker(ctx)
-            .review(data, opts, p, path, (bs, precision));
-    }
-
-    fn open_case(&mut self, ctx: &egui::Context, path: PathBuf) {
-        let truth = self.review.truth_of(&path);
-        if let Some(i) = self.images.iter().position(|im| im.path == path) {
-            self.images[i].truth = truth.or(self.images[i].truth);
-            self.selected = Some(i);
-            self.mode = Mode::Image;
-        } else {
-            self.open_one(ctx, path, None, truth);
+        if !self.commands.is_empty() {
+            ctx.request_repaint();
         }
     }
 
