@@ -1,6 +1,8 @@
-//! Thin entry point: no subcommand opens the app, otherwise the CLI runs.
+//! Thin entry point: no command, or `open`, opens the window; any other command runs on the
+//! command line (as ripgrep's main decides between its modes).
 use clap::Parser;
-use covid_resnet::cli::{self, Cli};
+use covid_resnet::app::{self, Startup};
+use covid_resnet::cli::{self, Cli, Command};
 use std::process::ExitCode;
 
 /// mimalloc, which keeps freed pages for reuse instead of returning every large tensor to
@@ -20,7 +22,26 @@ fn main() -> ExitCode {
     // thread this early.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     quiet_on_closed_pipe();
-    match cli::run(&Cli::parse()) {
+    let parsed = Cli::parse();
+    let window = match &parsed.command {
+        None => Some(Startup {
+            device: parsed.device,
+            ..Default::default()
+        }),
+        Some(Command::Open(o)) => Some(Startup {
+            files: o.files.clone(),
+            model: o.model.clone(),
+            data: o.data.clone(),
+            report: o.report.clone(),
+            device: parsed.device,
+        }),
+        Some(_) => None,
+    };
+    let result = match window {
+        Some(startup) => app::run(startup).map(|()| ExitCode::SUCCESS),
+        None => cli::run(&parsed),
+    };
+    match result {
         Ok(code) => code,
         Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {

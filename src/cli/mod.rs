@@ -74,23 +74,15 @@ pub struct OpenArgs {
     pub files: Vec<std::path::PathBuf>,
 }
 
-/// Runs a parsed command line; no command (or `open`) opens the desktop app.
+/// Runs a parsed command of the command line. No command and `open` open the window, which
+/// is main.rs's to decide (the command line does not depend on the app): here they are an
+/// error.
 pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let device = cli.device.unwrap_or(DeviceChoice::Auto);
     match &cli.command {
-        None => crate::app::run(crate::app::Startup {
-            device: cli.device,
-            ..Default::default()
-        })
-        .map(|()| ExitCode::SUCCESS),
-        Some(Command::Open(o)) => crate::app::run(crate::app::Startup {
-            files: o.files.clone(),
-            model: o.model.clone(),
-            data: o.data.clone(),
-            report: o.report.clone(),
-            device: cli.device,
-        })
-        .map(|()| ExitCode::SUCCESS),
+        None | Some(Command::Open(_)) => {
+            anyhow::bail!("no command-line command: the window opens from main")
+        }
         Some(Command::Info) => info(device),
         Some(Command::Predict(a)) => predict::run(a, device),
         Some(Command::Bench(a)) => bench::run(a, device),
