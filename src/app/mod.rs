@@ -207,16 +207,20 @@ impl App {
         }
         self.viewer.device = self.training.settings.device.clone();
         self.training.logic(ctx, &mut self.notices, self.dialogs);
+        self.with_viewer(|v, shared| v.logic(ctx, shared));
+    }
+
+    /// Runs `f` on the Viewer with what it shares with the rest of the window.
+    fn with_viewer<R>(&mut self, f: impl FnOnce(&mut ViewerTab, &mut Shared<'_>) -> R) -> R {
         let last = self.training.run.finished_model.clone();
-        let data_options = self.training.settings.data_options();
         let mut shared = Shared {
             notices: &mut self.notices,
             dialogs: self.dialogs,
-            data_options,
+            data_options: self.training.settings.data_options(),
             data_dir: &mut self.training.settings.data_dir,
             last_model: last.as_deref(),
         };
-        self.viewer.logic(ctx, &mut shared);
+        f(&mut self.viewer, &mut shared)
     }
 
     /// One whole frame as eframe runs it: [`Self::logic`], then [`Self::ui`] (UI tests).
@@ -250,18 +254,7 @@ impl App {
                 self.training.ui(ui);
                 self.viewer.drop_overlay(&ctx);
             }
-            Tab::Viewer => {
-                let last = self.training.run.finished_model.clone();
-                let data_options = self.training.settings.data_options();
-                let mut shared = Shared {
-                    notices: &mut self.notices,
-                    dialogs: self.dialogs,
-                    data_options,
-                    data_dir: &mut self.training.settings.data_dir,
-                    last_model: last.as_deref(),
-                };
-                self.viewer.ui(ui, &mut shared);
-            }
+            Tab::Viewer => self.with_viewer(|v, shared| v.ui(ui, shared)),
         }
         if self.show_about {
             egui::Window::new("About covid-resnet")
