@@ -3,7 +3,6 @@
 //! bytes of files whose lengths agree, which only `data check` reads).
 use super::{Dataset, Split, SplitKind, ValidSource};
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -89,11 +88,11 @@ impl Dataset {
             })
             .flatten()
             .collect();
-        let hashed: Vec<([u8; 32], &PathBuf)> = candidates
+        let hashed: Vec<(String, &PathBuf)> = candidates
             .par_iter()
-            .filter_map(|p| Some((hash_file(p)?, *p)))
+            .filter_map(|p| Some((crate::fetch::sha256_file(p).ok()?.0, *p)))
             .collect();
-        let mut by_hash: BTreeMap<[u8; 32], Vec<&PathBuf>> = BTreeMap::new();
+        let mut by_hash: BTreeMap<String, Vec<&PathBuf>> = BTreeMap::new();
         for (h, p) in hashed {
             by_hash.entry(h).or_default().push(p);
         }
@@ -114,13 +113,6 @@ impl Dataset {
         }
         out.into_iter().map(|((a, b), v)| (a, b, v)).collect()
     }
-}
-
-fn hash_file(p: &Path) -> Option<[u8; 32]> {
-    let mut f = std::fs::File::open(p).ok()?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).ok()?;
-    Some(h.finalize().into())
 }
 
 /// Patients in both `a` and `b`.
