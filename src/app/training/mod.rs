@@ -186,21 +186,15 @@ impl TrainingTab {
                     self.preview = images
                         .into_iter()
                         .enumerate()
-                        .map(|(i, p)| {
+                        .map(|(i, (p, name))| {
                             let img = egui::ColorImage::from_gray([p.side, p.side], &p.pixels);
-                            let name = self
-                                .dataset
-                                .as_ref()
-                                .and_then(|d| d.as_ref().ok())
-                                .and_then(|d| d.classes.get(p.label).cloned())
-                                .unwrap_or_else(|| "?".into());
                             (
                                 ctx.load_texture(
                                     format!("preview-{i}"),
                                     img,
                                     egui::TextureOptions::LINEAR,
                                 ),
-                                name.to_string(),
+                                name,
                             )
                         })
                         .collect();

@@ -23,9 +23,9 @@ pub enum Reply {
         /// What it holds, or why it cannot be used.
         result: Result<DatasetSummary, String>,
     },
-    /// A preview batch was built.
-    /// A preview batch of the data set in this folder.
-    Preview(PathBuf, Result<Vec<PreviewImage>, String>),
+    /// A preview batch of the data set in this folder, with each image's class name (from
+    /// the data set the preview itself opened: the folder's scan may not have arrived yet).
+    Preview(PathBuf, Result<Vec<(PreviewImage, String)>, String>),
     /// An event of the training thread.
     Train(TrainEvent),
     /// The training thread ended; its events have all arrived.
@@ -114,7 +114,17 @@ impl Worker {
     ) {
         self.spawn("batch-preview", move |tx| {
             let r = Dataset::open_with(&dir, &opts)
-                .and_then(|ds| preview_batch(ds.train.samples, cfg, epoch))
+                .and_then(|ds| {
+                    let classes = ds.classes;
+                    let images = preview_batch(ds.train.samples, cfg, epoch)?;
+                    Ok(images
+                        .into_iter()
+                        .map(|p| {
+                            let name = classes.get(p.label).cloned().unwrap_or_default();
+                            (p, name)
+                        })
+                        .collect())
+                })
                 .map_err(|e| e.to_string());
             let _ = tx.send(Reply::Preview(dir, r));
         });
