@@ -34,6 +34,15 @@ pub struct CommonTrain {
     /// Seed of initialisation, order, augmentation and dropout [default: 42].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Seed of a drawn validation split [default: --seed]. Runs meant to be compared or
+    /// averaged share one, so that each is judged on images none of them trained on.
+    #[arg(long)]
+    pub split_seed: Option<u64>,
+    /// Leave the test split alone: the final report and the model's summary are of the
+    /// validation split (candidates still to be chosen; evaluate the chosen one once with
+    /// `eval`).
+    #[arg(long)]
+    pub skip_test: bool,
     /// Images per batch [default: 32].
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -95,6 +104,8 @@ impl CommonTrain {
             .unwrap_or_default();
         c.plan = plan;
         c.seed = self.seed.unwrap_or(c.seed);
+        c.split_seed = self.split_seed;
+        c.skip_test = self.skip_test;
         c.batch_size = self.batch_size.unwrap_or(c.batch_size);
         c.loader_threads = self.loader_threads.unwrap_or(c.loader_threads);
         if let Some(f) = self.flip {

@@ -50,7 +50,12 @@ pub fn is_shipped(path: &Path) -> bool {
 /// What the model scored when its run finished, in one line ("test accuracy 81.2 %
 /// (78.0–84.3) on 637 images of covidx-v1"), from the training summary in its file.
 pub fn score_line(meta: &ModelMeta) -> Option<String> {
-    let t = meta.training.as_ref()?.get("test")?;
+    let training = meta.training.as_ref()?;
+    // A run that left the test split alone summarises its validation split.
+    let (t, split) = match training.get("test") {
+        Some(t) => (t, "test"),
+        None => (training.get("valid")?, "validation"),
+    };
     let acc = t.get("accuracy")?;
     let (v, lo, hi) = (
         acc.get("value")?.as_f64()?,
@@ -58,7 +63,7 @@ pub fn score_line(meta: &ModelMeta) -> Option<String> {
         acc.get("hi")?.as_f64()?,
     );
     Some(format!(
-        "test accuracy {:.1} % ({:.1}–{:.1}) on {} images of {}",
+        "{split} accuracy {:.1} % ({:.1}–{:.1}) on {} images of {}",
         100.0 * v,
         100.0 * lo,
         100.0 * hi,

@@ -45,6 +45,14 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Seed of initialisation, order, augmentation and dropout.
     pub seed: u64,
+    /// Seed of a drawn validation split (None: `seed`). Members of an ensemble share one
+    /// split so that the ensemble can be judged on images none of them trained on.
+    #[serde(default)]
+    pub split_seed: Option<u64>,
+    /// Leave the test split alone at the end: the final report and the model file's summary
+    /// are of the validation split (members of an ensemble, candidates still to be chosen).
+    #[serde(default)]
+    pub skip_test: bool,
     /// Augmentation.
     pub augment: AugmentConfig,
     /// Input normalisation (recorded in the model file).
@@ -109,6 +117,8 @@ impl TrainConfig {
             plan: Plan::paper(),
             batch_size: 32,
             seed: 42,
+            split_seed: None,
+            skip_test: false,
             augment: AugmentConfig::paper(),
             norm: Normalization::IMAGENET,
             sampling: Sampling::Shuffle,
@@ -134,12 +144,17 @@ impl TrainConfig {
 }
 
 impl TrainConfig {
+    /// The seed of a drawn validation split.
+    pub fn split_seed(&self) -> u64 {
+        self.split_seed.unwrap_or(self.seed)
+    }
+
     /// How the run reads its data set.
     pub fn data_options(&self) -> crate::data::split::DataOptions {
         crate::data::split::DataOptions {
             classes: self.classes.clone(),
             valid: self.valid,
-            seed: self.seed,
+            seed: self.split_seed(),
             allow_outside_links: self.allow_outside_links,
             split_pneumonia: self.split_pneumonia,
             csv_file: self.csv_file.clone(),

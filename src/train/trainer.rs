@@ -153,6 +153,13 @@ impl Trainer {
         let ds = Dataset::open_with(&cfg.data, &cfg.data_options())?;
         // Refuse an unusable data set before the run folder is touched.
         check_ready(&cfg, &ds, sink.as_ref())?;
+        if cfg.skip_test && ds.valid_source == ValidSource::Test {
+            return Err(Error::invalid(
+                "validation split",
+                "the run is to leave the test split alone, but its validation images are the \
+                 test split's (--valid test): choose another validation split",
+            ));
+        }
         let lock = claim_new(&cfg.out_dir, cfg.overwrite)?;
         let device = device.open()?;
         let model = Classifier::new(cfg.backbone, ds.classes.len(), cfg.seed, &device)?;
@@ -185,9 +192,10 @@ impl Trainer {
         let fingerprint = fingerprint(&ds);
         let train = seeded_subset(ds.train.samples, cfg.max_train_images, cfg.seed);
         let valid_is_test = ds.valid_source == ValidSource::Test && cfg.max_valid_images.is_none();
-        let valid = seeded_subset(ds.valid.samples, cfg.max_valid_images, cfg.seed);
+        let valid = seeded_subset(ds.valid.samples, cfg.max_valid_images, cfg.split_seed());
         let place = cfg.cache.open();
-        let test = (!valid_is_test).then(|| EvalSet::with_cache(ds.test.samples, place.clone()));
+        let test = (!valid_is_test && !cfg.skip_test)
+            .then(|| EvalSet::with_cache(ds.test.samples, place.clone()));
         let mut counts = vec![0usize; ds.classes.len()];
         for s in &train {
             counts[s.label] += 1;

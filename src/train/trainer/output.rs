@@ -45,8 +45,10 @@ impl Trainer {
             .unwrap_or(224);
         let mut meta = self.model_meta(size);
         // The test figures go into the model file too, so whoever opens it knows what it
-        // scored on which data (the Viewer and `predict` say so).
-        let mut report = self.validate(size, self.cfg.bootstrap, true)?;
+        // scored on which data (the Viewer and `predict` say so). A run told to leave the
+        // test split alone reports its validation split instead, under that name.
+        let split = if self.cfg.skip_test { "valid" } else { "test" };
+        let mut report = self.validate(size, self.cfg.bootstrap, split == "test")?;
         report.validated_on_test = self.valid_source == crate::data::split::ValidSource::Test;
         let m = &report.metrics;
         let data_name = self
@@ -60,6 +62,7 @@ impl Trainer {
             "plan": self.cfg.plan,
             "epochs": self.history.len(),
             "seed": self.cfg.seed,
+            "split_seed": self.cfg.split_seed(),
             "batch_size": self.cfg.batch_size,
             "augment": self.cfg.augment,
             "weights": self.cfg.weights.as_deref().map(crate::files::path_text),
@@ -69,9 +72,9 @@ impl Trainer {
             "class_weights": self.cfg.class_weights.name(),
             "sampling": self.cfg.sampling,
             "precision": self.cfg.precision,
-            "test": {
+            split: {
                 "data": data_name,
-                "split": "test",
+                "split": split,
                 "validated_on_test": report.validated_on_test,
                 "n": m.n,
                 "accuracy": m.accuracy,
@@ -83,7 +86,7 @@ impl Trainer {
         // The last epoch's checkpoint already holds these weights; resuming from it
         // trains nothing and finishes again.
         save_model(&model_path, &self.model, &meta)?;
-        report.record_source(&model_path, &meta, &self.cfg.data, "test");
+        report.record_source(&model_path, &meta, &self.cfg.data, split);
         report
             .info
             .insert("validation".into(), self.valid_source.describe());
