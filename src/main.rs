@@ -22,6 +22,15 @@ fn main() -> ExitCode {
     // thread this early.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     quiet_on_closed_pipe();
+    // The convolution kernel of every model this process builds, read once here.
+    match covid_resnet::model::ops::pass::kernel_from_env() {
+        Ok(Some(k)) => covid_resnet::model::ops::pass::set_startup_kernel(k),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let parsed = Cli::parse();
     let window = match &parsed.command {
         None => Some(Startup {

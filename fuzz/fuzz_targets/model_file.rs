@@ -4,5 +4,5 @@ use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = covid_resnet::model::checkpoint::parse_model_file(data, Path::new("fuzz.safetensors"));
+    let _ = covid_resnet::model::io::model_file::parse_model_file(data, Path::new("fuzz.safetensors"));
 });

@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     if std::fs::write(&path, data).is_ok() {
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
-        let r = std::panic::catch_unwind(|| covid_resnet::model::weights::read_tensors(&path));
+        let r = std::panic::catch_unwind(|| covid_resnet::model::io::pretrained::read_tensors(&path));
         std::panic::set_hook(hook);
         assert!(r.is_ok(), "read_tensors let a panic escape");
     }

@@ -74,7 +74,7 @@ impl Settings {
     /// else the Training tab.
     pub fn first_launch() -> Self {
         Self {
-            tab: if crate::model::shipped::model_path().is_some() {
+            tab: if crate::model::io::shipped::model_path().is_some() {
                 Tab::Viewer
             } else {
                 Tab::Training
@@ -132,7 +132,7 @@ impl App {
     /// no model ships.
     pub fn first_launch() -> Self {
         let mut app = Self::with_settings(Settings::first_launch());
-        if app.tab == Tab::Viewer && crate::model::shipped::samples_dir().is_some() {
+        if app.tab == Tab::Viewer && crate::model::io::shipped::samples_dir().is_some() {
             app.viewer.push(viewer::Command::OpenSamples);
         }
         app

@@ -4,7 +4,7 @@ use crate::data::augment::Flip;
 use crate::data::cache::CacheSettings;
 use crate::data::split::SplitKind;
 use crate::data::split::{DataOptions, ValidChoice};
-use crate::model::conv::ConvImpl;
+use crate::model::ops::conv::ConvImpl;
 use crate::train::config::SuggestionKind;
 use crate::train::loss::ClassWeights;
 use crate::train::schedule::Trainable;
@@ -261,14 +261,14 @@ value_enum!(
 );
 
 value_enum!(
-    crate::model::precision::Precision,
+    crate::model::ops::precision::Precision,
     (
-        crate::model::precision::Precision::F32,
+        crate::model::ops::precision::Precision::F32,
         "f32",
         "float32 throughout"
     ),
     (
-        crate::model::precision::Precision::Bf16,
+        crate::model::ops::precision::Precision::Bf16,
         "bf16",
         "bfloat16 mixed precision: convolutions on bf16 operands, f32 weights and sums"
     ),

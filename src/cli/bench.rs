@@ -4,7 +4,7 @@
 //! script on the same shapes and prints the ratio.
 //! `bench decode` is in bench_decode.rs.
 use crate::device::{describe, DeviceChoice};
-use crate::model::classifier::NUM_GROUPS;
+use crate::model::layers::classifier::NUM_GROUPS;
 use crate::model::{Backbone, Classifier};
 use crate::train::optim::{Adam, AdamConfig};
 use anyhow::Context;
@@ -66,10 +66,10 @@ pub struct BenchArgs {
     /// CPU convolution kernel: gemm (ours) or stock (candle's); default: $COVID_RESNET_CONV,
     /// else gemm.
     #[arg(long, value_enum)]
-    pub conv: Option<crate::model::conv::ConvImpl>,
+    pub conv: Option<crate::model::ops::conv::ConvImpl>,
     /// Precision of the convolutions (PyTorch's reference runs the same: bf16 autocast).
     #[arg(long, value_enum, default_value = "f32")]
-    pub precision: crate::model::precision::Precision,
+    pub precision: crate::model::ops::precision::Precision,
     /// Also print the time per step of each CPU op kind (PROFILE lines).
     #[arg(long)]
     pub profile: bool,
@@ -100,13 +100,20 @@ pub struct BenchResult {
     pub steps: Vec<f64>,
 }
 
-/// Times `a.kind` on `device` in `a.precision`.
-pub fn measure(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
-    crate::model::precision::with_precision(a.precision, || measure_in(a, device))
+/// The kernel and precision `a` asks for.
+fn compute(a: &BenchArgs) -> crate::model::ops::pass::Compute {
+    crate::model::ops::pass::Compute {
+        kernel: a
+            .conv
+            .unwrap_or_else(crate::model::ops::pass::startup_kernel),
+        precision: a.precision,
+    }
 }
 
-fn measure_in(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
-    let model = Classifier::new(a.backbone, 4, 0, device)?;
+/// Times `a.kind` on `device` with `a`'s kernel and precision.
+pub fn measure(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
+    let mut model = Classifier::new(a.backbone, 4, 0, device)?;
+    model.set_compute(compute(a));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let n = a.batch * 3 * a.size * a.size;
     let data: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
@@ -147,8 +154,7 @@ fn measure_in(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
         let t0 = Instant::now();
         match a.kind {
             BenchKind::Train => {
-                let fwd =
-                    crate::model::params::with_frozen(frozen.clone(), || model.train_forward(&x))?;
+                let fwd = model.train_forward(&x, &frozen)?;
                 let loss = candle_nn::loss::cross_entropy(fwd.logits(), &y)?;
                 sync(&loss)?;
                 let t1 = Instant::now();
@@ -175,7 +181,7 @@ fn measure_in(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
         step(&mut [0.0; 3])?;
     }
     let iters = a.iters.max(1);
-    crate::model::prof::enable(a.profile);
+    crate::model::ops::prof::enable(a.profile);
     let mut times = Vec::with_capacity(iters);
     let mut phases = [0.0; 3];
     for _ in 0..iters {
@@ -304,7 +310,7 @@ fn run_load(a: &BenchArgs) -> anyhow::Result<ExitCode> {
 fn print_profile(r: &BenchResult, iters: usize) {
     let step: f64 = r.phases.iter().sum();
     let (mut fwd, mut bwd) = (0.0, 0.0);
-    for (name, secs, calls) in crate::model::prof::report() {
+    for (name, secs, calls) in crate::model::ops::prof::report() {
         let s = secs / iters as f64;
         if name.starts_with("in conv: ") {
             // Parts of the conv ops above, summed over their threads: not added again.
@@ -341,9 +347,6 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         BenchKind::Load => return run_load(a),
         BenchKind::Decode => return super::bench_decode::run(a),
     };
-    if let Some(c) = a.conv {
-        crate::model::conv::set_conv_impl(c);
-    }
     let device = choice.open()?;
     eprintln!(
         "bench {kind}: {} batch {} at {} px on {}, {} warm-up + {} timed iterations",
@@ -354,7 +357,7 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         a.warmup,
         a.iters
     );
-    let conv = crate::model::conv::conv_impl();
+    let conv = compute(a).kernel;
     let r = measure(a, &device)?;
     let threads = candle_core::utils::get_num_threads();
     println!(

@@ -51,7 +51,7 @@ pub struct EvalArgs {
     pub compare: Option<Vec<PathBuf>>,
     /// Precision of the convolutions: f32, or bf16 mixed precision.
     #[arg(long, value_enum, default_value = "f32")]
-    pub precision: crate::model::precision::Precision,
+    pub precision: crate::model::ops::precision::Precision,
     /// How the data set is read.
     #[command(flatten)]
     pub dataset: DataSetArgs,
@@ -80,7 +80,8 @@ fn report_of(
     device: &candle_core::Device,
 ) -> anyhow::Result<(Predictor, EvalReport)> {
     let predictor = Predictor::load(model, device)
-        .with_context(|| format!("cannot load model {}", shown(model)))?;
+        .with_context(|| format!("cannot load model {}", shown(model)))?
+        .in_precision(a.precision);
     let samples =
         a.dataset
             .split_samples(&a.data, a.seed, &predictor.meta().class_names, a.split)?;
@@ -135,12 +136,8 @@ fn operating_point(
     Ok(predictor.operating_point())
 }
 
-/// Runs `eval` in `--precision`.
+/// Runs `eval` (in `--precision`).
 pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
-    crate::model::precision::with_precision(a.precision, || eval_in(a, device))
-}
-
-fn eval_in(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     let device = device.open()?;
     if a.batch_size == 0 {
         anyhow::bail!("--batch-size 0: must be at least 1");

@@ -100,14 +100,14 @@ pub fn model_or_shipped(given: Option<&std::path::Path>) -> anyhow::Result<std::
     if let Some(p) = given {
         return Ok(p.to_path_buf());
     }
-    let p = crate::model::shipped::model_path().ok_or_else(|| {
+    let p = crate::model::io::shipped::model_path().ok_or_else(|| {
         anyhow::anyhow!(
             "no --model given, and the shipped model ({}) was not found beside the program",
-            crate::model::shipped::MODEL_FILE
+            crate::model::io::shipped::MODEL_FILE
         )
     })?;
-    let about = crate::model::checkpoint::read_meta(&p)
-        .map(|m| crate::model::shipped::describe(&m))
+    let about = crate::model::io::model_file::read_meta(&p)
+        .map(|m| crate::model::io::shipped::describe(&m))
         .unwrap_or_default();
     eprintln!(
         "no --model: using the shipped model {} ({about})",
@@ -125,7 +125,7 @@ fn info(choice: DeviceChoice) -> anyhow::Result<ExitCode> {
     }
     println!(
         "bf16 products (--precision bf16, CPU): {}",
-        crate::model::precision::bf16_kernels()
+        crate::model::ops::precision::bf16_kernels()
     );
     let cache = crate::data::cache::CacheSettings::user_default();
     match &cache.dir {

@@ -7,10 +7,10 @@ use crate::eval::{evaluate, EvalOptions};
 use crate::files::shown;
 use crate::infer::decision::OperatingPoint;
 use crate::infer::Predictor;
-use crate::model::checkpoint::{
+use crate::model::io::model_file::{
     load_model, read_meta, rewrite_meta, save_model_as, SavedOperatingPoint, Temperature,
 };
-use crate::model::shipped::describe;
+use crate::model::io::shipped::describe;
 use candle_core::{DType, Device};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -32,7 +32,7 @@ pub struct PredictArgs {
     pub cam_opacity: f32,
     /// Precision of the convolutions: f32, or bf16 mixed precision.
     #[arg(long, value_enum, default_value = "f32")]
-    pub precision: crate::model::precision::Precision,
+    pub precision: crate::model::ops::precision::Precision,
     /// Image files (PNG, JPEG, BMP, TIFF, DICOM; 8- or 16-bit; gray, RGB or RGBA).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -131,17 +131,14 @@ fn predict_with_cams(
 /// Runs `predict` in `--precision`: exit code 1 when any file failed (the others are still
 /// printed).
 pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
-    crate::model::precision::with_precision(a.precision, || run_in(a, device))
-}
-
-fn run_in(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     if a.batch_size == 0 {
         anyhow::bail!("--batch-size 0: must be at least 1");
     }
     let device = device.open()?;
     let model = super::model_or_shipped(a.model.as_deref())?;
     let predictor = Predictor::load(&model, &device)
-        .with_context(|| format!("cannot load model {}", crate::files::shown(&model)))?;
+        .with_context(|| format!("cannot load model {}", crate::files::shown(&model)))?
+        .in_precision(a.precision);
     let classes = predictor.meta().class_names.clone();
     if let Some(rule) = crate::infer::decision::rule_text(predictor.meta()) {
         eprintln!("the model file sets how it predicts: {rule}");

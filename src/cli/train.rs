@@ -71,7 +71,7 @@ pub struct CommonTrain {
     /// and sums; 1.04-1.55x faster training measured on a CPU with AVX512_BF16, see
     /// assets/docs/speed.md for its accuracy) [default: f32].
     #[arg(long, value_enum)]
-    pub precision: Option<crate::model::precision::Precision>,
+    pub precision: Option<crate::model::ops::precision::Precision>,
     /// How the data set is read.
     #[command(flatten)]
     pub dataset: DataSetArgs,
@@ -91,7 +91,7 @@ impl CommonTrain {
         c.weights = self
             .weights
             .as_deref()
-            .map(crate::model::zoo::resolve_weights)
+            .map(crate::model::io::zoo::resolve_weights)
             .transpose()?;
         c.sampling = if self.balanced {
             Sampling::Balanced
@@ -132,10 +132,9 @@ impl CommonTrain {
         ResumeOptions {
             data: self.data.clone(),
             backbone: self.backbone,
-            weights: self
-                .weights
-                .as_deref()
-                .map(|w| crate::model::zoo::resolve_weights(w).unwrap_or_else(|_| w.to_path_buf())),
+            weights: self.weights.as_deref().map(|w| {
+                crate::model::io::zoo::resolve_weights(w).unwrap_or_else(|_| w.to_path_buf())
+            }),
             batch_size: self.batch_size,
             seed: self.seed,
             suggestion,

@@ -1,7 +1,7 @@
 //! `covid-resnet weights list | fetch NAME`: torchvision's ImageNet ResNet weights.
 use crate::fetch::{fetch, manual_hint, Download};
 use crate::files::shown;
-use crate::model::zoo::{find, names, stored_in, weights_dir, DEFAULT_BASE_URL, ZOO};
+use crate::model::io::zoo::{find, names, stored_in, weights_dir, DEFAULT_BASE_URL, ZOO};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;

@@ -118,7 +118,7 @@ pub fn fit_temperature(actual: &[usize], probs: &[&[f32]]) -> Option<f64> {
         return None;
     }
     let f = |lt: f64| nll(actual, probs, lt.exp());
-    let range = crate::model::checkpoint::TEMPERATURE_RANGE;
+    let range = crate::model::io::model_file::TEMPERATURE_RANGE;
     let (mut a, mut b) = (range.start().ln(), range.end().ln());
     let g = (5f64.sqrt() - 1.0) / 2.0;
     let (mut c, mut d) = (b - g * (b - a), a + g * (b - a));

@@ -99,7 +99,7 @@ impl EvalReport {
     pub fn record_source(
         &mut self,
         model: &Path,
-        meta: &crate::model::checkpoint::ModelMeta,
+        meta: &crate::model::io::model_file::ModelMeta,
         data: &Path,
         split: &str,
     ) {

@@ -102,7 +102,7 @@ pub fn log_tempered(probs: &[f32], t: f64) -> Vec<f64> {
 
 /// What the model file changes in how predictions are made: its operating point and its
 /// temperature, in words; None when it predicts at argmax from raw probabilities.
-pub fn rule_text(meta: &crate::model::checkpoint::ModelMeta) -> Option<String> {
+pub fn rule_text(meta: &crate::model::io::model_file::ModelMeta) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(o) = &meta.operating_point {
         parts.push(format!(

@@ -5,7 +5,7 @@ pub use super::probs::{argmax, log_softmax_rows, probs_of};
 use crate::data::augment::{AugmentConfig, Flip};
 use crate::data::decode::{decode_file, GrayImage};
 use crate::data::preprocess::Preprocess;
-use crate::model::checkpoint::{load_model, ModelMeta};
+use crate::model::io::model_file::{load_model, ModelMeta};
 use crate::model::Classifier;
 use crate::Result;
 use candle_core::{Device, Tensor};
@@ -108,6 +108,16 @@ impl Predictor {
     /// Wraps an in-memory model.
     pub fn new(model: Classifier, meta: ModelMeta) -> Self {
         Self { model, meta }
+    }
+
+    /// The same model computing its convolutions in `precision` (a cheap copy: the
+    /// parameters are shared).
+    pub fn in_precision(&self, precision: crate::model::ops::precision::Precision) -> Self {
+        let mut p = self.clone();
+        let mut c = p.model.compute();
+        c.precision = precision;
+        p.model.set_compute(c);
+        p
     }
 
     /// The classifier.

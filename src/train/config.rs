@@ -100,7 +100,7 @@ pub struct TrainConfig {
     pub cache: CacheSettings,
     /// Precision of the convolutions (bf16: mixed precision, f32 weights).
     #[serde(default)]
-    pub precision: crate::model::precision::Precision,
+    pub precision: crate::model::ops::precision::Precision,
     /// Replace a finished or stopped run in `out_dir` (never saved: it is asked each time).
     #[serde(skip)]
     pub overwrite: bool,

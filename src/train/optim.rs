@@ -143,7 +143,7 @@ impl Adam {
     }
 
     /// The tensors of the parameters the next step would not update: layers read them
-    /// detached ([`crate::model::params::with_frozen`]) so that the backward pass computes
+    /// detached ([`crate::model::layers::params::with_frozen`]) so that the backward pass computes
     /// no gradient for them (a frozen body's convolution weights: no weight-gradient
     /// products).
     pub fn frozen_ids(&self) -> std::collections::HashSet<candle_core::TensorId> {
@@ -408,7 +408,7 @@ mod tests {
     /// gradient it gets without freezing (the input gradients still flow to the BatchNorms).
     #[test]
     fn a_frozen_body_computes_no_weight_gradients_and_the_same_others() {
-        use crate::model::params::with_frozen;
+        use crate::model::ops::pass::Pass;
         let dev = Device::Cpu;
         // Two identical models: each one's first training forward draws the same dropout.
         let (a, b) = (
@@ -425,8 +425,9 @@ mod tests {
         }
         let x = Tensor::randn(0f32, 1., (2, 3, 32, 32), &dev).unwrap();
         let y = Tensor::new(&[1u32, 2], &dev).unwrap();
-        let grads = |m: &Classifier, frozen| {
-            let logits = with_frozen(frozen, || m.forward_t(&x, true)).unwrap();
+        let grads = |m: &Classifier, frozen: std::collections::HashSet<_>| {
+            let pass = Pass::autograd(m.compute(), true).with_frozen(&frozen);
+            let logits = m.forward(&x, &pass).unwrap();
             candle_nn::loss::cross_entropy(&logits, &y)
                 .unwrap()
                 .backward()

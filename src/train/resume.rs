@@ -45,7 +45,7 @@ pub struct ResumeOptions {
     /// Loss weights.
     pub class_weights: Option<crate::train::loss::ClassWeights>,
     /// Precision of the convolutions.
-    pub precision: Option<crate::model::precision::Precision>,
+    pub precision: Option<crate::model::ops::precision::Precision>,
     /// Go on despite a changed data set or an edited plan file.
     pub force: bool,
 }

@@ -109,7 +109,7 @@ pub fn lock(dir: &Path) -> Result<RunLock> {
 /// The folder new runs go into when none is named: `runs` in the user's data folder
 /// (`COVID_RESNET_HOME`, else the platform's), else `runs` here.
 pub fn default_runs_root() -> PathBuf {
-    crate::model::zoo::user_data_dir()
+    crate::model::io::zoo::user_data_dir()
         .map(|d| d.join("runs"))
         .unwrap_or_else(|| PathBuf::from("runs"))
 }

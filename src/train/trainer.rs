@@ -21,9 +21,9 @@ use crate::device::{describe, DeviceChoice};
 use crate::eval::report::EvalReport;
 use crate::eval::{EvalOptions, EvalSet};
 use crate::infer::Predictor;
-use crate::model::checkpoint::ModelMeta;
-use crate::model::classifier::NUM_GROUPS;
-use crate::model::weights::import_pretrained_body;
+use crate::model::io::model_file::ModelMeta;
+use crate::model::io::pretrained::import_pretrained_body;
+use crate::model::layers::classifier::NUM_GROUPS;
 use crate::model::Classifier;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
@@ -120,7 +120,7 @@ fn train_step(
     }
     let (x, y) = b.to_tensors(device)?;
     // Frozen weights are read detached: no gradient is computed for them.
-    let fwd = crate::model::params::with_frozen(opt.frozen_ids(), || model.train_forward(&x))?;
+    let fwd = model.train_forward(&x, &opt.frozen_ids())?;
     let loss = super::loss::cross_entropy(fwd.logits(), &y, class_weights)?;
     let lv = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
     if !lv.is_finite() {
@@ -185,10 +185,14 @@ impl Trainer {
         ds: Dataset,
         lock: RunLock,
         device: Device,
-        model: Classifier,
+        mut model: Classifier,
         sink: Arc<dyn EventSink>,
         control: Arc<Control>,
     ) -> Result<Self> {
+        // The run's precision for every pass: training, validation, the LR finder.
+        model.set_compute(crate::model::ops::pass::Compute::with_precision(
+            cfg.precision,
+        ));
         let fingerprint = fingerprint(&ds);
         let train = seeded_subset(ds.train.samples, cfg.max_train_images, cfg.seed);
         let valid_is_test = ds.valid_source == ValidSource::Test && cfg.max_valid_images.is_none();
@@ -294,7 +298,7 @@ impl Trainer {
             .iter()
             .filter_map(|(k, v)| k.strip_prefix("model.").map(|n| (n.to_string(), v.clone())))
             .collect();
-        crate::model::weights::import_into(model.store(), "", &model_t, &path)?;
+        crate::model::io::pretrained::import_into(model.store(), "", &model_t, &path)?;
         model.set_train_forwards(meta.train_forwards);
         let mut t = Self::assemble(cfg, settled.dataset, lock, device, model, sink, control)?;
         // The record the run started with stays the reference (a forced resume keeps it).
@@ -334,7 +338,7 @@ impl Trainer {
     /// The device and, in bf16, the precision, for the front ends.
     fn device_text(&self) -> String {
         match self.cfg.precision {
-            crate::model::precision::Precision::F32 => describe(&self.device),
+            crate::model::ops::precision::Precision::F32 => describe(&self.device),
             p => format!("{}, {p} mixed precision", describe(&self.device)),
         }
     }
@@ -401,12 +405,8 @@ impl Trainer {
         Ok(())
     }
 
-    /// Runs (the rest of) the plan, in the run's precision.
+    /// Runs (the rest of) the plan.
     pub fn run(&mut self) -> Result<Outcome> {
-        crate::model::precision::with_precision(self.cfg.precision, || self.run_plan())
-    }
-
-    fn run_plan(&mut self) -> Result<Outcome> {
         let past = read_batch_log(&self.cfg.out_dir)
             .unwrap_or_default()
             .into_iter()

@@ -225,7 +225,7 @@ fn the_review_names_its_model_and_data_and_says_when_another_is_loaded() {
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
     let (model_a, model_b) = (write_model(&a, 32), write_model(&b, 32));
-    let samples = covid_resnet::model::shipped::samples_dir().unwrap();
+    let samples = covid_resnet::model::io::shipped::samples_dir().unwrap();
     let mut h = viewer_with(&model_a, &samples);
     h.get_by_label("Run test set").click();
     step_until(&mut h, 120, "the review", |a| {

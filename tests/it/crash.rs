@@ -4,7 +4,7 @@
 use crate::common::bin;
 use crate::training::write_synthetic;
 use covid_resnet::eval::report::EvalReport;
-use covid_resnet::model::checkpoint::parse_model_file;
+use covid_resnet::model::io::model_file::parse_model_file;
 use covid_resnet::train::checkpoint::parse_checkpoint;
 use covid_resnet::train::schedule::Plan;
 use rand::{Rng, SeedableRng};

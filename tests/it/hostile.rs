@@ -576,7 +576,7 @@ fn fuzz_regressions_fail_cleanly_and_cheaply() {
 fn a_malformed_pth_is_an_error_not_a_panic() {
     let f =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions/pth-long1-overflow.pth");
-    let e = covid_resnet::model::weights::read_tensors(&f)
+    let e = covid_resnet::model::io::pretrained::read_tensors(&f)
         .unwrap_err()
         .to_string();
     assert!(

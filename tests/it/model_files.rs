@@ -1,8 +1,8 @@
 //! Parameter counts, the head, seeded determinism and our model file.
 use crate::common::max_abs_diff;
 use candle_core::{Device, Tensor};
-use covid_resnet::model::checkpoint::{load_into, load_model, save_model, ModelMeta};
-use covid_resnet::model::classifier::{HEAD_GROUP, NUM_GROUPS};
+use covid_resnet::model::io::model_file::{load_into, load_model, save_model, ModelMeta};
+use covid_resnet::model::layers::classifier::{HEAD_GROUP, NUM_GROUPS};
 use covid_resnet::model::{Backbone, Classifier, ResNet};
 
 #[test]

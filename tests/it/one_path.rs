@@ -6,7 +6,7 @@ use candle_core::Device;
 use covid_resnet::app::viewer::{ImageState, Mode};
 use covid_resnet::app::{App, Settings, Tab};
 use covid_resnet::eval::report::EvalReport;
-use covid_resnet::model::checkpoint::{save_model, ModelMeta};
+use covid_resnet::model::io::model_file::{save_model, ModelMeta};
 use covid_resnet::model::{Backbone, Classifier};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;

@@ -263,7 +263,8 @@ fn a_csv_data_set_with_its_own_columns_and_class_order() {
     );
     assert_eq!(report.classes, vec!["clear", "atelectasis", "effusion"]);
     assert_eq!(report.metrics.n, 6);
-    let meta = covid_resnet::model::checkpoint::read_meta(&run.join("model.safetensors")).unwrap();
+    let meta =
+        covid_resnet::model::io::model_file::read_meta(&run.join("model.safetensors")).unwrap();
     let t = meta.training.unwrap();
     assert_eq!(t["class_weights"], "auto");
     assert_eq!(

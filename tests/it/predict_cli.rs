@@ -2,7 +2,7 @@
 //! corrupt file that must be named while the others are still predicted.
 use crate::common::bin;
 use candle_core::Device;
-use covid_resnet::model::checkpoint::{save_model, ModelMeta};
+use covid_resnet::model::io::model_file::{save_model, ModelMeta};
 use covid_resnet::model::{Backbone, Classifier};
 use image::{DynamicImage, ImageBuffer, Luma, Rgba};
 use std::process::Command;
@@ -151,7 +151,7 @@ fn version_and_info_report_build_facts() {
 #[test]
 fn a_closed_pipe_ends_quietly_with_status_zero() {
     // `covid-resnet data inspect ... | head -0`: the reader is gone before the first line.
-    let samples = covid_resnet::model::shipped::samples_dir()
+    let samples = covid_resnet::model::io::shipped::samples_dir()
         .unwrap()
         .join("test");
     let files: Vec<std::path::PathBuf> = std::fs::read_dir(&samples)

@@ -4,8 +4,8 @@
 //! calibrate`, whose rules `predict` then follows. Expected values are computed here from
 //! the per-image probabilities with the definitions, not taken from our code.
 use crate::common::bin;
-use covid_resnet::model::checkpoint::read_meta;
-use covid_resnet::model::shipped;
+use covid_resnet::model::io::model_file::read_meta;
+use covid_resnet::model::io::shipped;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -378,7 +378,7 @@ fn calibrate_fits_a_temperature_on_held_out_images_and_predict_applies_it() {
 fn a_model_files_temperature_and_operating_point_are_checked_on_load() {
     // Before: temperature 1e-300 gave NaN probabilities with exit 0, 0 or -1 were ignored,
     // threshold -1 predicted COVID-19 for every image, an unknown class was ignored.
-    use covid_resnet::model::checkpoint::{rewrite_meta, SavedOperatingPoint, Temperature};
+    use covid_resnet::model::io::model_file::{rewrite_meta, SavedOperatingPoint, Temperature};
     let dir = tempfile::tempdir().unwrap();
     let shipped = shipped::model_path().unwrap();
     let image = samples().join("test/Viral/person1_virus_12.jpeg");
@@ -390,7 +390,7 @@ fn a_model_files_temperature_and_operating_point_are_checked_on_load() {
         class: c.into(),
         threshold: t,
     };
-    type Edit = Box<dyn Fn(&mut covid_resnet::model::checkpoint::ModelMeta)>;
+    type Edit = Box<dyn Fn(&mut covid_resnet::model::io::model_file::ModelMeta)>;
     let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "tiny",

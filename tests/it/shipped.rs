@@ -4,8 +4,8 @@
 use crate::common::{bin, step_until};
 use covid_resnet::app::viewer::ImageState;
 use covid_resnet::app::{App, Settings, Tab};
-use covid_resnet::model::checkpoint::read_meta;
-use covid_resnet::model::shipped;
+use covid_resnet::model::io::model_file::read_meta;
+use covid_resnet::model::io::shipped;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use std::path::PathBuf;

@@ -4,8 +4,9 @@
 //! reference files' metadata (10x PyTorch float32's own error).
 use crate::common::shared_dir;
 use candle_core::{DType, Device, Tensor};
-use covid_resnet::model::precision::{with_precision, Precision};
-use covid_resnet::model::weights::{import_into, read_tensors};
+use covid_resnet::model::io::pretrained::{import_into, read_tensors};
+use covid_resnet::model::ops::pass::Compute;
+use covid_resnet::model::ops::precision::Precision;
 use covid_resnet::model::{Backbone, ResNet};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -63,12 +64,6 @@ fn bound_of(
 const BF16_FACTOR: f64 = 4.0;
 
 fn check_with(arch: Backbone, weights: &str, reference: &str, dtype: DType, precision: Precision) {
-    with_precision(precision, || {
-        check_in(arch, weights, reference, dtype, precision)
-    })
-}
-
-fn check_in(arch: Backbone, weights: &str, reference: &str, dtype: DType, precision: Precision) {
     let Some(shared) = shared_dir() else { return };
     let fx = shared.join("fixtures");
     let ref_path = fx.join(reference);
@@ -89,7 +84,8 @@ fn check_in(arch: Backbone, weights: &str, reference: &str, dtype: DType, precis
             .unwrap_or_else(|e| panic!("COVID_RESNET_TEST_DEVICE={d}: {e}")),
         Err(_) => Device::Cpu,
     };
-    let model = ResNet::with_dtype(arch, 1000, 0, &dev, dtype).unwrap();
+    let mut model = ResNet::with_dtype(arch, 1000, 0, &dev, dtype).unwrap();
+    model.set_compute(Compute::with_precision(precision));
     let wpath = fx.join(weights);
     let file: BTreeMap<String, Tensor> = read_tensors(&wpath).unwrap();
     let rep = import_into(&model.store, "", &file, &wpath).unwrap();

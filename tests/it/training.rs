@@ -229,7 +229,7 @@ fn resume_after_a_stop_ends_with_the_uninterrupted_weights() {
 /// the uninterrupted bf16 run (bit for bit), which differ from the float32 run's.
 #[test]
 fn a_bf16_run_resumes_in_bf16() {
-    use covid_resnet::model::precision::Precision;
+    use covid_resnet::model::ops::precision::Precision;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     write_synthetic(&data, 32, 8);

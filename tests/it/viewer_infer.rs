@@ -6,7 +6,7 @@ use covid_resnet::data::decode::{decode_file, GrayImage};
 use covid_resnet::data::split::Dataset;
 use covid_resnet::infer::sanity::{check, polarity_contrast};
 use covid_resnet::infer::{InputWarning, Predictor};
-use covid_resnet::model::checkpoint::{save_model, ModelMeta};
+use covid_resnet::model::io::model_file::{save_model, ModelMeta};
 use covid_resnet::model::{Backbone, Classifier};
 use image::{DynamicImage, ImageBuffer, Luma, Rgb};
 use std::path::{Path, PathBuf};

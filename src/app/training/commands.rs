@@ -329,7 +329,7 @@ impl TrainingTab {
                 }
             }
             Command::FetchWeights if self.fetching.is_none() => {
-                let entry = crate::model::zoo::for_backbone(self.settings.backbone);
+                let entry = crate::model::io::zoo::for_backbone(self.settings.backbone);
                 self.fetching = Some((0, None));
                 self.worker(ctx).fetch_weights(entry);
             }

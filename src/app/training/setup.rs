@@ -8,7 +8,7 @@ use crate::data::cache::CacheSettings;
 use crate::data::check::DatasetSummary;
 use crate::data::sampler::Sampling;
 use crate::data::split::{DataOptions, ValidChoice};
-use crate::model::precision::Precision;
+use crate::model::ops::precision::Precision;
 use crate::model::Backbone;
 use crate::train::config::TrainConfig;
 use crate::train::loss::ClassWeights;
@@ -246,7 +246,7 @@ pub fn setup_ui(
             Command::BrowseWeights,
             commands,
         );
-        let entry = crate::model::zoo::for_backbone(s.backbone);
+        let entry = crate::model::io::zoo::for_backbone(s.backbone);
         ui.horizontal_wrapped(|ui| {
             if s.weights.trim().is_empty() {
                 ui.label("No weights: training starts from random initialisation.");
@@ -518,6 +518,6 @@ pub fn precision_picker(ui: &mut egui::Ui, id: &str, p: &mut Precision) -> egui:
              with AVX512_BF16: training 1.04-1.55x and inference 1.2-1.6x faster than f32; \
              models trained in bf16 tested a few points lower in two of three runs of a \
              longer plan, so train models you keep in f32. This CPU: {}.",
-            crate::model::precision::bf16_kernels()
+            crate::model::ops::precision::bf16_kernels()
         ))
 }

@@ -131,13 +131,13 @@ impl Worker {
     }
 
     /// Downloads torchvision's weights `entry` into the user's weights folder.
-    pub fn fetch_weights(&self, entry: &'static crate::model::zoo::ZooEntry) {
+    pub fn fetch_weights(&self, entry: &'static crate::model::io::zoo::ZooEntry) {
         let ctx = self.ctx.clone();
         self.spawn("weights-fetch", move |tx| {
             let r = (|| -> crate::Result<PathBuf> {
-                let dir = crate::model::zoo::weights_dir()?;
+                let dir = crate::model::io::zoo::weights_dir()?;
                 let base = std::env::var("COVID_RESNET_WEIGHTS_URL")
-                    .unwrap_or_else(|_| crate::model::zoo::DEFAULT_BASE_URL.into());
+                    .unwrap_or_else(|_| crate::model::io::zoo::DEFAULT_BASE_URL.into());
                 let url = format!("{}/{}", base.trim_end_matches('/'), entry.file);
                 let dest = dir.join(entry.file);
                 let hint = crate::fetch::manual_hint(

@@ -187,7 +187,7 @@ impl ViewerTab {
                 let opts = shared.data_options.clone();
                 self.run_test_set(ctx, shared, data, opts)
             }
-            Command::OpenSamples => match crate::model::shipped::samples_dir() {
+            Command::OpenSamples => match crate::model::io::shipped::samples_dir() {
                 Some(dir) => {
                     let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("test"))
                         .map(|rd| {
@@ -204,7 +204,7 @@ impl ViewerTab {
                     .notices
                     .error(TOPIC, "the sample radiographs were not found"),
             },
-            Command::ReviewSamples => match crate::model::shipped::samples_dir() {
+            Command::ReviewSamples => match crate::model::io::shipped::samples_dir() {
                 Some(dir) => self.run_test_set(ctx, shared, dir, Default::default()),
                 None => shared
                     .notices

@@ -206,7 +206,7 @@ impl ViewerTab {
             let m = self.settings.model.trim().to_string();
             if !m.is_empty() {
                 self.load_model(ctx, PathBuf::from(m));
-            } else if let Some(shipped) = crate::model::shipped::model_path() {
+            } else if let Some(shipped) = crate::model::io::shipped::model_path() {
                 // First launch: the model that ships with the program answers at once.
                 self.load_model(ctx, shipped);
             }

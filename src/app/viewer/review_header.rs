@@ -35,7 +35,7 @@ impl ReviewState {
             },
         ));
         let samples =
-            crate::model::shipped::samples_dir().map(|d| crate::files::shown(&d).to_string());
+            crate::model::io::shipped::samples_dir().map(|d| crate::files::shown(&d).to_string());
         if samples.is_some() && info("data") == samples {
             out.push((
                 true,

@@ -7,7 +7,7 @@ use crate::eval::charts::{colour, histogram, HISTOGRAM_BINS};
 use crate::eval::operating::{youden_threshold, OperatingPoint};
 use crate::eval::report::EvalReport;
 use crate::eval::scores::cell;
-use crate::model::checkpoint::{rewrite_meta, SavedOperatingPoint};
+use crate::model::io::model_file::{rewrite_meta, SavedOperatingPoint};
 use egui::{Color32, RichText};
 use egui_plot::{Bar, BarChart, Corner, Legend, Line, Plot, PlotPoints, Points, VLine};
 use std::path::{Path, PathBuf};

@@ -53,12 +53,12 @@ impl ViewerTab {
                     .strong(),
                 )
                 .on_hover_text(crate::files::shown(&m.path).to_string());
-                if crate::model::shipped::is_shipped(&m.path) {
+                if crate::model::io::shipped::is_shipped(&m.path) {
                     ui.label(
                         "The model that ships with the program (trained by `train` on COVIDx v1).",
                     );
                 }
-                ui.add(egui::Label::new(crate::model::shipped::describe(meta)).wrap());
+                ui.add(egui::Label::new(crate::model::io::shipped::describe(meta)).wrap());
             }
             None => {
                 ui.label("No model loaded: load a model file written by training.");
@@ -85,7 +85,7 @@ impl ViewerTab {
             if ui.button("Open…").clicked() {
                 self.commands.push(Command::Pick(Ask::Images));
             }
-            if crate::model::shipped::samples_dir().is_some() {
+            if crate::model::io::shipped::samples_dir().is_some() {
                 if ui
                     .button("Open samples")
                     .on_hover_text("a few COVIDx v1 radiographs that ship with the program")

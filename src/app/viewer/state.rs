@@ -27,7 +27,7 @@ pub struct ViewerSettings {
     /// Batch size of the test-set run.
     pub batch_size: usize,
     /// Precision of the convolutions.
-    pub precision: crate::model::precision::Precision,
+    pub precision: crate::model::ops::precision::Precision,
 }
 
 impl Default for ViewerSettings {

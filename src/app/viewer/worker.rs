@@ -8,7 +8,7 @@ use crate::eval::report::EvalReport;
 use crate::eval::{evaluate, EvalOptions};
 use crate::infer::predictor::Analysis;
 use crate::infer::Predictor;
-use crate::model::precision::{with_precision, Precision};
+use crate::model::ops::precision::Precision;
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -281,11 +281,11 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
             image,
             predictor,
         } => {
-            let result = with_precision(key.precision, || {
-                predictor.analyze(&image, key.tta, key.cam_class)
-            })
-            .map(Box::new)
-            .map_err(|e| e.to_string());
+            let result = predictor
+                .in_precision(key.precision)
+                .analyze(&image, key.tta, key.cam_class)
+                .map(Box::new)
+                .map_err(|e| e.to_string());
             Reply::Analysis { id, key, result }
         }
         Job::Review {
@@ -296,7 +296,8 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
             batch_size,
             precision,
         } => {
-            let result = with_precision(precision, || -> crate::Result<EvalReport> {
+            let predictor = predictor.in_precision(precision);
+            let result = (|| -> crate::Result<EvalReport> {
                 let mut ds = Dataset::open_with(&data, &opts)?;
                 ds.align_to_model(&predictor.meta().class_names)?;
                 ds.test.check_complete("test")?;
@@ -310,7 +311,7 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
                 r.record_source(&model_path, predictor.meta(), &data, "test");
                 r.info.insert("precision".into(), precision.to_string());
                 Ok(r)
-            })
+            })()
             .map(Box::new)
             .map_err(|e| e.to_string());
             Reply::Review { result }

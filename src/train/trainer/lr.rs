@@ -1,7 +1,7 @@
 //! The trainer's learning-rate finder: the sweep for `auto` steps, with the weights, BatchNorm
 //! statistics, optimizer state and dropout counter put back afterwards.
 use super::{train_step, Trainer};
-use crate::model::classifier::NUM_GROUPS;
+use crate::model::layers::classifier::NUM_GROUPS;
 use crate::train::config::SuggestionKind;
 use crate::train::events::TrainEvent;
 use crate::train::lr_finder::{sweep, LrFinderResult};
@@ -12,11 +12,6 @@ impl Trainer {
     /// The LR range test for a step training `trainable`, on the current stage size.
     /// Weights, BatchNorm statistics, optimizer state and the dropout counter are restored.
     pub fn lr_find(&mut self, trainable: Trainable) -> Result<LrFinderResult> {
-        let p = self.cfg.precision;
-        crate::model::precision::with_precision(p, || self.lr_find_in(trainable))
-    }
-
-    fn lr_find_in(&mut self, trainable: Trainable) -> Result<LrFinderResult> {
         let model_snap = self.snapshot_model()?;
         let opt_snap = self.opt.snapshot();
         let forwards = self.model.train_forwards();

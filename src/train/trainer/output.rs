@@ -1,7 +1,7 @@
 //! What a run writes: the checkpoint after every epoch (with `history.json` and
 //! `losses.csv`), and at the end the model file and the test report.
 use super::{Outcome, Trainer};
-use crate::model::checkpoint::save_model;
+use crate::model::io::model_file::save_model;
 use crate::train::checkpoint::{append_batch_log, write_checkpoint, CheckpointMeta, MODEL_FILE};
 use crate::train::events::TrainEvent;
 use crate::Result;

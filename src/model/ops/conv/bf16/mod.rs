@@ -81,7 +81,7 @@ pub struct PackedA {
 impl PackedA {
     /// Packs `a`, rounding to bf16.
     pub fn new(a: Mat<'_, f32>) -> Self {
-        let _p = crate::model::prof::scope("in conv: bf16 pack a");
+        let _p = crate::model::ops::prof::scope("in conv: bf16 pack a");
         let (m, k) = (a.rows(), a.cols());
         let kp = k.div_ceil(2);
         let mut data = vec![0u32; m.div_ceil(MR) * kp * MR];
@@ -96,7 +96,7 @@ impl PackedA {
     /// Packs the `m x k` matrix that `fill` makes row by row (panel by panel, through a
     /// scratch of MR rows).
     pub fn from_rows(m: usize, k: usize, fill: FillRow<'_>) -> Self {
-        let _p = crate::model::prof::scope("in conv: bf16 pack a (im2col rows)");
+        let _p = crate::model::ops::prof::scope("in conv: bf16 pack a (im2col rows)");
         let kp = k.div_ceil(2);
         let mut data = vec![0u32; m.div_ceil(MR) * kp * MR];
         if kp > 0 {
@@ -329,7 +329,7 @@ unsafe fn block(
         let nc = NC.min(c1 - jc);
         for q0 in (0..kp).step_by(KC) {
             let kc = KC.min(kp - q0);
-            let pp = crate::model::prof::scope("in conv: bf16 pack b");
+            let pp = crate::model::ops::prof::scope("in conv: bf16 pack b");
             // SAFETY: the features are enabled (this function's contract).
             unsafe {
                 match b {
@@ -340,7 +340,7 @@ unsafe fn block(
                 }
             };
             drop(pp);
-            let _pk = crate::model::prof::scope("in conv: bf16 kernel");
+            let _pk = crate::model::ops::prof::scope("in conv: bf16 kernel");
             let load = accumulate || q0 > 0;
             // Row blocks whose packed `a` (MC x KC u32, 384 KB) stays in L2 while the
             // micro-panels of `b` pass through L1.

@@ -1,5 +1,6 @@
 //! The convolution against candle's stock ops, finite differences and edge cases.
 use super::*;
+use crate::model::ops::pass::{Compute, Pass};
 use candle_core::{DType, Device, Var, D};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -188,7 +189,10 @@ fn forward_is_bit_identical_to_candle_stock() {
     for &(n, ci, h, w, co, k, s, p) in CASES.iter().chain(&resnet) {
         let x = randn(&mut rng, &[n, ci, h, w], DType::F32);
         let wt = randn(&mut rng, &[co, ci, k, k], DType::F32);
-        let ours = conv2d(&x, &wt, s, p).unwrap().flatten_all().unwrap();
+        let ours = conv2d(&x, &wt, s, p, &autograd())
+            .unwrap()
+            .flatten_all()
+            .unwrap();
         let stock = x.conv2d(&wt, p, s, 1, 1).unwrap().flatten_all().unwrap();
         assert_eq!(
             ours.to_vec1::<f32>().unwrap(),
@@ -206,8 +210,8 @@ fn inference_forward_matches_training_forward() {
     for &(n, ci, h, w, co, k, s, p) in CASES {
         let x = randn(&mut rng, &[n, ci, h, w], DType::F32);
         let wt = randn(&mut rng, &[co, ci, k, k], DType::F32);
-        let train = conv2d(&x, &wt, s, p).unwrap();
-        let infer = crate::model::params::no_grad(|| conv2d(&x, &wt, s, p)).unwrap();
+        let train = conv2d(&x, &wt, s, p, &autograd()).unwrap();
+        let infer = conv2d(&x, &wt, s, p, &Pass::infer(Compute::default())).unwrap();
         let case = (n, ci, h, w, co, k, s, p);
         assert!(max_rel(&infer, &train) < 1e-5, "{case:?}");
     }
@@ -217,7 +221,10 @@ fn inference_forward_matches_training_forward() {
 fn an_empty_batch_gives_an_empty_output() {
     let x = Tensor::zeros((0, 3, 5, 5), DType::F32, &Device::Cpu).unwrap();
     let w = Tensor::zeros((4, 3, 3, 3), DType::F32, &Device::Cpu).unwrap();
-    assert_eq!(conv2d(&x, &w, 1, 1).unwrap().dims(), &[0, 4, 5, 5]);
+    assert_eq!(
+        conv2d(&x, &w, 1, 1, &autograd()).unwrap().dims(),
+        &[0, 4, 5, 5]
+    );
 }
 
 #[test]
@@ -225,7 +232,7 @@ fn an_input_without_gradient_gets_none_and_the_weight_still_learns() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let x = randn(&mut rng, &[2, 3, 9, 9], DType::F32);
     let w = Var::from_tensor(&randn(&mut rng, &[4, 3, 3, 3], DType::F32)).unwrap();
-    let y = conv2d(&x, w.as_tensor(), 2, 1).unwrap();
+    let y = conv2d(&x, w.as_tensor(), 2, 1, &autograd()).unwrap();
     let grads = y.sum_all().unwrap().backward().unwrap();
     assert!(grads.get(&x).is_none());
     assert_eq!(grads.get(w.as_tensor()).unwrap().dims(), &[4, 3, 3, 3]);
@@ -288,7 +295,14 @@ fn bf16_is_the_rounded_operands_exact_products_summed_in_f32() {
         let r = randn(&mut rng, &[n, co, g.oh, g.ow], DType::F32);
         let xv = Var::from_tensor(&x).unwrap();
         let wv = Var::from_tensor(&w).unwrap();
-        let y = precision::with_precision(Precision::Bf16, || conv2d(&xv, &wv, s, p)).unwrap();
+        let y = conv2d(
+            &xv,
+            &wv,
+            s,
+            p,
+            &Pass::autograd(Compute::with_precision(Precision::Bf16), true),
+        )
+        .unwrap();
         let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
         let got = [
             y,
@@ -369,4 +383,9 @@ fn a_nested_scratch_request_gets_its_own_buffer() {
     });
     // Kept between calls (its old contents are overwritten by every user).
     with_scratch::<f32, _>(&g, |again| assert!(again.iter().all(|&v| v == 1.0)));
+}
+
+/// A training pass on autograd with the default kernel, in float32.
+fn autograd() -> Pass<'static> {
+    Pass::autograd(Compute::default(), true)
 }

@@ -1,7 +1,7 @@
 //! torchvision's ImageNet ResNet weights: where they are published, the SHA-256 each file's
 //! name abbreviates (in full, from public manifests that pin them), and where this program
 //! keeps them once fetched.
-use super::Backbone;
+use crate::model::Backbone;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 

@@ -4,6 +4,7 @@
 //! comparison mask, a cast and a product (four passes); here each direction is one parallel
 //! pass. Other devices and dtypes use candle's ops.
 use super::cpu_op::{contiguous, impl_op2, round_bf16, run_float, Widen};
+use super::pass::Pass;
 use super::tape;
 use candle_core::WithDType;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
@@ -17,42 +18,42 @@ fn ours(t: &Tensor) -> bool {
 }
 
 /// max(x, 0).
-pub fn relu(x: &Tensor) -> Result<Tensor> {
+pub fn relu(x: &Tensor, pass: &Pass<'_>) -> Result<Tensor> {
     if !ours(x) {
-        if tape::recording() {
+        if pass.taping() {
             return Err(tape::unsupported("relu"));
         }
         return x.relu();
     }
     let x = x.contiguous()?;
-    if !tape::recording() {
+    if !pass.taping() {
         return x.apply_op1(Relu);
     }
     let y = x.apply_op1_no_bwd(&Relu)?;
     let ys = y.clone();
-    tape::push([&x], &y, move |dy, want| {
+    pass.push([&x], &y, move |dy, want| {
         Ok([Some(mask_grad(&ys, dy)?).filter(|_| want[0])])
     });
     Ok(y)
 }
 
-/// max(a + b, 0), the end of a residual block. While recording, bf16 operands (activations
+/// max(a + b, 0), the end of a residual block. In a taped pass, bf16 operands (activations
 /// stored by the bf16 training forward) give a bf16 output (the float32 sum rounded).
-pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let stored16 = a.device().is_cpu() && a.dtype() == DType::BF16 && tape::recording();
+pub fn add_relu(a: &Tensor, b: &Tensor, pass: &Pass<'_>) -> Result<Tensor> {
+    let stored16 = a.device().is_cpu() && a.dtype() == DType::BF16 && pass.taping();
     if !(ours(a) || stored16) || a.dtype() != b.dtype() || a.dims() != b.dims() {
-        if tape::recording() {
+        if pass.taping() {
             return Err(tape::unsupported("add+relu"));
         }
         return (a + b)?.relu();
     }
     let (a, b) = (a.contiguous()?, b.contiguous()?);
-    if !tape::recording() {
+    if !pass.taping() {
         return a.apply_op2(&b, AddRelu);
     }
     let y = a.apply_op2_no_bwd(&b, &AddRelu)?;
     let ys = y.clone();
-    tape::push([&a, &b], &y, move |dy, want| {
+    pass.push([&a, &b], &y, move |dy, want| {
         let g = mask_grad(&ys, dy)?;
         Ok([
             Some(g.clone()).filter(|_| want[0]),
@@ -219,6 +220,9 @@ impl CustomOp2 for AddRelu {
 
 #[cfg(test)]
 mod tests {
+    fn ag() -> super::Pass<'static> {
+        super::Pass::autograd(crate::model::ops::pass::Compute::default(), true)
+    }
     use super::*;
     use candle_core::{Device, Var};
 
@@ -246,8 +250,8 @@ mod tests {
                 );
                 let (y1, y2) = if ours {
                     (
-                        relu(va.as_tensor()).unwrap(),
-                        add_relu(va.as_tensor(), vb.as_tensor()).unwrap(),
+                        relu(va.as_tensor(), &ag()).unwrap(),
+                        add_relu(va.as_tensor(), vb.as_tensor(), &ag()).unwrap(),
                     )
                 } else {
                     (
@@ -292,8 +296,9 @@ mod tests {
         let dev = Device::Cpu;
         let x = Var::from_vec(vec![-1f32, 0.0, 2.0], 3, &dev).unwrap();
         let z = Var::from_vec(vec![0f32, 0.0, 0.0], 3, &dev).unwrap();
-        let y = (relu(x.as_tensor()).unwrap() + add_relu(x.as_tensor(), z.as_tensor()).unwrap())
-            .unwrap();
+        let y = (relu(x.as_tensor(), &ag()).unwrap()
+            + add_relu(x.as_tensor(), z.as_tensor(), &ag()).unwrap())
+        .unwrap();
         let g = y.sum_all().unwrap().backward().unwrap();
         let gx = g.get(x.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(gx, vec![0.0, 0.0, 2.0]);

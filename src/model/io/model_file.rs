@@ -1,11 +1,11 @@
 //! Our own model file: safetensors holding every parameter and buffer of the classifier,
 //! with JSON metadata (backbone, classes, input size, normalisation, build, training
 //! summary), written atomically.
-use super::classifier::Classifier;
-use super::resnet::Backbone;
 use crate::build_info::BuildInfo;
 use crate::data::preprocess::{Normalization, Preprocess, ResizeMode};
 use crate::files::write_atomic;
+use crate::model::layers::classifier::Classifier;
+use crate::model::layers::resnet::Backbone;
 use crate::{Error, Result, IMAGENET_MEAN, IMAGENET_STD};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -352,7 +352,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Classifier, ModelMeta
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let (meta, tensors) = parse_model_file(&bytes, path)?;
     let model = Classifier::new(meta.backbone, meta.class_names.len(), 0, device)?;
-    super::weights::import_into(model.store(), "", &tensors, path)?;
+    crate::model::io::pretrained::import_into(model.store(), "", &tensors, path)?;
     Ok((model, meta))
 }
 
@@ -386,6 +386,6 @@ fn tensors_from_bytes(bytes: &[u8], path: &Path) -> Result<BTreeMap<String, Tens
 
 fn load_tensors_from_bytes(model: &Classifier, bytes: &[u8], path: &Path) -> Result<()> {
     let tensors = tensors_from_bytes(bytes, path)?;
-    super::weights::import_into(model.store(), "", &tensors, path)?;
+    crate::model::io::pretrained::import_into(model.store(), "", &tensors, path)?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use super::bf16::{product, PackedA, Right};
 use super::gemm::Mat;
 use super::im2col::{im2col_row, side_by_side};
 use super::{fold, split, Geom};
-use crate::model::cpu_op::{Act, Widen};
+use crate::model::ops::cpu_op::{Act, Widen};
 use rayon::prelude::*;
 
 /// GEMM threads per product from the batch split.

@@ -1,6 +1,6 @@
 //! Reading weight files (safetensors, PyTorch zip `.pth`) and importing a pretrained
 //! torchvision/timm ResNet body into our models by tensor name.
-use super::params::ParamStore;
+use crate::model::layers::params::ParamStore;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use std::collections::{BTreeMap, BTreeSet};
@@ -214,7 +214,10 @@ pub fn import_into(
 
 /// Imports an ImageNet-pretrained torchvision or timm ResNet body into a classifier
 /// (skipping `fc.*`).
-pub fn import_pretrained_body(model: &super::Classifier, path: &Path) -> Result<ImportReport> {
+pub fn import_pretrained_body(
+    model: &crate::model::Classifier,
+    path: &Path,
+) -> Result<ImportReport> {
     let file = read_tensors(path)?;
     import_into(model.store(), "body.", &file, path)
 }

@@ -1,18 +1,25 @@
 //! Pooling with working gradients. candle's `max_pool2d` has no correct backward when the
 //! kernel differs from the stride, and the ResNet stem needs a 3x3 stride-2 pool.
 use super::max_pool::MaxPool;
+use super::pass::Pass;
 use crate::Result;
 use candle_core::{DType, Tensor, D};
 
 /// Max pooling with a square kernel, stride and padding (padding counts as -inf, as PyTorch).
 /// The gradient goes to the first maximum of each window in row-major order, as PyTorch's.
 /// On the CPU (f32/f64) one parallel pass each way; elsewhere built from tensor ops.
-pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+pub fn max_pool2d(
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    pass: &Pass<'_>,
+) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    // bf16 while recording: an activation stored by the bf16 training forward.
+    // bf16 while taping: an activation stored by the bf16 training forward.
     let cpu = x.device().is_cpu()
         && (matches!(x.dtype(), DType::F32 | DType::F64)
-            || (x.dtype() == DType::BF16 && super::tape::recording()));
+            || (x.dtype() == DType::BF16 && pass.taping()));
     // Padding over half the kernel (which PyTorch refuses) could leave a window with no
     // input element: the tensor-op version handles it with -inf.
     if !cpu
@@ -22,7 +29,7 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
         || h + 2 * padding < kernel
         || w + 2 * padding < kernel
     {
-        if super::tape::recording() {
+        if pass.taping() {
             return Err(super::tape::unsupported("max pool").into());
         }
         return max_pool2d_tensor_ops(x, kernel, stride, padding);
@@ -33,10 +40,10 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
         p: padding,
     };
     let x = x.contiguous()?;
-    if !super::tape::recording() {
+    if !pass.taping() {
         return Ok(x.apply_op1(op)?);
     }
-    Ok(super::max_pool::taped(&x, op)?)
+    Ok(super::max_pool::taped(&x, op, pass)?)
 }
 
 /// Max pooling from tensor ops (GPU backends).
@@ -124,7 +131,12 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::pass::Compute;
     use candle_core::{Device, Var};
+
+    fn ag() -> Pass<'static> {
+        Pass::autograd(Compute::default(), true)
+    }
 
     fn naive(x: &[f32], h: usize, w: usize, k: usize, s: usize, p: usize) -> Vec<f32> {
         let oh = (h + 2 * p - k) / s + 1;
@@ -155,7 +167,7 @@ mod tests {
                 .map(|i| ((i * 7919) % 101) as f32 - 50.0)
                 .collect();
             let x = Tensor::from_vec(data.clone(), (1, 1, h, w), &Device::Cpu).unwrap();
-            let y = max_pool2d(&x, 3, 2, 1).unwrap();
+            let y = max_pool2d(&x, 3, 2, 1, &ag()).unwrap();
             let got = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             assert_eq!(got, naive(&data, h, w, 3, 2, 1), "{h}x{w}");
         }
@@ -171,7 +183,7 @@ mod tests {
             .map(|i| ((i * 37) % 97) as f32 * 0.1 - 3.0)
             .collect();
         let x = Var::from_vec(data.clone(), (1, 2, h, w), &dev).unwrap();
-        let y = max_pool2d(x.as_tensor(), 3, 2, 1).unwrap();
+        let y = max_pool2d(x.as_tensor(), 3, 2, 1, &ag()).unwrap();
         let r: Vec<f32> = (0..y.elem_count())
             .map(|i| ((i * 13) % 7) as f32 - 3.0)
             .collect();
@@ -187,7 +199,7 @@ mod tests {
             .unwrap();
         let f = |d: &[f32]| -> f64 {
             let t = Tensor::from_vec(d.to_vec(), (1, 2, h, w), &dev).unwrap();
-            let y = max_pool2d(&t, 3, 2, 1).unwrap();
+            let y = max_pool2d(&t, 3, 2, 1, &ag()).unwrap();
             (y * &r)
                 .unwrap()
                 .sum_all()
@@ -239,7 +251,7 @@ mod tests {
                 let y = if ops {
                     max_pool2d_tensor_ops(x.as_tensor(), k, s, p).unwrap()
                 } else {
-                    max_pool2d(x.as_tensor(), k, s, p).unwrap()
+                    max_pool2d(x.as_tensor(), k, s, p, &ag()).unwrap()
                 };
                 let rr = Tensor::from_vec(r[..y.elem_count()].to_vec(), y.dims(), &dev).unwrap();
                 let g = (&y * rr).unwrap().sum_all().unwrap().backward().unwrap();
@@ -260,7 +272,7 @@ mod tests {
     fn ties_send_the_gradient_to_one_input() {
         let dev = Device::Cpu;
         let x = Var::from_vec(vec![1f32; 16], (1, 1, 4, 4), &dev).unwrap();
-        let y = max_pool2d(x.as_tensor(), 3, 2, 1).unwrap();
+        let y = max_pool2d(x.as_tensor(), 3, 2, 1, &ag()).unwrap();
         let g = y.sum_all().unwrap().backward().unwrap();
         let total = g
             .get(&x)
@@ -282,7 +294,7 @@ mod tests {
         data[1] = f32::NAN;
         data[6] = f32::NAN;
         let x = Var::from_vec(data, (1, 1, 3, 3), &dev).unwrap();
-        let y = max_pool2d(x.as_tensor(), 3, 1, 0).unwrap();
+        let y = max_pool2d(x.as_tensor(), 3, 1, 0, &ag()).unwrap();
         assert!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0].is_nan());
         let g = y.sum_all().unwrap().backward().unwrap();
         let dx = g
@@ -334,10 +346,14 @@ mod tests {
                     .to_dtype(dtype)
                     .unwrap();
                 let xv = Var::from_tensor(&x).unwrap();
-                let y = max_pool2d(xv.as_tensor(), k, s, p).unwrap();
+                let ag = Pass::autograd(Compute::default(), true);
+                let y = max_pool2d(xv.as_tensor(), k, s, p, &ag).unwrap();
                 let auto = (&y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
-                let (yt, tape) =
-                    crate::model::tape::record(|| max_pool2d(xv.as_tensor(), k, s, p)).unwrap();
+                let (yt, tape) = crate::model::ops::tape::record(|t| {
+                    let pass = Pass::taped(Compute::default(), t);
+                    max_pool2d(xv.as_tensor(), k, s, p, &pass)
+                })
+                .unwrap();
                 let mut taped = candle_core::backprop::GradStore::default();
                 tape.backward(yt.id(), dy.clone(), &mut taped).unwrap();
                 use crate::model::test_util::bits;

@@ -1,7 +1,7 @@
 //! What ships with the program: a model trained on COVIDx v1 and a few sample radiographs,
 //! found beside the checkout the program was built from, beside the executable, or where
 //! `COVID_RESNET_ASSETS` says.
-use super::checkpoint::ModelMeta;
+use crate::model::io::model_file::ModelMeta;
 use std::path::{Path, PathBuf};
 
 /// The shipped model's file name under `weights/`.

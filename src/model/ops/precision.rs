@@ -5,9 +5,8 @@
 //! bits) and accumulate in float32, and a CPU training forward stores the body's activations
 //! between layers in bf16 (each BatchNorm's output and the copy of its input that its
 //! backward reads: half the memory of float32, see `bn_op`).
-//! Chosen per thread ([`with_precision`]), like `no_grad`: a convolution records the precision
-//! of the thread that ran its forward, and its backward uses the same.
-use std::cell::Cell;
+//! A model's precision is part of its `Compute` (see `pass`): a convolution records the
+//! precision of the pass that ran its forward, and its backward uses the same.
 use std::fmt;
 use std::str::FromStr;
 
@@ -52,30 +51,9 @@ impl FromStr for Precision {
     }
 }
 
-thread_local! {
-    static CURRENT: Cell<Precision> = const { Cell::new(Precision::F32) };
-}
-
-/// Runs `f` with this thread's convolutions in precision `p`; ends with `f` even if it panics.
-pub fn with_precision<R>(p: Precision, f: impl FnOnce() -> R) -> R {
-    struct Restore(Precision);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            CURRENT.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(CURRENT.with(|c| c.replace(p)));
-    f()
-}
-
-/// This thread's precision (float32 unless inside [`with_precision`]).
-pub fn current() -> Precision {
-    CURRENT.with(|c| c.get())
-}
-
 /// Which kernels run bf16 products on this CPU, for `info` and the benchmarks.
 pub fn bf16_kernels() -> &'static str {
-    if super::conv::bf16_native() {
+    if crate::model::ops::conv::bf16_native() {
         "AVX-512 BF16 (vdpbf16ps)"
     } else {
         "conversion: bf16-rounded operands through the float32 kernels (no AVX512_BF16 on this CPU)"
@@ -94,14 +72,5 @@ mod tests {
         assert_eq!("BF16".parse::<Precision>(), Ok(Precision::Bf16));
         let e = "f16".parse::<Precision>().unwrap_err();
         assert!(e.contains("\"f16\"") && e.contains("bf16"), "{e}");
-    }
-
-    #[test]
-    fn the_precision_is_scoped_to_the_call_even_after_a_panic() {
-        assert_eq!(current(), Precision::F32);
-        assert_eq!(with_precision(Precision::Bf16, current), Precision::Bf16);
-        let r = std::panic::catch_unwind(|| with_precision(Precision::Bf16, || panic!("inside")));
-        assert!(r.is_err());
-        assert_eq!(current(), Precision::F32);
     }
 }

@@ -3,8 +3,8 @@
 use super::gemm::{matmul, Mat};
 use super::im2col::{im2col_at, side_by_side};
 use super::{fold, mixed, split, Geom};
-use crate::model::cpu_op::{contiguous, impl_op2, Act};
-use crate::model::precision::Precision;
+use crate::model::ops::cpu_op::{contiguous, impl_op2, Act};
+use crate::model::ops::precision::Precision;
 use candle_core::{CpuStorage, Layout, Shape, WithDType};
 use rayon::prelude::*;
 

@@ -14,15 +14,16 @@
 //! the images of the batch (one thread each, single-threaded GEMMs, a private weight-gradient
 //! accumulator per thread); a batch smaller than the thread count uses GEMM's own threads.
 //!
-//! Candle's stock convolution stays selectable ([`set_conv_impl`], or
-//! `COVID_RESNET_CONV=stock`) to compare the two; CUDA and Metal always use their own kernels.
+//! Candle's stock convolution stays selectable (a model's `Compute`; `COVID_RESNET_CONV=stock`
+//! at start-up, `bench --conv stock`) to compare the two; CUDA and Metal always use their own
+//! kernels.
 //!
-//! In bf16 mixed precision (`model::precision`) the same three ops take float32 tensors, or
+//! In bf16 mixed precision (`ops::precision`) the same three ops take float32 tensors, or
 //! an input stored in bf16 by the training forward, and multiply their operands rounded to
 //! bfloat16, accumulating in float32 (`mixed.rs`); outputs and gradients are float32.
 //!
-//! Layout: this file holds the layer, the shapes, the forward and input-gradient ops (safe
-//! code); `weight_grad.rs` the weight-gradient op; `im2col.rs` the patch matrices; `mixed.rs` the bf16 products of the three ops (safe);
+//! Layout: this file holds the forward and input-gradient ops (safe code; the layer with its
+//! weight is `layers::conv`); `weight_grad.rs` the weight-gradient op; `im2col.rs` the patch matrices; `mixed.rs` the bf16 products of the three ops (safe);
 //! `gemm.rs` (float32/64) and `bf16/` (the bf16 GEMM and its packing) every unsafe line,
 //! behind checked interfaces.
 mod bf16;
@@ -34,12 +35,11 @@ mod mixed;
 mod tests;
 mod weight_grad;
 
-use super::cpu_op::{contiguous, impl_op2, run_mixed, Act};
-use super::params::{Builder, Init, ParamKind};
-use super::precision::{self, Precision};
-use crate::Result;
+use super::pass::Pass;
+use super::precision::Precision;
+use crate::model::ops::cpu_op::{contiguous, impl_op2, run_mixed, Act};
 use ::gemm::Parallelism;
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, Var, WithDType};
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use gemm::{matmul, tiled_products, Mat};
 use geom::Geom;
 use im2col::{col2im, im2col, side_by_side, weight_khwc};
@@ -47,7 +47,6 @@ use rayon::prelude::*;
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
 use weight_grad::ConvBwdFilter;
 
 pub use bf16::native as bf16_native;
@@ -70,100 +69,26 @@ impl std::fmt::Display for ConvImpl {
     }
 }
 
-/// 0: not read yet, 1: gemm, 2: stock.
-static CONV_IMPL: AtomicU8 = AtomicU8::new(0);
-
-/// Selects the CPU convolution kernel for the whole process.
-pub fn set_conv_impl(i: ConvImpl) {
-    CONV_IMPL.store(
-        match i {
-            ConvImpl::Gemm => 1,
-            ConvImpl::Stock => 2,
-        },
-        Ordering::Relaxed,
-    );
-}
-
-/// The CPU convolution kernel in use: the last [`set_conv_impl`], else `COVID_RESNET_CONV`
-/// (`gemm` or `stock`), else `gemm`.
-pub fn conv_impl() -> ConvImpl {
-    match CONV_IMPL.load(Ordering::Relaxed) {
-        1 => ConvImpl::Gemm,
-        2 => ConvImpl::Stock,
-        _ => {
-            let i = match std::env::var("COVID_RESNET_CONV").as_deref() {
-                Ok("stock") => ConvImpl::Stock,
-                _ => ConvImpl::Gemm,
-            };
-            set_conv_impl(i);
-            i
-        }
-    }
-}
-
-/// A 2-D convolution without bias (ResNet convolutions are followed by BatchNorm).
-#[derive(Debug, Clone)]
-pub struct Conv2d {
-    weight: Var,
-    stride: usize,
-    padding: usize,
-}
-
-impl Conv2d {
-    /// A `k`x`k` convolution `c_in -> c_out`, initialised as torchvision does
-    /// (Kaiming normal, fan_out, ReLU gain).
-    pub fn new(
-        b: &mut Builder,
-        c_in: usize,
-        c_out: usize,
-        k: usize,
-        stride: usize,
-        padding: usize,
-    ) -> Result<Self> {
-        let fan_out = (c_out * k * k) as f64;
-        let weight = b.param(
-            "weight",
-            &[c_out, c_in, k, k],
-            Init::Normal((2.0 / fan_out).sqrt()),
-            ParamKind::Weight,
-        )?;
-        Ok(Self {
-            weight,
-            stride,
-            padding,
-        })
-    }
-
-    /// Applies the convolution to `x` of shape (N, C, H, W).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(conv2d(
-            x,
-            &super::params::value(&self.weight),
-            self.stride,
-            self.padding,
-        )?)
-    }
-}
-
 /// `x` (N, C_in, H, W) convolved with `w` (C_out, C_in, k, k), square stride and zero padding,
-/// with the kernel [`conv_impl`] selects on the CPU.
+/// with the kernel, precision and gradient keeping of `pass`.
 pub fn conv2d(
     x: &Tensor,
     w: &Tensor,
     stride: usize,
     padding: usize,
+    pass: &Pass<'_>,
 ) -> candle_core::Result<Tensor> {
     use candle_core::DType;
-    // A bf16 input is an activation stored by the bf16 training forward (`model::bn_op`).
+    // A bf16 input is an activation stored by the bf16 training forward (`ops::batch_norm`).
     let ours = x.device().is_cpu()
         && match (x.dtype(), w.dtype()) {
             (DType::F32, DType::F32) | (DType::F64, DType::F64) => true,
-            (DType::BF16, DType::F32) => precision::current() == Precision::Bf16,
+            (DType::BF16, DType::F32) => pass.precision() == Precision::Bf16,
             _ => false,
         }
-        && conv_impl() == ConvImpl::Gemm;
+        && pass.compute.kernel == ConvImpl::Gemm;
     if !ours {
-        if super::tape::recording() {
+        if pass.taping() {
             return Err(super::tape::unsupported("conv"));
         }
         let _p = super::prof::scope("conv forward (stock)");
@@ -179,7 +104,7 @@ pub fn conv2d(
         || wd + 2 * padding < kw
     {
         // An empty batch, or a shape candle reports as an error.
-        if super::tape::recording() {
+        if pass.taping() {
             return Err(super::tape::unsupported("conv"));
         }
         return x.conv2d(w, padding, stride, 1, 1);
@@ -187,16 +112,16 @@ pub fn conv2d(
     let g = Geom::new(x.dims(), w.dims(), stride, padding);
     let op = ConvFwd {
         g,
-        inference: super::params::is_no_grad(),
-        prec: precision::current(),
+        inference: !pass.grad_on(),
+        prec: pass.precision(),
     };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
-    if !super::tape::recording() {
+    if !pass.taping() {
         return x.apply_op2(&w, op);
     }
     let y = x.apply_op2_no_bwd(&w, &op)?;
     let (xs, ws) = (x.clone(), w.clone());
-    super::tape::push([&x, &w], &y, move |dy, want| {
+    pass.push([&x, &w], &y, move |dy, want| {
         Ok(super::tape::grads2(
             op.grads(&xs, &ws, dy, want[0], want[1])?,
             want,

@@ -2,8 +2,9 @@
 //! to bf16, and its backward, which reads the input and output stored in bf16, computes what
 //! the float32 backward computes on those bf16 values widened (bit for bit).
 use super::*;
-use crate::model::precision::{with_precision, Precision};
-use crate::model::tape;
+use crate::model::ops::pass::{Compute, Pass};
+use crate::model::ops::precision::Precision;
+use crate::model::ops::tape;
 use crate::model::test_util::{bits, randn};
 use candle_core::backprop::GradStore;
 use candle_core::Var;
@@ -24,8 +25,11 @@ fn the_bf16_forward_stores_bf16_and_its_backward_is_the_float32_one_on_those_val
             .map(|t| Var::from_tensor(t).unwrap())
             .collect();
         let t: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
-        let ((y16, stats), tape) = with_precision(Precision::Bf16, || {
-            tape::record(|| Ok(batch_norm_relu_train_cpu(t[0], t[1], t[2], 1e-5, relu)?))
+        let ((y16, stats), tape) = tape::record(|tp| {
+            let pass = Pass::taped(Compute::with_precision(Precision::Bf16), tp);
+            Ok(batch_norm_relu_train_cpu(
+                t[0], t[1], t[2], 1e-5, relu, &pass,
+            )?)
         })
         .unwrap();
         let mut grads = GradStore::default();

@@ -13,6 +13,7 @@
 //! its backward, so the float32 convolution output is freed at once. The statistics come from
 //! the float32 input; the backward reads the bf16 copies and computes in float32.
 use super::cpu_op::{contiguous, impl_op3, round_bf16, run_float, Widen};
+use super::pass::Pass;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
 use half::bf16;
 use rayon::prelude::*;
@@ -510,8 +511,9 @@ pub fn batch_norm_train_cpu(
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
+    pass: &Pass<'_>,
 ) -> Result<(Tensor, BatchStats)> {
-    batch_norm_relu_train_cpu(x, gamma, beta, eps, false)
+    batch_norm_relu_train_cpu(x, gamma, beta, eps, false, pass)
 }
 
 /// [`batch_norm_train_cpu`], followed by a ReLU when `relu` (fused: one pass each way).
@@ -521,14 +523,15 @@ pub fn batch_norm_relu_train_cpu(
     beta: &Tensor,
     eps: f64,
     relu: bool,
+    pass: &Pass<'_>,
 ) -> Result<(Tensor, BatchStats)> {
     let stats = Arc::new(Mutex::new(None));
-    let recording = super::tape::recording();
+    let recording = pass.taping();
     // The bf16 training forward stores activations in bf16, as PyTorch's autocast: half the
     // memory the backward keeps, half the traffic of the passes that read them.
     let keep16 = (recording
         && x.dtype() == DType::F32
-        && super::precision::current() == super::precision::Precision::Bf16)
+        && pass.precision() == super::precision::Precision::Bf16)
         .then(|| Arc::new(Mutex::new(None)));
     let op = BnTrainFwd {
         eps,
@@ -551,7 +554,7 @@ pub fn batch_norm_relu_train_cpu(
         // The output is read back only for the ReLU's mask: without one it is not kept (a
         // residual block's last BatchNorm, as large as the block's output).
         let saved = (x_saved, gamma.clone(), relu.then(|| y.clone()));
-        super::tape::push([&x, gamma, beta], &y, move |dy, want| {
+        pass.push([&x, gamma, beta], &y, move |dy, want| {
             let (x, gamma, y) = saved;
             let (dx, dg, db) = op.grads(&x, &gamma, y.as_ref(), dy)?;
             Ok([
@@ -573,5 +576,5 @@ pub fn batch_norm_relu_train_cpu(
 }
 
 #[cfg(test)]
-#[path = "bn_op_tests.rs"]
+#[path = "batch_norm_tests.rs"]
 mod tests;

@@ -2,7 +2,7 @@
 //!
 //! candle's `backward` keeps every activation of the graph alive until it returns, and for
 //! every node it creates a zero tensor and adds the node's gradient into it (two full passes
-//! over each activation). While [`record`] runs, the body's CPU ops (convolution, BatchNorm,
+//! over each activation). In a taped pass ([`record`], `Pass::taped`), the body's CPU ops (convolution, BatchNorm,
 //! max-pool, the residual add+ReLU) compute their forward without a graph and push their
 //! backward onto a tape instead; [`Tape::backward`] then runs the tape in reverse with the
 //! same backward functions as the ops' autograd (so the gradients are candle's, bit for
@@ -12,6 +12,8 @@
 //!
 //! The head stays on candle's autograd: [`crate::model::Classifier::train_forward`] joins the
 //! two at the body's output.
+use super::conv::ConvImpl;
+use super::pass::Pass;
 use crate::{Error, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, TensorId};
@@ -42,43 +44,18 @@ pub struct Tape {
     params: HashSet<TensorId>,
 }
 
-thread_local! {
-    static TAPE: RefCell<Option<Tape>> = const { RefCell::new(None) };
-}
-
 /// Whether a forward on `device` with `dtype` can be recorded: every op of the body has a
 /// taped CPU version for float32/float64 with our convolution kernel.
-pub fn supported(device: &Device, dtype: DType) -> bool {
-    device.is_cpu()
-        && matches!(dtype, DType::F32 | DType::F64)
-        && super::conv::conv_impl() == super::conv::ConvImpl::Gemm
+pub fn supported(device: &Device, dtype: DType, kernel: ConvImpl) -> bool {
+    device.is_cpu() && matches!(dtype, DType::F32 | DType::F64) && kernel == ConvImpl::Gemm
 }
 
-/// Runs `f` recording the body's ops on this thread; returns its result and the tape.
-pub fn record<R>(f: impl FnOnce() -> Result<R>) -> Result<(R, Tape)> {
-    struct Stop;
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            TAPE.with(|t| t.borrow_mut().take());
-        }
-    }
-    if recording() {
-        return Err(Error::invalid(
-            "tape",
-            "recording is already on for this thread",
-        ));
-    }
-    TAPE.with(|t| *t.borrow_mut() = Some(Tape::default()));
-    // Recording ends with `f`, also on an error or a panic.
-    let _stop = Stop;
-    let r = f()?;
-    let tape = TAPE.with(|t| t.borrow_mut().take()).unwrap_or_default();
-    Ok((r, tape))
-}
-
-/// Whether ops on this thread are being recorded.
-pub(crate) fn recording() -> bool {
-    TAPE.with(|t| t.borrow().is_some())
+/// Runs `f` with a new tape (for a pass made with `Pass::taped`); returns its result and the
+/// tape with what the pass recorded.
+pub fn record<R>(f: impl FnOnce(&RefCell<Tape>) -> Result<R>) -> Result<(R, Tape)> {
+    let tape = RefCell::new(Tape::default());
+    let r = f(&tape)?;
+    Ok((r, tape.into_inner()))
 }
 
 /// The error of an op that met a case it cannot record (on a recording thread, ops must
@@ -89,29 +66,28 @@ pub(crate) fn unsupported(op: &str) -> candle_core::Error {
     ))
 }
 
-/// Records an op with inputs `inputs` and output `output`; `backward(dy, wants)` returns
-/// the inputs' gradients. Does nothing when not recording or when no input needs a
-/// gradient. A trainable parameter is an input that is a candle `Var` (frozen ones are read
-/// detached, see `params::value`).
-pub(crate) fn push<const N: usize>(
-    inputs: [&Tensor; N],
-    output: &Tensor,
-    backward: impl FnOnce(&Tensor, Wants<N>) -> candle_core::Result<Grads<N>> + 'static,
-) {
-    TAPE.with(|t| {
-        let mut t = t.borrow_mut();
-        let Some(tape) = t.as_mut() else { return };
+impl Tape {
+    /// Records an op with inputs `inputs` and output `output`; `backward(dy, wants)` returns
+    /// the inputs' gradients. Does nothing when no input needs a gradient. A trainable
+    /// parameter is an input that is a candle `Var` (frozen ones are read detached, see
+    /// `params::value`).
+    pub(crate) fn push<const N: usize>(
+        &mut self,
+        inputs: [&Tensor; N],
+        output: &Tensor,
+        backward: impl FnOnce(&Tensor, Wants<N>) -> candle_core::Result<Grads<N>> + 'static,
+    ) {
         for x in inputs {
             if x.is_variable() {
-                tape.needs_grad.insert(x.id());
-                tape.params.insert(x.id());
+                self.needs_grad.insert(x.id());
+                self.params.insert(x.id());
             }
         }
-        if !inputs.iter().any(|x| tape.needs_grad.contains(&x.id())) {
+        if !inputs.iter().any(|x| self.needs_grad.contains(&x.id())) {
             return;
         }
-        tape.needs_grad.insert(output.id());
-        tape.nodes.push(Node {
+        self.needs_grad.insert(output.id());
+        self.nodes.push(Node {
             inputs: inputs.iter().map(|x| x.id()).collect(),
             output: output.id(),
             backward: Box::new(move |dy, wants| {
@@ -120,10 +96,8 @@ pub(crate) fn push<const N: usize>(
                 Ok(backward(dy, w)?.into_iter().collect())
             }),
         });
-    });
-}
+    }
 
-impl Tape {
     /// Runs the recorded ops backward from `output`'s gradient `d_output` and adds each
     /// trainable parameter's gradient to `grads`. Saved tensors are freed as their op's
     /// backward is done.
@@ -170,9 +144,9 @@ impl Tape {
 
 /// `x` (a bf16 activation of the bf16 training forward) as float32, recorded: its gradient
 /// is the output's, unchanged (float32).
-pub(crate) fn widen(x: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn widen(x: &Tensor, pass: &Pass<'_>) -> candle_core::Result<Tensor> {
     let y = x.to_dtype(DType::F32)?;
-    push([x], &y, |dy, want| {
+    pass.push([x], &y, |dy, want| {
         Ok([Some(dy.clone()).filter(|_| want[0])])
     });
     Ok(y)
@@ -185,8 +159,8 @@ pub(crate) fn grads2(g: (Option<Tensor>, Option<Tensor>), w: Wants<2>) -> Grads<
 
 #[cfg(test)]
 mod tests {
-    use crate::model::params::with_frozen;
-    use crate::model::precision::{with_precision, Precision};
+    use crate::model::ops::pass::{Compute, Pass};
+    use crate::model::ops::precision::Precision;
     use crate::model::{Backbone, Classifier};
     use candle_core::{DType, Device, Tensor};
     use rand::{Rng, SeedableRng};
@@ -203,7 +177,8 @@ mod tests {
         frozen_groups: &[usize],
     ) -> (Vec<Row>, usize) {
         let dev = Device::Cpu;
-        let m = Classifier::with_dtype(backbone, 4, 7, &dev, dtype).unwrap();
+        let mut m = Classifier::with_dtype(backbone, 4, 7, &dev, dtype).unwrap();
+        m.set_compute(Compute::with_precision(prec));
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let n = 3;
         let x: Vec<f64> = (0..n * 3 * 64 * 64)
@@ -222,13 +197,14 @@ mod tests {
             .map(|p| p.var.as_tensor().id())
             .collect();
         let n_frozen = frozen.len();
-        let rows = with_precision(prec, || {
+        let rows = {
             m.set_train_forwards(0);
-            let logits = with_frozen(frozen.clone(), || m.forward_t(&x, true)).unwrap();
+            let pass = Pass::autograd(m.compute(), true).with_frozen(&frozen);
+            let logits = m.forward(&x, &pass).unwrap();
             let loss = candle_nn::loss::cross_entropy(&logits, &y).unwrap();
             let autograd = loss.backward().unwrap();
             m.set_train_forwards(0);
-            let fwd = with_frozen(frozen.clone(), || m.train_forward(&x)).unwrap();
+            let fwd = m.train_forward(&x, &frozen).unwrap();
             let loss2 = candle_nn::loss::cross_entropy(fwd.logits(), &y).unwrap();
             assert_eq!(
                 loss.to_dtype(DType::F64)
@@ -254,7 +230,7 @@ mod tests {
                     )
                 })
                 .collect()
-        });
+        };
         (rows, n_frozen)
     }
 
@@ -314,7 +290,10 @@ mod tests {
     fn an_op_without_a_taped_backward_is_an_error() {
         let x = candle_core::Var::zeros((1, 1, 5, 5), DType::F32, &Device::Cpu).unwrap();
         // Padding over half the kernel takes the tensor-op max-pool, which has no tape entry.
-        let r = super::record(|| crate::model::pool::max_pool2d(x.as_tensor(), 3, 1, 2));
+        let r = super::record(|t| {
+            let pass = Pass::taped(Compute::default(), t);
+            crate::model::ops::pool::max_pool2d(x.as_tensor(), 3, 1, 2, &pass)
+        });
         let e = r.err().expect("an error").to_string();
         assert!(
             e.contains("max pool") && e.contains("no taped backward"),
@@ -328,9 +307,10 @@ mod tests {
     fn a_broken_chain_is_an_error() {
         let v =
             candle_core::Var::new(&[[1f32, -2.0, 3.0], [4.0, 5.0, -6.0]], &Device::Cpu).unwrap();
-        let (z, tape) = super::record(|| {
-            let y = crate::model::act::relu(v.as_tensor())?;
-            Ok(crate::model::act::relu(&y.t()?)?)
+        let (z, tape) = super::record(|t| {
+            let pass = Pass::taped(Compute::default(), t);
+            let y = crate::model::ops::relu::relu(v.as_tensor(), &pass)?;
+            Ok(crate::model::ops::relu::relu(&y.t()?, &pass)?)
         })
         .unwrap();
         let mut grads = candle_core::backprop::GradStore::default();

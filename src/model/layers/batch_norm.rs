@@ -1,7 +1,8 @@
 //! BatchNorm with PyTorch semantics: batch statistics and running-statistic updates
 //! (momentum 0.1, unbiased variance) in training, running statistics in evaluation.
-use super::bn_op::{affine_cpu, batch_norm_relu_train_cpu};
 use super::params::{value, Builder, Init, ParamKind};
+use crate::model::ops::batch_norm::{affine_cpu, batch_norm_relu_train_cpu};
+use crate::model::ops::pass::Pass;
 use crate::Result;
 use candle_core::{Tensor, Var};
 
@@ -32,32 +33,33 @@ impl BatchNorm {
         })
     }
 
-    /// Normalises `x`; in training also updates the running statistics.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_act(x, train, false)
+    /// Normalises `x`; in a training pass also updates the running statistics.
+    pub fn forward(&self, x: &Tensor, pass: &Pass<'_>) -> Result<Tensor> {
+        self.forward_act(x, pass, false)
     }
 
-    /// `relu(self.forward_t(x, train))`, fused into one pass on the CPU.
-    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_act(x, train, true)
+    /// `relu(self.forward(x, pass))`, fused into one pass on the CPU.
+    pub fn forward_relu(&self, x: &Tensor, pass: &Pass<'_>) -> Result<Tensor> {
+        self.forward_act(x, pass, true)
     }
 
-    fn forward_act(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+    fn forward_act(&self, x: &Tensor, pass: &Pass<'_>, relu: bool) -> Result<Tensor> {
         let fused = x.device().is_cpu()
             && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64);
         let act = |y: Tensor| -> Result<Tensor> { Ok(if relu && !fused { y.relu()? } else { y }) };
         // Shape that broadcasts a per-channel vector against x: (1, C) or (1, C, 1, 1).
         let mut bshape = vec![1usize; x.rank()];
         bshape[1] = self.channels;
-        let per_channel = |v: &Var| value(v).reshape(bshape.as_slice());
-        if train {
+        let per_channel = |v: &Var| value(v, pass).reshape(bshape.as_slice());
+        if pass.train {
             let (y, mean, var_biased, count) = if fused {
                 let (y, st) = batch_norm_relu_train_cpu(
                     x,
-                    &value(&self.weight),
-                    &value(&self.bias),
+                    &value(&self.weight, pass),
+                    &value(&self.bias, pass),
                     BN_EPS,
                     relu,
+                    pass,
                 )?;
                 let dev = x.device();
                 let mean = Tensor::from_vec(st.mean, self.channels, dev)?;
@@ -74,8 +76,8 @@ impl BatchNorm {
             let mean = mean.to_dtype(dtype)?;
             let unbiased =
                 (var_biased.to_dtype(dtype)? * (count as f64 / (count.max(2) - 1) as f64))?;
-            let rm = ((&value(&self.running_mean) * (1.0 - m))? + (mean * m)?)?;
-            let rv = ((&value(&self.running_var) * (1.0 - m))? + (unbiased * m)?)?;
+            let rm = ((&value(&self.running_mean, pass) * (1.0 - m))? + (mean * m)?)?;
+            let rv = ((&value(&self.running_var, pass) * (1.0 - m))? + (unbiased * m)?)?;
             self.running_mean.set(&rm)?;
             self.running_var.set(&rv)?;
             act(y)
@@ -116,7 +118,8 @@ fn train_with_tensor_ops(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::bn_op::batch_norm_train_cpu;
+    use crate::model::ops::batch_norm::batch_norm_train_cpu;
+    use crate::model::ops::pass::Compute;
     use candle_core::{Device, Var};
 
     fn rel(a: &Tensor, b: &Tensor) -> f64 {
@@ -157,10 +160,11 @@ mod tests {
                 let mut b = Builder::new(&mut store, &mut rng);
                 let bn = BatchNorm::new(&mut b, 4).unwrap();
                 let x = Var::from_vec(xs.clone(), &shape, &dev).unwrap();
+                let pass = Pass::autograd(Compute::default(), train);
                 let y = if fused {
-                    bn.forward_relu_t(x.as_tensor(), train).unwrap()
+                    bn.forward_relu(x.as_tensor(), &pass).unwrap()
                 } else {
-                    bn.forward_t(x.as_tensor(), train).unwrap().relu().unwrap()
+                    bn.forward(x.as_tensor(), &pass).unwrap().relu().unwrap()
                 };
                 let loss = (&y * &r).unwrap().sqr().unwrap().sum_all().unwrap();
                 let dx = loss.backward().unwrap().get(x.as_tensor()).unwrap().clone();
@@ -194,9 +198,9 @@ mod tests {
                 let g = Var::from_vec(g0.clone(), c, &dev).unwrap();
                 let b = Var::from_vec(b0.clone(), c, &dev).unwrap();
                 let y = if fused {
-                    batch_norm_train_cpu(x.as_tensor(), g.as_tensor(), b.as_tensor(), BN_EPS)
-                        .unwrap()
-                        .0
+                    let pass = Pass::autograd(Compute::default(), true);
+                    let (x, g, b) = (x.as_tensor(), g.as_tensor(), b.as_tensor());
+                    batch_norm_train_cpu(x, g, b, BN_EPS, &pass).unwrap().0
                 } else {
                     let gb = g.as_tensor().reshape(bshape.as_slice()).unwrap();
                     let bb = b.as_tensor().reshape(bshape.as_slice()).unwrap();

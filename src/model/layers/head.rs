@@ -2,10 +2,11 @@
 //! BatchNorm1d -> Dropout(0.25) -> Linear(2F, 512) -> ReLU -> BatchNorm1d(512) ->
 //! Dropout(0.5) -> Linear(512, classes), Kaiming-normal weights and zero biases.
 //! Tensor names follow fastai's Sequential indices (2, 4, 6, 8).
-use super::norm::BatchNorm;
+use super::batch_norm::BatchNorm;
+use super::linear::Linear;
 use super::params::{Builder, Init};
-use super::pool::concat_pool;
-use super::resnet::Linear;
+use crate::model::ops::pass::Pass;
+use crate::model::ops::pool::concat_pool;
 use crate::Result;
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -52,24 +53,25 @@ impl Head {
 
     /// Body features (N, F, h, w) -> logits (N, classes). `dropout_seed` seeds the dropout
     /// masks of this forward (training only), so runs are reproducible.
-    pub fn forward_t(&self, features: &Tensor, train: bool, dropout_seed: u64) -> Result<Tensor> {
+    pub fn forward(&self, features: &Tensor, pass: &Pass<'_>, dropout_seed: u64) -> Result<Tensor> {
         let n = features.dim(0)?;
+        let train = pass.train;
         if !train && n > 1 {
             // In evaluation each image goes alone: a matrix product rounds differently with
             // one row than with many (gemm takes another path), and an image must get the
             // same probabilities alone (Viewer, predict) as in a batch (eval, review).
             let rows = (0..n)
-                .map(|i| self.forward_t(&features.narrow(0, i, 1)?, false, 0))
+                .map(|i| self.forward(&features.narrow(0, i, 1)?, pass, 0))
                 .collect::<Result<Vec<_>>>()?;
             return Ok(Tensor::cat(&rows, 0)?);
         }
         let x = concat_pool(features)?;
-        let x = self.bn1.forward_t(&x, train)?;
+        let x = self.bn1.forward(&x, pass)?;
         let x = dropout(&x, DROPOUT[0], train, dropout_seed, 0)?;
-        let x = self.lin1.forward(&x)?.relu()?;
-        let x = self.bn2.forward_t(&x, train)?;
+        let x = self.lin1.forward(&x, pass)?.relu()?;
+        let x = self.bn2.forward(&x, pass)?;
         let x = dropout(&x, DROPOUT[1], train, dropout_seed, 1)?;
-        self.lin2.forward(&x)
+        self.lin2.forward(&x, pass)
     }
 }
 

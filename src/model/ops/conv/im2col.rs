@@ -1,7 +1,7 @@
 //! Patch matrices: image -> im2col columns and back (col2im), images side by side, and the
 //! weight reordered to the patch order candle's tiled kernel uses. Safe code only.
 use super::Geom;
-use crate::model::cpu_op::Widen;
+use crate::model::ops::cpu_op::Widen;
 use candle_core::WithDType;
 use rayon::prelude::*;
 

@@ -3,6 +3,7 @@
 //! that its backward is one scatter. bf16 activations (the bf16 training forward) are
 //! pooled as float32, plane by plane.
 use super::cpu_op::{contiguous, impl_op3, round_bf16, run_float, Widen};
+use super::pass::Pass;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
 use half::bf16;
 use rayon::prelude::*;
@@ -199,7 +200,7 @@ impl_op3!(MaxPoolBwd, "max-pool2d-bwd", "maxpool backward");
 /// The training forward on a tape: the output, and each maximum's position in its plane
 /// kept for the backward, which adds each output's gradient there (in the order the
 /// autograd backward adds them, so the result is the same bit for bit).
-pub(super) fn taped(x: &Tensor, pool: MaxPool) -> candle_core::Result<Tensor> {
+pub(super) fn taped(x: &Tensor, pool: MaxPool, pass: &Pass<'_>) -> candle_core::Result<Tensor> {
     let at = std::sync::Arc::new(std::sync::Mutex::new(None));
     let op = Indexed {
         pool,
@@ -210,7 +211,7 @@ pub(super) fn taped(x: &Tensor, pool: MaxPool) -> candle_core::Result<Tensor> {
         candle_core::Error::Msg("max pool: the maxima's positions are missing".into())
     })?;
     let (xshape, planes) = (x.shape().clone(), x.dims()[0] * x.dims()[1]);
-    super::tape::push([x], &y, move |dy, want| {
+    pass.push([x], &y, move |dy, want| {
         if !want[0] {
             return Ok([None]);
         }

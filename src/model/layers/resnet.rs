@@ -1,13 +1,13 @@
 //! ResNet-18/34/50 in torchvision's layout and tensor names, trainable (BatchNorm in train
 //! mode uses batch statistics), unlike `candle_transformers::models::resnet`.
-use super::act::add_relu;
+use super::batch_norm::BatchNorm;
 use super::conv::Conv2d;
-use super::norm::BatchNorm;
-use super::params::{Builder, Init, ParamKind, ParamStore};
-use super::pool::global_avg_pool;
-use super::pool::max_pool2d;
+use super::params::Builder;
+use crate::model::ops::pass::Pass;
+use crate::model::ops::pool::max_pool2d;
+use crate::model::ops::relu::add_relu;
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
@@ -135,22 +135,22 @@ impl Block {
         Ok(Self { convs, downsample })
     }
 
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, pass: &Pass<'_>) -> Result<Tensor> {
         let mut y = x.clone();
         let last = self.convs.len() - 1;
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            let z = conv.forward(&y)?;
+            let z = conv.forward(&y, pass)?;
             y = if i != last {
-                bn.forward_relu_t(&z, train)?
+                bn.forward_relu(&z, pass)?
             } else {
-                bn.forward_t(&z, train)?
+                bn.forward(&z, pass)?
             };
         }
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward_t(&d.conv.forward(x)?, train)?,
+            Some(d) => d.bn.forward(&d.conv.forward(x, pass)?, pass)?,
             None => x.clone(),
         };
-        Ok(add_relu(&y, &identity)?)
+        Ok(add_relu(&y, &identity, pass)?)
     }
 }
 
@@ -225,108 +225,19 @@ impl ResNetBody {
     }
 
     /// (N, 3, H, W) -> (N, features, H/32, W/32).
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
-        let mut x = max_pool2d(&x, 3, 2, 1)?;
+    pub fn forward(&self, x: &Tensor, pass: &Pass<'_>) -> Result<Tensor> {
+        let x = self.bn1.forward_relu(&self.conv1.forward(x, pass)?, pass)?;
+        let mut x = max_pool2d(&x, 3, 2, 1, pass)?;
         for layer in &self.layers {
             for block in layer {
-                x = block.forward_t(&x, train)?;
+                x = block.forward(&x, pass)?;
             }
         }
         if x.dtype() == candle_core::DType::BF16 {
-            // The bf16 training forward's activations (see `bn_op`): the head takes float32.
-            x = super::tape::widen(&x)?;
+            // The bf16 training forward's activations (see `ops::batch_norm`): the head
+            // takes float32.
+            x = crate::model::ops::tape::widen(&x, pass)?;
         }
         Ok(x)
-    }
-}
-
-/// A fully-connected layer `y = x W^T + b`.
-#[derive(Debug, Clone)]
-pub struct Linear {
-    weight: Var,
-    bias: Var,
-}
-
-impl Linear {
-    /// A linear layer with explicit initialisation of weight and bias.
-    pub fn new(
-        b: &mut Builder,
-        c_in: usize,
-        c_out: usize,
-        w_init: Init,
-        b_init: Init,
-    ) -> Result<Self> {
-        Ok(Self {
-            weight: b.param("weight", &[c_out, c_in], w_init, ParamKind::Weight)?,
-            bias: b.param("bias", &[c_out], b_init, ParamKind::Bias)?,
-        })
-    }
-
-    /// torchvision/PyTorch default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both.
-    pub fn torch_default(b: &mut Builder, c_in: usize, c_out: usize) -> Result<Self> {
-        let bound = 1.0 / (c_in as f64).sqrt();
-        Self::new(b, c_in, c_out, Init::Uniform(bound), Init::Uniform(bound))
-    }
-
-    /// (N, in) -> (N, out).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&super::params::value(&self.weight).t()?)?
-            .broadcast_add(&super::params::value(&self.bias))?)
-    }
-}
-
-/// A complete torchvision ResNet (body, average pool, `fc`): used to check our numbers
-/// against torchvision and to count parameters.
-#[derive(Debug, Clone)]
-pub struct ResNet {
-    /// The parameters, named exactly as torchvision's state_dict.
-    pub store: ParamStore,
-    body: ResNetBody,
-    fc: Linear,
-}
-
-impl ResNet {
-    /// A randomly initialised ResNet with a `num_classes` fc.
-    pub fn new(backbone: Backbone, num_classes: usize, seed: u64, device: &Device) -> Result<Self> {
-        Self::with_dtype(backbone, num_classes, seed, device, DType::F32)
-    }
-
-    /// The same with tensors of `dtype` (float64 separates rounding from real differences).
-    pub fn with_dtype(
-        backbone: Backbone,
-        num_classes: usize,
-        seed: u64,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Self> {
-        let mut store = ParamStore::with_dtype(device, dtype);
-        let mut rng = super::params::init_rng(seed);
-        let mut b = Builder::new(&mut store, &mut rng);
-        let body = ResNetBody::new(&mut b, backbone)?;
-        let fc = Linear::torch_default(&mut b.pp("fc"), backbone.features(), num_classes)?;
-        Ok(Self { store, body, fc })
-    }
-
-    /// Logits (N, num_classes).
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let f = self.body.forward_t(x, train)?;
-        self.fc.forward(&global_avg_pool(&f)?)
-    }
-
-    /// A training-mode forward as training runs it (the body's backward from a tape on the
-    /// CPU, see [`super::Classifier::train_forward`]).
-    pub fn train_forward(&self, x: &Tensor) -> Result<super::classifier::TrainForward> {
-        super::classifier::TrainForward::new(
-            x,
-            || self.body.forward_t(x, true),
-            |f| self.fc.forward(&global_avg_pool(f)?),
-        )
-    }
-}
-
-impl candle_core::ModuleT for ResNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        ResNet::forward_t(self, xs, train).map_err(candle_core::Error::wrap)
     }
 }

@@ -20,7 +20,7 @@ pub(crate) fn contiguous<'a, T: WithDType>(
 /// (`covid-resnet bench --profile`).
 macro_rules! run_float {
     ($op:expr, $name:expr, $prof:expr; $s1:ident $(, $arg:ident)*) => {{
-        let _p = $crate::model::prof::scope($prof);
+        let _p = $crate::model::ops::prof::scope($prof);
         match $s1 {
             candle_core::CpuStorage::F32(_) => $op.run::<f32>($s1 $(, $arg)*),
             candle_core::CpuStorage::F64(_) => $op.run::<f64>($s1 $(, $arg)*),
@@ -93,13 +93,13 @@ pub(crate) fn bf16_operands<'a>(
 /// operand (timed under `$prof16`), else `run::<f32 or f64>`.
 macro_rules! run_mixed {
     ($op:expr, $name:expr, $prof:expr, $prof16:expr; $s1:ident, $l1:ident, $s2:ident, $l2:ident) => {{
-        match $crate::model::cpu_op::bf16_operands($op.precision(), $s1, $l1, $s2, $l2)? {
+        match $crate::model::ops::cpu_op::bf16_operands($op.precision(), $s1, $l1, $s2, $l2)? {
             Some((a, b)) => {
-                let _p = $crate::model::prof::scope($prof16);
+                let _p = $crate::model::ops::prof::scope($prof16);
                 let (v, shape) = $op.run_bf16(a, b)?;
                 Ok((candle_core::CpuStorage::F32(v), shape))
             }
-            None => $crate::model::cpu_op::run_float!($op, $name, $prof; $s1, $l1, $s2, $l2),
+            None => $crate::model::ops::cpu_op::run_float!($op, $name, $prof; $s1, $l1, $s2, $l2),
         }
     }};
 }
@@ -110,7 +110,7 @@ pub(crate) use run_mixed;
 /// activations with float32 gradients. Timed under `$prof`.
 macro_rules! run_saved {
     ($op:expr, $name:expr, $prof:expr; $s1:ident $(, $arg:ident)*) => {{
-        let _p = $crate::model::prof::scope($prof);
+        let _p = $crate::model::ops::prof::scope($prof);
         match $s1 {
             candle_core::CpuStorage::F32(_) => $op.run::<f32, f32>($s1 $(, $arg)*),
             candle_core::CpuStorage::F64(_) => $op.run::<f64, f64>($s1 $(, $arg)*),
@@ -139,18 +139,18 @@ macro_rules! impl_op2 {
                 s2: &candle_core::CpuStorage,
                 l2: &candle_core::Layout,
             ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-                $crate::model::cpu_op::$run!(self, $name, $($prof),+; s1, l1, s2, l2)
+                $crate::model::ops::cpu_op::$run!(self, $name, $($prof),+; s1, l1, s2, l2)
             }
         }
     };
     ($ty:ty, $name:literal, $prof:literal, bf16 $prof16:literal) => {
-        $crate::model::cpu_op::impl_op2!(@impl $ty, $name, run_mixed($prof, $prof16));
+        $crate::model::ops::cpu_op::impl_op2!(@impl $ty, $name, run_mixed($prof, $prof16));
     };
     ($ty:ty, $name:literal, $prof:literal) => {
-        $crate::model::cpu_op::impl_op2!(@impl $ty, $name, run_float($prof));
+        $crate::model::ops::cpu_op::impl_op2!(@impl $ty, $name, run_float($prof));
     };
     ($ty:ty, $name:literal, $prof:literal, saved) => {
-        $crate::model::cpu_op::impl_op2!(@impl $ty, $name, run_saved($prof));
+        $crate::model::ops::cpu_op::impl_op2!(@impl $ty, $name, run_saved($prof));
     };
 }
 pub(crate) use impl_op2;
@@ -159,10 +159,10 @@ pub(crate) use impl_op2;
 /// with `saved`, `fn run<A, T>` through [`run_saved!`].
 macro_rules! impl_op3 {
     ($ty:ty, $name:literal, $prof:literal) => {
-        $crate::model::cpu_op::impl_op3!(@impl $ty, $name, $prof, run_float);
+        $crate::model::ops::cpu_op::impl_op3!(@impl $ty, $name, $prof, run_float);
     };
     ($ty:ty, $name:literal, $prof:literal, saved) => {
-        $crate::model::cpu_op::impl_op3!(@impl $ty, $name, $prof, run_saved);
+        $crate::model::ops::cpu_op::impl_op3!(@impl $ty, $name, $prof, run_saved);
     };
     (@impl $ty:ty, $name:literal, $prof:literal, $run:ident) => {
         impl candle_core::CustomOp3 for $ty {
@@ -179,7 +179,7 @@ macro_rules! impl_op3 {
                 s3: &candle_core::CpuStorage,
                 l3: &candle_core::Layout,
             ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-                $crate::model::cpu_op::$run!(self, $name, $prof; s1, l1, s2, l2, s3, l3)
+                $crate::model::ops::cpu_op::$run!(self, $name, $prof; s1, l1, s2, l2, s3, l3)
             }
         }
     };

@@ -2,10 +2,11 @@
 use super::head::Head;
 use super::params::{init_rng, Builder, Param, ParamStore};
 use super::resnet::{Backbone, ResNetBody};
-use super::tape::Tape;
+use super::train_forward::TrainForward;
+use crate::model::ops::pass::{Compute, Pass};
 use crate::Result;
-use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, TensorId, Var};
+use candle_core::{DType, Device, Tensor, TensorId};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ pub struct Classifier {
     seed: u64,
     /// Training forwards so far: with the seed it determines the next dropout masks.
     train_forwards: Arc<AtomicU64>,
+    /// Kernel and precision of its passes.
+    compute: Compute,
 }
 
 impl Classifier {
@@ -59,6 +62,7 @@ impl Classifier {
             num_classes,
             seed,
             train_forwards: Arc::new(AtomicU64::new(0)),
+            compute: Compute::default(),
         })
     }
 
@@ -101,92 +105,71 @@ impl Classifier {
         self.train_forwards.store(n, Ordering::SeqCst)
     }
 
-    /// The body's feature map (N, F, h, w): the last convolutional block, used by Grad-CAM.
-    pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.body.forward_t(x, train)
+    /// What the model computes with (kernel, precision).
+    pub fn compute(&self) -> Compute {
+        self.compute
     }
 
-    /// Logits from a feature map.
+    /// Computes in `compute` from now on (the convolution kernel and the precision of its
+    /// products: `--precision`, `bench --conv`).
+    pub fn set_compute(&mut self, compute: Compute) {
+        self.compute = compute;
+    }
+
+    /// The body's feature map (N, F, h, w), the last convolutional block, on autograd.
+    pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.body.forward(x, &Pass::autograd(self.compute, train))
+    }
+
+    /// Logits from a feature map, on autograd (Grad-CAM differentiates them).
     pub fn head_forward(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        let seed = if train {
+        self.head_in(features, &Pass::autograd(self.compute, train))
+    }
+
+    /// The head in `pass`; a training pass draws the next dropout masks.
+    fn head_in(&self, features: &Tensor, pass: &Pass<'_>) -> Result<Tensor> {
+        let seed = if pass.train {
             let n = self.train_forwards.fetch_add(1, Ordering::SeqCst);
             self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ n
         } else {
             0
         };
-        self.head.forward_t(features, train, seed)
+        self.head.forward(features, pass, seed)
     }
 
-    /// A training-mode forward ready for its backward ([`TrainForward::backward`]): on the
-    /// CPU the body's backward runs from a tape (`model::tape`: the same gradients, less
-    /// memory and bookkeeping than candle's autograd), the head's through autograd.
-    pub fn train_forward(&self, x: &Tensor) -> Result<TrainForward> {
-        TrainForward::new(x, || self.features(x, true), |f| self.head_forward(f, true))
+    /// A training-mode forward ready for its backward ([`TrainForward::backward`]), with the
+    /// parameters in `frozen` read detached (no gradient for them): on the CPU the body's
+    /// backward runs from a tape (`ops::tape`: the same gradients, less memory and
+    /// bookkeeping than candle's autograd), the head's through autograd.
+    pub fn train_forward(&self, x: &Tensor, frozen: &HashSet<TensorId>) -> Result<TrainForward> {
+        TrainForward::new(
+            x,
+            self.compute,
+            frozen,
+            |pass| self.body.forward(x, pass),
+            |f, pass| self.head_in(f, pass),
+        )
     }
 
     /// Evaluation-mode logits without recording an autograd graph (inference, test sets):
     /// each activation is freed once used.
     pub fn infer(&self, x: &Tensor) -> Result<Tensor> {
-        super::params::no_grad(|| self.forward_t(x, false))
+        self.forward(x, &Pass::infer(self.compute))
     }
 
     /// Evaluation-mode feature map without an autograd graph (Grad-CAM's starting point).
     pub fn infer_features(&self, x: &Tensor) -> Result<Tensor> {
-        super::params::no_grad(|| self.features(x, false))
+        self.body.forward(x, &Pass::infer(self.compute))
     }
 
-    /// Logits (N, classes) for normalised images (N, 3, H, W).
+    /// Logits (N, classes) for normalised images (N, 3, H, W), on autograd.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let f = self.features(x, train)?;
-        self.head_forward(&f, train)
-    }
-}
-
-/// The result of [`Classifier::train_forward`].
-pub struct TrainForward {
-    logits: Tensor,
-    /// The body's output, the head's leaf copy of it and the body's tape (CPU).
-    body: Option<(TensorId, Var, Tape)>,
-}
-
-impl TrainForward {
-    /// The training forward of `x` through `body` and then `head`: on the CPU the body's ops
-    /// are recorded on a tape, and the head starts from a copy of the body's output that
-    /// autograd treats as a leaf; elsewhere autograd throughout.
-    pub(crate) fn new(
-        x: &Tensor,
-        body: impl FnOnce() -> Result<Tensor>,
-        head: impl FnOnce(&Tensor) -> Result<Tensor>,
-    ) -> Result<Self> {
-        if !super::tape::supported(x.device(), x.dtype()) {
-            return Ok(Self {
-                logits: head(&body()?)?,
-                body: None,
-            });
-        }
-        let (features, tape) = super::tape::record(body)?;
-        let leaf = Var::from_tensor(&features)?;
-        let logits = head(leaf.as_tensor())?;
-        Ok(Self {
-            logits,
-            body: Some((features.id(), leaf, tape)),
-        })
+        self.forward(x, &Pass::autograd(self.compute, train))
     }
 
-    /// The logits (N, classes).
-    pub fn logits(&self) -> &Tensor {
-        &self.logits
-    }
-
-    /// The gradients of `loss` (computed from [`Self::logits`]) for every trainable
-    /// parameter.
-    pub fn backward(self, loss: &Tensor) -> Result<GradStore> {
-        let mut grads = loss.backward()?;
-        if let Some((features, leaf, tape)) = self.body {
-            if let Some(d) = grads.remove(leaf.as_tensor()) {
-                tape.backward(features, d, &mut grads)?;
-            }
-        }
-        Ok(grads)
+    /// Logits in `pass` (its compute, not the model's, applies).
+    pub fn forward(&self, x: &Tensor, pass: &Pass<'_>) -> Result<Tensor> {
+        let f = self.body.forward(x, pass)?;
+        self.head_in(&f, pass)
     }
 }

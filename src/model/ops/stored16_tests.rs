@@ -1,18 +1,23 @@
-//! The bf16 training forward stores activations in bf16 (see `bn_op`). Each op that reads
+//! The bf16 training forward stores activations in bf16 (see `batch_norm`). Each op that reads
 //! one must compute what its float32 version computes on the same values widened to float32
 //! (exactly representable), bit for bit: the forward output (rounded to bf16 where the op
 //! stores bf16) and the float32 gradients of the backward.
-use super::act::add_relu;
 use super::conv::conv2d;
+use super::pass::{Compute, Pass};
 use super::pool::max_pool2d;
-use super::precision::{with_precision, Precision};
+use super::precision::Precision;
+use super::relu::add_relu;
 use super::tape;
-use super::test_util::bits;
+use crate::model::test_util::bits;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 
+fn bf16_compute() -> Compute {
+    Compute::with_precision(Precision::Bf16)
+}
+
 fn randn(seed: u64, shape: &[usize]) -> Tensor {
-    super::test_util::randn(seed, shape, 1.0, 0.0)
+    crate::model::test_util::randn(seed, shape, 1.0, 0.0)
 }
 
 /// `f` on `inputs` (as variables) recorded in bf16 precision, then the tape run back from
@@ -20,14 +25,14 @@ fn randn(seed: u64, shape: &[usize]) -> Tensor {
 fn taped(
     inputs: &[Tensor],
     dy: &Tensor,
-    f: impl Fn(&[Tensor]) -> candle_core::Result<Tensor>,
+    f: impl Fn(&[Tensor], &Pass<'_>) -> candle_core::Result<Tensor>,
 ) -> (Tensor, Vec<Tensor>) {
     let vars: Vec<Var> = inputs
         .iter()
         .map(|t| Var::from_tensor(t).unwrap())
         .collect();
     let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-    let (y, tape) = with_precision(Precision::Bf16, || tape::record(|| Ok(f(&ts)?)).unwrap());
+    let (y, tape) = tape::record(|t| Ok(f(&ts, &Pass::taped(bf16_compute(), t))?)).unwrap();
     let mut grads = GradStore::default();
     tape.backward(y.id(), dy.clone(), &mut grads).unwrap();
     let g = ts.iter().map(|t| grads.get(t).unwrap().clone()).collect();
@@ -40,13 +45,13 @@ fn assert_same_as_f32(
     what: &str,
     inputs16: &[Tensor],
     out16: bool,
-    f: impl Fn(&[Tensor]) -> candle_core::Result<Tensor>,
+    f: impl Fn(&[Tensor], &Pass<'_>) -> candle_core::Result<Tensor>,
 ) {
     let inputs32: Vec<Tensor> = inputs16
         .iter()
         .map(|t| t.to_dtype(DType::F32).unwrap())
         .collect();
-    let y32 = with_precision(Precision::Bf16, || f(&inputs32)).unwrap();
+    let y32 = f(&inputs32, &Pass::autograd(bf16_compute(), true)).unwrap();
     let dy = randn(99, y32.dims());
     let (y16, g16) = taped(inputs16, &dy, &f);
     let (y32, g32) = taped(&inputs32, &dy, &f);
@@ -95,7 +100,7 @@ fn a_convolution_reads_a_bf16_input_as_its_float32_value() {
             &format!("conv {k}x{k} stride {s} on {n}x{c}x{h}x{h}"),
             &[x, w],
             false,
-            |t| conv2d(&t[0], &t[1], s, p),
+            |t, pass| conv2d(&t[0], &t[1], s, p, pass),
         );
     }
 }
@@ -105,8 +110,8 @@ fn a_convolution_reads_a_bf16_input_as_its_float32_value() {
 fn add_relu_of_bf16_activations_is_the_float32_one_rounded() {
     let a = bf16(randn(3, &[2, 5, 7, 9]));
     let b = bf16(randn(4, &[2, 5, 7, 9]));
-    assert_same_as_f32("add+relu", &[a, b], true, |t| {
-        add_relu(&t[0], &t[1]).map_err(candle_core::Error::wrap)
+    assert_same_as_f32("add+relu", &[a, b], true, |t, pass| {
+        add_relu(&t[0], &t[1], pass).map_err(candle_core::Error::wrap)
     });
 }
 
@@ -114,8 +119,8 @@ fn add_relu_of_bf16_activations_is_the_float32_one_rounded() {
 #[test]
 fn max_pool_of_a_bf16_activation_is_the_float32_one() {
     let x = bf16((randn(5, &[2, 3, 12, 11]) * 2.0).unwrap().round().unwrap());
-    assert_same_as_f32("max pool", &[x], true, |t| {
-        max_pool2d(&t[0], 3, 2, 1).map_err(candle_core::Error::wrap)
+    assert_same_as_f32("max pool", &[x], true, |t, pass| {
+        max_pool2d(&t[0], 3, 2, 1, pass).map_err(candle_core::Error::wrap)
     });
 }
 
@@ -125,7 +130,9 @@ fn max_pool_of_a_bf16_activation_is_the_float32_one() {
 fn widening_passes_the_gradient_through() {
     let x = bf16(randn(6, &[2, 3, 4, 4]));
     let dy = randn(7, &[2, 3, 4, 4]);
-    let (y, g) = taped(std::slice::from_ref(&x), &dy, |t| tape::widen(&t[0]));
+    let (y, g) = taped(std::slice::from_ref(&x), &dy, |t, pass| {
+        tape::widen(&t[0], pass)
+    });
     assert_eq!(y.dtype(), DType::F32);
     assert_eq!(bits(&y), bits(&x));
     assert_eq!(bits(&g[0]), bits(&dy));
