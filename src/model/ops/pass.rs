@@ -11,8 +11,6 @@
 use super::conv::ConvImpl;
 use super::precision::Precision;
 use super::tape::Tape;
-#[cfg(test)]
-use candle_core::DType;
 use candle_core::{Tensor, TensorId};
 use std::cell::RefCell;
 use std::collections::HashSet;
