@@ -1,59 +1,9 @@
-//! Decoding radiographs to one grayscale float image in [0, 1].
-//!
-//! 8-bit images map 0..255 to 0..1. 16-bit images often carry 10-, 12- or 14-bit data:
-//! the bits actually used (the smallest n with max < 2^n, at least 8) set the scale, as
-//! DICOM's BitsStored would, so a 12-bit radiograph is not left nearly black.
+//! Decoding radiograph files (PNG, JPEG, BMP, TIFF; DICOM through `dicom`) to one grayscale
+//! float image in [0, 1] (`gray`).
+use super::gray::{to_gray, GrayImage, MAX_ALLOC_BYTES, MAX_PIXELS, MAX_SIDE_PX};
 use crate::{Error, Result};
-use image::{DynamicImage, ImageReader, Limits};
+use image::{ImageReader, Limits};
 use std::path::Path;
-
-/// Largest accepted width or height, in pixels.
-pub const MAX_SIDE_PX: u32 = 16_384;
-/// Largest accepted decoded allocation, in bytes (decompression-bomb guard).
-pub const MAX_ALLOC_BYTES: u64 = 256 << 20;
-/// Largest accepted number of pixels (33.5 million; a 4300 x 4300 radiograph has 18.5
-/// million): with the float copy this bounds one decode to about 0.6 GiB.
-pub const MAX_PIXELS: u64 = 32 << 20;
-
-/// A decoded grayscale image.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GrayImage {
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// Row-major intensities in [0, 1].
-    pub data: Vec<f32>,
-    /// Bits per sample of the source (8, 16 or 32 for float).
-    pub bit_depth: u8,
-    /// True when the source has colour content (channels that differ in more than 1% of
-    /// pixels), not merely gray stored as RGB; radiographs are gray.
-    pub was_color: bool,
-    /// Short name of the source format ("png", "jpeg", "dicom", ...).
-    pub format: String,
-    /// DICOM facts, for DICOM sources.
-    pub dicom: Option<super::dicom::DicomInfo>,
-}
-
-#[cfg(test)]
-impl GrayImage {
-    /// An 8-bit gray PNG-like image with pixel (x, y) = `f(x, y)` (unit tests).
-    pub(crate) fn from_fn(w: u32, h: u32, f: impl Fn(u32, u32) -> f32) -> Self {
-        let data = (0..h)
-            .flat_map(|y| (0..w).map(move |x| (x, y)))
-            .map(|(x, y)| f(x, y))
-            .collect();
-        Self {
-            width: w,
-            height: h,
-            data,
-            bit_depth: 8,
-            was_color: false,
-            format: "png".into(),
-            dicom: None,
-        }
-    }
-}
 
 /// Decodes an image file.
 pub fn decode_file(path: &Path) -> Result<GrayImage> {
@@ -124,66 +74,10 @@ fn jpeg_has_end(bytes: &[u8]) -> bool {
     tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
-pub(crate) fn to_gray(img: DynamicImage, format: String) -> std::result::Result<GrayImage, String> {
-    let (width, height) = (img.width(), img.height());
-    if width == 0 || height == 0 {
-        return Err("image has no pixels".into());
-    }
-    let was_color = img.color().has_color() && has_color_content(&img);
-    let (data, bit_depth) = match &img {
-        DynamicImage::ImageLuma8(_)
-        | DynamicImage::ImageLumaA8(_)
-        | DynamicImage::ImageRgb8(_)
-        | DynamicImage::ImageRgba8(_) => {
-            let l = img.to_luma8();
-            (
-                l.into_raw().into_iter().map(|v| v as f32 / 255.0).collect(),
-                8,
-            )
-        }
-        DynamicImage::ImageRgb32F(_) | DynamicImage::ImageRgba32F(_) => {
-            let l = img.to_luma32f().into_raw();
-            if l.iter().any(|v| !v.is_finite()) {
-                return Err("float image contains NaN or infinite values".into());
-            }
-            (l.into_iter().map(|v| v.clamp(0.0, 1.0)).collect(), 32)
-        }
-        _ => {
-            let l = img.to_luma16().into_raw();
-            let max = l.iter().copied().max().unwrap_or(0) as u32;
-            let bits = (32 - max.leading_zeros()).max(8);
-            let scale = ((1u32 << bits) - 1) as f32;
-            (l.into_iter().map(|v| v as f32 / scale).collect(), 16)
-        }
-    };
-    Ok(GrayImage {
-        width,
-        height,
-        data,
-        bit_depth,
-        was_color,
-        format,
-        dicom: None,
-    })
-}
-
-fn has_color_content(img: &DynamicImage) -> bool {
-    let rgb = img.to_rgb8();
-    let n = rgb.pixels().len();
-    let colored = rgb
-        .pixels()
-        .filter(|p| {
-            let [r, g, b] = p.0;
-            r.abs_diff(g) > 8 || g.abs_diff(b) > 8 || r.abs_diff(b) > 8
-        })
-        .count();
-    colored * 100 > n
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::{ImageBuffer, Luma, Rgba};
+    use image::{DynamicImage, ImageBuffer, Luma, Rgba};
 
     fn png_bytes(img: DynamicImage) -> Vec<u8> {
         let mut out = std::io::Cursor::new(Vec::new());

@@ -6,6 +6,7 @@ pub mod decode;
 pub mod dicom;
 pub mod disk_cache;
 pub mod fingerprint;
+pub mod gray;
 pub mod loader;
 pub mod preprocess;
 pub mod sampler;

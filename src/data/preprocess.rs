@@ -1,7 +1,7 @@
 //! The one way an image becomes network input: resized to the square input size (f32,
 //! antialiased), then normalised per channel. Training batches, evaluation, `predict` and
 //! the Viewer all go through [`Preprocess`] and [`Normalization`].
-use super::decode::GrayImage;
+use super::gray::GrayImage;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use image::imageops::FilterType;

@@ -5,7 +5,7 @@
 //!
 //! The feature map is cut out of the graph and made a variable of its own, so one backward
 //! pass through the head gives exactly d score / d features and nothing flows into the body.
-use crate::data::decode::GrayImage;
+use crate::data::gray::GrayImage;
 use crate::model::Classifier;
 use crate::Result;
 use candle_core::{DType, Device, Tensor, Var};

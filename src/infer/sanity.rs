@@ -8,7 +8,7 @@
 //!   so a negative difference flags every inverted COVIDx image and none of the originals;
 //! - contrast: the 1st-99th percentile range was at least 0.333 (median 0.788); below 0.15
 //!   is called nearly constant.
-use crate::data::decode::GrayImage;
+use crate::data::gray::GrayImage;
 
 /// Aspect ratios (long side / short side) above this are warned about.
 pub const MAX_ASPECT: f32 = 1.6;
@@ -245,7 +245,7 @@ mod tests {
         );
 
         let mut lat = film(300, 300);
-        lat.dicom = Some(crate::data::dicom::DicomInfo {
+        lat.dicom = Some(crate::data::gray::DicomInfo {
             view_position: Some("LL ".into()),
             ..Default::default()
         });

@@ -2,8 +2,8 @@
 //! COVIDx v1), `predict --gradcam`, and the exported confusion-matrix PNG.
 use crate::common::{bin, shared_dir};
 use candle_core::Device;
-use covid_resnet::data::decode::{decode_file, GrayImage};
 use covid_resnet::data::split::Dataset;
+use covid_resnet::data::{decode::decode_file, gray::GrayImage};
 use covid_resnet::infer::sanity::{check, polarity_contrast};
 use covid_resnet::infer::{InputWarning, Predictor};
 use covid_resnet::model::io::model_file::{save_model, ModelMeta};

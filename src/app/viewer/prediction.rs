@@ -3,7 +3,7 @@
 use super::state::{Loaded, ViewerSettings};
 use super::worker::AnalysisKey;
 use crate::app::notices::{error_text, warning_text};
-use crate::data::decode::GrayImage;
+use crate::data::gray::GrayImage;
 use egui::{Color32, RichText};
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! each image's latest analysis, and which image is analysed next.
 use super::image_view::ViewState;
 use super::worker::AnalysisKey;
-use crate::data::decode::GrayImage;
+use crate::data::gray::GrayImage;
 use crate::infer::predictor::Analysis;
 use crate::infer::Predictor;
 use egui::TextureHandle;

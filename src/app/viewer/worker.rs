@@ -1,8 +1,11 @@
 //! The Viewer's background work: decoding on the rayon pool, model loading, predictions,
 //! Grad-CAM and test-set runs on one "viewer-infer" thread, replies over a channel. The UI
 //! thread never waits on any of it.
-use crate::data::decode::{decode_bytes, decode_file, GrayImage};
 use crate::data::split::{DataOptions, Dataset};
+use crate::data::{
+    decode::{decode_bytes, decode_file},
+    gray::GrayImage,
+};
 use crate::device::DeviceChoice;
 use crate::eval::report::EvalReport;
 use crate::eval::{evaluate, EvalOptions};

@@ -1,5 +1,5 @@
 //! Colour DICOM frames to RGB in [0, 1], handed to the program's one colour-to-grey path
-//! (`decode::to_gray`, which also decides the colour warning): RGB, YBR_FULL and
+//! (`gray::to_gray`, which also decides the colour warning): RGB, YBR_FULL and
 //! YBR_FULL_422 (converted as PS3.3 C.7.6.3.1.2 defines), PALETTE COLOR (the red, green and
 //! blue palette LUTs), and what a codec already turned into RGB (JPEG's YBR, JPEG 2000's
 //! YBR_RCT and YBR_ICT).

@@ -2,7 +2,7 @@
 //! dicom-rs's JPEG codec (`jpeg-decoder`) reads 8-bit DCT only, so these frames go to
 //! `libjpeg-turbo-rs` (a Rust port of libjpeg-turbo 3, whose 12-bit path it follows). Colour
 //! frames come out as RGB, as libjpeg gives them.
-use crate::data::decode::{MAX_ALLOC_BYTES, MAX_PIXELS, MAX_SIDE_PX};
+use crate::data::gray::{MAX_ALLOC_BYTES, MAX_PIXELS, MAX_SIDE_PX};
 use dicom_core::value::Value;
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;

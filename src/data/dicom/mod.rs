@@ -15,43 +15,8 @@ pub mod testing;
 mod voi;
 mod vr;
 
-use super::decode::GrayImage;
+use super::gray::{DicomInfo, GrayImage};
 use dicom_dictionary_std::tags;
-
-/// Facts of a DICOM file that matter for interpreting the image (no patient data).
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
-pub struct DicomInfo {
-    /// Modality (CR, DX, CT, ...).
-    pub modality: Option<String>,
-    /// MONOCHROME1, MONOCHROME2, RGB, ...
-    pub photometric: String,
-    /// View position (PA, AP, LL, ...).
-    pub view_position: Option<String>,
-    /// Bits stored per sample.
-    pub bits_stored: u16,
-    /// Bits allocated per sample (1, 8, 16 or 32).
-    pub bits_allocated: u16,
-    /// Number of frames (the first is used).
-    pub frames: u32,
-    /// Transfer syntax UID.
-    pub transfer_syntax: String,
-    /// The transfer syntax's name.
-    pub transfer_syntax_name: String,
-    /// False for a bare data set without a File Meta header.
-    pub meta_header: bool,
-    /// Whether a window or VOI LUT from the file was applied.
-    pub windowed: bool,
-    /// What was wrong with the File Meta header and how the file was read anyway.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub header_note: Option<String>,
-}
-
-impl DicomInfo {
-    /// "N frames (the first is used)" for a multi-frame file, else `None`.
-    pub fn frames_note(&self) -> Option<String> {
-        (self.frames > 1).then(|| format!("{} frames (the first is used)", self.frames))
-    }
-}
 
 /// True when the bytes look like a DICOM file: preamble + "DICM", a bare meta group, or a
 /// bare data set (no File Meta header) starting in group 0008.
@@ -138,7 +103,7 @@ pub fn decode_dicom(bytes: &[u8]) -> Result<(GrayImage, DicomInfo), String> {
         )?;
         let img = image::Rgb32FImage::from_raw(width, height, rgb)
             .ok_or("DICOM colour frame has the wrong number of samples")?;
-        let mut g = super::decode::to_gray(image::DynamicImage::ImageRgb32F(img), "dicom".into())?;
+        let mut g = super::gray::to_gray(image::DynamicImage::ImageRgb32F(img), "dicom".into())?;
         g.bit_depth = info.bits_stored.min(255) as u8;
         g.dicom = Some(info.clone());
         return Ok((g, info));

@@ -2,7 +2,7 @@
 //! stored, high bit, sign, planar configuration), its bytes (as stored, or decoded by
 //! dicom-rs's codecs), and the stored values read from them (1, 8, 16 or 32 bits allocated,
 //! masked to BitsStored at HighBit, sign-extended when signed).
-use super::super::decode::{MAX_ALLOC_BYTES, MAX_PIXELS, MAX_SIDE_PX};
+use crate::data::gray::{MAX_ALLOC_BYTES, MAX_PIXELS, MAX_SIDE_PX};
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;

@@ -7,7 +7,7 @@
 //! sequence PS3.5 6.2.2 says it is.
 
 use super::vr::{dictionary_vr, known_vr, long_vr, value_size};
-use crate::data::decode::MAX_ALLOC_BYTES;
+use crate::data::gray::MAX_ALLOC_BYTES;
 use std::io::Read;
 
 pub(super) const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
