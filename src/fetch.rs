@@ -33,6 +33,11 @@ fn hash_all(mut f: std::fs::File, path: &Path) -> Result<(Sha256, u64)> {
     Ok((h, n))
 }
 
+/// SHA-256 (hex) of bytes in memory.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 /// SHA-256 (hex) of a file, and its length.
 pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;

@@ -1,5 +1,6 @@
-//! `covid-resnet model info | f16 | calibrate | threshold`: what a model file says, a
-//! half-size copy, a temperature fitted on held-out images, an operating point.
+//! `covid-resnet model info | f16 | ensemble | calibrate | threshold`: what a model file
+//! says, a half-size copy, several models as one, a temperature fitted on held-out images,
+//! an operating point.
 use super::args::DataSetArgs;
 use crate::data::split::SplitKind;
 use crate::eval::calibration::{ece, fit_temperature, reliability, scaled, top_label};
@@ -7,8 +8,9 @@ use crate::eval::{evaluate, EvalOptions};
 use crate::files::shown;
 use crate::infer::decision::OperatingPoint;
 use crate::infer::Predictor;
+use crate::model::io::ensemble::write_ensemble;
 use crate::model::io::model_file::{
-    load_model, read_meta, rewrite_meta, save_model_as, SavedOperatingPoint, Temperature,
+    load_networks, read_meta, rewrite_meta, rewrite_tensors_as, SavedOperatingPoint, Temperature,
 };
 use crate::model::io::shipped::describe;
 use candle_core::{DType, Device};
@@ -37,6 +39,16 @@ pub enum ModelCommand {
         input: PathBuf,
         /// Where to write the copy.
         output: PathBuf,
+    },
+    /// Joins model files into one ensemble file: its probabilities are the mean of the
+    /// members' (same classes and input handling; backbones may differ).
+    Ensemble {
+        /// The members' model files (2 to 16).
+        #[arg(required = true, num_args = 2..)]
+        members: Vec<PathBuf>,
+        /// Where to write the ensemble.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Fits temperature scaling on held-out images (never the test split) and writes a copy
     /// of the model that applies it: its probabilities become softmax(logits / T).
@@ -82,14 +94,11 @@ pub struct CalibrateArgs {
 
 fn calibrate(a: &CalibrateArgs) -> anyhow::Result<ExitCode> {
     let model = super::model_or_shipped(a.model.as_deref())?;
-    let (net, mut meta) = load_model(&model, &Device::Cpu)?;
+    let (nets, mut meta) = load_networks(&model, &Device::Cpu)?;
     // Fitted on the raw probabilities, whatever the file applied before.
     meta.temperature = None;
-    let seed = a
-        .seed
-        .or_else(|| meta.training.as_ref().and_then(|t| t["seed"].as_u64()))
-        .unwrap_or(0);
-    let predictor = Predictor::new(net, meta);
+    let seed = a.seed.or_else(|| meta.split_seed()).unwrap_or(0);
+    let predictor = Predictor::from_networks(nets, meta)?;
     let samples =
         a.dataset
             .held_out_samples(&a.data, seed, &predictor.meta().class_names, a.split)?;
@@ -166,14 +175,41 @@ pub fn run(a: &ModelArgs) -> anyhow::Result<ExitCode> {
             let meta = read_meta(&p)?;
             println!("{}", shown(&p));
             println!("{}", describe(&meta));
+            for (i, m) in meta.members.iter().enumerate() {
+                println!(
+                    "member {}: {} from {} (sha256 {})",
+                    i + 1,
+                    m.backbone.name(),
+                    m.source,
+                    m.sha256
+                );
+            }
             if let Some(t) = &meta.training {
                 println!("{}", serde_json::to_string_pretty(t)?);
             }
             Ok(ExitCode::SUCCESS)
         }
+        ModelCommand::Ensemble { members, out } => {
+            let inputs: Vec<&std::path::Path> = members.iter().map(PathBuf::as_path).collect();
+            let meta = write_ensemble(&inputs, out)?;
+            println!(
+                "{}: an ensemble of {} ({}); its probabilities are the mean of theirs",
+                shown(out),
+                meta.members.len(),
+                meta.members
+                    .iter()
+                    .map(|m| format!("{} from {}", m.backbone.name(), m.source))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            eprintln!(
+                "the members' temperatures and operating points are not kept: fit the \
+                 ensemble's with `model calibrate` and `model threshold` on held-out images"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         ModelCommand::F16 { input, output } => {
-            let (model, meta) = load_model(input, &Device::Cpu)?;
-            save_model_as(output, &model, &meta, DType::F16)?;
+            rewrite_tensors_as(input, output, DType::F16)?;
             let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
             eprintln!(
                 "{} ({:.1} MB) -> {} ({:.1} MB)",

@@ -123,6 +123,7 @@ fn predict_with_cams(
             probs: a.probs,
             predicted: a.predicted,
             warnings: a.warnings,
+            disagreement: a.disagreement,
         }));
     }
     Ok((preds, cams))
@@ -177,6 +178,9 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
                 if let Some(hex) = crate::files::path_bytes_hex(&p.path) {
                     v["file_bytes"] = serde_json::json!(hex);
                 }
+                if let Some(d) = &p.disagreement {
+                    v["disagreement"] = serde_json::json!(d);
+                }
                 match cam_of(&p.path) {
                     Some(Ok(c)) => v["gradcam"] = serde_json::json!(crate::files::path_text(c)),
                     Some(Err(e)) => v["gradcam_error"] = serde_json::json!(e),
@@ -227,6 +231,9 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
                 "  {}",
                 classes.get(r.predicted).map(String::as_str).unwrap_or("?")
             );
+            if let Some(d) = &r.disagreement {
+                println!("    ensemble: {}", d.describe());
+            }
             for w in &r.warnings {
                 println!("    warning: {w}");
             }

@@ -2,6 +2,7 @@
 pub mod calibration;
 pub mod charts;
 pub mod compare;
+pub mod disagreement;
 pub mod metrics;
 pub mod operating;
 pub mod plot;

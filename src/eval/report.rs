@@ -35,6 +35,10 @@ pub struct Case {
     /// Patient identifier, when the data set gives one (the bootstrap resamples patients).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient: Option<String>,
+    /// How much an ensemble's networks disagree on this image, about the class the model
+    /// predicted when it was evaluated (None: one network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disagreement: Option<crate::infer::disagreement::Disagreement>,
 }
 
 /// Accuracy of one source.
@@ -81,6 +85,9 @@ pub struct EvalReport {
     /// Seed of the bootstrap.
     #[serde(default)]
     pub seed: u64,
+    /// Accuracy against an ensemble's disagreement (None: one network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disagreement: Option<super::disagreement::DisagreementSummary>,
 }
 
 impl Case {
@@ -148,6 +155,7 @@ impl EvalReport {
             scores: None,
             operating_point: op.filter(|o| o.class < k),
             seed,
+            disagreement: None,
         };
         r.metrics.bootstrap = bootstrap;
         r.recompute(true);
@@ -208,6 +216,13 @@ impl EvalReport {
             s.accuracy = s.correct as f64 / s.n as f64;
         }
         self.per_source = per_source;
+        self.disagreement = super::disagreement::DisagreementSummary::of(
+            &self.cases,
+            &resampler,
+            bootstrap,
+            seed ^ 0xd15a,
+        );
+        let cases = &self.cases;
         let probs: Vec<&[f32]> = cases.iter().map(|c| &c.probs[..]).collect();
         if cases.is_empty() || probs.iter().any(|p| p.len() != k) {
             self.scores = None;
@@ -327,6 +342,9 @@ impl EvalReport {
         }
         if let Some(s) = &self.scores {
             o.push_str(&s.markdown());
+        }
+        if let Some(d) = &self.disagreement {
+            let _ = writeln!(o, "\n{}", d.markdown());
         }
         if !self.per_source.is_empty() {
             let _ = writeln!(o, "\n| source | n | accuracy % |\n|---|---|---|");
@@ -500,6 +518,7 @@ mod tests {
                     loss: 0.1,
                     source: None,
                     patient: Some(format!("p{}", i / 2)),
+                    disagreement: None,
                 }
             })
             .collect();

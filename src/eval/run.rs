@@ -6,6 +6,7 @@ use crate::data::cache::{CachePlace, ImageCache};
 use crate::data::decode::decode_file;
 use crate::data::preprocess::Preprocess;
 use crate::data::split::Sample;
+use crate::infer::disagreement::Disagreement;
 use crate::infer::predictor::{argmax, probs_of};
 use crate::infer::Predictor;
 use crate::{Error, Result};
@@ -106,7 +107,8 @@ impl EvalSet {
                 })
                 .collect::<Result<_>>()?;
             let refs: Vec<&[f32]> = batch.iter().map(|p| &p[..]).collect();
-            for (s, lp) in chunk.iter().zip(predictor.log_probs_planes(&refs)?) {
+            let (lps, members) = predictor.log_probs_with_members(&refs)?;
+            for (j, (s, lp)) in chunk.iter().zip(lps).enumerate() {
                 if s.label >= classes {
                     return Err(Error::invalid(
                         "label",
@@ -118,11 +120,18 @@ impl EvalSet {
                     ));
                 }
                 let probs = probs_of(&lp);
+                let predicted = argmax(&probs);
+                let disagreement = members.as_ref().map(|m| {
+                    let rows: Vec<Vec<f32>> = m.iter().map(|net| probs_of(&net[j])).collect();
+                    let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+                    Disagreement::of(&refs, predicted)
+                });
                 cases.push(Case {
                     file: crate::files::path_text(&s.path),
                     file_bytes: crate::files::path_bytes_hex(&s.path),
                     actual: s.label,
-                    predicted: argmax(&probs),
+                    predicted,
+                    disagreement,
                     loss: -(lp[s.label] as f64),
                     probs,
                     source: s.source.clone(),

@@ -1,5 +1,6 @@
 //! Inference: files to class probabilities, Grad-CAM maps and input sanity warnings.
 pub mod decision;
+pub mod disagreement;
 pub mod gradcam;
 pub mod predictor;
 pub mod probs;

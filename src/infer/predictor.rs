@@ -1,11 +1,13 @@
 //! File -> decoded grayscale -> resized, normalised tensor -> softmax over the classes.
 use super::decision::OperatingPoint;
+use super::disagreement::Disagreement;
 use super::gradcam::{grad_cam_coarse, Coarse};
 pub use super::probs::{argmax, log_softmax_rows, probs_of};
+use super::probs::{mean_log_probs, tempered_log_probs};
 use crate::data::augment::{AugmentConfig, Flip};
 use crate::data::preprocess::Preprocess;
 use crate::data::{decode::decode_file, gray::GrayImage};
-use crate::model::io::model_file::{load_model, ModelMeta};
+use crate::model::io::model_file::{load_networks, ModelMeta};
 use crate::model::Classifier;
 use crate::Result;
 use candle_core::{Device, Tensor};
@@ -23,7 +25,13 @@ pub struct Prediction {
     pub predicted: usize,
     /// Reasons to distrust this prediction (see [`super::sanity`]).
     pub warnings: Vec<super::InputWarning>,
+    /// How much an ensemble's networks disagree (on the plain image; None: one network).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disagreement: Option<Disagreement>,
 }
+
+/// Probability rows, and an ensemble's networks' rows (`[network][image]`).
+type Members = (Vec<Vec<f32>>, Option<Vec<Vec<Vec<f32>>>>);
 
 /// What the viewer shows for one image: probabilities, warnings and a Grad-CAM map.
 #[derive(Debug, Clone)]
@@ -39,14 +47,17 @@ pub struct Analysis {
     pub cam: Coarse,
     /// Input sanity warnings.
     pub warnings: Vec<super::InputWarning>,
+    /// How much an ensemble's networks disagree on the plain image (None: one network).
+    pub disagreement: Option<Disagreement>,
 }
 
 /// The flips test-time augmentation averages over (besides the image itself): those the
 /// model was trained with, as its file records; left-right when it does not say.
 pub fn tta_flips(meta: &ModelMeta) -> Vec<Flip> {
+    // An ensemble's networks: the first one's.
     let trained = meta
-        .training
-        .as_ref()
+        .trainings()
+        .first()
         .and_then(|t| t.get("augment"))
         .and_then(|a| serde_json::from_value::<AugmentConfig>(a.clone()).ok());
     match trained.map(|a| (a.enabled, a.flip)) {
@@ -91,38 +102,64 @@ pub fn flip_horizontal(img: &GrayImage) -> GrayImage {
     out
 }
 
-/// A loaded model ready to predict.
+/// A loaded model ready to predict: one network, or an ensemble whose probabilities are the
+/// mean of its networks' (the model file's temperature and operating point apply to that
+/// mean).
 #[derive(Debug, Clone)]
 pub struct Predictor {
-    model: Classifier,
+    /// The networks (at least one).
+    nets: Vec<Classifier>,
     meta: ModelMeta,
 }
 
 impl Predictor {
-    /// Loads a model file onto `device`.
+    /// Loads a model file (one network or an ensemble) onto `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let (model, meta) = load_model(path, device)?;
-        Ok(Self::new(model, meta))
+        let (nets, meta) = load_networks(path, device)?;
+        Ok(Self { nets, meta })
+    }
+
+    /// Wraps in-memory networks (one, or an ensemble's members) with their metadata.
+    pub fn from_networks(nets: Vec<Classifier>, meta: ModelMeta) -> Result<Self> {
+        if nets.is_empty() {
+            return Err(crate::Error::invalid("model", "no network"));
+        }
+        Ok(Self { nets, meta })
     }
 
     /// Wraps an in-memory model.
     pub fn new(model: Classifier, meta: ModelMeta) -> Self {
-        Self { model, meta }
+        Self {
+            nets: vec![model],
+            meta,
+        }
+    }
+
+    /// Whether the model is an ensemble of several networks.
+    pub fn is_ensemble(&self) -> bool {
+        self.nets.len() > 1
+    }
+
+    /// The networks (one, or an ensemble's members).
+    pub fn networks(&self) -> &[Classifier] {
+        &self.nets
     }
 
     /// The same model computing its convolutions in `precision` (a cheap copy: the
     /// parameters are shared).
     pub fn in_precision(&self, precision: crate::model::ops::precision::Precision) -> Self {
         let mut p = self.clone();
-        let mut c = p.model.compute();
-        c.precision = precision;
-        p.model.set_compute(c);
+        for net in &mut p.nets {
+            let mut c = net.compute();
+            c.precision = precision;
+            net.set_compute(c);
+        }
         p
     }
 
-    /// The classifier.
+    /// The (first) network.
     pub fn model(&self) -> &Classifier {
-        &self.model
+        &self.nets[0]
     }
 
     /// The model's metadata (class names, input size, ...).
@@ -137,22 +174,49 @@ impl Predictor {
 
     /// The normalised input batch (N, 3, S, S) for decoded images.
     fn input(&self, images: &[&GrayImage]) -> Result<Tensor> {
-        self.preprocess().tensor(images, self.model.device())
+        self.preprocess().tensor(images, self.model().device())
     }
 
     /// Log-probabilities (one row per image) for planes already resized by
     /// [`Predictor::preprocess`], evaluated in one batch.
     pub fn log_probs_planes(&self, planes: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.log_probs_with_members(planes)?.0)
+    }
+
+    /// [`Self::log_probs_planes`], and for an ensemble each network's own probabilities
+    /// (`[network][image][class]`, without the temperature) for its disagreement.
+    pub fn log_probs_with_members(
+        &self,
+        planes: &[&[f32]],
+    ) -> Result<Members> {
         if planes.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let x = self
             .preprocess()
-            .tensor_from_planes(planes, self.model.device())?;
-        log_softmax_rows(&self.temper(self.model.infer(&x)?)?)
+            .tensor_from_planes(planes, self.model().device())?;
+        if !self.is_ensemble() {
+            return Ok((
+                log_softmax_rows(&self.temper(self.model().infer(&x)?)?)?,
+                None,
+            ));
+        }
+        let members = self
+            .nets
+            .iter()
+            .map(|n| log_softmax_rows(&n.infer(&x)?))
+            .collect::<Result<Vec<_>>>()?;
+        let mut mean = mean_log_probs(&members);
+        if let Some(t) = self.meta.temperature.as_ref().filter(|t| t.value != 1.0) {
+            mean = mean
+                .iter()
+                .map(|r| tempered_log_probs(r, t.value))
+                .collect();
+        }
+        Ok((mean, Some(members)))
     }
 
-    /// Logits divided by the model file's temperature, when it has one.
+    /// Logits divided by the model file's temperature, when it has one (one network).
     fn temper(&self, logits: Tensor) -> Result<Tensor> {
         Ok(match &self.meta.temperature {
             // In range: checked when the file was read.
@@ -181,17 +245,24 @@ impl Predictor {
 
     /// Probabilities (one row per image) for decoded images, evaluated in one batch.
     pub fn predict_images(&self, images: &[&GrayImage]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.predict_with_members(images)?.0)
+    }
+
+    /// [`Self::predict_images`], and for an ensemble each network's probability rows
+    /// (`[network][image]`).
+    fn predict_with_members(&self, images: &[&GrayImage]) -> Result<Members> {
         let pre = self.preprocess();
         let planes = images
             .iter()
             .map(|i| pre.plane(i))
             .collect::<Result<Vec<_>>>()?;
         let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
-        Ok(self
-            .log_probs_planes(&refs)?
-            .iter()
-            .map(|r| probs_of(r))
-            .collect())
+        let (lp, members) = self.log_probs_with_members(&refs)?;
+        let rows = |lp: &[Vec<f32>]| lp.iter().map(|r| probs_of(r)).collect::<Vec<_>>();
+        Ok((
+            rows(&lp),
+            members.map(|m| m.iter().map(|n| rows(n)).collect()),
+        ))
     }
 
     /// Turns the plain probabilities `plain` of `images` into their average with those of
@@ -239,8 +310,11 @@ impl Predictor {
         tta: bool,
         cam_class: Option<usize>,
     ) -> Result<Analysis> {
+        if self.is_ensemble() {
+            return self.analyze_ensemble(img, tta, cam_class);
+        }
         let x = self.input(&[img])?;
-        let mut first = grad_cam_coarse(&self.model, &x, cam_class)?;
+        let mut first = grad_cam_coarse(self.model(), &x, cam_class)?;
         if let Some(t) = &self.meta.temperature {
             first.probs = super::decision::tempered(&first.probs, t.value);
         }
@@ -256,7 +330,7 @@ impl Predictor {
         let cam = if wanted == first.class {
             first
         } else {
-            grad_cam_coarse(&self.model, &x, Some(wanted))?
+            grad_cam_coarse(self.model(), &x, Some(wanted))?
         };
         Ok(Analysis {
             probs,
@@ -264,6 +338,54 @@ impl Predictor {
             tta,
             cam,
             warnings: self.warnings(img),
+            disagreement: None,
+        })
+    }
+
+    /// [`Self::analyze`] of an ensemble: the probabilities as `predict` gives them, the
+    /// Grad-CAM map the mean of the networks' maps for the class, the networks'
+    /// disagreement on the plain image.
+    fn analyze_ensemble(
+        &self,
+        img: &GrayImage,
+        tta: bool,
+        cam_class: Option<usize>,
+    ) -> Result<Analysis> {
+        let plane = self.preprocess().plane(img)?;
+        let (lp, members) = self.log_probs_with_members(&[&plane])?;
+        let plain = probs_of(&lp[0]);
+        let probs = if tta {
+            self.average_with_flips(&[img], vec![plain])?.remove(0)
+        } else {
+            plain
+        };
+        let predicted = self.decide(&probs);
+        let wanted = cam_class.filter(|&c| c < probs.len()).unwrap_or(predicted);
+        let x = self.input(&[img])?;
+        let maps = self
+            .nets
+            .iter()
+            .map(|n| grad_cam_coarse(n, &x, Some(wanted)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut cam = maps[0].clone();
+        let n = maps.len() as f32;
+        cam.map = (0..cam.map.len())
+            .map(|i| maps.iter().map(|m| m.map[i]).sum::<f32>() / n)
+            .collect();
+        cam.probs = probs.clone();
+        let rows: Vec<Vec<f32>> = members
+            .unwrap_or_default()
+            .iter()
+            .map(|m| probs_of(&m[0]))
+            .collect();
+        let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+        Ok(Analysis {
+            probs,
+            predicted,
+            tta,
+            cam,
+            warnings: self.warnings(img),
+            disagreement: Some(Disagreement::of(&refs, predicted)),
         })
     }
 
@@ -280,8 +402,16 @@ impl Predictor {
             let decoded: Vec<Result<GrayImage>> =
                 chunk.par_iter().map(|p| decode_file(p)).collect();
             let ok: Vec<&GrayImage> = decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
-            let mut probs = match self.predict_images_tta(&ok, tta) {
-                Ok(p) => p.into_iter(),
+            let both = self.predict_with_members(&ok).and_then(|(plain, members)| {
+                let p = if tta {
+                    self.average_with_flips(&ok, plain)?
+                } else {
+                    plain
+                };
+                Ok((p, members))
+            });
+            let (mut probs, members) = match both {
+                Ok((p, m)) => (p.into_iter(), m),
                 Err(e) => {
                     let msg = e.to_string();
                     out.extend(chunk.iter().zip(decoded).map(|(p, d)| {
@@ -295,15 +425,22 @@ impl Predictor {
                     continue;
                 }
             };
+            let mut at = 0;
             for (path, d) in chunk.iter().zip(decoded) {
                 out.push(d.map(|img| {
                     let p = probs.next().unwrap_or_default();
                     let predicted = self.decide(&p);
+                    let disagreement = members.as_ref().map(|m| {
+                        let rows: Vec<&[f32]> = m.iter().map(|n| n[at].as_slice()).collect();
+                        Disagreement::of(&rows, predicted)
+                    });
+                    at += 1;
                     Prediction {
                         path: path.clone(),
                         probs: p,
                         predicted,
                         warnings: self.warnings(&img),
+                        disagreement,
                     }
                 }));
             }

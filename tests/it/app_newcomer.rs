@@ -42,6 +42,7 @@ fn report(d: &Path) -> std::path::PathBuf {
                 loss: 0.3,
                 source: None,
                 patient: None,
+                disagreement: None,
             }
         })
         .collect();

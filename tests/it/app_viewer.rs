@@ -203,6 +203,7 @@ fn case(file: &Path, actual: usize, predicted: usize, loss: f64) -> Case {
         loss,
         source: Some(if actual == 3 { "cohen" } else { "kermany" }.into()),
         patient: None,
+        disagreement: None,
     }
 }
 

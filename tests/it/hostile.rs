@@ -498,6 +498,7 @@ fn an_inconsistent_eval_report_is_refused_with_its_name() {
         loss: 1.0,
         source: None,
         patient: None,
+        disagreement: None,
     };
     let good = EvalReport::from_cases(classes, vec![case(0, 1), case(2, 2)], 10, 0);
     let mut v = serde_json::to_value(&good).unwrap();

@@ -8,6 +8,7 @@ mod crash;
 mod data_check;
 mod data_contradictions;
 mod dicom_corpus;
+mod ensemble;
 mod hostile;
 mod model_files;
 mod one_path;

@@ -48,6 +48,7 @@ fn cases(d: &std::path::Path) -> Vec<Case> {
                 loss: -(p[actual] as f64).ln(),
                 source: None,
                 patient: None,
+                disagreement: None,
             }
         })
         .collect()

@@ -186,6 +186,7 @@ fn macro_f1_follows_scikit_learn_everywhere() {
                 loss: 0.5,
                 source: None,
                 patient: None,
+                disagreement: None,
             }
         })
         .collect();

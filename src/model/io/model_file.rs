@@ -14,8 +14,11 @@ use std::path::Path;
 
 /// Value of `format` in our model files.
 pub const MODEL_FORMAT: &str = "covid-resnet-model";
-/// Current version of the model file layout.
-pub const MODEL_FORMAT_VERSION: u32 = 1;
+/// Current version of the model file layout: 1 for one network, 2 for an ensemble (a
+/// program that knows only version 1 refuses an ensemble by its version).
+pub const MODEL_FORMAT_VERSION: u32 = 2;
+/// The version of a file holding one network.
+pub const SINGLE_FORMAT_VERSION: u32 = 1;
 /// Metadata key holding our JSON.
 pub const META_KEY: &str = "covid_resnet";
 
@@ -50,6 +53,25 @@ pub struct ModelMeta {
     /// The operating point predictions follow (argmax when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operating_point: Option<SavedOperatingPoint>,
+    /// The networks of an ensemble, in the file as `member.{i}.` tensors; empty for one
+    /// network. The class names, input handling, temperature and operating point above
+    /// are the ensemble's: they apply to the mean of the members' probabilities.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberMeta>,
+}
+
+/// One network of an ensemble file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MemberMeta {
+    /// Its body.
+    pub backbone: Backbone,
+    /// The name of the model file it came from.
+    pub source: String,
+    /// That file's SHA-256 (hex).
+    pub sha256: String,
+    /// Its training summary, as its own file recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<serde_json::Value>,
 }
 
 /// A fitted temperature and where it was fitted.
@@ -75,7 +97,7 @@ impl ModelMeta {
     pub fn new(backbone: Backbone, input_size_px: u32, class_names: Vec<String>) -> Self {
         Self {
             format: MODEL_FORMAT.into(),
-            format_version: MODEL_FORMAT_VERSION,
+            format_version: SINGLE_FORMAT_VERSION,
             backbone,
             class_names,
             input_size_px,
@@ -86,6 +108,33 @@ impl ModelMeta {
             training: None,
             temperature: None,
             operating_point: None,
+            members: Vec::new(),
+        }
+    }
+
+    /// Whether the file holds several networks.
+    pub fn is_ensemble(&self) -> bool {
+        !self.members.is_empty()
+    }
+
+    /// The seed of the validation split its run drew (an ensemble: its first network's),
+    /// so that held-out images are the ones the run held out.
+    pub fn split_seed(&self) -> Option<u64> {
+        let t = *self.trainings().first()?;
+        t.get("split_seed")
+            .or_else(|| t.get("seed"))
+            .and_then(|v| v.as_u64())
+    }
+
+    /// The training summaries of its networks: the members' for an ensemble, else its own.
+    pub fn trainings(&self) -> Vec<&serde_json::Value> {
+        if self.is_ensemble() {
+            self.members
+                .iter()
+                .filter_map(|m| m.training.as_ref())
+                .collect()
+        } else {
+            self.training.iter().collect()
         }
     }
 }
@@ -144,6 +193,30 @@ pub fn save_model_as(
     let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(info))
         .map_err(|e| Error::weights(path, format!("cannot serialise: {e}")))?;
     write_atomic(path, &bytes)
+}
+
+/// Copies the model file `input` (one network or an ensemble) to `output` with every
+/// floating-point tensor stored as `dtype` (f16 halves the file; loading converts back).
+pub fn rewrite_tensors_as(input: &Path, output: &Path, dtype: DType) -> Result<()> {
+    let bytes = std::fs::read(input).map_err(|e| Error::io(input, e))?;
+    let (meta, tensors) = parse_model_file(&bytes, input)?;
+    let tensors: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .map(|(n, t)| {
+            let t = if t.dtype().is_float() {
+                t.to_dtype(dtype)?
+            } else {
+                t
+            };
+            Ok((n, t))
+        })
+        .collect::<Result<_>>()?;
+    let json = serde_json::to_string(&meta)
+        .map_err(|e| Error::invalid("model metadata", e.to_string()))?;
+    let info = HashMap::from([(META_KEY.to_string(), json)]);
+    let out = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(info))
+        .map_err(|e| Error::weights(output, format!("cannot serialise: {e}")))?;
+    write_atomic(output, &out)
 }
 
 /// Copies the model file `input` to `output` (atomically; the same path rewrites it) with
@@ -220,6 +293,8 @@ fn meta_from_bytes(bytes: &[u8], path: &Path) -> Result<ModelMeta> {
 
 /// Smallest and largest input sizes a model file may give.
 pub const INPUT_SIZE_RANGE: std::ops::RangeInclusive<u32> = 32..=1024;
+/// How many networks an ensemble file may hold.
+pub const ENSEMBLE_MEMBERS: std::ops::RangeInclusive<usize> = 2..=16;
 /// The temperatures a model file may hold: the interval `model calibrate` fits in.
 pub const TEMPERATURE_RANGE: std::ops::RangeInclusive<f64> = 0.05..=20.0;
 /// Fewest and most classes a model may have: those a data set may have.
@@ -281,8 +356,30 @@ impl ModelMeta {
                 ));
             }
         }
-        // A file from training records what it was trained at and on: they must agree.
-        let training = self.training.as_ref()?;
+        if self.is_ensemble() {
+            let n = self.members.len();
+            if !ENSEMBLE_MEMBERS.contains(&n) {
+                return Some(format!(
+                    "members lists {n} networks (an ensemble has {} to {})",
+                    ENSEMBLE_MEMBERS.start(),
+                    ENSEMBLE_MEMBERS.end()
+                ));
+            }
+            if self.format_version < MODEL_FORMAT_VERSION {
+                return Some(format!(
+                    "format_version {} cannot hold an ensemble (version {MODEL_FORMAT_VERSION} can)",
+                    self.format_version
+                ));
+            }
+        }
+        // A file from training records what it was trained at and on: they must agree,
+        // for each of an ensemble's networks.
+        self.trainings()
+            .into_iter()
+            .find_map(|t| self.training_problem(t))
+    }
+
+    fn training_problem(&self, training: &serde_json::Value) -> Option<String> {
         // The plan as the training summary writes it: `{"name": .., "stage": [{"size_px": ..}]}`.
         if let Some(last) = training
             .get("plan")
@@ -320,16 +417,26 @@ impl ModelMeta {
 
 /// Checks the metadata against the tensors: the head's last layer has one output per class.
 fn check_tensors(meta: &ModelMeta, tensors: &BTreeMap<String, Tensor>, path: &Path) -> Result<()> {
-    if let Some(w) = tensors.get("head.8.weight") {
-        let rows = w.dims().first().copied().unwrap_or(0);
-        if rows != meta.class_names.len() {
-            return Err(Error::weights(
-                path,
-                format!(
-                    "model metadata: class_names lists {} classes but the head has {rows} outputs",
-                    meta.class_names.len()
-                ),
-            ));
+    let heads: Vec<String> = if meta.is_ensemble() {
+        (0..meta.members.len())
+            .map(|i| format!("{}head.8.weight", super::ensemble::member_prefix(i)))
+            .collect()
+    } else {
+        vec!["head.8.weight".into()]
+    };
+    for name in heads {
+        if let Some(w) = tensors.get(&name) {
+            let rows = w.dims().first().copied().unwrap_or(0);
+            if rows != meta.class_names.len() {
+                return Err(Error::weights(
+                    path,
+                    format!(
+                        "model metadata: class_names lists {} classes but {name} has {rows} \
+                         outputs",
+                        meta.class_names.len()
+                    ),
+                ));
+            }
         }
     }
     Ok(())
@@ -347,13 +454,28 @@ pub fn parse_model_file(
     Ok((meta, tensors))
 }
 
-/// Loads a model file into a new classifier on `device`.
-pub fn load_model(path: &Path, device: &Device) -> Result<(Classifier, ModelMeta)> {
+/// Loads a model file into its networks on `device`: one, or an ensemble's members.
+pub fn load_networks(path: &Path, device: &Device) -> Result<(Vec<Classifier>, ModelMeta)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let (meta, tensors) = parse_model_file(&bytes, path)?;
-    let model = Classifier::new(meta.backbone, meta.class_names.len(), 0, device)?;
-    crate::model::io::pretrained::import_into(model.store(), "", &tensors, path)?;
-    Ok((model, meta))
+    let nets = super::ensemble::networks(&meta, &tensors, path, device)?;
+    Ok((nets, meta))
+}
+
+/// Loads a model file holding one network into a new classifier on `device` (an ensemble
+/// is refused by name: see [`load_networks`]).
+pub fn load_model(path: &Path, device: &Device) -> Result<(Classifier, ModelMeta)> {
+    let (mut nets, meta) = load_networks(path, device)?;
+    if nets.len() != 1 {
+        return Err(Error::weights(
+            path,
+            format!(
+                "an ensemble of {} networks, where one network is needed",
+                nets.len()
+            ),
+        ));
+    }
+    Ok((nets.remove(0), meta))
 }
 
 /// Loads the weights of a model file into an existing classifier, which must have the

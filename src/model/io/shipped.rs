@@ -74,9 +74,19 @@ pub fn score_line(meta: &ModelMeta) -> Option<String> {
 
 /// "ResNet-18 at 160 px, trained on COVIDx v1: test accuracy …" for the window and stderr.
 pub fn describe(meta: &ModelMeta) -> String {
+    let body = if meta.is_ensemble() {
+        let mut names: Vec<&str> = meta.members.iter().map(|m| m.backbone.name()).collect();
+        names.dedup();
+        format!(
+            "an ensemble of {} networks ({})",
+            meta.members.len(),
+            names.join(", ")
+        )
+    } else {
+        meta.backbone.name().to_string()
+    };
     let mut s = format!(
-        "{}, {} px input, classes {}",
-        meta.backbone.name(),
+        "{body}, {} px input, classes {}",
         meta.input_size_px,
         meta.class_names.join(", ")
     );

@@ -1,0 +1,259 @@
+//! Ensembles: `model ensemble` joins model files into one, whose probabilities are the mean
+//! of the members' `predict` outputs, with each image's disagreement; `eval` reports
+//! accuracy against disagreement; Grad-CAM is the mean of the members' maps; incompatible
+//! members are refused by name.
+use crate::common::bin;
+use crate::training::write_synthetic_images;
+use candle_core::Device;
+use covid_resnet::data::gray::GrayImage;
+use covid_resnet::infer::gradcam::grad_cam_coarse;
+use covid_resnet::infer::Predictor;
+use covid_resnet::model::io::model_file::{save_model, ModelMeta};
+use covid_resnet::model::{Backbone, Classifier};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const CLASSES: [&str; 4] = ["Normal", "Bacterial", "Viral", "COVID-19"];
+
+fn member(dir: &Path, name: &str, seed: u64, classes: &[&str]) -> PathBuf {
+    let p = dir.join(name);
+    let m = Classifier::new(Backbone::Resnet18, classes.len(), seed, &Device::Cpu).unwrap();
+    let meta = ModelMeta::new(
+        Backbone::Resnet18,
+        64,
+        classes.iter().map(|c| c.to_string()).collect(),
+    );
+    save_model(&p, &m, &meta).unwrap();
+    p
+}
+
+fn run(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(bin())
+        .args(["--device", "cpu"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn predict_json(model: &Path, files: &[PathBuf]) -> serde_json::Value {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["predict".as_ref(), "--json".as_ref()];
+    args.push("--model".as_ref());
+    args.push(model.as_os_str());
+    args.extend(files.iter().map(|f| f.as_os_str()));
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn probs(v: &serde_json::Value, i: usize) -> Vec<f64> {
+    CLASSES
+        .iter()
+        .map(|c| v["predictions"][i]["probabilities"][c].as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn an_ensemble_predicts_the_mean_of_its_members_and_says_how_much_they_disagree() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, b, c) = (
+        member(d, "a.safetensors", 1, &CLASSES),
+        member(d, "b.safetensors", 2, &CLASSES),
+        member(d, "c.safetensors", 3, &CLASSES),
+    );
+    let e = d.join("ensemble.safetensors");
+    let out = run(&[
+        "model".as_ref(),
+        "ensemble".as_ref(),
+        a.as_os_str(),
+        b.as_os_str(),
+        c.as_os_str(),
+        "--out".as_ref(),
+        e.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("an ensemble of 3"));
+
+    let files: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let p = d.join(format!("x{i}.png"));
+            image::GrayImage::from_fn(70, 60, |x, y| {
+                image::Luma([((x * (i + 2) + y * 5) % 256) as u8])
+            })
+            .save(&p)
+            .unwrap();
+            p
+        })
+        .collect();
+    let pa = predict_json(&a, &files);
+    let pb = predict_json(&b, &files);
+    let pc = predict_json(&c, &files);
+    let pe = predict_json(&e, &files);
+    for i in 0..files.len() {
+        let (x, y, z, m) = (probs(&pa, i), probs(&pb, i), probs(&pc, i), probs(&pe, i));
+        for k in 0..4 {
+            let mean = (x[k] + y[k] + z[k]) / 3.0;
+            assert!(
+                (m[k] - mean).abs() < 2e-6,
+                "image {i} class {k}: ensemble {} mean of members {mean}",
+                m[k]
+            );
+        }
+        // Disagreement from the members' own outputs: the population standard deviation
+        // of their probabilities for the ensemble's class, and who agrees with it.
+        let pred = CLASSES
+            .iter()
+            .position(|c| pe["predictions"][i]["predicted"] == *c)
+            .unwrap();
+        let ps = [x[pred], y[pred], z[pred]];
+        let mu = ps.iter().sum::<f64>() / 3.0;
+        let sd = (ps.iter().map(|p| (p - mu).powi(2)).sum::<f64>() / 3.0).sqrt();
+        let dis = &pe["predictions"][i]["disagreement"];
+        assert!(
+            (dis["spread"].as_f64().unwrap() - sd).abs() < 2e-6,
+            "{dis} against {sd}"
+        );
+        let argmax = |v: &[f64]| {
+            (0..v.len())
+                .max_by(|&p, &q| v[p].total_cmp(&v[q]).then(q.cmp(&p)))
+                .unwrap()
+        };
+        let agree = [&x, &y, &z].iter().filter(|v| argmax(v) == pred).count();
+        assert_eq!(dis["agree"].as_u64().unwrap() as usize, agree, "{dis}");
+        assert_eq!(dis["members"], 3);
+        // One network: no disagreement field.
+        assert!(pa["predictions"][i].get("disagreement").is_none());
+    }
+
+    // Grad-CAM of the ensemble is the mean of the members' maps for the same class.
+    let ens = Predictor::load(&e, &Device::Cpu).unwrap();
+    assert!(ens.is_ensemble() && ens.networks().len() == 3);
+    let img: GrayImage = covid_resnet::data::decode::decode_file(&files[0]).unwrap();
+    let an = ens.analyze(&img, false, Some(2)).unwrap();
+    let x = ens.preprocess().tensor(&[&img], &Device::Cpu).unwrap();
+    let maps: Vec<Vec<f32>> = ens
+        .networks()
+        .iter()
+        .map(|n| grad_cam_coarse(n, &x, Some(2)).unwrap().map)
+        .collect();
+    for (j, v) in an.cam.map.iter().enumerate() {
+        let mean = maps.iter().map(|m| m[j]).sum::<f32>() / 3.0;
+        assert!((v - mean).abs() < 1e-6, "cell {j}: {v} against {mean}");
+    }
+    // The Viewer's probabilities are predict's.
+    let m = probs(&pe, 0);
+    for k in 0..4 {
+        assert!((an.probs[k] as f64 - m[k]).abs() < 1e-6);
+    }
+    assert!(an.disagreement.is_some());
+}
+
+#[test]
+fn an_ensemble_evaluates_with_its_disagreement_and_refuses_unlike_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    write_synthetic_images(&data, 4, 12);
+    let two = ["Normal", "COVID-19"];
+    let (a, b) = (
+        member(d, "a.safetensors", 1, &two),
+        member(d, "b.safetensors", 2, &two),
+    );
+    let e = d.join("e.safetensors");
+    let ok = run(&[
+        "model".as_ref(),
+        "ensemble".as_ref(),
+        a.as_os_str(),
+        b.as_os_str(),
+        "--out".as_ref(),
+        e.as_os_str(),
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let out_dir = d.join("eval");
+    let ev = run(&[
+        "eval".as_ref(),
+        "--model".as_ref(),
+        e.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--out".as_ref(),
+        out_dir.as_os_str(),
+        "--bootstrap".as_ref(),
+        "50".as_ref(),
+    ]);
+    assert!(
+        ev.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ev.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("eval-test.json")).unwrap()).unwrap();
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 12);
+    assert!(cases.iter().all(|c| c["disagreement"]["members"] == 2));
+    let summary = &report["disagreement"];
+    assert_eq!(summary["top_n"], 2, "{summary}");
+    assert_eq!(summary["rest_n"], 10);
+    let md = std::fs::read_to_string(out_dir.join("eval-test.md")).unwrap();
+    assert!(
+        md.contains("Disagreement among the ensemble's networks"),
+        "{md}"
+    );
+
+    // Different classes: refused, naming the file and what differs; nothing written.
+    let other = member(d, "other.safetensors", 3, &CLASSES);
+    let bad = d.join("bad.safetensors");
+    let r = run(&[
+        "model".as_ref(),
+        "ensemble".as_ref(),
+        a.as_os_str(),
+        other.as_os_str(),
+        "--out".as_ref(),
+        bad.as_os_str(),
+    ]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("other.safetensors") && err.contains("classes"),
+        "{err}"
+    );
+    assert!(!bad.exists());
+    // An ensemble as a member: refused by name.
+    let r = run(&[
+        "model".as_ref(),
+        "ensemble".as_ref(),
+        e.as_os_str(),
+        a.as_os_str(),
+        "--out".as_ref(),
+        bad.as_os_str(),
+    ]);
+    assert!(!r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("already an ensemble"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    // `model f16` halves an ensemble too, and it still loads.
+    let half = d.join("half.safetensors");
+    let r = run(&[
+        "model".as_ref(),
+        "f16".as_ref(),
+        e.as_os_str(),
+        half.as_os_str(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let p = Predictor::load(&half, &Device::Cpu).unwrap();
+    assert_eq!(p.networks().len(), 2);
+}
