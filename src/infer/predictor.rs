@@ -185,10 +185,7 @@ impl Predictor {
 
     /// [`Self::log_probs_planes`], and for an ensemble each network's own probabilities
     /// (`[network][image][class]`, without the temperature) for its disagreement.
-    pub fn log_probs_with_members(
-        &self,
-        planes: &[&[f32]],
-    ) -> Result<Members> {
+    pub fn log_probs_with_members(&self, planes: &[&[f32]]) -> Result<Members> {
         if planes.is_empty() {
             return Ok((Vec::new(), None));
         }

@@ -150,8 +150,8 @@ fn an_ensemble_predicts_the_mean_of_its_members_and_says_how_much_they_disagree(
     }
     // The Viewer's probabilities are predict's.
     let m = probs(&pe, 0);
-    for k in 0..4 {
-        assert!((an.probs[k] as f64 - m[k]).abs() < 1e-6);
+    for (v, w) in an.probs.iter().zip(&m) {
+        assert!((*v as f64 - w).abs() < 1e-6, "{v} against {w}");
     }
     assert!(an.disagreement.is_some());
 }
