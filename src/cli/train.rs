@@ -170,6 +170,11 @@ pub struct TrainArgs {
     /// LR-finder suggestion used by `auto` steps [default: valley].
     #[arg(long, value_enum)]
     pub suggestion: Option<SuggestionKind>,
+    /// Train this many networks as one ensemble (2 to 16): member i in OUT/member-i with
+    /// seed --seed + i - 1, all on one validation split; then OUT/ensemble.safetensors,
+    /// evaluated on the test split once. The same command again continues member by member.
+    #[arg(long, conflicts_with = "resume")]
+    pub members: Option<usize>,
     /// Overwrite a finished or stopped run in --out; with --resume, go on although the data
     /// set changed or plan.toml was edited.
     #[arg(long)]
@@ -198,6 +203,21 @@ pub fn train(a: &TrainArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     let sink: Arc<dyn EventSink> = Arc::new(CliSink::new());
     let control = Arc::new(Control::default());
     stop_on_ctrl_c(&control);
+    if let Some(n) = a.members {
+        let plan = Plan::resolve(&a.plan)?;
+        let mut cfg = a
+            .common
+            .config(a.out.clone().unwrap_or_else(default_run_dir), plan)?;
+        cfg.suggestion = a.suggestion.unwrap_or_default();
+        cfg.overwrite = a.force;
+        return match crate::train::members::train_members(&cfg, n, device, sink.clone(), control) {
+            Ok(_) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                sink.send(crate::train::events::TrainEvent::Failed(e.to_string()));
+                Ok(ExitCode::FAILURE)
+            }
+        };
+    }
     let mut trainer = match &a.resume {
         Some(dir) => {
             let opts = a.common.resume_options(a.suggestion, a.force);

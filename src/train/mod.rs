@@ -5,6 +5,7 @@ pub mod config;
 pub mod events;
 pub mod loss;
 pub mod lr_finder;
+pub mod members;
 pub mod one_cycle;
 pub mod optim;
 pub mod progress;

@@ -257,3 +257,100 @@ fn an_ensemble_evaluates_with_its_disagreement_and_refuses_unlike_members() {
     let p = Predictor::load(&half, &Device::Cpu).unwrap();
     assert_eq!(p.networks().len(), 2);
 }
+
+#[test]
+fn train_members_shares_one_validation_split_leaves_the_test_split_and_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = (dir.path().join("data"), dir.path().join("run"));
+    // No dataset.toml: 10 % of the training patients are drawn for validation.
+    write_synthetic_images(&data, 40, 8);
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        "name = \"t\"\n[[stage]]\nsize_px = 32\n[[stage.step]]\ntrain = \"all\"\nlr = \"1e-3\"\nepochs = 1\n",
+    )
+    .unwrap();
+    let train = || {
+        Command::new(bin())
+            .args(["--device", "cpu", "train", "--backbone", "resnet18"])
+            .args([
+                "--batch-size",
+                "8",
+                "--seed",
+                "5",
+                "--members",
+                "2",
+                "--plan",
+            ])
+            .arg(&plan)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&run)
+            .output()
+            .unwrap()
+    };
+    let out = train();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let meta = |i: usize| {
+        covid_resnet::model::io::model_file::read_meta(
+            &run.join(format!("member-{i}/model.safetensors")),
+        )
+        .unwrap()
+    };
+    let (m1, m2) = (meta(1), meta(2));
+    let t = |m: &ModelMeta| m.training.clone().unwrap();
+    assert_eq!(
+        (t(&m1)["seed"].clone(), t(&m2)["seed"].clone()),
+        (5.into(), 6.into())
+    );
+    assert_eq!(t(&m1)["split_seed"], 5);
+    assert_eq!(t(&m2)["split_seed"], 5);
+    // Members summarise their validation split, the same images for both; no test figures.
+    for m in [&m1, &m2] {
+        assert!(t(m).get("test").is_none(), "{}", t(m));
+        assert_eq!(t(m)["valid"]["split"], "valid");
+    }
+    assert_eq!(t(&m1)["valid"]["n"], t(&m2)["valid"]["n"]);
+    let member_report = |i: usize| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(run.join(format!("member-{i}/report.json"))).unwrap())
+            .unwrap()
+    };
+    let files = |r: serde_json::Value| -> Vec<String> {
+        let mut f: Vec<String> = r["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["file"].as_str().unwrap().to_string())
+            .collect();
+        f.sort();
+        f
+    };
+    let (v1, v2) = (files(member_report(1)), files(member_report(2)));
+    assert_eq!(v1, v2, "one validation split");
+    assert!(v1.iter().all(|f| f.contains("train_")), "{v1:?}");
+    // The ensemble, and its one test evaluation.
+    let ens = Predictor::load(&run.join("ensemble.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(ens.networks().len(), 2);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["cases"].as_array().unwrap().len(), 8);
+    assert!(report["info"]["selection"]
+        .as_str()
+        .unwrap()
+        .contains("one evaluation"));
+
+    // Again: finished members are kept; a member whose model file is gone resumes from its
+    // checkpoint (which finished: nothing left to train) and the ensemble is written again.
+    std::fs::remove_file(run.join("member-2/model.safetensors")).unwrap();
+    let out = train();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("member 1 of 2 (seed 5): finished before, kept"),
+        "{err}"
+    );
+    assert!(run.join("member-2/model.safetensors").is_file());
+    assert_eq!(meta(2).training.unwrap()["seed"], 6);
+}
