@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 /// A folder with a fixed name under the temp dir (paths appear in snapshots), removed at
 /// the end.
-struct FixedDir(PathBuf);
+pub struct FixedDir(pub PathBuf);
 
 impl FixedDir {
-    fn new(name: &str) -> Self {
+    pub fn new(name: &str) -> Self {
         let p = std::env::temp_dir().join(name);
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();

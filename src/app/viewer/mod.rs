@@ -8,6 +8,7 @@ pub mod image_view;
 pub mod prediction;
 pub mod review;
 pub mod review_compare;
+pub mod review_disagreement;
 pub mod review_header;
 pub mod review_scores;
 pub mod side_panel;

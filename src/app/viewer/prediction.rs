@@ -92,6 +92,14 @@ pub fn prediction_ui(
             if truth.is_some() {
                 ui.label(truth_line(classes, truth, Some(a.predicted)));
             }
+            if let Some(d) = &a.disagreement {
+                ui.label(format!("Ensemble: {}", d.describe()))
+                    .on_hover_text(
+                        "How much the ensemble's networks disagree on this image: the spread \
+                         (standard deviation) of their probabilities for the predicted class, \
+                         and how many predict it themselves",
+                    );
+            }
             if !a.warnings.is_empty() {
                 ui.add_space(4.0);
                 ui.label(RichText::new("Input warnings").strong());

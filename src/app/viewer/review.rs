@@ -38,6 +38,8 @@ pub struct ReviewState {
     pub compared_with: Option<PathBuf>,
     /// What happened to the comparison when the review changed, if it could not follow.
     pub comparison_note: Option<String>,
+    /// How the gallery orders and filters a cell's cases.
+    pub gallery_view: super::review_disagreement::GalleryView,
     thumbs: HashMap<String, Thumb>,
     thumb_requests: Vec<(String, PathBuf)>,
 }
@@ -129,18 +131,18 @@ impl ReviewState {
         std::mem::take(&mut self.thumb_requests)
     }
 
-    /// The cases of the chosen cell, highest loss first.
+    /// The cases of the chosen cell, as the gallery view orders and filters them (highest
+    /// loss first unless asked otherwise).
     pub fn gallery(&self) -> Vec<&Case> {
         let (Some(r), Some((a, p))) = (&self.report, self.cell) else {
             return Vec::new();
         };
-        let mut v: Vec<&Case> = r
+        let v: Vec<&Case> = r
             .cases
             .iter()
             .filter(|c| c.actual == a && c.predicted == p)
             .collect();
-        v.sort_by(|x, y| y.loss.total_cmp(&x.loss));
-        v
+        self.gallery_view.apply(v)
     }
 
     /// Writes `review.json` (with the operating point, when one is set), `review.csv`,
@@ -389,6 +391,10 @@ impl ViewerTab {
                 &mut self.review.operating,
                 &mut self.commands,
             );
+            if let Some(d) = &r.disagreement {
+                ui.add_space(8.0);
+                super::review_disagreement::summary_ui(ui, d);
+            }
             ui.add_space(8.0);
             ui.label(RichText::new("Per class (95% CI; † Wilson)").strong());
             egui::Grid::new("per-class").striped(true).show(ui, |ui| {
@@ -437,18 +443,26 @@ fn gallery_ui(
         ui.label("Click a cell of the matrix to list its cases.");
         return None;
     };
+    let ensemble = review
+        .report
+        .as_ref()
+        .is_some_and(|r| r.disagreement.is_some());
+    if ensemble {
+        super::review_disagreement::gallery_controls_ui(ui, &mut review.gallery_view);
+    }
     let cases = review.gallery();
     ui.label(
         RichText::new(format!(
-            "{} × actual {} predicted {} (highest loss first)",
+            "{} × actual {} predicted {} ({})",
             cases.len(),
             classes[a],
-            classes[p]
+            classes[p],
+            review.gallery_view.order.words()
         ))
         .strong(),
     );
     let mut clicked = None;
-    let row_h = 72.0;
+    let row_h = if ensemble { 90.0 } else { 72.0 };
     let mut wanted = Vec::new();
     egui::ScrollArea::vertical().id_salt("gallery").show_rows(
         ui,
@@ -497,6 +511,9 @@ fn gallery_ui(
                                 .map(|s| format!(" · {s}"))
                                 .unwrap_or_default()
                         ));
+                        if let Some(d) = super::review_disagreement::case_line(c) {
+                            ui.label(d);
+                        }
                         b.clicked()
                     })
                     .inner
