@@ -106,7 +106,7 @@ impl DisagreementSummary {
             "## Disagreement among the ensemble's networks\n\n\
              Cases ranked by the spread of the networks' probabilities for the predicted \
              class. Accuracy of the most-disagreed tenth ({} images): {}; of the other {} \
-             images: {}; difference {} points.\n\n\
+             images: {}; difference {}.\n\n\
              | tenth (least to most disagreement) | mean spread | accuracy % | images |\n\
              |---|---|---|---|\n{}\n",
             self.top_n,

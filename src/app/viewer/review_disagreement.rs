@@ -77,7 +77,7 @@ pub fn summary_ui(ui: &mut egui::Ui, s: &DisagreementSummary) {
     ui.label(RichText::new("Accuracy against the networks' disagreement").strong());
     ui.add(
         egui::Label::new(format!(
-            "Most-disagreed tenth ({} images): {}; the other {}: {}; difference {} points.",
+            "Most-disagreed tenth ({} images): {}; the other {}: {}; difference {}.",
             s.top_n,
             ci_cell(&s.top_accuracy),
             s.rest_n,
