@@ -138,6 +138,18 @@ impl EventSink for CliSink {
             }
             TrainEvent::Checkpoint(_) | TrainEvent::Paused | TrainEvent::Resumed => {}
             TrainEvent::Log(s) => self.line(s),
+            TrainEvent::Member {
+                index,
+                of,
+                seed,
+                kept,
+            } => self.line(match kept {
+                Some(h) => format!(
+                    "member {index} of {of} (seed {seed}): finished before, kept ({} epochs)",
+                    h.len()
+                ),
+                None => format!("member {index} of {of}: seed {seed}"),
+            }),
             TrainEvent::Stopped(p) => {
                 self.epoch.finish_and_clear();
                 self.plan.abandon();

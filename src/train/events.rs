@@ -168,6 +168,18 @@ pub enum TrainEvent {
     Resumed,
     /// A line for the log.
     Log(String),
+    /// Member `index` (1-based) of an ensemble of `of` begins (its run's events follow), or
+    /// was finished before and is kept (`kept`: its epochs, from its run folder).
+    Member {
+        /// Which member, from 1.
+        index: usize,
+        /// Members in all.
+        of: usize,
+        /// Its seed.
+        seed: u64,
+        /// A member finished earlier: its per-epoch metrics.
+        kept: Option<Vec<EpochMetrics>>,
+    },
     /// Stopped on request after a checkpoint.
     Stopped(PathBuf),
     /// The plan finished; the model file and the test report.

@@ -11,7 +11,7 @@
 //!
 //! Running the same command again continues member by member: a finished member is kept,
 //! a stopped or crashed one resumes from its checkpoint, a missing one starts.
-use super::checkpoint::{CHECKPOINT_FILE, MODEL_FILE};
+use super::checkpoint::{CHECKPOINT_FILE, HISTORY_FILE, MODEL_FILE};
 use super::config::TrainConfig;
 use super::events::{Control, EventSink, TrainEvent};
 use super::resume::ResumeOptions;
@@ -68,20 +68,35 @@ pub fn train_members(
         let dir = mc.out_dir.clone();
         let done = dir.join(MODEL_FILE);
         if done.is_file() && !cfg.overwrite {
-            sink.send(TrainEvent::Log(format!(
-                "member {i} of {n} (seed {}): finished before, kept ({})",
-                mc.seed,
-                crate::files::shown(&done)
-            )));
+            let history = std::fs::read(dir.join(HISTORY_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            sink.send(TrainEvent::Member {
+                index: i,
+                of: n,
+                seed: mc.seed,
+                kept: Some(history),
+            });
             models.push(done);
             continue;
         }
+        sink.send(TrainEvent::Member {
+            index: i,
+            of: n,
+            seed: mc.seed,
+            kept: None,
+        });
         sink.send(TrainEvent::Log(format!(
-            "member {i} of {n}: seed {}, validation split seed {}, run folder {}",
-            mc.seed,
+            "validation split seed {}, run folder {}",
             mc.split_seed(),
             crate::files::shown(&dir)
         )));
+        // A member's end is not the run's: its `Finished` reaches the front end as a line.
+        let sink: Arc<dyn EventSink> = Arc::new(MemberSink {
+            inner: sink.clone(),
+            index: i,
+        });
         let mut t = if dir.join(CHECKPOINT_FILE).is_file() && !cfg.overwrite {
             let opts = ResumeOptions {
                 data: Some(cfg.data.clone()),
@@ -113,6 +128,25 @@ pub fn train_members(
         report,
     });
     Ok(Outcome::Finished { model: out })
+}
+
+/// Passes a member's events on, its `Finished` as a log line.
+struct MemberSink {
+    inner: Arc<dyn EventSink>,
+    index: usize,
+}
+
+impl EventSink for MemberSink {
+    fn send(&self, e: TrainEvent) {
+        match e {
+            TrainEvent::Finished { model, .. } => self.inner.send(TrainEvent::Log(format!(
+                "member {} finished: {}",
+                self.index,
+                crate::files::shown(&model)
+            ))),
+            e => self.inner.send(e),
+        }
+    }
 }
 
 /// The ensemble's one evaluation on the test split; its report in the run folder.

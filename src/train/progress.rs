@@ -153,7 +153,7 @@ impl Progress {
                 self.clock.stop(now);
                 self.lr_finder = None;
             }
-            TrainEvent::Checkpoint(_) | TrainEvent::Log(_) => {}
+            TrainEvent::Checkpoint(_) | TrainEvent::Log(_) | TrainEvent::Member { .. } => {}
         }
     }
 

@@ -18,6 +18,8 @@ pub enum Job {
     Train(Box<TrainConfig>),
     /// Continue the run in this folder.
     Resume(PathBuf),
+    /// Several runs as one ensemble (`train::members`): the config and the member count.
+    Members(Box<TrainConfig>, usize),
     /// Only the LR finder, for the plan's first whole-network step at the first stage's size
     /// (its `out_dir` is ignored: the sweep writes nothing).
     LrFind(Box<TrainConfig>),
@@ -38,6 +40,9 @@ pub fn run(
         Job::Resume(dir) => Trainer::resume(&dir, device, sink.clone(), control)
             .and_then(|mut t| t.run())
             .map(Some),
+        Job::Members(cfg, n) => {
+            super::members::train_members(&cfg, n, device, sink.clone(), control).map(Some)
+        }
         Job::LrFind(cfg) => {
             let train = if cfg
                 .plan

@@ -348,7 +348,7 @@ fn train_members_shares_one_validation_split_leaves_the_test_split_and_continues
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("member 1 of 2 (seed 5): finished before, kept"),
+        err.contains("member 1 of 2 (seed 5): finished before, kept (1 epochs)"),
         "{err}"
     );
     assert!(run.join("member-2/model.safetensors").is_file());
@@ -460,4 +460,69 @@ fn the_review_sorts_and_filters_by_disagreement_and_charts_it() {
         .scroll_to_me();
     h.run_steps(4);
     h.snapshot("viewer_review_ensemble_chart");
+}
+
+/// The Training tab trains an ensemble: each network's run in its own folder, the curves of
+/// the networks done beside the current one, the ensemble file at the end.
+#[test]
+fn the_training_tab_trains_several_networks_as_one_and_shows_their_curves() {
+    use crate::app_viewer::FixedDir;
+    use crate::common::step_until;
+    use covid_resnet::app::training::plan_editor::PlanRow;
+    use covid_resnet::app::training::setup::TrainingSettings;
+    use egui_kittest::kittest::Queryable;
+    use covid_resnet::app::training::state::RunState;
+    use covid_resnet::app::Settings;
+    use covid_resnet::train::schedule::Trainable;
+    let dir = FixedDir::new("covid-resnet-ensemble-training");
+    let d = dir.0.as_path();
+    let data = d.join("data");
+    write_synthetic_images(&data, 40, 8);
+    let run = d.join("run");
+    let s = Settings {
+        training: TrainingSettings {
+            data_dir: data.display().to_string(),
+            run_dir: run.display().to_string(),
+            backbone: Backbone::Resnet18,
+            device: "cpu".into(),
+            batch_size: 8,
+            members: 3,
+            plan_name: "tiny".into(),
+            plan_rows: vec![PlanRow {
+                size: "32".into(),
+                train: Trainable::All,
+                lr: "1e-3".into(),
+                epochs: "2".into(),
+            }],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut h = crate::app_window::harness(s, (1400.0, 1000.0));
+    step_until(&mut h, 30, "the dataset scan", |a| {
+        a.training.dataset.is_some()
+    });
+    assert!(crate::app_window::shown(
+        &h,
+        "an ensemble of 3 (seeds 42..=44)"
+    ));
+    h.get_by_label("Start").click();
+    step_until(&mut h, 600, "the ensemble", |a| {
+        a.training.run.state == RunState::Idle && a.training.run.finished_model.is_some()
+    });
+    let r = &h.state().training.run;
+    assert_eq!(
+        r.finished_model.as_deref(),
+        Some(run.join("ensemble.safetensors").as_path())
+    );
+    let names: Vec<&str> = r.members_done.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["member 1", "member 2"]);
+    assert!(r.members_done.iter().all(|(_, e)| e.len() == 2));
+    assert_eq!(r.epochs.len(), 2, "the last member's own epochs");
+    for i in 1..=3 {
+        assert!(run.join(format!("member-{i}/model.safetensors")).is_file());
+    }
+    assert!(run.join("report.json").is_file());
+    h.run_steps(3);
+    h.snapshot("training_members");
 }

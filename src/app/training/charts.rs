@@ -241,6 +241,18 @@ pub fn plots_ui(ui: &mut egui::Ui, run: &RunModel, plan_epochs: usize) {
                     .color(VALID_COLOR)
                     .radius(3.0),
             );
+            // An ensemble's members trained before: their validation loss, faded.
+            for (name, epochs) in &run.members_done {
+                let v: Vec<[f64; 2]> = epochs
+                    .iter()
+                    .map(|m| [m.global_iter as f64, m.valid_loss])
+                    .collect();
+                pu.line(
+                    Line::new(format!("valid, {name}"), PlotPoints::from(v))
+                        .color(VALID_COLOR.gamma_multiply(0.45))
+                        .width(1.5),
+                );
+            }
             for s in run.step_starts.iter().skip(1) {
                 pu.vline(VLine::new("step", *s as f64).color(egui::Color32::from_gray(100)));
             }
@@ -311,6 +323,18 @@ pub fn plots_ui(ui: &mut egui::Ui, run: &RunModel, plan_epochs: usize) {
                         .radius(3.0)
                         .color(F1_COLOR),
                 );
+                // An ensemble's members trained before: their accuracy, faded, one a line.
+                for (name, epochs) in &run.members_done {
+                    let a: Vec<[f64; 2]> = epochs
+                        .iter()
+                        .map(|m| [(m.global_epoch + 1) as f64, m.accuracy])
+                        .collect();
+                    pu.line(
+                        Line::new(format!("accuracy, {name}"), PlotPoints::from(a))
+                            .color(ACC_COLOR.gamma_multiply(0.45))
+                            .width(1.5),
+                    );
+                }
             });
     });
     ui.label(egui::RichText::new(PLOT_HINT).small());

@@ -237,7 +237,11 @@ impl TrainingTab {
                     plan_editor::summary(&plan),
                     crate::files::shown(&out)
                 ));
-                let job = Job::Train(Box::new(self.settings.train_config(plan, out)));
+                let cfg = Box::new(self.settings.train_config(plan, out));
+                let job = match self.settings.members {
+                    0 | 1 => Job::Train(cfg),
+                    n => Job::Members(cfg, n),
+                };
                 if !self.launch(ctx, job, notices) {
                     self.run.job_ended();
                 }

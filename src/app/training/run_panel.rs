@@ -67,7 +67,12 @@ impl TrainingTab {
                 commands.push(Command::BrowseResume);
             }
         });
-        ui.label(format!("State: {}", state.words()));
+        match self.run.member {
+            Some((i, n)) if state.busy() => {
+                ui.label(format!("State: {}, network {i} of {n}", state.words()))
+            }
+            _ => ui.label(format!("State: {}", state.words())),
+        };
     }
 
     pub(super) fn progress_ui(&self, ui: &mut egui::Ui, commands: &mut Vec<Command>) {

@@ -59,6 +59,8 @@ pub struct TrainingSettings {
     pub class_weights: bool,
     /// Precision of the convolutions.
     pub precision: Precision,
+    /// Networks trained as one ensemble (1: a single network).
+    pub members: usize,
     /// Where new runs go when no run folder is typed (None: the user's runs folder; tests).
     #[doc(hidden)]
     #[serde(skip)]
@@ -86,6 +88,7 @@ impl Default for TrainingSettings {
             balanced: false,
             class_weights: false,
             precision: Precision::F32,
+            members: 1,
             runs_root: None,
         }
     }
@@ -310,6 +313,25 @@ pub fn setup_ui(
             ui.end_row();
             let l = ui.label("Seed");
             ui.add(egui::DragValue::new(&mut s.seed)).labelled_by(l.id);
+            ui.end_row();
+            let l = ui.label("Networks");
+            ui.horizontal(|ui| {
+                ui.add(egui::DragValue::new(&mut s.members).range(1..=16))
+                    .labelled_by(l.id)
+                    .on_hover_text(
+                        "More than one trains an ensemble: network i with seed + i - 1, all on \
+                         one validation split, each in its own folder of the run folder; the \
+                         ensemble file is their mean, tested once at the end",
+                    );
+                if s.members > 1 {
+                    ui.label(format!(
+                        "an ensemble of {} (seeds {}..={})",
+                        s.members,
+                        s.seed,
+                        s.seed + s.members as u64 - 1
+                    ));
+                }
+            });
             ui.end_row();
             let l = ui.label("Augmentation");
             ui.vertical(|ui| {

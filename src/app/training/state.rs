@@ -84,6 +84,10 @@ pub struct RunModel {
     pub device_in_use: Option<String>,
     /// The run's classes, in the order of the epochs' per-class figures.
     pub classes: Vec<String>,
+    /// An ensemble's members trained (or kept) before the one shown: (name, its epochs).
+    pub members_done: Vec<(String, Vec<EpochMetrics>)>,
+    /// The member being trained: (index from 1, members in all).
+    pub member: Option<(usize, usize)>,
     smoother: Smoother,
 }
 
@@ -106,6 +110,8 @@ impl Default for RunModel {
             last_checkpoint: None,
             finished_model: None,
             device_in_use: None,
+            members_done: Vec::new(),
+            member: None,
             smoother: Smoother::default(),
         }
     }
@@ -117,6 +123,8 @@ impl RunModel {
     /// run's curves and table in place.
     pub fn begin_training(&mut self) {
         self.state = RunState::Running;
+        self.members_done.clear();
+        self.member = None;
     }
 
     /// Clears the curves, table and progress of the run shown, for a run that has started.
@@ -247,6 +255,33 @@ impl RunModel {
             }
             TrainEvent::Resumed => self.log.push("resumed".into()),
             TrainEvent::Log(s) => self.log.push(s),
+            TrainEvent::Member {
+                index,
+                of,
+                seed,
+                kept,
+            } => {
+                // The member shown so far is done: its curve stays, beside the next one's.
+                if let Some((i, _)) = self.member.take() {
+                    if !self.epochs.is_empty() {
+                        let done = std::mem::take(&mut self.epochs);
+                        self.members_done.push((format!("member {i}"), done));
+                    }
+                }
+                match kept {
+                    Some(h) => {
+                        self.log.push(format!(
+                            "member {index} of {of} (seed {seed}): finished before, kept"
+                        ));
+                        self.members_done.push((format!("member {index}"), h));
+                    }
+                    None => {
+                        self.log
+                            .push(format!("member {index} of {of}: seed {seed}"));
+                        self.member = Some((index, of));
+                    }
+                }
+            }
             TrainEvent::Stopped(p) => {
                 self.log
                     .push(format!("stopped; checkpoint {}", crate::files::shown(&p)));
