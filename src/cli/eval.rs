@@ -37,6 +37,10 @@ pub struct EvalArgs {
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Seed of a drawn validation split [default: the model's, as its file records it, so
+    /// that the validation images are those its run held out; 42 for a file without one].
+    #[arg(long)]
+    pub split_seed: Option<u64>,
     /// An operating point: predict CLASS when its probability ≥ T (e.g. COVID-19=0.3);
     /// default: the model file's, else argmax.
     #[arg(long, value_name = "CLASS=T", conflicts_with = "target_sensitivity")]
@@ -73,6 +77,9 @@ fn validated_here(predictor: &Predictor, data: &Path) -> bool {
             .is_some_and(|d| same(Path::new(d)).is_some() && same(Path::new(d)) == same(data))
 }
 
+/// The validation split seed of a model file that records none: training's default seed.
+const DEFAULT_SPLIT_SEED: u64 = 42;
+
 /// The report of the model at `model` on the chosen split (predictions at argmax).
 fn report_of(
     a: &EvalArgs,
@@ -82,9 +89,13 @@ fn report_of(
     let predictor = Predictor::load(model, device)
         .with_context(|| format!("cannot load model {}", shown(model)))?
         .in_precision(a.precision);
+    let split_seed = a
+        .split_seed
+        .or_else(|| predictor.meta().split_seed())
+        .unwrap_or(DEFAULT_SPLIT_SEED);
     let samples =
         a.dataset
-            .split_samples(&a.data, a.seed, &predictor.meta().class_names, a.split)?;
+            .split_samples(&a.data, split_seed, &predictor.meta().class_names, a.split)?;
     let bar = indicatif::ProgressBar::new(samples.len() as u64);
     let opts = EvalOptions {
         batch_size: a.batch_size,
@@ -95,6 +106,11 @@ fn report_of(
     let mut report = set.evaluate(&predictor, &opts, |d, _| bar.set_position(d as u64))?;
     bar.finish_and_clear();
     report.record_source(model, predictor.meta(), &a.data, a.split.name());
+    if a.split == SplitKind::Valid {
+        report
+            .info
+            .insert("validation split seed".into(), split_seed.to_string());
+    }
     report.validated_on_test = a.split == SplitKind::Test && validated_here(&predictor, &a.data);
     Ok((predictor, report))
 }
@@ -171,6 +187,23 @@ fn run_compare(
     mb: &Path,
     device: &candle_core::Device,
 ) -> anyhow::Result<ExitCode> {
+    if a.split == SplitKind::Valid && a.split_seed.is_none() {
+        let seed = |m: &Path| -> anyhow::Result<Option<u64>> {
+            Ok(crate::model::io::model_file::read_meta(m)?.split_seed())
+        };
+        let (sa, sb) = (seed(ma)?, seed(mb)?);
+        if sa != sb {
+            anyhow::bail!(
+                "{} and {} held out different validation images (split seeds {} and {}): on \
+                 either split one model would be scored on images it trained on; give \
+                 --split-seed to compare on one split anyway",
+                shown(ma),
+                shown(mb),
+                sa.map_or("none".into(), |s| s.to_string()),
+                sb.map_or("none".into(), |s| s.to_string())
+            );
+        }
+    }
     // Each model predicts as its file says (its own operating point, else argmax).
     let of = |m: &Path| -> anyhow::Result<EvalReport> {
         let (p, mut r) = report_of(a, m, device)?;

@@ -330,6 +330,52 @@ fn train_members_shares_one_validation_split_leaves_the_test_split_and_continues
     let (v1, v2) = (files(member_report(1)), files(member_report(2)));
     assert_eq!(v1, v2, "one validation split");
     assert!(v1.iter().all(|f| f.contains("train_")), "{v1:?}");
+    // `eval --split valid` of a member draws the split its run held out (not one seeded by
+    // the bootstrap's seed): the same images as its own validation report.
+    let ev_dir = dir.path().join("ev");
+    let ev = Command::new(bin())
+        .args([
+            "--device",
+            "cpu",
+            "eval",
+            "--split",
+            "valid",
+            "--bootstrap",
+            "10",
+        ])
+        .arg("--model")
+        .arg(run.join("member-2/model.safetensors"))
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&ev_dir)
+        .output()
+        .unwrap();
+    assert!(
+        ev.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ev.stderr)
+    );
+    let evr: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ev_dir.join("eval-valid.json")).unwrap()).unwrap();
+    assert_eq!(files(evr.clone()), v1);
+    assert_eq!(evr["info"]["validation split seed"], "5");
+    // Models that held out different images are not compared on "the" validation split.
+    let other = member(dir.path(), "other.safetensors", 9, &["Normal", "COVID-19"]);
+    let mut other_meta = covid_resnet::model::io::model_file::read_meta(&other).unwrap();
+    other_meta.training = Some(serde_json::json!({"seed": 7}));
+    covid_resnet::model::io::model_file::rewrite_meta(&other, &other, |m| *m = other_meta).unwrap();
+    let cmp = Command::new(bin())
+        .args(["--device", "cpu", "eval", "--split", "valid", "--compare"])
+        .arg(run.join("member-1/model.safetensors"))
+        .arg(&other)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!cmp.status.success());
+    let e = String::from_utf8_lossy(&cmp.stderr);
+    assert!(e.contains("held out different validation images"), "{e}");
     // The ensemble, and its one test evaluation.
     let ens = Predictor::load(&run.join("ensemble.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(ens.networks().len(), 2);
@@ -470,10 +516,10 @@ fn the_training_tab_trains_several_networks_as_one_and_shows_their_curves() {
     use crate::common::step_until;
     use covid_resnet::app::training::plan_editor::PlanRow;
     use covid_resnet::app::training::setup::TrainingSettings;
-    use egui_kittest::kittest::Queryable;
     use covid_resnet::app::training::state::RunState;
     use covid_resnet::app::Settings;
     use covid_resnet::train::schedule::Trainable;
+    use egui_kittest::kittest::Queryable;
     let dir = FixedDir::new("covid-resnet-ensemble-training");
     let d = dir.0.as_path();
     let data = d.join("data");
