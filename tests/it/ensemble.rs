@@ -570,5 +570,10 @@ fn the_training_tab_trains_several_networks_as_one_and_shows_their_curves() {
     }
     assert!(run.join("report.json").is_file());
     h.run_steps(3);
-    h.snapshot("training_members");
+    // The epochs table shows each epoch's seconds, which vary from run to run: a few
+    // hundred pixels of digits may differ, nothing else.
+    h.snapshot_options(
+        "training_members",
+        &egui_kittest::SnapshotOptions::new().failed_pixel_count_threshold(600),
+    );
 }

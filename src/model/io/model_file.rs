@@ -417,21 +417,24 @@ impl ModelMeta {
 
 /// Checks the metadata against the tensors: the head's last layer has one output per class.
 fn check_tensors(meta: &ModelMeta, tensors: &BTreeMap<String, Tensor>, path: &Path) -> Result<()> {
-    let heads: Vec<String> = if meta.is_ensemble() {
+    let heads: Vec<(String, String)> = if meta.is_ensemble() {
         (0..meta.members.len())
-            .map(|i| format!("{}head.8.weight", super::ensemble::member_prefix(i)))
+            .map(|i| {
+                let name = format!("{}head.8.weight", super::ensemble::member_prefix(i));
+                (name, format!("member {}'s head", i + 1))
+            })
             .collect()
     } else {
-        vec!["head.8.weight".into()]
+        vec![("head.8.weight".into(), "the head".into())]
     };
-    for name in heads {
+    for (name, what) in heads {
         if let Some(w) = tensors.get(&name) {
             let rows = w.dims().first().copied().unwrap_or(0);
             if rows != meta.class_names.len() {
                 return Err(Error::weights(
                     path,
                     format!(
-                        "model metadata: class_names lists {} classes but {name} has {rows} \
+                        "model metadata: class_names lists {} classes but {what} has {rows} \
                          outputs",
                         meta.class_names.len()
                     ),
