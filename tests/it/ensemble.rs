@@ -574,6 +574,6 @@ fn the_training_tab_trains_several_networks_as_one_and_shows_their_curves() {
     // hundred pixels of digits may differ, nothing else.
     h.snapshot_options(
         "training_members",
-        &egui_kittest::SnapshotOptions::new().failed_pixel_count_threshold(600),
+        &egui_kittest::SnapshotOptions::new().max_failed_pixels(600),
     );
 }
