@@ -212,6 +212,58 @@ fn an_ensemble_evaluates_with_its_disagreement_and_refuses_unlike_members() {
         "{md}"
     );
 
+    // A temperature fitted on held-out images applies to the mean: p_T is proportional to
+    // p^(1/T) of the ensemble's plain probabilities; an operating point decides on it.
+    let cal = d.join("cal.safetensors");
+    let r = run(&[
+        "model".as_ref(),
+        "calibrate".as_ref(),
+        "--model".as_ref(),
+        e.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--valid-pct".as_ref(),
+        "50".as_ref(),
+        "--out".as_ref(),
+        cal.as_os_str(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let t = covid_resnet::model::io::model_file::read_meta(&cal)
+        .unwrap()
+        .temperature
+        .unwrap()
+        .value;
+    let img = data.join("test").join("test_0.png");
+    let prob = |m: &Path| -> Vec<f64> {
+        let v = predict_json(m, std::slice::from_ref(&img));
+        ["Normal", "COVID-19"]
+            .iter()
+            .map(|c| v["predictions"][0]["probabilities"][c].as_f64().unwrap())
+            .collect()
+    };
+    let (plain, tempered) = (prob(&e), prob(&cal));
+    let pw: Vec<f64> = plain.iter().map(|p| p.powf(1.0 / t)).collect();
+    let z: f64 = pw.iter().sum();
+    for (got, want) in tempered.iter().zip(pw.iter().map(|v| v / z)) {
+        assert!(
+            (got - want).abs() < 1e-5,
+            "T {t}: {tempered:?} against {want}"
+        );
+    }
+    let thr = d.join("thr.safetensors");
+    let r = run(&[
+        "model".as_ref(),
+        "threshold".as_ref(),
+        "--model".as_ref(),
+        e.as_os_str(),
+        "COVID-19=0.0".as_ref(),
+        "--out".as_ref(),
+        thr.as_os_str(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v = predict_json(&thr, std::slice::from_ref(&img));
+    assert_eq!(v["predictions"][0]["predicted"], "COVID-19");
+
     // Different classes: refused, naming the file and what differs; nothing written.
     let other = member(d, "other.safetensors", 3, &CLASSES);
     let bad = d.join("bad.safetensors");
