@@ -9,6 +9,7 @@ mod data_check;
 mod data_contradictions;
 mod dicom_corpus;
 mod ensemble;
+mod ensemble_app;
 mod hostile;
 mod model_files;
 mod one_path;
