@@ -94,10 +94,7 @@ pub fn tempered(probs: &[f32], t: f64) -> Vec<f32> {
 
 /// log softmax(log p / t) in f64.
 pub fn log_tempered(probs: &[f32], t: f64) -> Vec<f64> {
-    let z: Vec<f64> = probs.iter().map(|&p| (p as f64).ln() / t).collect();
-    let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-    z.iter().map(|v| v - lse).collect()
+    super::probs::tempered_log(probs.iter().map(|&p| (p as f64).ln()), t)
 }
 
 /// What the model file changes in how predictions are made: its operating point and its

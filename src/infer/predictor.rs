@@ -3,7 +3,7 @@ use super::decision::OperatingPoint;
 use super::disagreement::Disagreement;
 use super::gradcam::{grad_cam_coarse, Coarse};
 pub use super::probs::{argmax, log_softmax_rows, probs_of};
-use super::probs::{mean_log_probs, tempered_log_probs};
+use super::probs::{mean_log_probs, tempered_log};
 use crate::data::augment::{AugmentConfig, Flip};
 use crate::data::preprocess::Preprocess;
 use crate::data::{decode::decode_file, gray::GrayImage};
@@ -205,10 +205,14 @@ impl Predictor {
             .collect::<Result<Vec<_>>>()?;
         let mut mean = mean_log_probs(&members);
         if let Some(t) = self.meta.temperature.as_ref().filter(|t| t.value != 1.0) {
-            mean = mean
-                .iter()
-                .map(|r| tempered_log_probs(r, t.value))
-                .collect();
+            let tempered = |r: &Vec<f32>| -> Vec<f32> {
+                let lp = r.iter().map(|&v| v as f64);
+                tempered_log(lp, t.value)
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect()
+            };
+            mean = mean.iter().map(tempered).collect();
         }
         Ok((mean, Some(members)))
     }

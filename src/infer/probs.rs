@@ -57,13 +57,13 @@ pub fn mean_log_probs(members: &[Vec<Vec<f32>>]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Temperature scaling of a row of log-probabilities: log-softmax(lp / t). For one
+/// Temperature scaling of a row of log-probabilities: log-softmax(lp / t), in f64. For one
 /// network's log-softmax output this equals log-softmax(logits / t).
-pub fn tempered_log_probs(lp: &[f32], t: f64) -> Vec<f32> {
-    let z: Vec<f64> = lp.iter().map(|&v| v as f64 / t).collect();
+pub fn tempered_log(lp: impl IntoIterator<Item = f64>, t: f64) -> Vec<f64> {
+    let z: Vec<f64> = lp.into_iter().map(|v| v / t).collect();
     let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let lse = max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-    z.iter().map(|v| (v - lse) as f32).collect()
+    z.iter().map(|v| v - lse).collect()
 }
 
 #[cfg(test)]
@@ -89,8 +89,8 @@ mod tests {
     /// (sqrt 0.8 : sqrt 0.2 = 2 : 1).
     #[test]
     fn a_temperature_on_log_probabilities_is_the_power_of_the_probabilities() {
-        let t = tempered_log_probs(&[0.8f32.ln(), 0.2f32.ln()], 2.0);
-        let p = probs_of(&t);
+        let t = tempered_log([0.8f64.ln(), 0.2f64.ln()], 2.0);
+        let p: Vec<f64> = t.iter().map(|v| v.exp()).collect();
         assert!(
             (p[0] - 2.0 / 3.0).abs() < 1e-6 && (p[1] - 1.0 / 3.0).abs() < 1e-6,
             "{p:?}"
