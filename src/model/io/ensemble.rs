@@ -7,13 +7,13 @@
 //! f16), and the metadata names each member's source file with its SHA-256, so the file
 //! says where it came from.
 use super::model_file::{
-    parse_model_file, MemberMeta, ModelMeta, ENSEMBLE_MEMBERS, META_KEY, MODEL_FORMAT_VERSION,
+    parse_model_file, write_file, MemberMeta, ModelMeta, ENSEMBLE_MEMBERS, MODEL_FORMAT_VERSION,
 };
-use crate::files::{shown, write_atomic};
+use crate::files::shown;
 use crate::model::Classifier;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The prefix of member `i`'s tensors in an ensemble file.
@@ -87,12 +87,7 @@ pub fn write_ensemble(inputs: &[&Path], out: &Path) -> Result<ModelMeta> {
     if let Some(p) = meta.problem() {
         return Err(Error::invalid("ensemble", p));
     }
-    let json = serde_json::to_string(&meta)
-        .map_err(|e| Error::invalid("model metadata", e.to_string()))?;
-    let info = HashMap::from([(META_KEY.to_string(), json)]);
-    let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(info))
-        .map_err(|e| Error::weights(out, format!("cannot serialise: {e}")))?;
-    write_atomic(out, &bytes)?;
+    write_file(out, &meta, tensors.iter().map(|(n, t)| (n.as_str(), t)))?;
     Ok(meta)
 }
 

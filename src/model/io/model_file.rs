@@ -187,10 +187,24 @@ pub fn save_model_as(
         .into_iter()
         .map(|(n, t)| Ok((n, t.to_dtype(dtype)?.to_device(&Device::Cpu)?)))
         .collect::<Result<_>>()?;
+    write_file(path, meta, tensors.iter().map(|(n, t)| (n.as_str(), t)))
+}
+
+/// Writes a model file: `tensors` with `meta` as its metadata, atomically. Every writer of
+/// model files (one network, an ensemble, a rewrite) ends here.
+pub(super) fn write_file<S, V>(
+    path: &Path,
+    meta: &ModelMeta,
+    tensors: impl IntoIterator<Item = (S, V)>,
+) -> Result<()>
+where
+    S: AsRef<str> + Ord + std::fmt::Display,
+    V: safetensors::View,
+{
     let json =
         serde_json::to_string(meta).map_err(|e| Error::invalid("model metadata", e.to_string()))?;
     let info = HashMap::from([(META_KEY.to_string(), json)]);
-    let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(info))
+    let bytes = safetensors::serialize(tensors, Some(info))
         .map_err(|e| Error::weights(path, format!("cannot serialise: {e}")))?;
     write_atomic(path, &bytes)
 }
@@ -211,12 +225,7 @@ pub fn rewrite_tensors_as(input: &Path, output: &Path, dtype: DType) -> Result<(
             Ok((n, t))
         })
         .collect::<Result<_>>()?;
-    let json = serde_json::to_string(&meta)
-        .map_err(|e| Error::invalid("model metadata", e.to_string()))?;
-    let info = HashMap::from([(META_KEY.to_string(), json)]);
-    let out = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(info))
-        .map_err(|e| Error::weights(output, format!("cannot serialise: {e}")))?;
-    write_atomic(output, &out)
+    write_file(output, &meta, tensors.iter().map(|(n, t)| (n.as_str(), t)))
 }
 
 /// Copies the model file `input` to `output` (atomically; the same path rewrites it) with
@@ -227,12 +236,7 @@ pub fn rewrite_meta(input: &Path, output: &Path, edit: impl FnOnce(&mut ModelMet
     edit(&mut meta);
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::weights(input, format!("not a readable model file: {e}")))?;
-    let json = serde_json::to_string(&meta)
-        .map_err(|e| Error::invalid("model metadata", e.to_string()))?;
-    let info = HashMap::from([(META_KEY.to_string(), json)]);
-    let out = safetensors::serialize(st.tensors(), Some(info))
-        .map_err(|e| Error::weights(output, format!("cannot serialise: {e}")))?;
-    write_atomic(output, &out)
+    write_file(output, &meta, st.tensors())
 }
 
 /// Reads only the metadata of a model file.
