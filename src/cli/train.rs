@@ -203,37 +203,27 @@ pub fn train(a: &TrainArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     let sink: Arc<dyn EventSink> = Arc::new(CliSink::new());
     let control = Arc::new(Control::default());
     stop_on_ctrl_c(&control);
-    if let Some(n) = a.members {
+    let new_config = || -> anyhow::Result<crate::train::config::TrainConfig> {
         let plan = Plan::resolve(&a.plan)?;
         let mut cfg = a
             .common
             .config(a.out.clone().unwrap_or_else(default_run_dir), plan)?;
         cfg.suggestion = a.suggestion.unwrap_or_default();
         cfg.overwrite = a.force;
-        return match crate::train::members::train_members(&cfg, n, device, sink.clone(), control) {
-            Ok(_) => Ok(ExitCode::SUCCESS),
-            Err(e) => {
-                sink.send(crate::train::events::TrainEvent::Failed(e.to_string()));
-                Ok(ExitCode::FAILURE)
-            }
-        };
-    }
-    let mut trainer = match &a.resume {
-        Some(dir) => {
-            let opts = a.common.resume_options(a.suggestion, a.force);
-            Trainer::resume_with(dir, &opts, device, sink.clone(), control)?
-        }
-        None => {
-            let plan = Plan::resolve(&a.plan)?;
-            let mut cfg = a
-                .common
-                .config(a.out.clone().unwrap_or_else(default_run_dir), plan)?;
-            cfg.suggestion = a.suggestion.unwrap_or_default();
-            cfg.overwrite = a.force;
-            Trainer::new(cfg, device, sink.clone(), control)?
-        }
+        Ok(cfg)
     };
-    match trainer.run() {
+    // A run that cannot start is an error here; one that fails on the way is said by the sink.
+    let outcome = match (&a.resume, a.members) {
+        (Some(dir), _) => {
+            let opts = a.common.resume_options(a.suggestion, a.force);
+            Trainer::resume_with(dir, &opts, device, sink.clone(), control)?.run()
+        }
+        (None, Some(n)) => {
+            crate::train::members::train_members(&new_config()?, n, device, sink.clone(), control)
+        }
+        (None, None) => Trainer::new(new_config()?, device, sink.clone(), control)?.run(),
+    };
+    match outcome {
         Ok(Outcome::Finished { .. }) | Ok(Outcome::Stopped) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             sink.send(crate::train::events::TrainEvent::Failed(e.to_string()));
