@@ -274,6 +274,15 @@ value_enum!(
     ),
 );
 
+/// The seed of the validation split a model's run held out: `given`, else the one its file
+/// records, else training's default seed (42) for a file that records none. `eval --split
+/// valid` and `model calibrate` both draw with it.
+pub fn held_out_seed(given: Option<u64>, meta: &crate::model::io::model_file::ModelMeta) -> u64 {
+    given.or_else(|| meta.split_seed()).unwrap_or(
+        crate::train::config::TrainConfig::new(Default::default(), Default::default()).seed,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

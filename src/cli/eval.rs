@@ -77,9 +77,6 @@ fn validated_here(predictor: &Predictor, data: &Path) -> bool {
             .is_some_and(|d| same(Path::new(d)).is_some() && same(Path::new(d)) == same(data))
 }
 
-/// The validation split seed of a model file that records none: training's default seed.
-const DEFAULT_SPLIT_SEED: u64 = 42;
-
 /// The report of the model at `model` on the chosen split (predictions at argmax).
 fn report_of(
     a: &EvalArgs,
@@ -89,10 +86,7 @@ fn report_of(
     let predictor = Predictor::load(model, device)
         .with_context(|| format!("cannot load model {}", shown(model)))?
         .in_precision(a.precision);
-    let split_seed = a
-        .split_seed
-        .or_else(|| predictor.meta().split_seed())
-        .unwrap_or(DEFAULT_SPLIT_SEED);
+    let split_seed = super::args::held_out_seed(a.split_seed, predictor.meta());
     let samples =
         a.dataset
             .split_samples(&a.data, split_seed, &predictor.meta().class_names, a.split)?;

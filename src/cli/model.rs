@@ -97,7 +97,7 @@ fn calibrate(a: &CalibrateArgs) -> anyhow::Result<ExitCode> {
     let (nets, mut meta) = load_networks(&model, &Device::Cpu)?;
     // Fitted on the raw probabilities, whatever the file applied before.
     meta.temperature = None;
-    let seed = a.seed.or_else(|| meta.split_seed()).unwrap_or(0);
+    let seed = super::args::held_out_seed(a.seed, &meta);
     let predictor = Predictor::from_networks(nets, meta)?;
     let samples =
         a.dataset
