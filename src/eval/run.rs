@@ -172,3 +172,22 @@ pub fn evaluate(
 ) -> Result<EvalReport> {
     EvalSet::new(samples.to_vec()).evaluate(predictor, opts, progress)
 }
+
+/// `predictor` (from the file `model`) on the whole test split of the data set at `data`
+/// read with `data_opts`: the report the review and a members run write, with where it comes
+/// from recorded. `progress(done, total)` after each batch.
+pub fn evaluate_test_split(
+    predictor: &Predictor,
+    model: &std::path::Path,
+    data: &std::path::Path,
+    data_opts: &crate::data::split::DataOptions,
+    opts: &EvalOptions,
+    progress: impl FnMut(usize, usize),
+) -> Result<EvalReport> {
+    let mut ds = crate::data::split::Dataset::open_with(data, data_opts)?;
+    ds.align_to_model(&predictor.meta().class_names)?;
+    ds.test.check_complete("test")?;
+    let mut r = evaluate(predictor, &ds.test.samples, opts, progress)?;
+    r.record_source(model, predictor.meta(), data, "test");
+    Ok(r)
+}

@@ -18,7 +18,8 @@ use super::resume::ResumeOptions;
 use super::trainer::{Outcome, Trainer};
 
 use crate::device::DeviceChoice;
-use crate::eval::{evaluate, EvalOptions};
+use crate::eval::run::evaluate_test_split;
+use crate::eval::EvalOptions;
 use crate::infer::Predictor;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -152,16 +153,13 @@ impl EventSink for MemberSink {
 /// The ensemble's one evaluation on the test split; its report in the run folder.
 fn test_once(cfg: &TrainConfig, model: &Path, device: DeviceChoice) -> Result<PathBuf> {
     let predictor = Predictor::load(model, &device.open()?)?.in_precision(cfg.precision);
-    let mut ds = crate::data::split::Dataset::open_with(&cfg.data, &cfg.data_options())?;
-    ds.align_to_model(&predictor.meta().class_names)?;
-    ds.test.check_complete("test")?;
     let opts = EvalOptions {
         batch_size: cfg.batch_size,
         bootstrap: cfg.bootstrap,
         ..EvalOptions::default()
     };
-    let mut r = evaluate(&predictor, &ds.test.samples, &opts, |_, _| {})?;
-    r.record_source(model, predictor.meta(), &cfg.data, "test");
+    let data_opts = cfg.data_options();
+    let mut r = evaluate_test_split(&predictor, model, &cfg.data, &data_opts, &opts, |_, _| {})?;
     r.info.insert(
         "selection".into(),
         "the members were trained and chosen without the test split; this is its one \

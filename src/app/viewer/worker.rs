@@ -1,14 +1,15 @@
 //! The Viewer's background work: decoding on the rayon pool, model loading, predictions,
 //! Grad-CAM and test-set runs on one "viewer-infer" thread, replies over a channel. The UI
 //! thread never waits on any of it.
-use crate::data::split::{DataOptions, Dataset};
+use crate::data::split::DataOptions;
 use crate::data::{
     decode::{decode_bytes, decode_file},
     gray::GrayImage,
 };
 use crate::device::DeviceChoice;
 use crate::eval::report::EvalReport;
-use crate::eval::{evaluate, EvalOptions};
+use crate::eval::run::evaluate_test_split;
+use crate::eval::EvalOptions;
 use crate::infer::predictor::Analysis;
 use crate::infer::Predictor;
 use crate::model::ops::precision::Precision;
@@ -301,17 +302,21 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
         } => {
             let predictor = predictor.in_precision(precision);
             let result = (|| -> crate::Result<EvalReport> {
-                let mut ds = Dataset::open_with(&data, &opts)?;
-                ds.align_to_model(&predictor.meta().class_names)?;
-                ds.test.check_complete("test")?;
-                let opts = EvalOptions {
+                let eval_opts = EvalOptions {
                     batch_size,
                     ..EvalOptions::default()
                 };
-                let mut r = evaluate(&predictor, &ds.test.samples, &opts, |done, total| {
+                let progress = |done, total| {
                     Worker::send_reply(tx, ctx, Reply::ReviewProgress { done, total })
-                })?;
-                r.record_source(&model_path, predictor.meta(), &data, "test");
+                };
+                let mut r = evaluate_test_split(
+                    &predictor,
+                    &model_path,
+                    &data,
+                    &opts,
+                    &eval_opts,
+                    progress,
+                )?;
                 r.info.insert("precision".into(), precision.to_string());
                 Ok(r)
             })()
