@@ -17,12 +17,17 @@ mod pack;
 #[cfg(test)]
 mod tests;
 
+pub mod amx;
+pub mod tiles;
+
 use super::gemm::Mat;
+use amx::RowsA;
 #[cfg(target_arch = "x86_64")]
 use pack::{pack_a_panel, pack_b, pack_rows};
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+use std::sync::OnceLock;
 
 /// Rows of a micro-tile.
 const MR: usize = 8;
@@ -36,17 +41,76 @@ const NC: usize = 768;
 /// Rows per block of packed `a` (a multiple of MR).
 const MC: usize = 512;
 
-/// Tests set this to run the portable path on any CPU (both paths give correct results, so
-/// tests running meanwhile are unaffected).
-#[cfg(test)]
-static FORCE_PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The kernels that can run a bf16 product; which one runs is chosen by measuring them on
+/// this CPU (`ops::kernels`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernel {
+    /// AVX512_BF16's `vdpbf16ps` on packed pairs.
+    Avx512,
+    /// AMX tiles (`tdpbf16ps`), see `amx.rs` and `tiles.rs`.
+    Amx,
+    /// The float32 GEMM on bf16-rounded copies of the operands (any CPU).
+    F32,
+}
+
+impl Kernel {
+    /// Every kernel, in the order `info` lists them.
+    pub const ALL: [Kernel; 3] = [Kernel::Amx, Kernel::Avx512, Kernel::F32];
+
+    /// The name used in `COVID_RESNET_BF16`, files and benchmark lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "avx512",
+            Kernel::Amx => "amx",
+            Kernel::F32 => "f32",
+        }
+    }
+
+    /// What it is, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "AVX-512 BF16 (vdpbf16ps)",
+            Kernel::Amx => "AMX tiles (tdpbf16ps)",
+            Kernel::F32 => "float32 products of bf16-rounded operands",
+        }
+    }
+
+    /// Whether this CPU (and, for AMX, the operating system) can run it.
+    pub fn available(self) -> bool {
+        match self {
+            Kernel::Avx512 => native(),
+            Kernel::Amx => tiles::granted(),
+            Kernel::F32 => true,
+        }
+    }
+
+    /// The kernel `name` names.
+    pub fn named(name: &str) -> Option<Kernel> {
+        Kernel::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+static CURRENT: OnceLock<Kernel> = OnceLock::new();
+
+/// Sets the kernel every bf16 product of this process runs, once (`ops::kernels` does, after
+/// measuring); a second call changes nothing.
+pub fn set_kernel(k: Kernel) {
+    let _ = CURRENT.set(k);
+}
+
+/// The kernel bf16 products run: the one set, else AVX-512 where the CPU has it, else the
+/// float32 GEMM.
+pub fn kernel() -> Kernel {
+    CURRENT.get().copied().unwrap_or(if native() {
+        Kernel::Avx512
+    } else {
+        Kernel::F32
+    })
+}
 
 /// Whether this CPU multiplies bf16 natively (AVX512_BF16, with AVX-512 F and BW).
 pub fn native() -> bool {
-    #[cfg(test)]
-    if FORCE_PORTABLE.load(std::sync::atomic::Ordering::Relaxed) {
-        return false;
-    }
     #[cfg(target_arch = "x86_64")]
     {
         is_x86_feature_detected!("avx512bf16")
@@ -69,50 +133,108 @@ pub fn round(x: f32) -> f32 {
     half::bf16::from_f32(x).to_f32()
 }
 
-/// The left operand, packed: panels of MR rows, each holding for every pair `q` of the inner
-/// dimension MR u32 (`a[i][2q]` in the low half, `a[i][2q+1]` in the high half; zeros past
-/// the matrix).
+/// The left operand, packed for one kernel.
 pub struct PackedA {
-    data: Vec<u32>,
+    data: Layout,
     m: usize,
     k: usize,
 }
 
+/// [`PackedA`]'s data, in the layout of its kernel.
+enum Layout {
+    /// AVX-512: panels of MR rows, each holding for every pair `q` of the inner dimension MR
+    /// u32 (`a[i][2q]` in the low half, `a[i][2q+1]` in the high half; zeros past the
+    /// matrix).
+    Panels(Vec<u32>),
+    /// AMX: rows of pairs.
+    Rows(RowsA),
+    /// The float32 GEMM: the rounded values, row-major.
+    Rounded(Vec<f32>),
+}
+
 impl PackedA {
-    /// Packs `a`, rounding to bf16.
+    /// Packs `a` for the current [`kernel`], rounding to bf16.
     pub fn new(a: Mat<'_, f32>) -> Self {
+        Self::for_kernel(kernel(), a)
+    }
+
+    /// Packs `a` for `kern`.
+    pub fn for_kernel(kern: Kernel, a: Mat<'_, f32>) -> Self {
         let _p = crate::model::ops::prof::scope("in conv: bf16 pack a");
         let (m, k) = (a.rows(), a.cols());
-        let kp = k.div_ceil(2);
-        let mut data = vec![0u32; m.div_ceil(MR) * kp * MR];
-        if kp > 0 {
-            data.par_chunks_mut(kp * MR)
-                .enumerate()
-                .for_each(|(pr, panel)| pack_panel(a, pr * MR, panel));
-        }
+        let data = match kern {
+            Kernel::Amx => Layout::Rows(RowsA::of(a)),
+            Kernel::F32 => Layout::Rounded(
+                (0..m * k)
+                    .into_par_iter()
+                    .map(|ij| round(a.at(ij / k, ij % k)))
+                    .collect(),
+            ),
+            Kernel::Avx512 => {
+                let kp = k.div_ceil(2);
+                let mut data = vec![0u32; m.div_ceil(MR) * kp * MR];
+                if kp > 0 {
+                    data.par_chunks_mut(kp * MR)
+                        .enumerate()
+                        .for_each(|(pr, panel)| pack_panel(a, pr * MR, panel));
+                }
+                Layout::Panels(data)
+            }
+        };
         Self { data, m, k }
     }
 
-    /// Packs the `m x k` matrix that `fill` makes row by row (panel by panel, through a
-    /// scratch of MR rows).
+    /// Packs the `m x k` matrix that `fill` makes row by row, for the current [`kernel`].
     pub fn from_rows(m: usize, k: usize, fill: FillRow<'_>) -> Self {
+        Self::from_rows_for(kernel(), m, k, fill)
+    }
+
+    /// [`PackedA::from_rows`] for `kern` (AVX-512: panel by panel, through a scratch of MR
+    /// rows).
+    pub fn from_rows_for(kern: Kernel, m: usize, k: usize, fill: FillRow<'_>) -> Self {
         let _p = crate::model::ops::prof::scope("in conv: bf16 pack a (im2col rows)");
-        let kp = k.div_ceil(2);
-        let mut data = vec![0u32; m.div_ceil(MR) * kp * MR];
-        if kp > 0 {
-            data.par_chunks_mut(kp * MR).enumerate().for_each_init(
-                Vec::new,
-                |scratch: &mut Vec<f32>, (pr, panel)| {
-                    let rows = MR.min(m - pr * MR);
-                    scratch.resize(rows * k, 0.0);
-                    for (r, row) in scratch.chunks_exact_mut(k).enumerate() {
-                        fill(pr * MR + r, 0, row);
-                    }
-                    pack_panel(Mat::rm(scratch, rows, k), 0, panel);
-                },
-            );
-        }
+        let data = match kern {
+            Kernel::Amx => Layout::Rows(RowsA::from_rows(m, k, fill)),
+            Kernel::F32 => {
+                let mut d = vec![0.0f32; m * k];
+                d.par_chunks_mut(k.max(1))
+                    .take(m)
+                    .enumerate()
+                    .for_each(|(i, row)| {
+                        fill(i, 0, row);
+                        row.iter_mut().for_each(|v| *v = round(*v));
+                    });
+                Layout::Rounded(d)
+            }
+            Kernel::Avx512 => {
+                let kp = k.div_ceil(2);
+                let mut data = vec![0u32; m.div_ceil(MR) * kp * MR];
+                if kp > 0 {
+                    data.par_chunks_mut(kp * MR).enumerate().for_each_init(
+                        Vec::new,
+                        |scratch: &mut Vec<f32>, (pr, panel)| {
+                            let rows = MR.min(m - pr * MR);
+                            scratch.resize(rows * k, 0.0);
+                            for (r, row) in scratch.chunks_exact_mut(k).enumerate() {
+                                fill(pr * MR + r, 0, row);
+                            }
+                            pack_panel(Mat::rm(scratch, rows, k), 0, panel);
+                        },
+                    );
+                }
+                Layout::Panels(data)
+            }
+        };
         Self { data, m, k }
+    }
+
+    /// The kernel it is packed for.
+    pub fn kernel(&self) -> Kernel {
+        match self.data {
+            Layout::Panels(_) => Kernel::Avx512,
+            Layout::Rows(_) => Kernel::Amx,
+            Layout::Rounded(_) => Kernel::F32,
+        }
     }
 
     /// Rows of the matrix.
@@ -169,7 +291,7 @@ impl<'a> From<Mat<'a, f32>> for Right<'a> {
     }
 }
 
-/// Packs rows `i0..i0 + MR` (fewer at the end) of `a` into one panel of [`PackedA`].
+/// Packs rows `i0..i0 + MR` (fewer at the end) of `a` into one panel of [`Layout::Panels`].
 fn pack_panel(a: Mat<'_, f32>, i0: usize, panel: &mut [u32]) {
     let (k, rows) = (a.cols(), MR.min(a.rows() - i0));
     #[cfg(target_arch = "x86_64")]
@@ -206,8 +328,94 @@ impl Out {
     }
 }
 
-/// `dst (m x n, row-major, rows dst_rs apart) (+)= a . b`; panics when the shapes disagree.
-/// `threads` > 1 splits the product over that many rayon tasks.
+/// One thread's share of a product's output: rows `r0..r1` and columns `c0..c1` of a
+/// row-major matrix whose rows are `ld` apart, read and written only through checked
+/// copies of blocks inside the share.
+pub struct Share {
+    out: Out,
+    ld: usize,
+    rows: (usize, usize),
+    cols: (usize, usize),
+}
+
+impl Share {
+    /// # Safety
+    /// `out` must be valid for reads and writes of rows `rows.0..rows.1`, columns
+    /// `cols.0..cols.1` (rows `ld` apart), and no one else may access them while the share
+    /// lives.
+    unsafe fn new(out: Out, ld: usize, rows: (usize, usize), cols: (usize, usize)) -> Self {
+        Self {
+            out,
+            ld,
+            rows,
+            cols,
+        }
+    }
+
+    /// Its rows.
+    pub fn rows(&self) -> (usize, usize) {
+        self.rows
+    }
+
+    /// Its columns.
+    pub fn cols(&self) -> (usize, usize) {
+        self.cols
+    }
+
+    /// Panics unless the block of `r x c` elements at `(i, j)` lies in the share and in `buf`
+    /// with rows `ld` apart.
+    fn check(&self, (i, j): (usize, usize), (r, c): (usize, usize), len: usize, ld: usize) {
+        assert!(
+            i >= self.rows.0
+                && i.checked_add(r).is_some_and(|e| e <= self.rows.1)
+                && j >= self.cols.0
+                && j.checked_add(c).is_some_and(|e| e <= self.cols.1)
+                && c <= ld
+                && super::gemm::span(r, c, ld, 1).is_some_and(|n| n <= len),
+            "block {r}x{c} at ({i}, {j}) outside the share {:?} x {:?} or a buffer of {len}",
+            self.rows,
+            self.cols
+        );
+    }
+
+    /// Copies the `r x c` block at `(i, j)` into `buf` (rows `ld` apart); zeros in the rest of
+    /// each of the first `r` rows' `ld` elements and in the rows after.
+    pub fn read(&self, (i, j): (usize, usize), (r, c): (usize, usize), buf: &mut [f32], ld: usize) {
+        self.check((i, j), (r, c), buf.len(), ld);
+        buf.fill(0.0);
+        for row in 0..r {
+            // SAFETY: the row's c elements lie in the share (checked), which `new`'s
+            // contract makes readable and ours alone.
+            let src = unsafe {
+                std::slice::from_raw_parts(self.out.ptr().add((i + row) * self.ld + j), c)
+            };
+            buf[row * ld..][..c].copy_from_slice(src);
+        }
+    }
+
+    /// Writes the `r x c` block at `(i, j)` from `buf` (rows `ld` apart).
+    pub fn write(
+        &mut self,
+        (i, j): (usize, usize),
+        (r, c): (usize, usize),
+        buf: &[f32],
+        ld: usize,
+    ) {
+        self.check((i, j), (r, c), buf.len(), ld);
+        for row in 0..r {
+            // SAFETY: as `read`, for writing.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(self.out.ptr().add((i + row) * self.ld + j), c)
+            };
+            dst.copy_from_slice(&buf[row * ld..][..c]);
+        }
+    }
+}
+
+/// `dst (m x n, row-major, rows dst_rs apart) (+)= a . b` on the kernel `a` is packed for;
+/// panics when the shapes disagree. `threads` > 1 splits the product over that many rayon
+/// tasks. A product packed for a kernel this CPU lacks still runs: AVX-512 panels through
+/// the float32 GEMM, AMX rows on emulated tiles.
 pub fn product<'b>(
     dst: &mut [f32],
     dst_rs: usize,
@@ -216,7 +424,18 @@ pub fn product<'b>(
     b: impl Into<Right<'b>>,
     threads: usize,
 ) {
-    let b = b.into();
+    product_on(dst, dst_rs, accumulate, a, b.into(), threads, false)
+}
+
+fn product_on(
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    a: &PackedA,
+    b: Right<'_>,
+    threads: usize,
+    emulate: bool,
+) {
     let (m, n) = (a.rows(), b.cols());
     assert_eq!(b.rows(), a.cols(), "inner dimensions");
     assert!(dst_rs >= n, "row stride {dst_rs} for {n} columns");
@@ -236,52 +455,106 @@ pub fn product<'b>(
         }
         return;
     }
-    if !native() {
-        return fallback(dst, dst_rs, accumulate, a, b);
-    }
-    // Split the columns (in whole micro-tiles) or, when they are too few, the row panels.
+    let rows_unit = match &a.data {
+        Layout::Panels(_) if native() => MR,
+        Layout::Rows(_) => amx::MT,
+        _ => return rounded_product(dst, dst_rs, accumulate, a, b, threads),
+    };
+    // Split the columns (in whole micro-tiles) or, when they are too few, the row blocks.
     let threads = threads.max(1);
     let col_tiles = n.div_ceil(NR);
     let out = Out(dst.as_mut_ptr());
     let ranges: Vec<((usize, usize), (usize, usize))> = if threads == 1 {
         vec![((0, m), (0, n))]
-    } else if col_tiles >= 2 * threads || col_tiles >= m.div_ceil(MR) {
+    } else if col_tiles >= 2 * threads || col_tiles >= m.div_ceil(rows_unit) {
         let per = col_tiles.div_ceil(threads) * NR;
         (0..n)
             .step_by(per)
             .map(|j| ((0, m), (j, (j + per).min(n))))
             .collect()
     } else {
-        let per = m.div_ceil(MR).div_ceil(threads) * MR;
+        let per = m.div_ceil(rows_unit).div_ceil(threads) * rows_unit;
         (0..m)
             .step_by(per)
             .map(|i| ((i, (i + per).min(m)), (0, n)))
             .collect()
     };
+    let kp = a.pairs();
     ranges.par_iter().for_each(|&(rows, cols)| {
-        // SAFETY: `native()` holds; dst holds (m-1)*dst_rs + n elements (checked above) and
-        // each range writes only its own rows x columns of it, the ranges being disjoint; dst
-        // is borrowed exclusively for the call.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            block(out.ptr(), dst_rs, accumulate, a, b, rows, cols)
+        // SAFETY: dst holds (m-1)*dst_rs + n elements (checked above) and each range
+        // writes only its own rows x columns of it, the ranges being disjoint; dst is
+        // borrowed exclusively for the call.
+        let mut share = unsafe { Share::new(out, dst_rs, rows, cols) };
+        match &a.data {
+            Layout::Rows(ra) => {
+                #[cfg(target_arch = "x86_64")]
+                if !emulate {
+                    if let Some(mut t) = tiles::Hardware::new() {
+                        return amx::block(&mut t, &mut share, accumulate, ra, b, kp);
+                    }
+                }
+                let _ = emulate;
+                amx::block(
+                    &mut tiles::Emulated::default(),
+                    &mut share,
+                    accumulate,
+                    ra,
+                    b,
+                    kp,
+                )
+            }
+            Layout::Panels(panels) => {
+                // SAFETY: `native()` holds (checked above); the share's contract as above.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    block(out.ptr(), dst_rs, accumulate, panels, kp, b, rows, cols)
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = panels;
+            }
+            Layout::Rounded(_) => unreachable!("handled above"),
         }
     });
 }
 
-/// Without AVX512_BF16: bf16-rounded copies through the float32 kernels.
-fn fallback(dst: &mut [f32], dst_rs: usize, accumulate: bool, a: &PackedA, b: Right<'_>) {
+/// The float32 GEMM on the bf16-rounded operands (`a` packed for any kernel), its columns
+/// split over `threads`.
+fn rounded_product(
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    a: &PackedA,
+    b: Right<'_>,
+    threads: usize,
+) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
-    let kp = a.pairs();
-    let ar: Vec<f32> = (0..m * k)
-        .map(|ij| {
-            let (i, l) = (ij / k, ij % k);
-            let u = a.data[((i / MR) * kp + l / 2) * MR + i % MR];
-            f32::from_bits(if l % 2 == 0 { u << 16 } else { u & 0xFFFF_0000 })
-        })
-        .collect();
+    let unpacked;
+    let ar: &[f32] = match &a.data {
+        Layout::Rounded(r) => r,
+        Layout::Panels(p) => {
+            let kp = a.pairs();
+            unpacked = (0..m * k)
+                .map(|ij| {
+                    let (i, l) = (ij / k, ij % k);
+                    let u = p[((i / MR) * kp + l / 2) * MR + i % MR];
+                    f32::from_bits(if l % 2 == 0 { u << 16 } else { u & 0xFFFF_0000 })
+                })
+                .collect::<Vec<f32>>();
+            &unpacked
+        }
+        Layout::Rows(r) => {
+            unpacked = (0..m * k)
+                .map(|ij| {
+                    let (i, l) = (ij / k, ij % k);
+                    let u = r.data[i * r.stride + l / 2];
+                    f32::from_bits(if l % 2 == 0 { u << 16 } else { u & 0xFFFF_0000 })
+                })
+                .collect::<Vec<f32>>();
+            &unpacked
+        }
+    };
     let mut br = vec![0.0f32; k * n];
-    for (l, row) in br.chunks_exact_mut(n.max(1)).enumerate().take(k) {
+    br.par_chunks_mut(n).enumerate().for_each(|(l, row)| {
         match b {
             Right::Mat(b) => row
                 .iter_mut()
@@ -290,15 +563,18 @@ fn fallback(dst: &mut [f32], dst_rs: usize, accumulate: bool, a: &PackedA, b: Ri
             Right::Rows { fill, .. } => fill(l, 0, row),
         }
         row.iter_mut().for_each(|v| *v = round(*v));
+    });
+    let par = if threads > 1 {
+        ::gemm::Parallelism::Rayon(threads)
+    } else {
+        ::gemm::Parallelism::None
+    };
+    let (a, b) = (Mat::rm(ar, m, k), Mat::rm(&br, k, n));
+    if dst_rs == n {
+        return super::gemm::matmul(&mut dst[..m * n], accumulate, a, b, par);
     }
     let mut y = vec![0.0f32; m * n];
-    super::gemm::matmul(
-        &mut y,
-        false,
-        Mat::rm(&ar, m, k),
-        Mat::rm(&br, k, n),
-        ::gemm::Parallelism::None,
-    );
+    super::gemm::matmul(&mut y, false, a, b, par);
     for i in 0..m {
         let row = &mut dst[i * dst_rs..][..n];
         for (d, v) in row.iter_mut().zip(&y[i * n..][..n]) {
@@ -314,16 +590,17 @@ fn fallback(dst: &mut [f32], dst_rs: usize, accumulate: bool, a: &PackedA, b: Ri
 /// `r0..r1`, columns `c0..c1` (rows `ldc` apart) and no one else may access them meanwhile.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn block(
     dst: *mut f32,
     ldc: usize,
     accumulate: bool,
-    a: &PackedA,
+    panels: &[u32],
+    kp: usize,
     b: Right<'_>,
     (r0, r1): (usize, usize),
     (c0, c1): (usize, usize),
 ) {
-    let kp = a.pairs();
     let (mut buf, mut rows_buf): (Vec<u32>, Vec<f32>) = (Vec::new(), Vec::new());
     for jc in (c0..c1).step_by(NC) {
         let nc = NC.min(c1 - jc);
@@ -333,9 +610,9 @@ unsafe fn block(
             // SAFETY: the features are enabled (this function's contract).
             unsafe {
                 match b {
-                    Right::Mat(b) => pack_b(b, q0, kc, jc, nc, &mut buf),
+                    Right::Mat(b) => pack_b(b, (q0, kc, kc), jc, nc, &mut buf),
                     Right::Rows { rows, fill, .. } => {
-                        pack_rows(rows, fill, (q0, kc, jc, nc), &mut rows_buf, &mut buf)
+                        pack_rows(rows, fill, (q0, kc, kc), (jc, nc), &mut rows_buf, &mut buf)
                     }
                 }
             };
@@ -350,13 +627,13 @@ unsafe fn block(
                     let bp = &buf[jp * kc * NR..][..kc * NR];
                     for pr in ic / MR..(ic + MC).min(r1).div_ceil(MR) {
                         let rows = MR.min(r1 - pr * MR);
-                        let ap = &a.data[(pr * kp + q0) * MR..][..kc * MR];
+                        let ap = &panels[(pr * kp + q0) * MR..][..kc * MR];
                         // SAFETY: the tile's rows pr*MR.. (< r1) and columns jc + jp*NR..+cols
                         // (<= c1) lie in this thread's share of dst (the contract); ap and bp
                         // hold kc pairs of MR and NR u32.
                         unsafe {
                             let c = dst.add(pr * MR * ldc + jc + jp * NR);
-                            kernel(kc, ap, bp, c, ldc, rows, cols, load)
+                            micro_tile(kc, ap, bp, c, ldc, rows, cols, load)
                         }
                     }
                 }
@@ -373,7 +650,7 @@ unsafe fn block(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel(
+unsafe fn micro_tile(
     kc: usize,
     a: &[u32],
     b: &[u32],

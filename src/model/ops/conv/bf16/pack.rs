@@ -4,8 +4,8 @@ use super::{bits, FillRow, Mat, MR, NR};
 use std::arch::x86_64::*;
 
 /// Packs pairs `q0..q0+kc` of `b`'s rows and its columns `jc..jc+nc` into `buf`: panels of
-/// NR columns, each `kc` vectors of NR u32 (`b[2q][j]` low, `b[2q+1][j]` high; zeros past
-/// the matrix).
+/// NR columns, each `ps` (>= kc) vectors of NR u32 of which the first `kc` are written
+/// (`b[2q][j]` low, `b[2q+1][j]` high; zeros past the matrix).
 ///
 /// # Safety
 /// AVX512_BF16, F and BW must be available.
@@ -13,16 +13,17 @@ use std::arch::x86_64::*;
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 pub(super) unsafe fn pack_b(
     b: Mat<'_, f32>,
-    q0: usize,
-    kc: usize,
+    (q0, kc, ps): (usize, usize, usize),
     jc: usize,
     nc: usize,
     buf: &mut Vec<u32>,
 ) {
     let (k, n) = (b.rows(), b.cols());
     let panels = nc.div_ceil(NR);
-    // Every element is written below (zeros past the matrix), so old contents may stay.
-    buf.resize(panels * kc * NR, 0);
+    assert!(ps >= kc);
+    // Every element of the first kc rows is written below (zeros past the matrix), so old
+    // contents may stay.
+    buf.resize(panels * ps * NR, 0);
     if b.row_stride() == 1 && b.col_stride() != 1 {
         // Transposed: column j's pairs are adjacent. Convert 16 pairs of 8 columns (one
         // vector a column), transpose the block in registers and store it in order.
@@ -57,7 +58,7 @@ pub(super) unsafe fn pack_b(
                         if pair >= kc {
                             break;
                         }
-                        let d = &mut buf[(jp * kc + pair) * NR + c8..][..8];
+                        let d = &mut buf[(jp * ps + pair) * NR + c8..][..8];
                         // SAFETY: writes 8 u32 into d (8 long).
                         unsafe {
                             let x = if half == 0 {
@@ -76,7 +77,7 @@ pub(super) unsafe fn pack_b(
     if b.col_stride() != 1 {
         for jp in 0..panels {
             for q in 0..kc {
-                let (l, v) = (2 * (q0 + q), &mut buf[(jp * kc + q) * NR..][..NR]);
+                let (l, v) = (2 * (q0 + q), &mut buf[(jp * ps + q) * NR..][..NR]);
                 for (c, d) in v.iter_mut().enumerate() {
                     let j = jc + jp * NR + c;
                     if j < jc + nc {
@@ -105,7 +106,7 @@ pub(super) unsafe fn pack_b(
             let mask: __mmask16 = if w == 16 { !0 } else { (1u16 << w) - 1 };
             for q in 0..kc {
                 let l = 2 * (q0 + q);
-                let d = &mut buf[(jp * kc + q) * NR + h * 16..][..16];
+                let d = &mut buf[(jp * ps + q) * NR + h * 16..][..16];
                 // SAFETY: with w > 0, row l (< k) and, when l + 1 < k, row l + 1 hold
                 // columns j..j + w (j + w <= n) inside the view, whose elements lie in data
                 // (Mat's invariant); masked loads touch only those w elements. d holds 16.
@@ -134,12 +135,14 @@ pub(super) unsafe fn pack_b(
 pub(super) unsafe fn pack_rows(
     k: usize,
     fill: FillRow<'_>,
-    (q0, kc, jc, nc): (usize, usize, usize, usize),
+    (q0, kc, ps): (usize, usize, usize),
+    (jc, nc): (usize, usize),
     rows_buf: &mut Vec<f32>,
     buf: &mut Vec<u32>,
 ) {
     let panels = nc.div_ceil(NR);
-    buf.resize(panels * kc * NR, 0);
+    assert!(ps >= kc);
+    buf.resize(panels * ps * NR, 0);
     rows_buf.resize(2 * nc, 0.0);
     let (lo, hi) = rows_buf.split_at_mut(nc);
     for q in 0..kc {
@@ -155,7 +158,7 @@ pub(super) unsafe fn pack_rows(
                 let j = jp * NR + h * 16;
                 let w = if j < nc { 16.min(nc - j) } else { 0 };
                 let mask: __mmask16 = if w == 16 { !0 } else { (1u16 << w) - 1 };
-                let d = &mut buf[(jp * kc + q) * NR + h * 16..][..16];
+                let d = &mut buf[(jp * ps + q) * NR + h * 16..][..16];
                 // SAFETY: the masked loads read lo[j..j + w] and hi[j..j + w] (j + w <= nc,
                 // their length); d holds 16.
                 unsafe {

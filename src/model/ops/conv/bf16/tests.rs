@@ -50,16 +50,37 @@ fn check(got: &[f32], want: &[f64], s: &[f64], k: usize, base: Option<&[f32]>) {
     }
 }
 
+/// Every kernel's packed bits (or rounded values), to compare two packings of one matrix.
+fn packed_bits(p: &PackedA) -> Vec<u32> {
+    match &p.data {
+        Layout::Panels(d) => d.clone(),
+        Layout::Rows(r) => r.data.clone(),
+        Layout::Rounded(d) => d.iter().map(|v| v.to_bits()).collect(),
+    }
+}
+
+/// How a kernel's products are run: on the CPU, and for AMX also on emulated tiles (both
+/// emulated on a CPU without AMX).
+fn emulations(kern: Kernel) -> &'static [bool] {
+    if kern == Kernel::Amx {
+        &[false, true]
+    } else {
+        &[false]
+    }
+}
+
 #[test]
 fn products_are_the_bf16_operands_exact_products_summed_in_f32() {
-    // Edges of every blocking: rows not a multiple of MR, columns of NR, an odd inner
-    // dimension, more pairs than KC, more columns than NC, transposed views.
+    // Edges of every blocking, for every kernel (AVX-512 panels on a CPU without AVX512_BF16
+    // through the float32 GEMM; AMX on emulated tiles, and on the CPU's tiles where it has
+    // them): rows not a multiple of MR or of 32, columns not of NR, an odd inner dimension,
+    // more pairs than KC, more columns than NC, transposed views.
     for &(m, k, n) in &[
         (1, 1, 1),
         (3, 5, 7),
         (9, 33, 17),
         (17, 401, 40),
-        (8, 64, 800),
+        (40, 64, 800),
         (9, 33, 790),
     ] {
         for (ta, tb) in [(false, false), (true, false), (false, true)] {
@@ -75,27 +96,13 @@ fn products_are_the_bf16_operands_exact_products_summed_in_f32() {
                 Mat::rm(&bv, k, n)
             };
             let (want, s) = reference(a, b);
-            let pa = PackedA::new(a);
             // The same left operand made row by row packs to the same bits.
             let fill_a = |i: usize, l0: usize, out: &mut [f32]| {
                 for (c, v) in out.iter_mut().enumerate() {
                     *v = a.at(i, l0 + c);
                 }
             };
-            assert_eq!(PackedA::from_rows(m, k, &fill_a).data, pa.data);
-            for threads in [1, 3] {
-                let mut y = vec![f32::NAN; m * n];
-                product(&mut y, n, false, &pa, b, threads);
-                check(&y, &want, &s, k, None);
-                let base = data(m * n, 3);
-                let mut y = base.clone();
-                product(&mut y, n, true, &pa, b, threads);
-                check(&y, &want, &s, k, Some(&base));
-            }
-            let mut y = vec![f32::NAN; m * n];
-            fallback(&mut y, n, false, &pa, b.into());
-            check(&y, &want, &s, k, None);
-            // The same matrix made row by row.
+            // The same right operand made row by row.
             let fill = |l: usize, j0: usize, out: &mut [f32]| {
                 for (c, v) in out.iter_mut().enumerate() {
                     *v = b.at(l, j0 + c);
@@ -106,34 +113,95 @@ fn products_are_the_bf16_operands_exact_products_summed_in_f32() {
                 cols: n,
                 fill: &fill,
             };
-            for threads in [1, 2] {
-                let mut y = vec![f32::NAN; m * n];
-                product(&mut y, n, false, &pa, rows, threads);
-                check(&y, &want, &s, k, None);
+            for kern in Kernel::ALL {
+                let pa = PackedA::for_kernel(kern, a);
+                assert_eq!(pa.kernel(), kern);
+                assert_eq!(
+                    packed_bits(&PackedA::from_rows_for(kern, m, k, &fill_a)),
+                    packed_bits(&pa),
+                    "{kern:?}"
+                );
+                for &emulate in emulations(kern) {
+                    for threads in [1, 3] {
+                        for right in [Right::Mat(b), rows] {
+                            let mut y = vec![f32::NAN; m * n];
+                            product_on(&mut y, n, false, &pa, right, threads, emulate);
+                            check(&y, &want, &s, k, None);
+                        }
+                        let base = data(m * n, 3);
+                        let mut y = base.clone();
+                        product_on(&mut y, n, true, &pa, Right::Mat(b), threads, emulate);
+                        check(&y, &want, &s, k, Some(&base));
+                    }
+                }
             }
-            let mut y = vec![f32::NAN; m * n];
-            fallback(&mut y, n, false, &pa, rows);
-            check(&y, &want, &s, k, None);
         }
     }
 }
 
 #[test]
-fn the_portable_path_packs_and_multiplies_the_same() {
-    // Both paths on this machine, whatever its CPU: AVX512_BF16 where it has it, then
-    // the scalar packing and float32 products.
-    let (m, k, n) = (19, 37, 45);
-    let (av, bv) = (data(m * k, 8), data(k * n, 9));
-    let (a, b) = (Mat::rm(&av, m, k), Mat::tr(&bv, n, k));
+fn emulated_tiles_multiply_pairs_as_tdpbf16ps() {
+    // A rows of pairs (1, 2), B pairs (3, 4): each of the 16 pairs adds 1*3 + 2*4 = 11, so
+    // every element is 176; onto a result tile holding 0.5 it is 176.5.
+    use tiles::{Emulated, Tiles, COLS, ROWS};
+    let pair = |lo: f32, hi: f32| bits(lo) | bits(hi) << 16;
+    let (a, b) = (
+        vec![pair(1.0, 2.0); ROWS * COLS],
+        vec![pair(3.0, 4.0); ROWS * COLS],
+    );
+    let mut t = Emulated::default();
+    t.start();
+    t.load_f32(0, &vec![0.5; ROWS * COLS], COLS);
+    t.load(4, &a, COLS);
+    t.load(6, &b, COLS);
+    t.dot(0, 4, 6);
+    let mut c = vec![0.0; ROWS * COLS];
+    t.store_f32(0, &mut c, COLS);
+    assert!(c.iter().all(|&v| v == 176.5), "{c:?}");
+    // Row i of A times column j of B: A's row i = pairs (i, 0), B's pair row q = (1 if q == j).
+    let a: Vec<u32> = (0..ROWS * COLS)
+        .map(|e| pair((e / COLS) as f32, 0.0))
+        .collect();
+    let b: Vec<u32> = (0..ROWS * COLS)
+        .map(|e| pair(if e / COLS == e % COLS { 1.0 } else { 0.0 }, 7.0))
+        .collect();
+    t.zero(1);
+    t.load(4, &a, COLS);
+    t.load(7, &b, COLS);
+    t.dot(1, 4, 7);
+    t.store_f32(1, &mut c, COLS);
+    for (e, v) in c.iter().enumerate() {
+        assert_eq!(*v, (e / COLS) as f32, "element {e}");
+    }
+    t.end();
+}
+
+#[test]
+#[should_panic(expected = "a tile of 16 rows of 16")]
+fn a_tile_load_past_its_slice_is_refused() {
+    use tiles::{Emulated, Tiles};
+    Emulated::default().load(4, &[0u32; 15 * 20 + 15], 20);
+}
+
+#[test]
+fn amx_tiles_of_this_cpu_agree_with_the_emulation() {
+    if !tiles::granted() {
+        eprintln!(
+            "skipped: amx_tiles_of_this_cpu_agree_with_the_emulation (this CPU has no AMX \
+             tiles, or Linux did not grant them)"
+        );
+        return;
+    }
+    let (m, k, n) = (70, 901, 333);
+    let (av, bv) = (data(m * k, 11), data(k * n, 12));
+    let (a, b) = (Mat::rm(&av, m, k), Mat::rm(&bv, k, n));
     let (want, s) = reference(a, b);
-    let native_bits = PackedA::new(a).data;
-    FORCE_PORTABLE.store(true, std::sync::atomic::Ordering::Relaxed);
-    let pa = PackedA::new(a);
-    let mut y = vec![f32::NAN; m * n];
-    product(&mut y, n, false, &pa, b, 2);
-    FORCE_PORTABLE.store(false, std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(pa.data, native_bits);
-    check(&y, &want, &s, k, None);
+    let pa = PackedA::for_kernel(Kernel::Amx, a);
+    let (mut hw, mut emu) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+    product(&mut hw, n, false, &pa, b, 2);
+    product_on(&mut emu, n, false, &pa, b.into(), 2, true);
+    check(&hw, &want, &s, k, None);
+    check(&emu, &want, &s, k, None);
 }
 
 #[test]
@@ -141,8 +209,19 @@ fn a_strided_destination_keeps_the_elements_between_rows() {
     let (m, k, n, ld) = (10, 6, 33, 50);
     let (av, bv) = (data(m * k, 4), data(k * n, 5));
     let (a, b) = (Mat::rm(&av, m, k), Mat::rm(&bv, k, n));
-    let mut y = vec![7.0f32; (m - 1) * ld + n];
-    product(&mut y, ld, false, &PackedA::new(a), b, 2);
+    for kern in Kernel::ALL {
+        let mut y = vec![7.0f32; (m - 1) * ld + n];
+        product(&mut y, ld, false, &PackedA::for_kernel(kern, a), b, 2);
+        strided_check(&y, a, b, (m, k, n, ld));
+    }
+}
+
+fn strided_check(
+    y: &[f32],
+    a: Mat<'_, f32>,
+    b: Mat<'_, f32>,
+    (m, k, n, ld): (usize, usize, usize, usize),
+) {
     let (want, s) = reference(a, b);
     for i in 0..m {
         check(
