@@ -31,6 +31,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // The bf16 products' kernel: named, or measured once per CPU and kept in the cache folder.
+    match covid_resnet::model::ops::conv::bf16_choice::named_by_env() {
+        Ok(named) => covid_resnet::model::ops::conv::bf16_choice::enable(
+            covid_resnet::files::user_folder(covid_resnet::files::UserFolder::Cache)
+                .map(|d| d.join("kernels.json")),
+            named,
+        ),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let parsed = Cli::parse();
     let window = match &parsed.command {
         None => Some(Startup {

@@ -110,6 +110,11 @@ fn compute(a: &BenchArgs) -> crate::model::ops::pass::Compute {
     }
 }
 
+/// The CPU's model as one `key=value` field (spaces as underscores).
+pub fn cpu_field() -> String {
+    crate::model::ops::conv::bf16_choice::cpu_model().replace(char::is_whitespace, "_")
+}
+
 /// Times `a.kind` on `device` with `a`'s kernel and precision.
 pub fn measure(a: &BenchArgs, device: &Device) -> crate::Result<BenchResult> {
     let mut model = Classifier::new(a.backbone, 4, 0, device)?;
@@ -272,8 +277,10 @@ fn run_load(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     );
     let (first, cached, n) = measure_load(a)?;
     println!(
-        "RESULT impl=candle kind=load size={} threads={} images={n} first_epoch_img_per_s={first:.1} cached_epoch_img_per_s={cached:.1}",
-        a.size, a.threads
+        "RESULT impl=candle kind=load size={} threads={} cpu={} images={n} first_epoch_img_per_s={first:.1} cached_epoch_img_per_s={cached:.1}",
+        a.size,
+        a.threads,
+        cpu_field()
     );
     if let Some(py) = &a.torch_python {
         let data = a.data.as_ref().context("--data")?;
@@ -360,9 +367,16 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
     let conv = compute(a).kernel;
     let r = measure(a, &device)?;
     let threads = candle_core::utils::get_num_threads();
+    let products = if !device.is_cpu() || conv == crate::model::ops::conv::ConvImpl::Stock {
+        "device".to_string()
+    } else if a.precision == crate::model::ops::precision::Precision::Bf16 {
+        format!("bf16-{}", crate::model::ops::conv::bf16_kernel().name())
+    } else {
+        "f32-gemm".to_string()
+    };
     println!(
-        "RESULT impl=candle kind={kind} backbone={} batch={} size={} device={} conv={conv} precision={} threads={threads} frozen={} median_s={:.4} img_per_s={:.3}",
-        a.backbone, a.batch, a.size, choice, a.precision, a.frozen, r.median_s, r.img_per_s
+        "RESULT impl=candle kind={kind} backbone={} batch={} size={} device={} conv={conv} precision={} products={products} cpu={} threads={threads} frozen={} median_s={:.4} img_per_s={:.3}",
+        a.backbone, a.batch, a.size, choice, a.precision, cpu_field(), a.frozen, r.median_s, r.img_per_s
     );
     let steps: Vec<String> = r.steps.iter().map(|s| format!("{s:.4}")).collect();
     println!("STEPS s={}", steps.join(","));

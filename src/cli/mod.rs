@@ -123,6 +123,14 @@ fn info(choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         Ok(d) => println!("device ({choice}): {}", describe(&d)),
         Err(e) => println!("device ({choice}): unavailable: {e}"),
     }
+    let caps = |has: bool| if has { "yes" } else { "no" };
+    println!(
+        "CPU: {} (AVX512_BF16: {}; AMX tiles: {})",
+        crate::model::ops::conv::bf16_choice::cpu_model(),
+        caps(crate::model::ops::conv::bf16_native()),
+        caps(crate::model::ops::conv::Bf16Kernel::Amx.available()),
+    );
+    crate::model::ops::conv::bf16_choice::ensure();
     println!(
         "bf16 products (--precision bf16, CPU): {}",
         crate::model::ops::precision::bf16_kernels()

@@ -57,6 +57,10 @@ impl ResNet {
 
     /// Computes in `compute` from now on.
     pub fn set_compute(&mut self, compute: Compute) {
+        if compute.precision == crate::model::ops::precision::Precision::Bf16 {
+            // Which kernel runs bf16 products here is chosen now, outside any product.
+            crate::model::ops::conv::bf16_choice::ensure();
+        }
         self.compute = compute;
     }
 

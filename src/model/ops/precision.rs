@@ -51,12 +51,22 @@ impl FromStr for Precision {
     }
 }
 
-/// Which kernels run bf16 products on this CPU, for `info` and the benchmarks.
-pub fn bf16_kernels() -> &'static str {
-    if crate::model::ops::conv::bf16_native() {
-        "AVX-512 BF16 (vdpbf16ps)"
-    } else {
-        "conversion: bf16-rounded operands through the float32 kernels (no AVX512_BF16 on this CPU)"
+/// Which kernel runs bf16 products on this CPU and why, for `info`, the benchmarks and the
+/// Training tab: the measured choice if it was made (never measures: see
+/// `conv::bf16_choice::ensure`), else the kernel by the CPU's features.
+pub fn bf16_kernels() -> String {
+    use crate::model::ops::conv::{bf16_choice, Bf16Kernel};
+    match bf16_choice::made() {
+        Some(c) => c.describe(),
+        None => {
+            let k = crate::model::ops::conv::bf16_kernel();
+            let why = if k == Bf16Kernel::F32 {
+                "no AVX512_BF16 on this CPU"
+            } else {
+                "by the CPU's features; measured when a bf16 model is set up"
+            };
+            format!("{} ({}; {why})", k.describe(), k.name())
+        }
     }
 }
 

@@ -50,6 +50,7 @@ use std::collections::HashMap;
 use weight_grad::ConvBwdFilter;
 
 pub use bf16::native as bf16_native;
+pub use bf16::{choose as bf16_choice, kernel as bf16_kernel, Kernel as Bf16Kernel};
 
 /// Which kernel runs CPU convolutions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

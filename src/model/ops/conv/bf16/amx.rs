@@ -12,6 +12,7 @@
 //! the edges of the output need no special tiles.
 use super::tiles::{Tiles, COLS, ROWS};
 use super::{bits, FillRow, Mat, Right, Share, NR};
+
 use rayon::prelude::*;
 
 /// Rows of the micro-tile (two A tiles).
@@ -23,7 +24,7 @@ const KC: usize = 192;
 /// Columns per packed block of `b`.
 const NC: usize = 768;
 
-const _: () = assert!(NT == NR && KC % ROWS == 0);
+const _: () = assert!(NT == NR && KC.is_multiple_of(ROWS));
 
 /// The left operand for the tiles: row `i` holds its `stride` u32 pairs
 /// (`a[i][2q]` low, `a[i][2q+1]` high), zeros past the matrix; `m` padded to [`MT`] rows
@@ -75,9 +76,22 @@ fn pack_b(
     (q0, kc, kc16): (usize, usize, usize),
     (jc, nc): (usize, usize),
 ) -> Vec<u32> {
+    let mut buf = vec![0u32; nc.div_ceil(NT) * kc16 * NT];
+    // The padding rows stay zero: the buffer is new.
+    if super::pack_b_native(b, (q0, kc, kc16), (jc, nc), &mut buf) {
+        return buf;
+    }
+    pack_b_portable(b, (q0, kc, kc16), (jc, nc))
+}
+
+/// [`pack_b`] in scalar code, for any CPU.
+fn pack_b_portable(
+    b: Right<'_>,
+    (q0, kc, kc16): (usize, usize, usize),
+    (jc, nc): (usize, usize),
+) -> Vec<u32> {
     let k = b.rows();
-    let panels = nc.div_ceil(NT);
-    let mut buf = vec![0u32; panels * kc16 * NT];
+    let mut buf = vec![0u32; nc.div_ceil(NT) * kc16 * NT];
     let (mut lo, mut hi) = (vec![0.0f32; nc], vec![0.0f32; nc]);
     for q in 0..kc {
         let l = 2 * (q0 + q);
@@ -164,4 +178,42 @@ pub fn block(
         }
     }
     tiles.end();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_portable_packing_of_b_is_the_avx512_one() {
+        if !super::super::native() {
+            eprintln!("skipped: the_portable_packing_of_b_is_the_avx512_one (no AVX512_BF16)");
+            return;
+        }
+        let (k, n) = (77, 70);
+        let v = super::super::exact::data(k * n, 5);
+        let fill = |l: usize, j0: usize, out: &mut [f32]| {
+            out.copy_from_slice(&v[l * n + j0..][..out.len()]);
+        };
+        let rows = Right::Rows {
+            rows: k,
+            cols: n,
+            fill: &fill,
+        };
+        for b in [Mat::rm(&v, k, n).into(), Mat::tr(&v, n, k).into(), rows] {
+            // The last pairs (an odd row count), a block inside, columns past a panel.
+            for (q0, kc, jc, nc) in [
+                (0usize, 39usize, 0usize, 70usize),
+                (16, 20, 3, 40),
+                (32, 7, 64, 6),
+            ] {
+                let kc16 = kc.next_multiple_of(ROWS);
+                assert_eq!(
+                    pack_b(b, (q0, kc, kc16), (jc, nc)),
+                    pack_b_portable(b, (q0, kc, kc16), (jc, nc)),
+                    "pairs {q0}+{kc}, columns {jc}+{nc}"
+                );
+            }
+        }
+    }
 }

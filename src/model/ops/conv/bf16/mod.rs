@@ -18,6 +18,8 @@ mod pack;
 mod tests;
 
 pub mod amx;
+pub mod choose;
+pub mod exact;
 pub mod tiles;
 
 use super::gemm::Mat;
@@ -124,8 +126,35 @@ pub fn native() -> bool {
 }
 
 /// `x` rounded to bfloat16, as its 16 bits.
+#[inline(always)]
 fn bits(x: f32) -> u32 {
-    half::bf16::from_f32(x).to_bits() as u32
+    crate::model::ops::cpu_op::round_bf16(x).to_bits() as u32
+}
+
+/// Packs `b` as [`pack::pack_b`] or [`pack::pack_rows`] do, into `buf` (panels `ps` pairs
+/// apart; rows `kc..ps` of each panel left as they are), where the CPU has AVX512_BF16;
+/// false elsewhere.
+fn pack_b_native(
+    b: Right<'_>,
+    (q0, kc, ps): (usize, usize, usize),
+    (jc, nc): (usize, usize),
+    buf: &mut Vec<u32>,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if native() {
+        // SAFETY: the features are present (`native()`).
+        unsafe {
+            match b {
+                Right::Mat(b) => pack_b(b, (q0, kc, ps), jc, nc, buf),
+                Right::Rows { rows, fill, .. } => {
+                    pack_rows(rows, fill, (q0, kc, ps), (jc, nc), &mut Vec::new(), buf)
+                }
+            }
+        }
+        return true;
+    }
+    let _ = (b, q0, kc, ps, jc, nc, buf);
+    false
 }
 
 /// `x` rounded to bfloat16 and back (exactly representable in float32).
@@ -164,12 +193,7 @@ impl PackedA {
         let (m, k) = (a.rows(), a.cols());
         let data = match kern {
             Kernel::Amx => Layout::Rows(RowsA::of(a)),
-            Kernel::F32 => Layout::Rounded(
-                (0..m * k)
-                    .into_par_iter()
-                    .map(|ij| round(a.at(ij / k, ij % k)))
-                    .collect(),
-            ),
+            Kernel::F32 => Layout::Rounded(rounded(a.into())),
             Kernel::Avx512 => {
                 let kp = k.div_ceil(2);
                 let mut data = vec![0u32; m.div_ceil(MR) * kp * MR];
@@ -195,17 +219,11 @@ impl PackedA {
         let _p = crate::model::ops::prof::scope("in conv: bf16 pack a (im2col rows)");
         let data = match kern {
             Kernel::Amx => Layout::Rows(RowsA::from_rows(m, k, fill)),
-            Kernel::F32 => {
-                let mut d = vec![0.0f32; m * k];
-                d.par_chunks_mut(k.max(1))
-                    .take(m)
-                    .enumerate()
-                    .for_each(|(i, row)| {
-                        fill(i, 0, row);
-                        row.iter_mut().for_each(|v| *v = round(*v));
-                    });
-                Layout::Rounded(d)
-            }
+            Kernel::F32 => Layout::Rounded(rounded(Right::Rows {
+                rows: m,
+                cols: k,
+                fill,
+            })),
             Kernel::Avx512 => {
                 let kp = k.div_ceil(2);
                 let mut data = vec![0u32; m.div_ceil(MR) * kp * MR];
@@ -229,6 +247,7 @@ impl PackedA {
     }
 
     /// The kernel it is packed for.
+    #[cfg(test)]
     pub fn kernel(&self) -> Kernel {
         match self.data {
             Layout::Panels(_) => Kernel::Avx512,
@@ -517,6 +536,52 @@ fn product_on(
     });
 }
 
+/// `x` rounded to bf16 and back, written without branches so that a loop of it vectorises.
+#[inline(always)]
+fn round_fast(x: f32) -> f32 {
+    f32::from_bits((crate::model::ops::cpu_op::round_bf16(x).to_bits() as u32) << 16)
+}
+
+/// A row-major copy of `m` with every element rounded to bf16.
+fn rounded(m: Right<'_>) -> Vec<f32> {
+    let (k, n) = (m.rows(), m.cols());
+    let mut out = vec![0.0f32; k * n];
+    if n == 0 {
+        return out;
+    }
+    match m {
+        Right::Mat(b) if b.col_stride() == 1 => {
+            let (data, rs) = (b.data(), b.row_stride());
+            out.par_chunks_mut(n).enumerate().for_each(|(l, row)| {
+                for (d, v) in row.iter_mut().zip(&data[l * rs..][..n]) {
+                    *d = round_fast(*v);
+                }
+            });
+        }
+        Right::Mat(b) => {
+            // Strided columns: blocks of 64 rows, gathered column by column.
+            let (data, rs, cs) = (b.data(), b.row_stride(), b.col_stride());
+            out.par_chunks_mut(64 * n)
+                .enumerate()
+                .for_each(|(blk, rows)| {
+                    let l0 = blk * 64;
+                    for j in 0..n {
+                        for (r, row) in rows.chunks_exact_mut(n).enumerate() {
+                            row[j] = round_fast(data[(l0 + r) * rs + j * cs]);
+                        }
+                    }
+                });
+        }
+        Right::Rows { fill, .. } => {
+            out.par_chunks_mut(n).enumerate().for_each(|(l, row)| {
+                fill(l, 0, row);
+                row.iter_mut().for_each(|v| *v = round_fast(*v));
+            });
+        }
+    }
+    out
+}
+
 /// The float32 GEMM on the bf16-rounded operands (`a` packed for any kernel), its columns
 /// split over `threads`.
 fn rounded_product(
@@ -553,17 +618,7 @@ fn rounded_product(
             &unpacked
         }
     };
-    let mut br = vec![0.0f32; k * n];
-    br.par_chunks_mut(n).enumerate().for_each(|(l, row)| {
-        match b {
-            Right::Mat(b) => row
-                .iter_mut()
-                .enumerate()
-                .for_each(|(j, v)| *v = b.at(l, j)),
-            Right::Rows { fill, .. } => fill(l, 0, row),
-        }
-        row.iter_mut().for_each(|v| *v = round(*v));
-    });
+    let br = rounded(b);
     let par = if threads > 1 {
         ::gemm::Parallelism::Rayon(threads)
     } else {

@@ -1,52 +1,11 @@
 //! The bf16 products against exact products of the rounded operands.
 use super::*;
 
-/// Exact (f64) products of the bf16-rounded operands, and the sum of |terms| per element.
-fn reference(a: Mat<'_, f32>, b: Mat<'_, f32>) -> (Vec<f64>, Vec<f64>) {
-    let (m, k, n) = (a.rows(), a.cols(), b.cols());
-    let mut y = vec![0.0; m * n];
-    let mut s = vec![0.0; m * n];
-    for i in 0..m {
-        for j in 0..n {
-            for l in 0..k {
-                let t = round(a.at(i, l)) as f64 * round(b.at(l, j)) as f64;
-                y[i * n + j] += t;
-                s[i * n + j] += t.abs();
-            }
-        }
-    }
-    (y, s)
-}
+use super::exact::{data, reference, within_bound};
 
-fn data(len: usize, seed: u32) -> Vec<f32> {
-    // A fixed pseudo-random sequence in (-2, 2) with every bit of the mantissa used.
-    let mut x = seed.wrapping_mul(2654435761).wrapping_add(12345);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x as f64 / u32::MAX as f64 * 4.0 - 2.0) as f32
-        })
-        .collect()
-}
-
-/// Bound on |computed - exact| for a float32 sum of k exact products (bf16 x bf16 is
-/// exact in float32): the recursive-summation bound gamma_k * sum|terms|, gamma_k =
-/// k*u / (1 - k*u) with u = 2^-24; +2 for the previous contents when accumulating.
 fn check(got: &[f32], want: &[f64], s: &[f64], k: usize, base: Option<&[f32]>) {
-    let u = 2f64.powi(-24);
-    let gamma = (k + 2) as f64 * u / (1.0 - (k + 2) as f64 * u);
-    for (idx, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let (w, s) = match base {
-            Some(b) => (w + b[idx] as f64, s[idx] + (b[idx] as f64).abs()),
-            None => (w, s[idx]),
-        };
-        assert!(
-            (g as f64 - w).abs() <= gamma * s + f64::MIN_POSITIVE,
-            "element {idx}: {g} against {w} (bound {})",
-            gamma * s
-        );
+    if let Err(e) = within_bound(got, want, s, k, base) {
+        panic!("{e}");
     }
 }
 
