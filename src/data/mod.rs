@@ -5,6 +5,7 @@ pub mod check;
 pub mod decode;
 pub mod dicom;
 pub mod disk_cache;
+pub mod findings;
 pub mod fingerprint;
 pub mod gray;
 pub mod loader;
