@@ -29,6 +29,22 @@ pub enum DataCommand {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// A multi-label data set (NIH ChestX-ray14, CheXpert, MIMIC-CXR-JPG or findings.csv):
+    /// images per split, and per finding the positive, negative, uncertain and blank marks
+    /// and what the uncertain-label policy trains them as (exit code 1 when files are
+    /// missing).
+    Findings {
+        /// Dataset folder; default: $COVID_RESNET_DATA.
+        #[arg(long, env = "COVID_RESNET_DATA")]
+        data: PathBuf,
+        /// Keep only these views, e.g. `PA,AP` (frontal images).
+        #[arg(long, value_delimiter = ',')]
+        views: Vec<String>,
+        /// Uncertain labels: ignore (masked), zeros or ones, for all and per label, e.g.
+        /// `ignore,Edema=ones,Atelectasis=ones`.
+        #[arg(long, default_value = "ignore")]
+        uncertain: crate::data::findings::Policies,
+    },
     /// Decode image files and print what the program sees: size, bit depth, format, DICOM
     /// facts and input warnings (exit code 1 when a file cannot be read).
     Inspect {
@@ -71,6 +87,26 @@ pub fn run(a: &DataArgs) -> anyhow::Result<ExitCode> {
                 print!("{}", format_report(&r));
             }
             Ok(if r.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        DataCommand::Findings {
+            data,
+            views,
+            uncertain,
+        } => {
+            let mut set = crate::data::findings::read(data, None)?;
+            uncertain.check(&set.labels)?;
+            if !views.is_empty() {
+                set.keep_views(views);
+            }
+            print!(
+                "{}",
+                crate::data::findings::summary::summary(&set, uncertain)
+            );
+            Ok(if set.missing.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

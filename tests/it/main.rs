@@ -10,6 +10,7 @@ mod data_contradictions;
 mod dicom_corpus;
 mod ensemble;
 mod ensemble_app;
+mod findings_cli;
 mod hostile;
 mod model_files;
 mod one_path;

@@ -50,15 +50,16 @@ pub fn is_chexpert(root: &Path) -> bool {
 }
 
 /// The image a `Path` cell names: relative to the data folder's parent when it starts with
-/// the folder's name (as published), else to the data folder.
-pub fn resolve(root: &Path, cell: &str) -> Option<PathBuf> {
+/// the folder's name (as published; `.` and links resolved to tell it), else to the data
+/// folder.
+pub fn resolve(root: &Path, name: Option<&std::ffi::OsStr>, cell: &str) -> Option<PathBuf> {
     let p = Path::new(cell);
     if p.components().any(|c| !matches!(c, Component::Normal(_))) {
         return None;
     }
     let mut parts = p.components();
     let first = parts.next()?;
-    if root.file_name() == Some(first.as_os_str()) {
+    if name == Some(first.as_os_str()) {
         Some(root.join(parts.as_path()))
     } else {
         Some(root.join(p))
@@ -128,10 +129,12 @@ fn read_file(root: &Path, file: &Path, split: SplitKind, set: &mut FindingSet) -
     }
     let err =
         |line: usize, msg: String| Error::invalid("CSV", format!("{}:{line}: {msg}", shown(file)));
+    let real = root.canonicalize().ok();
+    let name = real.as_deref().unwrap_or(root).file_name();
     t.each(|line, rec| {
         let get = |c: usize| rec.get(c).unwrap_or("").trim();
         let cell = get(c_path);
-        let path = resolve(root, cell)
+        let path = resolve(root, name, cell)
             .ok_or_else(|| err(line, format!("Path {cell:?} is not a relative path")))?;
         let patient = patient(cell)
             .ok_or_else(|| err(line, format!("no patientNNNNN in Path {cell:?}")))?

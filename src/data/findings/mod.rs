@@ -8,6 +8,7 @@ pub mod chexpert;
 pub mod generic;
 pub mod mimic;
 pub mod nih;
+pub mod summary;
 mod table;
 #[cfg(test)]
 mod tests;
