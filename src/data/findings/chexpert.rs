@@ -6,7 +6,7 @@
 //! `patientNNNNN`; the view `AP`/`PA` for a frontal image (`AP/PA`), `LATERAL` for a lateral
 //! one. `valid.csv` is the official validation split; the test set is not published.
 use super::table::Table;
-use super::{FindingImage, FindingSet, Layout, Mark};
+use super::{FindingImage, FindingSet, Layout};
 use crate::data::split::SplitKind;
 use crate::files::shown;
 use crate::{Error, Result};
@@ -139,15 +139,7 @@ fn read_file(root: &Path, file: &Path, split: SplitKind, set: &mut FindingSet) -
         let patient = patient(cell)
             .ok_or_else(|| err(line, format!("no patientNNNNN in Path {cell:?}")))?
             .to_string();
-        let mut marks = Vec::with_capacity(label_cols.len());
-        for (c, name) in &label_cols {
-            marks.push(Mark::parse(get(*c)).ok_or_else(|| {
-                err(
-                    line,
-                    format!("{name} is {:?} (expected 1.0, 0.0, -1.0 or blank)", get(*c)),
-                )
-            })?);
-        }
+        let marks = super::table::marks(rec, &label_cols, |m| err(line, m))?;
         let view = match (get(c_fl), get(c_appa)) {
             ("Lateral", _) => Some("LATERAL".to_string()),
             (_, v) if !v.is_empty() => Some(v.to_ascii_uppercase()),

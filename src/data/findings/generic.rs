@@ -85,15 +85,7 @@ pub fn read(root: &Path, file: &Path) -> Result<FindingSet> {
                 Vec::new(),
             ),
             None => {
-                let mut marks = Vec::with_capacity(label_cols.len());
-                for (c, name) in &label_cols {
-                    marks.push(Mark::parse(get(*c)).ok_or_else(|| {
-                        err(
-                            line,
-                            format!("{name} is {:?} (expected 1, 0, -1 or blank)", get(*c)),
-                        )
-                    })?);
-                }
+                let marks = super::table::marks(rec, &label_cols, |m| err(line, m))?;
                 (Vec::new(), marks)
             }
         };

@@ -68,16 +68,7 @@ pub fn read(root: &Path) -> Result<FindingSet> {
     };
     t.each(|line, rec| {
         let get = |c: usize| rec.get(c).unwrap_or("").trim();
-        let mut marks = Vec::with_capacity(label_cols.len());
-        for (c, name) in &label_cols {
-            marks.push(Mark::parse(get(*c)).ok_or_else(|| {
-                err(
-                    &file,
-                    line,
-                    format!("{name} is {:?} (expected 1.0, 0.0, -1.0 or blank)", get(*c)),
-                )
-            })?);
-        }
+        let marks = super::table::marks(rec, &label_cols, |m| err(&file, line, m))?;
         by_study.insert(get(c_study).to_string(), marks);
         Ok(())
     })?;

@@ -77,3 +77,22 @@ impl Table {
 }
 
 use std::fmt;
+
+/// The marks of `rec`'s label columns (`cols`: index and name), or what `at` makes of the
+/// first cell that is not 1, 0, -1 (or 1.0, 0.0, -1.0) or blank.
+pub fn marks(
+    rec: &csv::StringRecord,
+    cols: &[(usize, String)],
+    at: impl Fn(String) -> Error,
+) -> Result<Vec<super::Mark>> {
+    cols.iter()
+        .map(|(c, name)| {
+            let cell = rec.get(*c).unwrap_or("").trim();
+            super::Mark::parse(cell).ok_or_else(|| {
+                at(format!(
+                    "{name} is {cell:?} (expected 1, 0, -1 or blank; also 1.0, 0.0, -1.0)"
+                ))
+            })
+        })
+        .collect()
+}
