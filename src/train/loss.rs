@@ -1,4 +1,6 @@
-//! The training loss: cross-entropy, optionally weighted per class against imbalance.
+//! The training losses: cross-entropy for single-label classes, optionally weighted per
+//! class against imbalance; masked binary cross-entropy on logits for findings (multi-label),
+//! optionally with per-label positive weights.
 use crate::{Error, Result};
 use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
@@ -84,10 +86,124 @@ pub fn weight_tensor(w: &[f64], device: &candle_core::Device) -> Result<Tensor> 
     Ok(Tensor::from_vec(v, w.len(), device)?.to_dtype(DType::F32)?)
 }
 
+/// `log(1 + exp(z))` without overflow: `max(z, 0) + log(1 + exp(-|z|))`.
+fn softplus(z: &Tensor) -> Result<Tensor> {
+    Ok((z.relu()? + (z.abs()?.neg()?.exp()? + 1.0)?.log()?)?)
+}
+
+/// Binary cross-entropy on logits for findings: `logits`, `targets` and `mask` (batch,
+/// labels), `pos_weight` (labels) or none. Each element's loss is PyTorch's
+/// `BCEWithLogitsLoss(pos_weight=pw)` term, `-(pw y log s(x) + (1 - y) log(1 - s(x)))` with
+/// `s` the sigmoid, computed as `pw y softplus(-x) + (1 - y) softplus(x)`; the result is the
+/// mean over the elements whose mask is 1 (uncertain labels under `ignore` have mask 0),
+/// which is PyTorch's loss of the unmasked elements `x[m], y[m]`; 0 when none is.
+pub fn masked_bce(
+    logits: &Tensor,
+    targets: &Tensor,
+    mask: &Tensor,
+    pos_weight: Option<&Tensor>,
+) -> Result<Tensor> {
+    let dt = logits.dtype();
+    let (y, m) = (targets.to_dtype(dt)?, mask.to_dtype(dt)?);
+    let pos = (&y * softplus(&logits.neg()?)?)?;
+    let pos = match pos_weight {
+        Some(w) => pos.broadcast_mul(&w.to_dtype(dt)?.unsqueeze(0)?)?,
+        None => pos,
+    };
+    let neg = ((1.0 - &y)? * softplus(logits)?)?;
+    let num = ((pos + neg)? * &m)?.sum_all()?;
+    let den = m.sum_all()?.maximum(1.0)?;
+    Ok(num.broadcast_div(&den)?)
+}
+
+/// Per-label positive weights for [`masked_bce`] (`auto`, as PyTorch's documentation
+/// suggests): negatives / positives among the counted (mask 1) training targets; 1 for a
+/// label without positives or negatives. `targets` and `mask` hold one row an image.
+pub fn auto_pos_weights(targets: &[Vec<f32>], mask: &[Vec<f32>], labels: usize) -> Vec<f64> {
+    let (mut pos, mut neg) = (vec![0.0f64; labels], vec![0.0f64; labels]);
+    for (t, m) in targets.iter().zip(mask) {
+        for l in 0..labels {
+            pos[l] += (m[l] * t[l]) as f64;
+            neg[l] += (m[l] * (1.0 - t[l])) as f64;
+        }
+    }
+    pos.iter()
+        .zip(&neg)
+        .map(|(&p, &n)| if p > 0.0 && n > 0.0 { n / p } else { 1.0 })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// The loss and its gradient on fixed numbers, against PyTorch's definition computed in
+    /// float64 (numpy 2, the formula of `torch.nn.BCEWithLogitsLoss`):
+    /// ```python
+    /// x = np.array([[2.0, -1.0, 0.5], [-3.0, 0.25, 40.0]]); y = np.array([[1, 0, 1], [0, 1, 0.]])
+    /// m = np.array([[1, 1, 0], [1, 1, 1.]]); pw = np.array([2.0, 0.5, 3.0])
+    /// sp = lambda z: np.logaddexp(0, z)
+    /// l = pw * y * sp(-x) + (1 - y) * sp(x); (l * m).sum() / m.sum()   # 8.3086...
+    /// s = 1 / (1 + np.exp(-x)); g = m * (s * (pw * y + 1 - y) - pw * y) / m.sum()
+    /// ```
+    /// and, without weights or mask, scikit-learn's `log_loss`.
+    #[test]
+    fn masked_bce_is_pytorchs_bce_with_logits_of_the_counted_elements() {
+        let dev = Device::Cpu;
+        let xv = [[2.0f64, -1.0, 0.5], [-3.0, 0.25, 40.0]];
+        let yv = [[1.0f64, 0.0, 1.0], [0.0, 1.0, 0.0]];
+        let mv = [[1.0f64, 1.0, 0.0], [1.0, 1.0, 1.0]];
+        let pw = [2.0f64, 0.5, 3.0];
+        let sp = |z: f64| z.max(0.0) + (-z.abs()).exp().ln_1p();
+        let (mut num, mut den) = (0.0, 0.0);
+        let mut grad = [[0.0f64; 3]; 2];
+        for i in 0..2 {
+            for j in 0..3 {
+                let (x, y, m) = (xv[i][j], yv[i][j], mv[i][j]);
+                num += m * (pw[j] * y * sp(-x) + (1.0 - y) * sp(x));
+                den += m;
+                let s = 1.0 / (1.0 + (-x).exp());
+                grad[i][j] = m * (s * (pw[j] * y + 1.0 - y) - pw[j] * y);
+            }
+        }
+        let want = num / den;
+        // By hand: 2*softplus(-2) + softplus(-1) + softplus(-3) + 0.5*softplus(-0.25) + 40 + log1p(e^-40).
+        let by_hand = (2.0 * sp(-2.0) + sp(-1.0) + sp(-3.0) + 0.5 * sp(-0.25) + 40.0) / 5.0;
+        assert!((want - by_hand).abs() < 1e-12);
+        let x = candle_core::Var::new(&xv, &dev).unwrap();
+        let t = |v: &[[f64; 3]; 2]| Tensor::new(v, &dev).unwrap();
+        let w = Tensor::new(&pw, &dev).unwrap();
+        let l = masked_bce(x.as_tensor(), &t(&yv), &t(&mv), Some(&w)).unwrap();
+        assert!((l.to_scalar::<f64>().unwrap() - want).abs() < 1e-12);
+        let g = l.backward().unwrap();
+        let gx = g.get(x.as_tensor()).unwrap().to_vec2::<f64>().unwrap();
+        for i in 0..2 {
+            for j in 0..3 {
+                assert!((gx[i][j] - grad[i][j] / den).abs() < 1e-12, "{i},{j}");
+            }
+        }
+        // Unweighted and unmasked, on logits without the extreme one (scikit-learn clips
+        // probabilities at 1e-15): scikit-learn 1.9.1,
+        // `log_loss(y.ravel(), expit(x2).ravel())` with x2 = x but 4.0 for 40.0.
+        let x2 = t(&[[2.0, -1.0, 0.5], [-3.0, 0.25, 4.0]]);
+        let plain = masked_bce(&x2, &t(&yv), &t(&[[1.0; 3]; 2]), None)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!((plain - 0.926_157_230_351_949_7).abs() < 1e-12, "{plain}");
+        // Nothing counted: 0, not NaN.
+        let none = masked_bce(x.as_tensor(), &t(&yv), &t(&[[0.0; 3]; 2]), None).unwrap();
+        assert_eq!(none.to_scalar::<f64>().unwrap(), 0.0);
+    }
+
+    #[test]
+    fn auto_pos_weights_are_negatives_over_positives_of_the_counted_targets() {
+        let t = vec![vec![1.0, 0.0, 0.0], vec![0.0, 0.0, 1.0], vec![0.0, 0.0, 1.0], vec![1.0, 0.0, 0.0]];
+        let m = vec![vec![1.0, 1.0, 1.0], vec![1.0, 1.0, 0.0], vec![1.0, 1.0, 1.0], vec![0.0, 1.0, 1.0]];
+        // Label 0: counted 1,0,0 -> 2/1; label 1: no positive -> 1; label 2: 0,_,1,0 -> 2/1.
+        assert_eq!(auto_pos_weights(&t, &m, 3), vec![2.0, 1.0, 2.0]);
+    }
 
     /// sklearn 1.9.1: `compute_class_weight("balanced", classes=[0,1,2,3], y=...)` with
     /// labels drawn with counts 1341, 2530, 1345, 60.
