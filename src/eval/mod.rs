@@ -3,6 +3,7 @@ pub mod calibration;
 pub mod charts;
 pub mod compare;
 pub mod disagreement;
+pub mod findings;
 pub mod metrics;
 pub mod operating;
 pub mod plot;

@@ -199,8 +199,18 @@ mod tests {
 
     #[test]
     fn auto_pos_weights_are_negatives_over_positives_of_the_counted_targets() {
-        let t = vec![vec![1.0, 0.0, 0.0], vec![0.0, 0.0, 1.0], vec![0.0, 0.0, 1.0], vec![1.0, 0.0, 0.0]];
-        let m = vec![vec![1.0, 1.0, 1.0], vec![1.0, 1.0, 0.0], vec![1.0, 1.0, 1.0], vec![0.0, 1.0, 1.0]];
+        let t = vec![
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 0.0, 1.0],
+            vec![0.0, 0.0, 1.0],
+            vec![1.0, 0.0, 0.0],
+        ];
+        let m = vec![
+            vec![1.0, 1.0, 1.0],
+            vec![1.0, 1.0, 0.0],
+            vec![1.0, 1.0, 1.0],
+            vec![0.0, 1.0, 1.0],
+        ];
         // Label 0: counted 1,0,0 -> 2/1; label 1: no positive -> 1; label 2: 0,_,1,0 -> 2/1.
         assert_eq!(auto_pos_weights(&t, &m, 3), vec![2.0, 1.0, 2.0]);
     }
