@@ -37,6 +37,14 @@ pub struct DataSetArgs {
     /// class folders].
     #[arg(long)]
     pub data_csv: Option<PathBuf>,
+    /// Multi-label data sets (NIH ChestX-ray14, CheXpert, MIMIC-CXR-JPG, findings.csv):
+    /// uncertain labels ignored (masked), as zeros or as ones, for all and per label, e.g.
+    /// `ignore,Edema=ones` [default: ignore].
+    #[arg(long)]
+    pub uncertain: Option<crate::data::findings::Policies>,
+    /// Multi-label data sets: keep only these views, e.g. `PA,AP` (frontal images).
+    #[arg(long, value_delimiter = ',')]
+    pub views: Vec<String>,
     /// Use links that lead to files outside the data folder (refused by default).
     #[arg(long)]
     pub allow_outside_links: bool,
@@ -167,6 +175,8 @@ impl DataSetArgs {
             allow_outside_links: self.allow_outside_links,
             split_pneumonia: self.split_pneumonia.then_some(true),
             csv_file: self.data_csv.clone(),
+            uncertain: self.uncertain.clone(),
+            views: self.views.clone(),
         })
     }
 }

@@ -123,6 +123,8 @@ impl CommonTrain {
         c.valid = d.valid_choice()?;
         c.split_pneumonia = d.split_pneumonia.then_some(true);
         c.csv_file = d.data_csv.clone();
+        c.uncertain = d.uncertain.clone();
+        c.views = d.views.clone();
         c.cache = self.cache.settings();
         Ok(c)
     }

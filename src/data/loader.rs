@@ -70,6 +70,8 @@ pub struct HostBatch {
     pub data: Vec<f32>,
     /// Class indices.
     pub labels: Vec<u32>,
+    /// Multi-label sets: each image's finding codes, one after another (`Sample::findings`).
+    pub findings: Option<Vec<u8>>,
     /// Indices into the loader's samples.
     pub indices: Vec<usize>,
     /// Side in pixels.
@@ -84,6 +86,23 @@ impl HostBatch {
         let x = Tensor::from_vec(self.data, (n, 3, s, s), &Device::Cpu)?.to_device(device)?;
         let y = Tensor::from_vec(self.labels, n, &Device::Cpu)?.to_device(device)?;
         Ok((x, y))
+    }
+
+    /// Multi-label sets: targets and mask (N, labels) as float32 tensors on `device`.
+    pub fn finding_tensors(&self, device: &Device) -> Result<Option<(Tensor, Tensor)>> {
+        let Some(codes) = &self.findings else {
+            return Ok(None);
+        };
+        let n = self.labels.len().max(1);
+        let (t, m): (Vec<f32>, Vec<f32>) = codes
+            .iter()
+            .map(|&c| crate::data::findings::target_of(c))
+            .unzip();
+        let shape = (self.labels.len(), codes.len() / n);
+        Ok(Some((
+            Tensor::from_vec(t, shape, &Device::Cpu)?.to_device(device)?,
+            Tensor::from_vec(m, shape, &Device::Cpu)?.to_device(device)?,
+        )))
     }
 }
 
@@ -271,9 +290,18 @@ fn build_batch(
             .apply_into(&px, &mut data[k * 3 * plane..(k + 1) * 3 * plane]);
         labels.push(samples[i].label as u32);
     }
+    let findings = idx
+        .first()
+        .and_then(|&i| samples[i].findings.as_ref())
+        .map(|_| {
+            idx.iter()
+                .flat_map(|&i| samples[i].findings.as_deref().unwrap_or_default().to_vec())
+                .collect()
+        });
     Ok(HostBatch {
         data,
         labels,
+        findings,
         indices: idx.to_vec(),
         size_px: cache.size_px(),
     })
@@ -377,6 +405,7 @@ mod tests {
                     label: i % 4,
                     patient: i.to_string(),
                     source: None,
+                    findings: None,
                 }
             })
             .collect();
@@ -448,6 +477,7 @@ mod tests {
             label: 0,
             patient: "p".into(),
             source: None,
+            findings: None,
         }];
         let cfg = in_order(1, 32);
         let norm = cfg.norm;

@@ -92,6 +92,12 @@ pub struct TrainConfig {
     /// The CSV file listing the images (CSV layout).
     #[serde(default)]
     pub csv_file: Option<PathBuf>,
+    /// Multi-label data sets: the uncertain-label policies (None: ignore).
+    #[serde(default)]
+    pub uncertain: Option<crate::data::findings::Policies>,
+    /// Multi-label data sets: the views kept (empty: all).
+    #[serde(default)]
+    pub views: Vec<String>,
     /// Per-class weights of the loss.
     #[serde(default)]
     pub class_weights: ClassWeights,
@@ -135,6 +141,8 @@ impl TrainConfig {
             valid: None,
             split_pneumonia: None,
             csv_file: None,
+            uncertain: None,
+            views: Vec::new(),
             class_weights: ClassWeights::None,
             cache: CacheSettings::default(),
             precision: Default::default(),
@@ -158,6 +166,8 @@ impl TrainConfig {
             allow_outside_links: self.allow_outside_links,
             split_pneumonia: self.split_pneumonia,
             csv_file: self.csv_file.clone(),
+            uncertain: self.uncertain.clone(),
+            views: self.views.clone(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! ([`Mark`]: positive, negative, uncertain, or not mentioned), and the targets a model trains
 //! on come from those by the uncertain-label policies of the CheXpert paper ([`Policies`]).
 pub mod chexpert;
+pub mod dataset;
 pub mod generic;
 pub mod mimic;
 pub mod nih;
@@ -43,6 +44,22 @@ impl Mark {
             "-1" | "-1.0" => Some(Mark::Uncertain),
             _ => None,
         }
+    }
+}
+
+/// A sample's finding code ([`crate::data::split::Sample::findings`]): absent (target 0).
+pub const ABSENT: u8 = 0;
+/// Present (target 1).
+pub const PRESENT: u8 = 1;
+/// Not counted (mask 0).
+pub const NOT_COUNTED: u8 = 2;
+
+/// The target and mask weight of a finding code.
+pub fn target_of(code: u8) -> (f32, f32) {
+    match code {
+        PRESENT => (1.0, 1.0),
+        ABSENT => (0.0, 1.0),
+        _ => (0.0, 0.0),
     }
 }
 
@@ -280,6 +297,19 @@ impl Policies {
             .zip(marks)
             .map(|(l, m)| self.target(l, *m))
             .unzip()
+    }
+
+    /// The finding codes of an image of a set with `labels`.
+    pub fn codes(&self, labels: &[String], marks: &[Mark]) -> Vec<u8> {
+        labels
+            .iter()
+            .zip(marks)
+            .map(|(l, m)| match self.target(l, *m) {
+                (_, 0.0) => NOT_COUNTED,
+                (t, _) if t > 0.5 => PRESENT,
+                _ => ABSENT,
+            })
+            .collect()
     }
 
     /// Checks that every label named has a policy for a label of `labels`.

@@ -291,3 +291,168 @@ fn a_folder_of_no_known_layout_says_what_it_looked_for() {
         "{e}"
     );
 }
+
+/// An NIH folder of `n` patients with two images each, patient k's findings by k.
+fn nih_folder(r: &Path, n: usize) {
+    let mut entries = String::from(
+        "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position\n",
+    );
+    let (mut tv, mut te) = (String::new(), String::new());
+    for k in 0..n {
+        for f in 0..2 {
+            let name = format!("{k:08}_{f:03}.png");
+            let labels = match k % 3 {
+                0 => "No Finding",
+                1 => "Effusion",
+                _ => "Effusion|Mass",
+            };
+            entries += &format!("{name},{labels},{f},{k},50,M,PA\n");
+            if k % 5 == 0 { &mut te } else { &mut tv }.push_str(&format!("{name}\n"));
+            touch(&r.join("images").join(&name));
+        }
+    }
+    write(&r.join("Data_Entry_2017.csv"), &entries);
+    write(&r.join("train_val_list.txt"), &tv);
+    write(&r.join("test_list.txt"), &te);
+}
+
+#[test]
+fn a_findings_set_opens_as_a_data_set_with_codes_and_patient_splits() {
+    use crate::data::split::{DataOptions, Dataset, ValidSource};
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    nih_folder(r, 50);
+    let opts = DataOptions {
+        seed: 3,
+        ..DataOptions::default()
+    };
+    let ds = dataset::open(r, Layout::Nih, &opts).unwrap();
+    assert!(ds.is_findings());
+    assert_eq!(ds.classes.len(), 14);
+    // 10 of 50 patients are in the test list; 10 % of the other 40 drawn for validation.
+    assert_eq!(ds.test.samples.len(), 20);
+    assert_eq!(ds.valid.samples.len(), 8);
+    assert_eq!(ds.train.samples.len(), 72);
+    assert_eq!(
+        ds.valid_source,
+        ValidSource::Drawn {
+            percent: 10.0,
+            seed: 3
+        }
+    );
+    let pats = |s: &crate::data::split::Split| -> std::collections::BTreeSet<String> {
+        s.samples.iter().map(|x| x.patient.clone()).collect()
+    };
+    assert!(pats(&ds.train).is_disjoint(&pats(&ds.valid)));
+    let (eff, mass) = (
+        index_of(&ds.classes, "Effusion"),
+        index_of(&ds.classes, "Mass"),
+    );
+    for s in ds.train.samples.iter().chain(&ds.test.samples) {
+        let k: usize = s.patient.parse().unwrap();
+        let codes = s.findings.as_deref().unwrap();
+        assert_eq!(codes[eff], (k % 3 != 0) as u8, "patient {k}");
+        assert_eq!(codes[mass], (k % 3 == 2) as u8, "patient {k}");
+    }
+    // The single-label commands say what the folder is instead of misreading it.
+    let e = Dataset::open(r).unwrap_err().to_string();
+    assert!(
+        e.contains("multi-label") && e.contains("data findings"),
+        "{e}"
+    );
+}
+
+fn index_of(labels: &[String], l: &str) -> usize {
+    labels.iter().position(|x| x == l).unwrap()
+}
+
+#[test]
+fn chexpert_keeps_its_validation_split_draws_a_test_split_and_masks_by_policy() {
+    use crate::data::split::{DataOptions, ValidSource};
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("CheXpert-v1.0-small");
+    let mut train = format!("{CHEXPERT_HEAD}\n");
+    for k in 0..30 {
+        let p = format!("train/patient{k:05}/study1/view1_frontal.jpg");
+        // Edema uncertain for every patient, Cardiomegaly positive for even ones.
+        let card = if k % 2 == 0 { "1.0" } else { "0.0" };
+        train += &format!("CheXpert-v1.0-small/{p},Male,60,Frontal,PA,,,{card},,,-1.0,,,,,,,,\n");
+        touch(&r.join(p));
+    }
+    write(&r.join("train.csv"), &train);
+    let p = "valid/patient64541/study1/view1_frontal.jpg";
+    write(
+        &r.join("valid.csv"),
+        &format!("{CHEXPERT_HEAD}\nCheXpert-v1.0-small/{p},Male,73,Frontal,AP,0.0,1.0,1.0,1.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0\n"),
+    );
+    touch(&r.join(p));
+    for (policy, edema) in [
+        ("ignore", NOT_COUNTED),
+        ("zeros", ABSENT),
+        ("ones", PRESENT),
+    ] {
+        let opts = DataOptions {
+            uncertain: Some(policy.parse().unwrap()),
+            ..DataOptions::default()
+        };
+        let ds = dataset::open(&r, Layout::Chexpert, &opts).unwrap();
+        assert_eq!(ds.valid_source, ValidSource::Own);
+        assert_eq!(ds.valid.samples.len(), 1);
+        // The test split: 20 % of the training patients, drawn as for class folders alone.
+        assert_eq!(ds.test.samples.len(), 6);
+        assert_eq!(ds.train.samples.len(), 24);
+        let e = index_of(&ds.classes, "Edema");
+        assert!(ds
+            .train
+            .samples
+            .iter()
+            .all(|s| s.findings.as_ref().unwrap()[e] == edema));
+        let v = ds.valid.samples[0].findings.clone().unwrap();
+        assert_eq!(v[e], ABSENT);
+        assert_eq!(v[index_of(&ds.classes, "Cardiomegaly")], PRESENT);
+    }
+}
+
+#[test]
+fn the_loader_batches_carry_targets_and_mask() {
+    use crate::data::loader::{DataLoader, LoaderConfig};
+    use crate::data::split::Sample;
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    let img = image::GrayImage::from_pixel(8, 8, image::Luma([100u8]));
+    let mut samples = Vec::new();
+    for (i, codes) in [[PRESENT, ABSENT, NOT_COUNTED], [ABSENT, ABSENT, PRESENT]]
+        .into_iter()
+        .enumerate()
+    {
+        let p = r.join(format!("{i}.png"));
+        img.save(&p).unwrap();
+        samples.push(Sample {
+            path: p,
+            label: 0,
+            patient: i.to_string(),
+            source: None,
+            findings: Some(std::sync::Arc::from(codes.to_vec())),
+        });
+    }
+    let cfg = LoaderConfig::train(2, 8, 1);
+    let b = DataLoader::new(samples, cfg)
+        .unwrap()
+        .epoch(0)
+        .next()
+        .unwrap()
+        .unwrap();
+    let (t, m) = b
+        .finding_tensors(&candle_core::Device::Cpu)
+        .unwrap()
+        .unwrap();
+    let rows = |x: candle_core::Tensor| x.to_vec2::<f32>().unwrap();
+    let order: Vec<usize> = b.indices.clone();
+    let want_t = [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]];
+    let want_m = [[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]];
+    let (t, m) = (rows(t), rows(m));
+    for (k, &i) in order.iter().enumerate() {
+        assert_eq!(t[k], want_t[i]);
+        assert_eq!(m[k], want_m[i]);
+    }
+}

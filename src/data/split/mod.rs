@@ -49,6 +49,10 @@ pub struct Sample {
     pub patient: String,
     /// Source tag, if any.
     pub source: Option<String>,
+    /// A multi-label data set's findings: per label [`crate::data::findings::ABSENT`],
+    /// `PRESENT` or `NOT_COUNTED` (an uncertain mark masked out); `label` is then 0 and
+    /// unused. None for a single-label data set.
+    pub findings: Option<std::sync::Arc<[u8]>>,
 }
 
 /// The samples of one split, plus what could not be used.
@@ -140,6 +144,8 @@ pub enum Layout {
         /// The CSV file.
         file: PathBuf,
     },
+    /// A multi-label data set (`data::findings`).
+    Findings(crate::data::findings::Layout),
 }
 
 impl Layout {
@@ -176,6 +182,7 @@ impl Layout {
                 draw::TEST_SEED
             ),
             Self::Csv { file } => format!("the CSV {}", name(file)),
+            Self::Findings(l) => format!("{l} (multi-label findings)"),
         }
     }
 }
@@ -219,6 +226,9 @@ pub struct Dataset {
     pub test: Split,
     /// Where the validation images came from.
     pub valid_source: ValidSource,
+    /// A multi-label data set's uncertain-label policies (its samples carry `findings`);
+    /// None for a single-label one.
+    pub uncertain: Option<crate::data::findings::Policies>,
 }
 
 /// Why the file at `path` cannot be used: a link that is dangling or loops, one that leads
@@ -356,6 +366,7 @@ fn to_split(rows: Vec<Row>, classes: &[String]) -> Split {
             label,
             patient: r.patient,
             source: r.source,
+            findings: None,
         });
     }
     split
@@ -364,6 +375,43 @@ fn to_split(rows: Vec<Row>, classes: &[String]) -> Split {
 /// Moves `percent` % of the training patients (seeded) into a validation split.
 fn draw_valid(train: &mut Split, percent: f64, seed: u64) -> Split {
     draw::draw_patients(train, percent, seed, draw::VALID_SALT)
+}
+
+/// The validation split by `choice`: the data set's own (`own`), the test split, or drawn
+/// by patient from `train` (moved out of it).
+pub(crate) fn settle_valid(
+    root: &Path,
+    choice: ValidChoice,
+    own: Option<Split>,
+    train: &mut Split,
+    test: &Split,
+    seed: u64,
+) -> Result<(Split, ValidSource)> {
+    Ok(match (choice, own) {
+        (ValidChoice::Test, _) => (test.clone(), ValidSource::Test),
+        (ValidChoice::Auto, Some(v)) => (v, ValidSource::Own),
+        (ValidChoice::Percent(_), Some(_)) => {
+            return Err(Error::invalid(
+                "validation split",
+                format!(
+                    "{} has its own validation split: drop the percentage, or validate on \
+                     the test split",
+                    shown(root)
+                ),
+            ))
+        }
+        (ValidChoice::Auto, None) => (
+            draw_valid(train, 10.0, seed),
+            ValidSource::Drawn {
+                percent: 10.0,
+                seed,
+            },
+        ),
+        (ValidChoice::Percent(p), None) => (
+            draw_valid(train, p, seed),
+            ValidSource::Drawn { percent: p, seed },
+        ),
+    })
 }
 
 impl Dataset {
@@ -389,6 +437,20 @@ impl Dataset {
                 "dataset",
                 format!("{} is not a folder", shown(root)),
             ));
+        }
+        if opts.csv_file.is_none() {
+            if let Some(l) = crate::data::findings::detect(root) {
+                // The single-label commands cannot use it yet (`findings::dataset::open`
+                // reads it for the multi-label trainer to come).
+                return Err(Error::invalid(
+                    "dataset",
+                    format!(
+                        "{} is a multi-label data set ({l}): training and evaluating on \
+                         findings is not available yet; `covid-resnet data findings` reads it",
+                        shown(root)
+                    ),
+                ));
+            }
         }
         let manifest = Manifest::read(root)?;
         let (layout, mut listed) = list(root, &manifest, opts)?;
@@ -429,34 +491,7 @@ impl Dataset {
                 None => ValidChoice::Auto,
             },
         };
-        let (valid, valid_source) = match (choice, own) {
-            (ValidChoice::Test, _) => (test.clone(), ValidSource::Test),
-            (ValidChoice::Auto, Some(v)) => (v, ValidSource::Own),
-            (ValidChoice::Percent(_), Some(_)) => {
-                return Err(Error::invalid(
-                    "validation split",
-                    format!(
-                        "{} has its own validation split: drop the percentage, or validate on \
-                         the test split",
-                        shown(root)
-                    ),
-                ))
-            }
-            (ValidChoice::Auto, None) => (
-                draw_valid(&mut train, 10.0, opts.seed),
-                ValidSource::Drawn {
-                    percent: 10.0,
-                    seed: opts.seed,
-                },
-            ),
-            (ValidChoice::Percent(p), None) => (
-                draw_valid(&mut train, p, opts.seed),
-                ValidSource::Drawn {
-                    percent: p,
-                    seed: opts.seed,
-                },
-            ),
-        };
+        let (valid, valid_source) = settle_valid(root, choice, own, &mut train, &test, opts.seed)?;
         let mut ds = Self {
             root: root.to_path_buf(),
             layout,
@@ -465,9 +500,18 @@ impl Dataset {
             valid,
             test,
             valid_source,
+            uncertain: None,
         };
+        ds.set_aside_links(opts)?;
+        Ok(ds)
+    }
+
+    /// Moves samples whose file is a link that leads nowhere, or outside the data folder
+    /// when that is not allowed, to their split's `skipped`.
+    pub(crate) fn set_aside_links(&mut self, opts: &DataOptions) -> Result<()> {
+        let root = &self.root;
         let canon = root.canonicalize().map_err(|e| Error::io(root, e))?;
-        for split in [&mut ds.train, &mut ds.valid, &mut ds.test] {
+        for split in [&mut self.train, &mut self.valid, &mut self.test] {
             let (keep, set_aside): (Vec<Sample>, Vec<Sample>) = std::mem::take(&mut split.samples)
                 .into_iter()
                 .partition(|s| link_problem(&s.path, &canon, opts.allow_outside_links).is_none());
@@ -478,7 +522,7 @@ impl Dataset {
             }
             split.samples = keep;
         }
-        Ok(ds)
+        Ok(())
     }
 
     /// Relabels the samples for a model with `classes` (in its output order). Refused, with

@@ -151,4 +151,8 @@ pub struct DataOptions {
     pub split_pneumonia: Option<bool>,
     /// The CSV file listing the images (the columns come from `dataset.toml`).
     pub csv_file: Option<PathBuf>,
+    /// Multi-label sets: the uncertain-label policies (None: ignore).
+    pub uncertain: Option<crate::data::findings::Policies>,
+    /// Multi-label sets: keep only these views (empty: all).
+    pub views: Vec<String>,
 }
