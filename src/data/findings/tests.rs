@@ -351,7 +351,7 @@ fn a_findings_set_opens_as_a_data_set_with_codes_and_patient_splits() {
     for s in ds.train.samples.iter().chain(&ds.test.samples) {
         let k: usize = s.patient.parse().unwrap();
         let codes = s.findings.as_deref().unwrap();
-        assert_eq!(codes[eff], (k % 3 != 0) as u8, "patient {k}");
+        assert_eq!(codes[eff], (!k.is_multiple_of(3)) as u8, "patient {k}");
         assert_eq!(codes[mass], (k % 3 == 2) as u8, "patient {k}");
     }
     // The single-label commands say what the folder is instead of misreading it.
