@@ -67,6 +67,10 @@ pub enum DataCommand {
         /// Seed of the pixel noise.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// A multi-label set in NIH ChestX-ray14's layout instead (Data_Entry_2017.csv, the
+        /// official lists, images_001/images/...), findings drawn as shapes.
+        #[arg(long)]
+        nih: bool,
     },
 }
 
@@ -117,13 +121,18 @@ pub fn run(a: &DataArgs) -> anyhow::Result<ExitCode> {
             images,
             side,
             seed,
+            nih,
         } => {
             let spec = crate::data::synth::SynthSpec {
                 images: *images,
                 side: *side,
                 seed: *seed,
             };
-            let s = crate::data::synth::write_synth(out, spec)?;
+            let s = if *nih {
+                crate::data::findings::synth::write_nih_synth(out, spec)?
+            } else {
+                crate::data::synth::write_synth(out, spec)?
+            };
             println!(
                 "wrote {} train and {} test images ({:.1} MB) into {}",
                 s.train,

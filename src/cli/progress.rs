@@ -116,6 +116,27 @@ impl EventSink for CliSink {
                     crate::fmt::lr(lrs.last().copied().unwrap_or(0.0))
                 ));
             }
+            TrainEvent::Epoch(m) if !m.label_auc.is_empty() => {
+                let labels = self.classes.lock().map(|c| c.clone()).unwrap_or_default();
+                // Findings without positives or negatives in the validation split have no AUC.
+                let per: Vec<String> = labels
+                    .iter()
+                    .zip(&m.label_auc)
+                    .filter(|(_, a)| a.is_finite())
+                    .map(|(c, a)| format!("{c} {}", crate::fmt::pct(*a, 1)))
+                    .collect();
+                self.line(format!(
+                    "epoch {:>2} ({} px): train loss {:.4}  valid loss {:.4}  mean AUC {}  AUC: {}  [{}, {:.1} img/s]",
+                    m.global_epoch + 1,
+                    m.size_px,
+                    m.train_loss,
+                    m.valid_loss,
+                    crate::fmt::pct(m.mean_auc, 1),
+                    per.join(", "),
+                    crate::fmt::duration(m.secs),
+                    m.img_per_s
+                ));
+            }
             TrainEvent::Epoch(m) => {
                 let classes = self.classes.lock().map(|c| c.clone()).unwrap_or_default();
                 let per: Vec<String> = classes

@@ -195,15 +195,21 @@ pub fn readiness(ds: &Dataset) -> Readiness {
             ds.classes.join(", ")
         ));
     }
+    // A multi-label set counts the images showing each finding.
+    let (what, images) = if ds.is_findings() {
+        ("finding", "positive ")
+    } else {
+        ("class", "")
+    };
     let counts = ds.train.class_counts(ds.classes.len());
     for (c, &n) in ds.classes.iter().zip(&counts) {
         if n == 0 {
             r.warnings.push(format!(
-                "class {c} has no training images: the model cannot learn it"
+                "{what} {c} has no {images}training images: the model cannot learn it"
             ));
         } else if n < FEW_IMAGES {
             r.warnings
-                .push(format!("class {c} has only {n} training image(s)"));
+                .push(format!("{what} {c} has only {n} {images}training image(s)"));
         }
     }
     if ds.valid_source != ValidSource::Test && !ds.valid.samples.is_empty() {
@@ -211,8 +217,8 @@ pub fn readiness(ds: &Dataset) -> Readiness {
         for (c, &n) in ds.classes.iter().zip(&valid) {
             if n < FEW_VALID {
                 r.warnings.push(format!(
-                    "class {c} has {} validation image(s): its validation figures move by \
-                     whole images (draw more with a larger validation percentage)",
+                    "{what} {c} has {} {images}validation image(s): its validation figures move \
+                     by whole images (draw more with a larger validation percentage)",
                     if n == 0 {
                         "no".to_string()
                     } else {

@@ -291,6 +291,89 @@ pub fn evaluate(
     }
 }
 
+/// A multi-label model on a set of samples: each case's probabilities, targets and mask
+/// (from the samples' finding codes) and patient, ready for [`evaluate`].
+pub struct Outputs {
+    /// Probabilities, one row a case.
+    pub probs: Vec<Vec<f32>>,
+    /// Targets.
+    pub targets: Vec<Vec<f32>>,
+    /// Mask.
+    pub mask: Vec<Vec<f32>>,
+    /// Patients.
+    pub patients: Vec<Option<String>>,
+}
+
+impl Outputs {
+    /// Runs `predictor` (a multi-label model) over `set`, whose samples carry findings.
+    pub fn of(
+        predictor: &crate::infer::Predictor,
+        set: &super::EvalSet,
+        opts: &super::EvalOptions,
+    ) -> crate::Result<Self> {
+        let mut o = Outputs {
+            probs: Vec::new(),
+            targets: Vec::new(),
+            mask: Vec::new(),
+            patients: Vec::new(),
+        };
+        set.batches(
+            predictor,
+            opts,
+            |_, _| {},
+            |chunk, planes| {
+                o.probs.extend(predictor.finding_probs_planes(planes)?);
+                for s in chunk {
+                    let codes = s.findings.as_deref().ok_or_else(|| {
+                        crate::Error::invalid(
+                            "data set",
+                            format!(
+                            "{} has no findings: a multi-label model needs a multi-label data set",
+                            crate::files::shown(&s.path)
+                        ),
+                        )
+                    })?;
+                    let (t, m): (Vec<f32>, Vec<f32>) = codes
+                        .iter()
+                        .map(|&c| crate::data::findings::target_of(c))
+                        .unzip();
+                    o.targets.push(t);
+                    o.mask.push(m);
+                    o.patients.push(Some(s.patient.clone()));
+                }
+                Ok(())
+            },
+        )?;
+        Ok(o)
+    }
+
+    /// The cases as [`evaluate`] reads them.
+    pub fn cases(&self) -> Cases<'_> {
+        Cases {
+            targets: &self.targets,
+            mask: &self.mask,
+            probs: &self.probs,
+            patients: &self.patients,
+        }
+    }
+
+    /// Mean binary cross-entropy of the probabilities over the counted elements (no
+    /// positive weights; probabilities clamped to [1e-7, 1 - 1e-7]); NaN when none counts.
+    pub fn loss(&self) -> f64 {
+        let (mut sum, mut n) = (0.0f64, 0.0f64);
+        for ((p, t), m) in self.probs.iter().zip(&self.targets).zip(&self.mask) {
+            for ((&p, &t), &m) in p.iter().zip(t).zip(m) {
+                if m > 0.0 {
+                    let p = (p as f64).clamp(1e-7, 1.0 - 1e-7);
+                    sum -= t as f64 * p.ln() + (1.0 - t as f64) * (1.0 - p).ln();
+                    n += 1.0;
+                }
+            }
+        }
+        sum / n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,21 +82,22 @@ impl EvalSet {
         }
     }
 
-    /// Runs `predictor` over every sample; `progress(done, total)` after each batch.
-    pub fn cases(
+    /// Calls `each(samples, planes)` for the samples batch by batch, their planes made as
+    /// `predictor` reads them (and kept for the next pass); `progress(done, total)` after
+    /// each batch.
+    pub fn batches(
         &self,
         predictor: &Predictor,
         opts: &EvalOptions,
         mut progress: impl FnMut(usize, usize),
-    ) -> Result<Vec<Case>> {
+        mut each: impl FnMut(&[Sample], &[&[f32]]) -> Result<()>,
+    ) -> Result<()> {
         if opts.batch_size == 0 {
             return Err(Error::invalid("batch size", "0: must be at least 1"));
         }
-        let classes = predictor.meta().class_names.len();
         let pre = predictor.preprocess();
         let planes = self.planes_for(&pre);
         let total = self.samples.len();
-        let mut cases = Vec::with_capacity(total);
         for (b, chunk) in self.samples.chunks(opts.batch_size).enumerate() {
             let first = b * opts.batch_size;
             let batch: Vec<Arc<[f32]>> = chunk
@@ -107,7 +108,23 @@ impl EvalSet {
                 })
                 .collect::<Result<_>>()?;
             let refs: Vec<&[f32]> = batch.iter().map(|p| &p[..]).collect();
-            let (lps, members) = predictor.log_probs_with_members(&refs)?;
+            each(chunk, &refs)?;
+            progress(first + chunk.len(), total);
+        }
+        Ok(())
+    }
+
+    /// Runs `predictor` over every sample; `progress(done, total)` after each batch.
+    pub fn cases(
+        &self,
+        predictor: &Predictor,
+        opts: &EvalOptions,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<Case>> {
+        let classes = predictor.meta().class_names.len();
+        let mut cases = Vec::with_capacity(self.samples.len());
+        self.batches(predictor, opts, progress, |chunk, refs| {
+            let (lps, members) = predictor.log_probs_with_members(refs)?;
             for (j, (s, lp)) in chunk.iter().zip(lps).enumerate() {
                 if s.label >= classes {
                     return Err(Error::invalid(
@@ -138,8 +155,8 @@ impl EvalSet {
                     patient: Some(s.patient.clone()),
                 });
             }
-            progress(cases.len(), total);
-        }
+            Ok(())
+        })?;
         Ok(cases)
     }
 

@@ -186,6 +186,7 @@ impl Predictor {
     /// [`Self::log_probs_planes`], and for an ensemble each network's own probabilities
     /// (`[network][image][class]`, without the temperature) for its disagreement.
     pub fn log_probs_with_members(&self, planes: &[&[f32]]) -> Result<Members> {
+        self.single_label()?;
         if planes.is_empty() {
             return Ok((Vec::new(), None));
         }
@@ -215,6 +216,39 @@ impl Predictor {
             mean = mean.iter().map(tempered).collect();
         }
         Ok((mean, Some(members)))
+    }
+
+    /// An error for a multi-label model, whose outputs are not one distribution over classes.
+    fn single_label(&self) -> Result<()> {
+        match &self.meta.findings {
+            None => Ok(()),
+            Some(_) => Err(crate::Error::invalid(
+                "model",
+                "a multi-label model (findings): this command reads single-label models only \
+                 (findings are evaluated by training's own test evaluation so far)",
+            )),
+        }
+    }
+
+    /// A multi-label model's probabilities (one row per image, one sigmoid per finding; an
+    /// ensemble's the mean of its networks') for planes resized by [`Predictor::preprocess`].
+    pub fn finding_probs_planes(&self, planes: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
+        if planes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let x = self
+            .preprocess()
+            .tensor_from_planes(planes, self.model().device())?;
+        let mut sum: Option<Tensor> = None;
+        for n in &self.nets {
+            let p = candle_nn::ops::sigmoid(&n.infer(&x)?)?;
+            sum = Some(match sum {
+                Some(s) => (s + p)?,
+                None => p,
+            });
+        }
+        let mean = (sum.expect("a predictor has a network") / self.nets.len() as f64)?;
+        Ok(mean.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?)
     }
 
     /// Logits divided by the model file's temperature, when it has one (one network).

@@ -46,6 +46,12 @@ pub struct EpochMetrics {
     pub f1: Vec<f64>,
     /// Confusion matrix (rows actual).
     pub confusion: Vec<Vec<usize>>,
+    /// Multi-label models: validation mean AUC over the findings (NaN otherwise).
+    #[serde(default = "nan", with = "crate::eval::metrics::nullable")]
+    pub mean_auc: f64,
+    /// Multi-label models: validation AUC per finding (empty otherwise).
+    #[serde(default, with = "crate::eval::metrics::nullable_vec")]
+    pub label_auc: Vec<f64>,
     /// Wall time of the epoch (training and validation).
     pub secs: f64,
     /// Training images per second.
@@ -72,10 +78,41 @@ impl EpochMetrics {
             ppv: m.per_class.iter().map(|c| c.ppv.value).collect(),
             f1: m.per_class.iter().map(|c| c.f1.value).collect(),
             confusion: m.confusion.m.clone(),
+            mean_auc: f64::NAN,
+            label_auc: Vec::new(),
             secs: 0.0,
             img_per_s: 0.0,
         }
     }
+
+    /// The validation figures of a multi-label model (`loss`, `m`); the single-label figures
+    /// are NaN and empty.
+    pub fn of_findings(loss: f64, m: &crate::eval::findings::FindingsMetrics) -> Self {
+        Self {
+            stage: 0,
+            step: 0,
+            epoch_in_step: 0,
+            global_epoch: 0,
+            global_iter: 0,
+            size_px: 0,
+            train_loss: 0.0,
+            valid_loss: loss,
+            accuracy: f64::NAN,
+            macro_f1: f64::NAN,
+            recall: Vec::new(),
+            ppv: Vec::new(),
+            f1: Vec::new(),
+            confusion: Vec::new(),
+            mean_auc: m.mean_auc.value,
+            label_auc: m.labels.iter().map(|l| l.auc.value).collect(),
+            secs: 0.0,
+            img_per_s: 0.0,
+        }
+    }
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 /// What one training batch left behind (`losses.csv` keeps these across resumes).

@@ -214,20 +214,21 @@ pub fn settle(meta: &CheckpointMeta, run_dir: &Path, opts: &ResumeOptions) -> Re
     let recorded = cfg.data.clone();
     let at = opts.data.clone().unwrap_or_else(|| recorded.clone());
     let at = std::path::absolute(&at).unwrap_or(at);
-    let dataset = Dataset::open_with(&at, &cfg.data_options()).map_err(|e| {
-        if opts.data.is_none() {
-            Error::invalid(
-                "resume",
-                format!(
-                    "the run's data set {} cannot be opened ({e}); if it moved, point the run \
+    let dataset =
+        crate::data::findings::dataset::open_any(&at, &cfg.data_options()).map_err(|e| {
+            if opts.data.is_none() {
+                Error::invalid(
+                    "resume",
+                    format!(
+                        "the run's data set {} cannot be opened ({e}); if it moved, point the run \
                      at it with --data",
-                    shown(&recorded)
-                ),
-            )
-        } else {
-            e
-        }
-    })?;
+                        shown(&recorded)
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
     match &meta.data_fingerprint {
         Some(then) => {
             let now = fingerprint(&dataset);

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod epoch;
+mod findings;
 mod lr;
 mod output;
 
@@ -62,8 +63,11 @@ pub struct Trainer {
     classes: Vec<String>,
     /// Where the validation images came from.
     valid_source: ValidSource,
-    /// Per-class weights of the loss, if the run weights it.
+    /// Per-class weights of the loss (a multi-label run: per-finding positive weights), if
+    /// the run weights it.
     class_weights: Option<Tensor>,
+    /// A multi-label run: the uncertain-label policies of its data set.
+    findings: Option<crate::data::findings::Policies>,
     /// The disk cache's failure was said.
     disk_cache_warned: bool,
     sink: Arc<dyn EventSink>,
@@ -118,10 +122,14 @@ fn train_step(
         let frozen = opt.groups()[g].frozen;
         opt.set_group(g, GroupHyper { lr, beta1, frozen })?;
     }
+    let findings = b.finding_tensors(device)?;
     let (x, y) = b.to_tensors(device)?;
     // Frozen weights are read detached: no gradient is computed for them.
     let fwd = model.train_forward(&x, &opt.frozen_ids())?;
-    let loss = super::loss::cross_entropy(fwd.logits(), &y, class_weights)?;
+    let loss = match findings {
+        Some((t, m)) => super::loss::masked_bce(fwd.logits(), &t, &m, class_weights)?,
+        None => super::loss::cross_entropy(fwd.logits(), &y, class_weights)?,
+    };
     let lv = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
     if !lv.is_finite() {
         return Ok(lv);
@@ -150,7 +158,7 @@ impl Trainer {
         // Absolute paths: the run can be resumed from any working directory.
         cfg.data = std::path::absolute(&cfg.data).unwrap_or(cfg.data);
         cfg.out_dir = std::path::absolute(&cfg.out_dir).unwrap_or(cfg.out_dir);
-        let ds = Dataset::open_with(&cfg.data, &cfg.data_options())?;
+        let ds = crate::data::findings::dataset::open_any(&cfg.data, &cfg.data_options())?;
         // Refuse an unusable data set before the run folder is touched.
         check_ready(&cfg, &ds, sink.as_ref())?;
         if cfg.skip_test && ds.valid_source == ValidSource::Test {
@@ -200,15 +208,32 @@ impl Trainer {
         let place = cfg.cache.open();
         let test = (!valid_is_test && !cfg.skip_test)
             .then(|| EvalSet::with_cache(ds.test.samples, place.clone()));
-        let mut counts = vec![0usize; ds.classes.len()];
-        for s in &train {
-            counts[s.label] += 1;
+        let class_weights = match &ds.uncertain {
+            // Findings: `auto` weighs each finding's positives by negatives / positives.
+            Some(_) => (cfg.class_weights == super::loss::ClassWeights::Auto).then(|| {
+                let (t, m): (Vec<Vec<f32>>, Vec<Vec<f32>>) = train
+                    .iter()
+                    .map(|s| {
+                        s.findings
+                            .as_deref()
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|&c| crate::data::findings::target_of(c))
+                            .unzip()
+                    })
+                    .unzip();
+                super::loss::auto_pos_weights(&t, &m, ds.classes.len())
+            }),
+            None => {
+                let mut counts = vec![0usize; ds.classes.len()];
+                for s in &train {
+                    counts[s.label] += 1;
+                }
+                cfg.class_weights.weights(&counts)
+            }
         }
-        let class_weights = cfg
-            .class_weights
-            .weights(&counts)
-            .map(|w| super::loss::weight_tensor(&w, &device))
-            .transpose()?;
+        .map(|w| super::loss::weight_tensor(&w, &device))
+        .transpose()?;
         if train.len() < cfg.batch_size {
             return Err(Error::invalid(
                 "dataset",
@@ -241,6 +266,7 @@ impl Trainer {
             classes: ds.classes,
             valid_source: ds.valid_source,
             class_weights,
+            findings: ds.uncertain,
             disk_cache_warned: false,
             sink,
             control,
@@ -463,12 +489,37 @@ impl Trainer {
         self.finish()
     }
 
-    /// Metadata of the model as it stands, for input size `size_px`.
+    /// Metadata of the model as it stands, for input size `size_px` (a multi-label model's
+    /// thresholds at 0.5 until the end of the run sets them).
     fn model_meta(&self, size_px: u32) -> ModelMeta {
         let mut meta = ModelMeta::new(self.cfg.backbone, size_px, self.classes.clone());
         meta.mean = self.cfg.norm.mean;
         meta.std = self.cfg.norm.std;
+        meta.findings =
+            self.findings
+                .as_ref()
+                .map(|p| crate::model::io::model_file::FindingsMeta {
+                    uncertain: p.to_string(),
+                    thresholds: vec![0.5; self.classes.len()],
+                    thresholds_from: "0.5 (not chosen yet)".into(),
+                });
         meta
+    }
+
+    /// A multi-label model's outputs on the validation images (or, `test`, the test
+    /// images) at `size_px`.
+    fn finding_outputs(&self, size_px: u32, test: bool) -> Result<crate::eval::findings::Outputs> {
+        let p = Predictor::new(self.model.clone(), self.model_meta(size_px));
+        let opts = EvalOptions {
+            batch_size: self.cfg.batch_size,
+            bootstrap: 0,
+            ..EvalOptions::default()
+        };
+        let set = match (&self.test, test) {
+            (Some(t), true) => t,
+            _ => &self.valid,
+        };
+        crate::eval::findings::Outputs::of(&p, set, &opts)
     }
 
     /// Runs the model over the validation images (or, `test`, the test images) at `size_px`.

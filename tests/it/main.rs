@@ -11,6 +11,7 @@ mod dicom_corpus;
 mod ensemble;
 mod ensemble_app;
 mod findings_cli;
+mod findings_train;
 mod hostile;
 mod model_files;
 mod one_path;

@@ -346,6 +346,8 @@ mod tests {
             ppv: vec![0.5; 4],
             f1: vec![0.5; 4],
             confusion: vec![vec![1; 4]; 4],
+            mean_auc: f64::NAN,
+            label_auc: Vec::new(),
             secs: 3.0,
             img_per_s: 10.0,
         }

@@ -61,6 +61,15 @@ pub fn open(root: &std::path::Path, layout: Layout, opts: &DataOptions) -> Resul
     Ok(ds)
 }
 
+/// The data set in `root` for training: a multi-label one where [`super::detect`] finds
+/// one (and no CSV file is named), else as [`Dataset::open_with`] reads it.
+pub fn open_any(root: &std::path::Path, opts: &DataOptions) -> Result<Dataset> {
+    match super::detect(root).filter(|_| opts.csv_file.is_none()) {
+        Some(l) if root.is_dir() => open(root, l, opts),
+        _ => Dataset::open_with(root, opts),
+    }
+}
+
 impl Dataset {
     /// Whether it is a multi-label data set (its samples carry findings).
     pub fn is_findings(&self) -> bool {

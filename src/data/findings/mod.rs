@@ -10,6 +10,7 @@ pub mod generic;
 pub mod mimic;
 pub mod nih;
 pub mod summary;
+pub mod synth;
 mod table;
 #[cfg(test)]
 mod tests;

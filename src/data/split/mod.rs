@@ -68,12 +68,25 @@ pub struct Split {
 }
 
 impl Split {
-    /// Images per class, for `k` classes.
+    /// The classes sample `s` counts for: its class, or a multi-label sample's findings
+    /// present.
+    fn classes_of(s: &Sample) -> Vec<usize> {
+        match &s.findings {
+            Some(codes) => (0..codes.len())
+                .filter(|&l| codes[l] == crate::data::findings::PRESENT)
+                .collect(),
+            None => vec![s.label],
+        }
+    }
+
+    /// Images per class, for `k` classes (multi-label: images showing each finding).
     pub fn class_counts(&self, k: usize) -> Vec<usize> {
         let mut c = vec![0; k];
         for s in &self.samples {
-            if let Some(n) = c.get_mut(s.label) {
-                *n += 1;
+            for l in Self::classes_of(s) {
+                if let Some(n) = c.get_mut(l) {
+                    *n += 1;
+                }
             }
         }
         c
@@ -83,8 +96,10 @@ impl Split {
     pub fn patient_counts(&self, k: usize) -> Vec<usize> {
         let mut sets: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); k];
         for s in &self.samples {
-            if let Some(set) = sets.get_mut(s.label) {
-                set.insert(&s.patient);
+            for l in Self::classes_of(s) {
+                if let Some(set) = sets.get_mut(l) {
+                    set.insert(&s.patient);
+                }
             }
         }
         sets.iter().map(BTreeSet::len).collect()

@@ -58,6 +58,10 @@ pub struct ModelMeta {
     /// are the ensemble's: they apply to the mean of the members' probabilities.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<MemberMeta>,
+    /// A multi-label model: its outputs are findings (`class_names` their labels), each an
+    /// independent probability (sigmoid) decided at its own threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub findings: Option<FindingsMeta>,
 }
 
 /// One network of an ensemble file.
@@ -81,6 +85,17 @@ pub struct Temperature {
     pub value: f64,
     /// The images it was fitted on, e.g. "valid split of covidx-v1 (538 images)".
     pub fitted_on: String,
+}
+
+/// What a multi-label model file records of its findings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FindingsMeta {
+    /// The uncertain-label policies it was trained with (as `--uncertain` writes them).
+    pub uncertain: String,
+    /// Each finding's threshold ("present when its probability is at least t").
+    pub thresholds: Vec<f64>,
+    /// How the thresholds were chosen.
+    pub thresholds_from: String,
 }
 
 /// An operating point as the model file keeps it (by class name).
@@ -109,6 +124,7 @@ impl ModelMeta {
             temperature: None,
             operating_point: None,
             members: Vec::new(),
+            findings: None,
         }
     }
 

@@ -94,7 +94,16 @@ impl Trainer {
             }
         }
         // Validation at this stage's size.
-        let report = self.validate(size_px, 0, false)?;
+        let of_validation = match &self.findings {
+            Some(_) => {
+                let o = self.finding_outputs(size_px, false)?;
+                let rules =
+                    vec![crate::eval::findings::ThresholdRule::default(); self.classes.len()];
+                let m = crate::eval::findings::evaluate(&self.classes, &o.cases(), &rules, 0, 0);
+                EpochMetrics::of_findings(o.loss(), &m)
+            }
+            None => EpochMetrics::of_validation(&self.validate(size_px, 0, false)?),
+        };
         if let Some(e) = self.loader.disk_cache_error() {
             if !self.disk_cache_warned {
                 self.disk_cache_warned = true;
@@ -114,7 +123,7 @@ impl Trainer {
             train_loss: self.epoch_loss_sum / self.epoch_batches.max(1) as f64,
             secs: self.epoch_secs + t0.elapsed().saturating_sub(paused).as_secs_f64(),
             img_per_s: images as f64 / train_secs.max(1e-9),
-            ..EpochMetrics::of_validation(&report)
+            ..of_validation
         };
         self.history.push(em.clone());
         self.sink.send(TrainEvent::Epoch(em));

@@ -43,6 +43,9 @@ impl Trainer {
             .last()
             .map(|s| s.size_px)
             .unwrap_or(224);
+        if self.findings.is_some() {
+            return self.finish_findings(size);
+        }
         let mut meta = self.model_meta(size);
         // The test figures go into the model file too, so whoever opens it knows what it
         // scored on which data (the Viewer and `predict` say so). A run told to leave the

@@ -1,0 +1,97 @@
+//! A multi-label model trained from the command line on a generated NIH ChestX-ray14-shaped
+//! set (findings drawn as shapes, several an image): per-finding AUC on the test split, the
+//! thresholds chosen on the validation split, the model file's findings, and the
+//! single-label commands refusing the model by name.
+use crate::common::bin;
+use covid_resnet::data::findings::synth::{write_nih_synth, DRAWN};
+use covid_resnet::data::synth::SynthSpec;
+use std::process::Command;
+
+#[test]
+fn a_findings_model_trains_to_high_auc_per_finding_and_records_its_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = (dir.path().join("nih"), dir.path().join("run"));
+    let s = write_nih_synth(
+        &data,
+        SynthSpec {
+            images: 240,
+            side: 32,
+            seed: 5,
+        },
+    )
+    .unwrap();
+    assert_eq!((s.train, s.test), (216, 24));
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        "name = \"t\"\n[[stage]]\nsize_px = 32\n[[stage.step]]\ntrain = \"all\"\nlr = \"..3e-3\"\nepochs = 5\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args([
+            "--device",
+            "cpu",
+            "train",
+            "--backbone",
+            "resnet18",
+            "--batch-size",
+            "16",
+            "--class-weights",
+            "auto",
+            "--plan",
+        ])
+        .arg(&plan)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("mean AUC") && text.contains("test split, 24 images"),
+        "{text}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("findings_report.json")).unwrap()).unwrap();
+    assert_eq!(report["split"], "test");
+    assert_eq!(
+        report["thresholds_from"],
+        "Youden's J on the validation split"
+    );
+    let labels = report["metrics"]["labels"].as_array().unwrap();
+    assert_eq!(labels.len(), 14);
+    for l in labels {
+        let name = l["label"].as_str().unwrap();
+        if DRAWN.contains(&name) {
+            let auc = l["auc"]["value"].as_f64().unwrap();
+            assert!(auc > 0.9, "{name}: test AUC {auc}\n{text}");
+            assert!(l["positives"].as_u64().unwrap() > 0);
+        } else {
+            // Never present: no AUC, every image counted negative.
+            assert!(l["auc"]["value"].is_null() && l["positives"] == 0, "{name}");
+        }
+    }
+    // The model file records its findings and the thresholds chosen on validation.
+    let meta =
+        covid_resnet::model::io::model_file::read_meta(&run.join("model.safetensors")).unwrap();
+    let f = meta.findings.expect("a multi-label model file");
+    assert_eq!((f.uncertain.as_str(), f.thresholds.len()), ("ignore", 14));
+    assert!(f.thresholds_from.contains("validation"));
+    assert_eq!(meta.class_names[2], "Effusion");
+    // The single-label commands refuse it by name instead of reading sigmoids as a softmax.
+    let img = data.join("images_001/images/00000000_000.png");
+    let out = Command::new(bin())
+        .args(["predict", "--model"])
+        .arg(run.join("model.safetensors"))
+        .arg(&img)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("multi-label model"),
+        "{err}"
+    );
+}
