@@ -14,8 +14,11 @@ use std::path::Path;
 pub struct SplitReport {
     /// The split's name.
     pub name: String,
-    /// Images per class, in class order.
+    /// Images per class, in class order (a multi-label set: images showing each finding).
     pub images: Vec<usize>,
+    /// Images in the split.
+    #[serde(default)]
+    pub images_total: usize,
     /// Distinct patients per class.
     pub patients: Vec<usize>,
     /// Distinct patients in the split.
@@ -74,6 +77,7 @@ fn split_report(name: &str, split: &Split, k: usize, decode: bool) -> SplitRepor
     let mut r = SplitReport {
         name: name.into(),
         images: split.class_counts(k),
+        images_total: split.samples.len(),
         patients: split.patient_counts(k),
         patients_total: split.patients().len(),
         missing: split.missing.iter().map(|p| shown(p).to_string()).collect(),
@@ -266,7 +270,7 @@ pub fn summarize(root: &Path, opts: &DataOptions) -> Result<DatasetSummary> {
 
 /// Opens the dataset at `root` and decodes every image.
 pub fn check_dataset(root: &Path, opts: &DataOptions) -> Result<DataReport> {
-    let ds = Dataset::open_with(root, opts)?;
+    let ds = crate::data::findings::dataset::open_any(root, opts)?;
     let k = ds.classes.len();
     let mut splits = vec![split_report("train", &ds.train, k, true)];
     if ds.valid_source != ValidSource::Test {
@@ -317,10 +321,7 @@ pub fn format_report(r: &DataReport) -> String {
         let _ = writeln!(
             o,
             "{:<6} {:<width$} {:>7} {:>9}",
-            s.name,
-            "total",
-            s.images.iter().sum::<usize>(),
-            s.patients_total
+            s.name, "total", s.images_total, s.patients_total
         );
     }
     let list = |m: &BTreeMap<String, usize>| {

@@ -21,6 +21,26 @@ fn a_findings_model_trains_to_high_auc_per_finding_and_records_its_thresholds() 
     )
     .unwrap();
     assert_eq!((s.train, s.test), (216, 24));
+    // `data check` reads the layout too: images per split, and per finding those showing it.
+    let out = Command::new(bin())
+        .args(["data", "check", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let check = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        check.contains("NIH ChestX-ray14 (multi-label findings)"),
+        "{check}"
+    );
+    let total = |split: &str| -> usize {
+        let line = check
+            .lines()
+            .find(|l| l.starts_with(split) && l.contains("total"))
+            .unwrap();
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    assert_eq!(total("test"), 24);
+    assert_eq!(total("train") + total("valid"), 216);
     let plan = dir.path().join("plan.toml");
     std::fs::write(
         &plan,
