@@ -6,6 +6,7 @@ pub mod data;
 pub mod eval;
 pub mod model;
 pub mod predict;
+pub mod predict_findings;
 pub mod progress;
 pub mod train;
 pub mod weights;

@@ -140,6 +140,9 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     let predictor = Predictor::load(&model, &device)
         .with_context(|| format!("cannot load model {}", crate::files::shown(&model)))?
         .in_precision(a.precision);
+    if predictor.meta().findings.is_some() {
+        return super::predict_findings::run(a, &predictor, &model);
+    }
     let classes = predictor.meta().class_names.clone();
     if let Some(rule) = crate::infer::decision::rule_text(predictor.meta()) {
         eprintln!("the model file sets how it predicts: {rule}");

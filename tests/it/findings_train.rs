@@ -101,17 +101,67 @@ fn a_findings_model_trains_to_high_auc_per_finding_and_records_its_thresholds() 
     assert_eq!((f.uncertain.as_str(), f.thresholds.len()), ("ignore", 14));
     assert!(f.thresholds_from.contains("validation"));
     assert_eq!(meta.class_names[2], "Effusion");
-    // The single-label commands refuse it by name instead of reading sigmoids as a softmax.
-    let img = data.join("images_001/images/00000000_000.png");
+    // predict: an independent probability a finding and its decision at the recorded
+    // threshold; an Effusion test image scores Effusion above a test image without findings.
+    let entries = std::fs::read_to_string(data.join("Data_Entry_2017.csv")).unwrap();
+    let tests = std::fs::read_to_string(data.join("test_list.txt")).unwrap();
+    let pick = |want: &dyn Fn(&str) -> bool| -> std::path::PathBuf {
+        let line = entries
+            .lines()
+            .skip(1)
+            .find(|l| {
+                let mut f = l.split(',');
+                let name = f.next().unwrap();
+                tests.lines().any(|t| t == name) && want(f.next().unwrap())
+            })
+            .unwrap();
+        data.join("images_001/images")
+            .join(line.split(',').next().unwrap())
+    };
+    let with = pick(&|f| f.contains("Effusion"));
+    let without = pick(&|f| f == "No Finding");
     let out = Command::new(bin())
-        .args(["predict", "--model"])
+        .args(["predict", "--json", "--model"])
         .arg(run.join("model.safetensors"))
-        .arg(&img)
+        .args([&with, &without])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["multi_label"], true);
+    let preds = doc["predictions"].as_array().unwrap();
+    let eff = |i: usize| {
+        preds[i]["findings"]["Effusion"]["probability"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(eff(0) > eff(1), "{doc}");
+    for p in preds {
+        let f = p["findings"].as_object().unwrap();
+        assert_eq!(f.len(), 14);
+        for v in f.values() {
+            let (prob, t) = (
+                v["probability"].as_f64().unwrap(),
+                v["threshold"].as_f64().unwrap(),
+            );
+            assert_eq!(v["present"].as_bool().unwrap(), prob >= t, "{v}");
+        }
+    }
+    // eval reads single-label models only so far, and says so by name.
+    let out = Command::new(bin())
+        .args(["eval", "--model"])
+        .arg(run.join("model.safetensors"))
+        .arg("--data")
+        .arg(&data)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("multi-label model"),
+        !out.status.success() && err.contains("multi-label"),
         "{err}"
     );
 }
