@@ -94,6 +94,23 @@ fn a_findings_model_trains_to_high_auc_per_finding_and_records_its_thresholds() 
             assert!(l["auc"]["value"].is_null() && l["positives"] == 0, "{name}");
         }
     }
+    // A finished run resumed trains nothing and finishes again: the data set reopens as a
+    // multi-label one and the same report comes out.
+    let first = std::fs::read(run.join("findings_report.json")).unwrap();
+    let out = Command::new(bin())
+        .args(["--device", "cpu", "train", "--resume"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("findings_report.json")).unwrap()).unwrap();
+    let first: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(again["metrics"], first["metrics"]);
     // The model file records its findings and the thresholds chosen on validation.
     let meta =
         covid_resnet::model::io::model_file::read_meta(&run.join("model.safetensors")).unwrap();
