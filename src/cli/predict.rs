@@ -131,6 +131,19 @@ fn predict_with_cams(
 
 /// Runs `predict` in `--precision`: exit code 1 when any file failed (the others are still
 /// printed).
+/// `--json`'s `errors`: each file whose result is an error, with the message.
+pub fn error_entries<T>(files: &[PathBuf], results: &[crate::Result<T>]) -> Vec<serde_json::Value> {
+    files
+        .iter()
+        .zip(results)
+        .filter_map(|(f, r)| {
+            r.as_ref().err().map(
+                |e| serde_json::json!({"file": crate::files::path_text(f), "error": e.to_string()}),
+            )
+        })
+        .collect()
+}
+
 pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
     if a.batch_size == 0 {
         anyhow::bail!("--batch-size 0: must be at least 1");
@@ -192,18 +205,7 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
                 v
             })
             .collect();
-        let errors: Vec<_> = a
-            .files
-            .iter()
-            .zip(&results)
-            .filter_map(|(f, r)| {
-                r.as_ref()
-                    .err()
-                    .map(|e| {
-                        serde_json::json!({"file": crate::files::path_text(f), "error": e.to_string()})
-                    })
-            })
-            .collect();
+        let errors = error_entries(&a.files, &results);
         let doc = serde_json::json!({
             "model": crate::files::path_text(&model),
             "notice": crate::RESEARCH_NOTICE,

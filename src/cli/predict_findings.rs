@@ -52,16 +52,7 @@ pub fn run(a: &PredictArgs, predictor: &Predictor, model: &Path) -> anyhow::Resu
                 v
             })
             .collect();
-        let errors: Vec<_> = a
-            .files
-            .iter()
-            .zip(&results)
-            .filter_map(|(f, r)| {
-                r.as_ref().err().map(|e| {
-                    serde_json::json!({"file": crate::files::path_text(f), "error": e.to_string()})
-                })
-            })
-            .collect();
+        let errors = super::predict::error_entries(&a.files, &results);
         let doc = serde_json::json!({
             "model": crate::files::path_text(model),
             "notice": crate::RESEARCH_NOTICE,

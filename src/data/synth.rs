@@ -23,6 +23,31 @@ pub struct SynthSpec {
     pub seed: u64,
 }
 
+impl SynthSpec {
+    /// An error unless there are at least 20 images of 8 to 1024 px.
+    pub fn check(&self) -> Result<()> {
+        if self.images < 20 || !(8..=1024).contains(&self.side) {
+            return Err(Error::invalid(
+                "synthetic data set",
+                format!(
+                    "{} images of {} px: at least 20 images of 8 to 1024 px",
+                    self.images, self.side
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Saves `img` at `path`; its size in bytes.
+pub fn save_png(img: &GrayImage, path: &Path) -> Result<u64> {
+    img.save(path)
+        .map_err(|e| Error::invalid("synthetic image", format!("{}: {e}", shown(path))))?;
+    Ok(std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len())
+}
+
 /// What was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SynthSummary {
@@ -65,15 +90,7 @@ fn image(i: usize, class: usize, side: u32, seed: u64) -> GrayImage {
 /// Writes the data set into `root` (created; must not hold split files already). Images are
 /// written in parallel on rayon's pool.
 pub fn write_synth(root: &Path, spec: SynthSpec) -> Result<SynthSummary> {
-    if spec.images < 20 || !(8..=1024).contains(&spec.side) {
-        return Err(Error::invalid(
-            "synthetic data set",
-            format!(
-                "{} images of {} px: at least 20 images of 8 to 1024 px",
-                spec.images, spec.side
-            ),
-        ));
-    }
+    spec.check()?;
     for name in ["train_synth.txt", "test_synth.txt"] {
         if root.join(name).exists() {
             return Err(Error::invalid(
@@ -96,13 +113,10 @@ pub fn write_synth(root: &Path, spec: SynthSpec) -> Result<SynthSummary> {
         .into_par_iter()
         .map(|i| {
             let (class, _, split) = layout(i);
-            let path = root.join(split).join(rel(i));
-            image(i, class, spec.side, spec.seed)
-                .save(&path)
-                .map_err(|e| Error::invalid("synthetic image", format!("{}: {e}", shown(&path))))?;
-            Ok(std::fs::metadata(&path)
-                .map_err(|e| Error::io(&path, e))?
-                .len())
+            save_png(
+                &image(i, class, spec.side, spec.seed),
+                &root.join(split).join(rel(i)),
+            )
         })
         .collect::<Result<_>>()?;
     let (mut train, mut test) = (String::new(), String::new());

@@ -5,7 +5,7 @@
 //! five competition labels. The same AUC, ROC, threshold rules and bootstrap as the
 //! single-label review (`roc`, `operating`, `stats`).
 use super::metrics::WithCi;
-use super::operating::{counts, threshold_for_sensitivity, youden_threshold};
+use super::operating::{counts, threshold_for_sensitivity, youden_threshold, Binary};
 use super::roc::{auc, macro_mean, roc_curve, RocCurve};
 use super::stats::Resampler;
 use serde::{Deserialize, Serialize};
@@ -141,22 +141,9 @@ pub struct LabelMetrics {
     pub rule: ThresholdRule,
     /// The threshold (NaN when the rule has no answer, e.g. no positives).
     pub threshold: f64,
-    /// True positives at the threshold.
-    pub tp: usize,
-    /// False positives.
-    pub fp: usize,
-    /// True negatives.
-    pub tn: usize,
-    /// False negatives.
-    pub fn_: usize,
-    /// TP / (TP + FN).
-    pub sensitivity: WithCi,
-    /// TN / (TN + FP).
-    pub specificity: WithCi,
-    /// TP / (TP + FP).
-    pub ppv: WithCi,
-    /// TN / (TN + FN).
-    pub npv: WithCi,
+    /// The finding against its absence at the threshold: the 2x2 table and its four rates
+    /// (as the single-label review's one class against the rest).
+    pub table: Binary,
 }
 
 /// Every label's figures and the means.
@@ -266,14 +253,17 @@ pub fn evaluate(
                 roc: roc_curve(&pos, &s, true),
                 rule: rules[l],
                 threshold: thresholds[l],
-                tp,
-                fp,
-                tn,
-                fn_,
-                sensitivity: WithCi::proportion(tp, tp + fn_, &mut rs[0]),
-                specificity: WithCi::proportion(tn, tn + fp, &mut rs[1]),
-                ppv: WithCi::proportion(tp, tp + fp, &mut rs[2]),
-                npv: WithCi::proportion(tn, tn + fn_, &mut rs[3]),
+                table: Binary {
+                    class: name.clone(),
+                    tp,
+                    fp,
+                    tn,
+                    fn_,
+                    sensitivity: WithCi::proportion(tp, tp + fn_, &mut rs[0]),
+                    specificity: WithCi::proportion(tn, tn + fp, &mut rs[1]),
+                    ppv: WithCi::proportion(tp, tp + fp, &mut rs[2]),
+                    npv: WithCi::proportion(tn, tn + fn_, &mut rs[3]),
+                },
             }
         })
         .collect();
@@ -451,10 +441,17 @@ mod tests {
             );
             let (tp, fp, tn, fn_, counted, pos) = sk_tab[l];
             assert_eq!(
-                (x.tp, x.fp, x.tn, x.fn_, x.counted, x.positives),
+                (
+                    x.table.tp,
+                    x.table.fp,
+                    x.table.tn,
+                    x.table.fn_,
+                    x.counted,
+                    x.positives
+                ),
                 (tp, fp, tn, fn_, counted, pos)
             );
-            assert!((x.sensitivity.value - tp as f64 / (tp + fn_) as f64).abs() < 1e-12);
+            assert!((x.table.sensitivity.value - tp as f64 / (tp + fn_) as f64).abs() < 1e-12);
             assert!(
                 x.auc.lo <= x.auc.value && x.auc.value <= x.auc.hi,
                 "{:?}",
@@ -478,7 +475,10 @@ mod tests {
         let r = evaluate(&labels, &cases, &[ThresholdRule::Typed(0.5); 3], 0, 1);
         let at_half = [(14, 3, 12, 6), (12, 7, 8, 9), (14, 5, 11, 6)];
         for (x, (tp, fp, tn, fn_)) in r.labels.iter().zip(at_half) {
-            assert_eq!((x.tp, x.fp, x.tn, x.fn_), (tp, fp, tn, fn_));
+            assert_eq!(
+                (x.table.tp, x.table.fp, x.table.tn, x.table.fn_),
+                (tp, fp, tn, fn_)
+            );
         }
     }
 

@@ -64,13 +64,6 @@ impl EpochMetrics {
     pub fn of_validation(report: &crate::eval::report::EvalReport) -> Self {
         let m = &report.metrics;
         Self {
-            stage: 0,
-            step: 0,
-            epoch_in_step: 0,
-            global_epoch: 0,
-            global_iter: 0,
-            size_px: 0,
-            train_loss: 0.0,
             valid_loss: report.loss,
             accuracy: m.accuracy.value,
             macro_f1: m.macro_f1.value,
@@ -78,16 +71,23 @@ impl EpochMetrics {
             ppv: m.per_class.iter().map(|c| c.ppv.value).collect(),
             f1: m.per_class.iter().map(|c| c.f1.value).collect(),
             confusion: m.confusion.m.clone(),
-            mean_auc: f64::NAN,
-            label_auc: Vec::new(),
-            secs: 0.0,
-            img_per_s: 0.0,
+            ..Self::blank()
         }
     }
 
     /// The validation figures of a multi-label model (`loss`, `m`); the single-label figures
     /// are NaN and empty.
     pub fn of_findings(loss: f64, m: &crate::eval::findings::FindingsMetrics) -> Self {
+        Self {
+            valid_loss: loss,
+            mean_auc: m.mean_auc.value,
+            label_auc: m.labels.iter().map(|l| l.auc.value).collect(),
+            ..Self::blank()
+        }
+    }
+
+    /// Zero position, losses and timings; NaN and empty figures.
+    fn blank() -> Self {
         Self {
             stage: 0,
             step: 0,
@@ -96,15 +96,15 @@ impl EpochMetrics {
             global_iter: 0,
             size_px: 0,
             train_loss: 0.0,
-            valid_loss: loss,
+            valid_loss: 0.0,
             accuracy: f64::NAN,
             macro_f1: f64::NAN,
             recall: Vec::new(),
             ppv: Vec::new(),
             f1: Vec::new(),
             confusion: Vec::new(),
-            mean_auc: m.mean_auc.value,
-            label_auc: m.labels.iter().map(|l| l.auc.value).collect(),
+            mean_auc: f64::NAN,
+            label_auc: Vec::new(),
             secs: 0.0,
             img_per_s: 0.0,
         }

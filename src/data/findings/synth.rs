@@ -5,7 +5,7 @@
 //! drawn as shapes an image may show together: Effusion a bright disc low on the left, Mass a
 //! bright bar high on the right, Cardiomegaly a wide bright block in the middle; the other
 //! eleven are never present. Nothing of it is committed.
-use crate::data::synth::{SynthSpec, SynthSummary};
+use crate::data::synth::{save_png, SynthSpec, SynthSummary};
 use crate::files::shown;
 use crate::{Error, Result};
 use image::{GrayImage, Luma};
@@ -65,15 +65,7 @@ fn image(i: usize, findings: &[&str], side: u32, seed: u64) -> GrayImage {
 
 /// Writes the data set into `root` (created; must not hold an NIH entries file already).
 pub fn write_nih_synth(root: &Path, spec: SynthSpec) -> Result<SynthSummary> {
-    if spec.images < 20 || !(8..=1024).contains(&spec.side) {
-        return Err(Error::invalid(
-            "synthetic data set",
-            format!(
-                "{} images of {} px: at least 20 images of 8 to 1024 px",
-                spec.images, spec.side
-            ),
-        ));
-    }
+    spec.check()?;
     if super::nih::entry_file(root).is_some() {
         return Err(Error::invalid(
             "synthetic data set",
@@ -95,13 +87,10 @@ pub fn write_nih_synth(root: &Path, spec: SynthSpec) -> Result<SynthSummary> {
         .into_par_iter()
         .map(|i| {
             let (name, _, findings, _) = layout(i);
-            let path = dir(i).join(name);
-            image(i, &findings, spec.side, spec.seed)
-                .save(&path)
-                .map_err(|e| Error::invalid("synthetic image", format!("{}: {e}", shown(&path))))?;
-            Ok(std::fs::metadata(&path)
-                .map_err(|e| Error::io(&path, e))?
-                .len())
+            save_png(
+                &image(i, &findings, spec.side, spec.seed),
+                &dir(i).join(name),
+            )
         })
         .collect::<Result<_>>()?;
     let mut entries = String::from(

@@ -56,22 +56,10 @@ impl Trainer {
             .collect();
         let m = evaluate(&self.classes, &out.cases(), &rules, self.cfg.bootstrap, 0);
         let validated_on_test = self.valid_source == crate::data::split::ValidSource::Test;
-        meta.training = Some(serde_json::json!({
-            "classes": meta.class_names,
+        meta.training = Some(self.training_summary(serde_json::json!({
             "findings": true,
             "uncertain": self.findings.as_ref().map(|p| p.to_string()),
-            "plan": self.cfg.plan,
-            "epochs": self.history.len(),
-            "seed": self.cfg.seed,
-            "split_seed": self.cfg.split_seed(),
-            "batch_size": self.cfg.batch_size,
-            "augment": self.cfg.augment,
-            "weights": self.cfg.weights.as_deref().map(crate::files::path_text),
-            "data": crate::files::path_text(&self.cfg.data),
-            "final_epoch": self.history.last(),
-            "validation": self.valid_source.describe(),
             "pos_weight": self.cfg.class_weights.name(),
-            "precision": self.cfg.precision,
             split: {
                 "split": split,
                 "validated_on_test": validated_on_test,
@@ -79,7 +67,7 @@ impl Trainer {
                 "mean_auc": m.mean_auc,
                 "competition_auc": m.competition_auc,
             },
-        }));
+        })));
         let model_path = self.cfg.out_dir.join(MODEL_FILE);
         save_model(&model_path, &self.model, &meta)?;
         let report = serde_json::json!({

@@ -9,6 +9,30 @@ use candle_core::Tensor;
 use std::path::PathBuf;
 
 impl Trainer {
+    /// What the model file records of its run: `extra`'s fields (an object) with the
+    /// classes, plan, epochs, seeds, batch size, augmentation, weights, data, last epoch,
+    /// validation split and precision.
+    pub(super) fn training_summary(&self, extra: serde_json::Value) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "classes": self.classes,
+            "plan": self.cfg.plan,
+            "epochs": self.history.len(),
+            "seed": self.cfg.seed,
+            "split_seed": self.cfg.split_seed(),
+            "batch_size": self.cfg.batch_size,
+            "augment": self.cfg.augment,
+            "weights": self.cfg.weights.as_deref().map(crate::files::path_text),
+            "data": crate::files::path_text(&self.cfg.data),
+            "final_epoch": self.history.last(),
+            "validation": self.valid_source.describe(),
+            "precision": self.cfg.precision,
+        });
+        if let (Some(o), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        v
+    }
+
     /// Writes the checkpoint, `history.json` and `losses.csv` atomically and returns the
     /// checkpoint's path.
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
@@ -60,21 +84,9 @@ impl Trainer {
             .file_name()
             .map(|n| crate::files::path_text(std::path::Path::new(n)))
             .unwrap_or_default();
-        meta.training = Some(serde_json::json!({
-            "classes": meta.class_names,
-            "plan": self.cfg.plan,
-            "epochs": self.history.len(),
-            "seed": self.cfg.seed,
-            "split_seed": self.cfg.split_seed(),
-            "batch_size": self.cfg.batch_size,
-            "augment": self.cfg.augment,
-            "weights": self.cfg.weights.as_deref().map(crate::files::path_text),
-            "data": crate::files::path_text(&self.cfg.data),
-            "final_epoch": self.history.last(),
-            "validation": self.valid_source.describe(),
+        meta.training = Some(self.training_summary(serde_json::json!({
             "class_weights": self.cfg.class_weights.name(),
             "sampling": self.cfg.sampling,
-            "precision": self.cfg.precision,
             split: {
                 "data": data_name,
                 "split": split,
@@ -84,7 +96,7 @@ impl Trainer {
                 "macro_f1": m.macro_f1,
                 "recall": m.per_class.iter().map(|c| (c.class.clone(), c.recall)).collect::<std::collections::BTreeMap<_, _>>(),
             },
-        }));
+        })));
         let model_path = self.cfg.out_dir.join(MODEL_FILE);
         // The last epoch's checkpoint already holds these weights; resuming from it
         // trains nothing and finishes again.
