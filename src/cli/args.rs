@@ -118,6 +118,36 @@ impl DataSetArgs {
         whole_split(&ds, data, split)
     }
 
+    /// The samples of `split` of the multi-label data set at `data` for a model with
+    /// `labels` whose file records the uncertain-label policies `uncertain` (`--uncertain`
+    /// wins); refuses a data set whose findings differ, or an incomplete or empty split.
+    pub fn finding_samples(
+        &self,
+        data: &std::path::Path,
+        seed: u64,
+        labels: &[String],
+        uncertain: &str,
+        split: SplitKind,
+    ) -> anyhow::Result<Vec<crate::data::split::Sample>> {
+        let mut opts = self.options(seed)?;
+        if opts.uncertain.is_none() {
+            opts.uncertain = Some(uncertain.parse().map_err(anyhow::Error::msg)?);
+        }
+        let ds = crate::data::findings::dataset::open_any(data, &opts)?;
+        if !ds.is_findings() || ds.classes != labels {
+            anyhow::bail!(
+                "the model's findings ({}) differ from the data set's ({})",
+                labels.join(", "),
+                if ds.is_findings() {
+                    ds.classes.join(", ")
+                } else {
+                    "a single-label data set".to_string()
+                }
+            );
+        }
+        whole_split(&ds, data, split)
+    }
+
     /// The samples of the held-out `split` (never the test split) for fitting something on
     /// (a temperature): refuses the test split however it is reached, by its name, as the
     /// validation source (`--valid test`) or through images that are also in the test split.

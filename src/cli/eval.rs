@@ -156,6 +156,12 @@ pub fn eval(a: &EvalArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
         return run_compare(a, &pair[0], &pair[1], &device);
     }
     let model = super::model_or_shipped(a.model.as_deref())?;
+    if crate::model::io::model_file::read_meta(&model)
+        .map(|m| m.findings.is_some())
+        .unwrap_or(false)
+    {
+        return super::eval_findings::run(a, &model, &device);
+    }
     let (predictor, mut report) = report_of(a, &model, &device)?;
     if let Some(op) = operating_point(a, &predictor, &report)? {
         report.set_operating_point(Some(op));

@@ -4,6 +4,7 @@ pub mod bench;
 mod bench_decode;
 pub mod data;
 pub mod eval;
+pub mod eval_findings;
 pub mod model;
 pub mod predict;
 pub mod predict_findings;

@@ -168,12 +168,37 @@ fn a_findings_model_trains_to_high_auc_per_finding_and_records_its_thresholds() 
             assert_eq!(v["present"].as_bool().unwrap(), prob >= t, "{v}");
         }
     }
-    // eval reads single-label models only so far, and says so by name.
+    // eval is the same evaluation as the run's end: on the test split at the recorded
+    // thresholds, with the same bootstrap, it gives the run's figures.
     let out = Command::new(bin())
-        .args(["eval", "--model"])
+        .args(["eval", "--batch-size", "16", "--model"])
         .arg(run.join("model.safetensors"))
         .arg("--data")
         .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("mean AUC") && text.contains("Effusion"),
+        "{text}"
+    );
+    let evald: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("eval-findings-test.json")).unwrap())
+            .unwrap();
+    assert_eq!(evald["metrics"], again["metrics"]);
+    // A single-label command still refuses it by name.
+    let out = Command::new(bin())
+        .args(["model", "calibrate", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(run.join("model.safetensors"))
+        .arg("--out")
+        .arg(dir.path().join("c.safetensors"))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
