@@ -294,9 +294,11 @@ fn build_batch(
         .first()
         .and_then(|&i| samples[i].findings.as_ref())
         .map(|_| {
-            idx.iter()
-                .flat_map(|&i| samples[i].findings.as_deref().unwrap_or_default().to_vec())
-                .collect()
+            let mut codes = Vec::new();
+            for &i in idx {
+                codes.extend_from_slice(samples[i].findings.as_deref().unwrap_or_default());
+            }
+            codes
         });
     Ok(HostBatch {
         data,

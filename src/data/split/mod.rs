@@ -455,13 +455,14 @@ impl Dataset {
         }
         if opts.csv_file.is_none() {
             if let Some(l) = crate::data::findings::detect(root) {
-                // The single-label commands cannot use it yet (`findings::dataset::open`
-                // reads it for the multi-label trainer to come).
+                // Commands that read multi-label sets open them with
+                // `findings::dataset::open_any`; the rest are single-label only.
                 return Err(Error::invalid(
                     "dataset",
                     format!(
-                        "{} is a multi-label data set ({l}): training and evaluating on \
-                         findings is not available yet; `covid-resnet data findings` reads it",
+                        "{} is a multi-label data set ({l}): this reads single-label data \
+                         sets only; `train`, `eval` of a multi-label model, `data check` and \
+                         `covid-resnet data findings` read it",
                         shown(root)
                     ),
                 ));

@@ -227,12 +227,12 @@ pub fn measure(candidates: &[Kernel], threads: usize) -> Choice {
             },
             Ok(()) => Timed {
                 kernel: k,
-                seconds: Some(time_shapes(|a, b| run_bf16(k, a, b, threads))),
+                seconds: Some(time_shapes(|o| run_bf16(k, o, threads))),
                 refused: None,
             },
         });
     }
-    let f32_seconds = time_shapes(|a, b| run_f32(a, b, threads));
+    let f32_seconds = time_shapes(|o| run_f32(o, threads));
     let kernel = timed
         .iter()
         .filter_map(|t| Some((t.kernel, t.seconds?)))
@@ -261,7 +261,7 @@ pub fn verify(k: Kernel) -> Result<(), String> {
 }
 
 /// Seconds of `run` over the shapes: the best of five runs of each, summed.
-fn time_shapes(run: impl Fn(&Operands, usize) -> Vec<f32>) -> f64 {
+fn time_shapes(run: impl Fn(&Operands) -> Vec<f32>) -> f64 {
     SHAPES
         .iter()
         .map(|&(m, k, n, how)| {
@@ -269,7 +269,7 @@ fn time_shapes(run: impl Fn(&Operands, usize) -> Vec<f32>) -> f64 {
             (0..5)
                 .map(|_| {
                     let t = Instant::now();
-                    std::hint::black_box(run(&ops, n));
+                    std::hint::black_box(run(&ops));
                     t.elapsed().as_secs_f64()
                 })
                 .fold(f64::INFINITY, f64::min)
@@ -283,6 +283,7 @@ struct Operands {
     b: Vec<f32>,
     m: usize,
     k: usize,
+    n: usize,
     how: Operand,
 }
 
@@ -293,13 +294,14 @@ impl Operands {
             b: data(k * n, 2),
             m,
             k,
+            n,
             how,
         }
     }
 }
 
-fn run_bf16(kern: Kernel, o: &Operands, n: usize, threads: usize) -> Vec<f32> {
-    let (m, k) = (o.m, o.k);
+fn run_bf16(kern: Kernel, o: &Operands, threads: usize) -> Vec<f32> {
+    let (m, k, n) = (o.m, o.k, o.n);
     let pa = PackedA::for_kernel(kern, Mat::rm(&o.a, m, k));
     let mut y = vec![0.0f32; m * n];
     match o.how {
@@ -323,8 +325,8 @@ fn run_bf16(kern: Kernel, o: &Operands, n: usize, threads: usize) -> Vec<f32> {
 
 /// The float32 GEMM on the same shapes (a row-by-row operand written out first, as the
 /// float32 convolution writes its im2col matrix).
-fn run_f32(o: &Operands, n: usize, threads: usize) -> Vec<f32> {
-    let (m, k) = (o.m, o.k);
+fn run_f32(o: &Operands, threads: usize) -> Vec<f32> {
+    let (m, k, n) = (o.m, o.k, o.n);
     let par = if threads > 1 {
         ::gemm::Parallelism::Rayon(threads)
     } else {
