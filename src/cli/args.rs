@@ -134,17 +134,7 @@ impl DataSetArgs {
             opts.uncertain = Some(uncertain.parse().map_err(anyhow::Error::msg)?);
         }
         let ds = crate::data::findings::dataset::open_any(data, &opts)?;
-        if !ds.is_findings() || ds.classes != labels {
-            anyhow::bail!(
-                "the model's findings ({}) differ from the data set's ({})",
-                labels.join(", "),
-                if ds.is_findings() {
-                    ds.classes.join(", ")
-                } else {
-                    "a single-label data set".to_string()
-                }
-            );
-        }
+        ds.check_findings(labels)?;
         whole_split(&ds, data, split)
     }
 

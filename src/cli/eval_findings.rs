@@ -4,6 +4,7 @@
 //! does at its end, on any split).
 use super::eval::EvalArgs;
 use crate::eval::findings::{evaluate, Outputs, ThresholdRule};
+use crate::eval::findings_report::{FindingsReport, Source};
 use crate::eval::{EvalOptions, EvalSet};
 use crate::files::shown;
 use crate::infer::Predictor;
@@ -45,16 +46,6 @@ pub fn run(a: &EvalArgs, model: &Path, device: &candle_core::Device) -> anyhow::
         .map(|&t| ThresholdRule::Typed(t))
         .collect();
     let m = evaluate(&meta.class_names, &out.cases(), &rules, a.bootstrap, a.seed);
-    let report = serde_json::json!({
-        "model": crate::files::path_text(model),
-        "data": crate::files::path_text(&a.data),
-        "split": a.split.name(),
-        "uncertain": a.dataset.uncertain.as_ref().map(|p| p.to_string()).unwrap_or(f.uncertain.clone()),
-        "thresholds_from": f.thresholds_from,
-        "n": out.probs.len(),
-        "loss": out.loss(),
-        "metrics": m,
-    });
     let dir = a.out.clone().unwrap_or_else(|| {
         model
             .parent()
@@ -62,8 +53,22 @@ pub fn run(a: &EvalArgs, model: &Path, device: &candle_core::Device) -> anyhow::
             .unwrap_or_else(|| PathBuf::from("."))
     });
     let path = dir.join(format!("eval-findings-{}.json", a.split.name()));
-    let json = serde_json::to_string_pretty(&report)?;
-    crate::files::write_atomic(&path, json.as_bytes())?;
+    let source = Source {
+        model: model.to_path_buf(),
+        data: a.data.clone(),
+        split: a.split.name().into(),
+        validated_on_test: false,
+        validation: None,
+        uncertain: Some(
+            a.dataset
+                .uncertain
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or(f.uncertain.clone()),
+        ),
+        thresholds_from: f.thresholds_from.clone(),
+    };
+    FindingsReport::new(source, &out, m.clone()).save(&path)?;
     let pct = |v: f64| crate::fmt::pct(v, 1);
     let ci = |w: &crate::eval::metrics::WithCi| {
         if w.value.is_nan() {

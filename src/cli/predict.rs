@@ -24,7 +24,8 @@ pub struct PredictArgs {
     /// Write a Grad-CAM overlay per image into this folder (`<name>.gradcam.png`).
     #[arg(long, value_name = "OUT_DIR")]
     pub gradcam: Option<PathBuf>,
-    /// The class Grad-CAM explains (name or index); default: the predicted class.
+    /// The class Grad-CAM explains (name or index); default: the predicted class (for a
+    /// multi-label model: the finding; default: the most probable one).
     #[arg(long, value_name = "CLASS", requires = "gradcam")]
     pub cam_class: Option<String>,
     /// Opacity of the Grad-CAM colours over the image (0-1).
@@ -65,9 +66,9 @@ pub fn parse_class(s: &str, classes: &[String]) -> anyhow::Result<usize> {
 /// Predicts each file with Grad-CAM (each decoded and analysed once) and writes its overlay
 /// into `out`. Returns the predictions, and (file, written path or error) for each file that
 /// predicted.
-type CamResults = Vec<(PathBuf, Result<PathBuf, String>)>;
+pub(super) type CamResults = Vec<(PathBuf, Result<PathBuf, String>)>;
 
-fn predict_with_cams(
+pub(super) fn predict_with_cams(
     predictor: &Predictor,
     files: &[PathBuf],
     out: &std::path::Path,

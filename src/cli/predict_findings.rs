@@ -1,20 +1,49 @@
 //! `covid-resnet predict` with a multi-label model: each finding's probability (independent:
 //! they do not sum to 1) and whether it is present at the threshold the model file records.
 use super::predict::PredictArgs;
+use crate::infer::findings::FindingPrediction;
 use crate::infer::Predictor;
 use std::path::Path;
 use std::process::ExitCode;
 
 /// Runs `predict` for the multi-label `predictor` loaded from `model`.
 pub fn run(a: &PredictArgs, predictor: &Predictor, model: &Path) -> anyhow::Result<ExitCode> {
-    if a.tta || a.gradcam.is_some() || a.cam_class.is_some() {
-        anyhow::bail!(
-            "--tta, --gradcam and --cam-class are not available for a multi-label model (findings) yet"
-        );
-    }
     let labels = predictor.meta().class_names.clone();
     let thresholds = predictor.finding_thresholds().unwrap_or_default().to_vec();
-    let results = predictor.predict_finding_files(&a.files, a.batch_size);
+    let cam_finding = a
+        .cam_class
+        .as_deref()
+        .map(|c| super::predict::parse_class(c, &labels))
+        .transpose()?;
+    let (results, cams) = match &a.gradcam {
+        Some(dir) => {
+            let (preds, cams) = super::predict::predict_with_cams(
+                predictor,
+                &a.files,
+                dir,
+                a.tta,
+                cam_finding,
+                a.cam_opacity,
+            )?;
+            let found = preds
+                .into_iter()
+                .map(|r| {
+                    r.map(|p| FindingPrediction {
+                        present: predictor.findings_present(&p.probs).unwrap_or_default(),
+                        path: p.path,
+                        probs: p.probs,
+                        warnings: p.warnings,
+                    })
+                })
+                .collect();
+            (found, cams)
+        }
+        None => (
+            predictor.predict_finding_files(&a.files, a.batch_size, a.tta),
+            Vec::new(),
+        ),
+    };
+    let cam_of = |f: &std::path::PathBuf| cams.iter().find(|(p, _)| p == f).map(|(_, r)| r);
     if a.json {
         let preds: Vec<_> = results
             .iter()
@@ -49,6 +78,11 @@ pub fn run(a: &PredictArgs, predictor: &Predictor, model: &Path) -> anyhow::Resu
                 if let Some(hex) = crate::files::path_bytes_hex(&p.path) {
                     v["file_bytes"] = serde_json::json!(hex);
                 }
+                match cam_of(&p.path) {
+                    Some(Ok(c)) => v["gradcam"] = serde_json::json!(crate::files::path_text(c)),
+                    Some(Err(e)) => v["gradcam_error"] = serde_json::json!(e),
+                    None => {}
+                }
                 v
             })
             .collect();
@@ -57,6 +91,7 @@ pub fn run(a: &PredictArgs, predictor: &Predictor, model: &Path) -> anyhow::Resu
             "model": crate::files::path_text(model),
             "notice": crate::RESEARCH_NOTICE,
             "multi_label": true,
+            "tta": a.tta,
             "about": "one independent probability a finding (they do not sum to 1); present when at or above its threshold",
             "predictions": preds,
             "errors": errors,
@@ -80,10 +115,15 @@ pub fn run(a: &PredictArgs, predictor: &Predictor, model: &Path) -> anyhow::Resu
             for w in &r.warnings {
                 println!("  warning: {w}");
             }
+            match cam_of(&r.path) {
+                Some(Ok(c)) => println!("  grad-cam: {}", crate::files::shown(c)),
+                Some(Err(e)) => println!("  grad-cam failed: {e}"),
+                None => {}
+            }
         }
         println!("{}", crate::RESEARCH_NOTICE);
     }
-    let mut failed = false;
+    let mut failed = cams.iter().any(|(_, r)| r.is_err());
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
         eprintln!("error: {r}");
         failed = true;

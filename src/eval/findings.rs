@@ -140,6 +140,7 @@ pub struct LabelMetrics {
     /// How the threshold was set.
     pub rule: ThresholdRule,
     /// The threshold (NaN when the rule has no answer, e.g. no positives).
+    #[serde(with = "super::metrics::nullable")]
     pub threshold: f64,
     /// The finding against its absence at the threshold: the 2x2 table and its four rates
     /// (as the single-label review's one class against the rest).
@@ -292,6 +293,8 @@ pub struct Outputs {
     pub mask: Vec<Vec<f32>>,
     /// Patients.
     pub patients: Vec<Option<String>>,
+    /// The image files.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 impl Outputs {
@@ -301,16 +304,27 @@ impl Outputs {
         set: &super::EvalSet,
         opts: &super::EvalOptions,
     ) -> crate::Result<Self> {
+        Self::of_with_progress(predictor, set, opts, |_, _| {})
+    }
+
+    /// [`Self::of`] with `progress(done, total)` after each batch.
+    pub fn of_with_progress(
+        predictor: &crate::infer::Predictor,
+        set: &super::EvalSet,
+        opts: &super::EvalOptions,
+        progress: impl FnMut(usize, usize),
+    ) -> crate::Result<Self> {
         let mut o = Outputs {
             probs: Vec::new(),
             targets: Vec::new(),
             mask: Vec::new(),
             patients: Vec::new(),
+            files: Vec::new(),
         };
         set.batches(
             predictor,
             opts,
-            |_, _| {},
+            progress,
             |chunk, planes| {
                 o.probs.extend(predictor.finding_probs_planes(planes)?);
                 for s in chunk {
@@ -330,6 +344,7 @@ impl Outputs {
                     o.targets.push(t);
                     o.mask.push(m);
                     o.patients.push(Some(s.patient.clone()));
+                    o.files.push(s.path.clone());
                 }
                 Ok(())
             },

@@ -4,6 +4,7 @@ pub mod charts;
 pub mod compare;
 pub mod disagreement;
 pub mod findings;
+pub mod findings_report;
 pub mod metrics;
 pub mod operating;
 pub mod plot;

@@ -28,30 +28,21 @@ impl Predictor {
             .map(|f| f.thresholds.as_slice())
     }
 
-    /// A multi-label model's findings for each file, `batch_size` images a pass; a file that
-    /// cannot be read is an error of its own.
+    /// A multi-label model's findings for each file, `batch_size` images a pass (averaged
+    /// over the flips when `tta` is true); a file that cannot be read is an error of its own.
     pub fn predict_finding_files(
         &self,
         paths: &[PathBuf],
         batch_size: usize,
+        tta: bool,
     ) -> Vec<Result<FindingPrediction>> {
-        let thresholds = self.finding_thresholds().unwrap_or_default().to_vec();
-        let pre = self.preprocess();
         let mut out = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(batch_size.max(1)) {
-            let decoded: Vec<Result<(crate::data::gray::GrayImage, Vec<f32>)>> = chunk
-                .par_iter()
-                .map(|p| {
-                    let img = decode_file(p)?;
-                    let plane = pre.plane(&img)?;
-                    Ok((img, plane))
-                })
-                .collect();
-            let planes: Vec<&[f32]> = decoded
-                .iter()
-                .filter_map(|r| r.as_ref().ok().map(|(_, p)| p.as_slice()))
-                .collect();
-            let mut rows = match self.finding_probs_planes(&planes) {
+            let decoded: Vec<Result<crate::data::gray::GrayImage>> =
+                chunk.par_iter().map(|p| decode_file(p)).collect();
+            let ok: Vec<&crate::data::gray::GrayImage> =
+                decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
+            let mut rows = match self.finding_probs_tta(&ok, tta) {
                 Ok(r) => r.into_iter(),
                 Err(e) => {
                     let msg = e.to_string();
@@ -60,17 +51,12 @@ impl Predictor {
                 }
             };
             for (path, d) in chunk.iter().zip(decoded) {
-                out.push(d.map(|(img, _)| {
+                out.push(d.map(|img| {
                     let probs = rows.next().unwrap_or_default();
-                    let present = probs
-                        .iter()
-                        .zip(&thresholds)
-                        .map(|(&p, &t)| p as f64 >= t)
-                        .collect();
                     FindingPrediction {
                         path: path.clone(),
+                        present: self.findings_present(&probs).unwrap_or_default(),
                         probs,
-                        present,
                         warnings: self.warnings(&img),
                     }
                 }));

@@ -28,7 +28,8 @@ pub struct CamMap {
 /// Grad-CAM at the feature map's resolution; [`Coarse::upsample`] gives it any size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Coarse {
-    /// Softmax probabilities of the (un-flipped) image.
+    /// Probabilities of the (un-flipped) image: softmax over the classes, or a multi-label
+    /// model's sigmoid a finding.
     pub probs: Vec<f32>,
     /// The class explained.
     pub class: usize,
@@ -74,14 +75,39 @@ impl Coarse {
 /// Grad-CAM for one preprocessed image `x` (1, 3, S, S) and class `class` (None: the
 /// predicted class).
 pub fn grad_cam_coarse(model: &Classifier, x: &Tensor, class: Option<usize>) -> Result<Coarse> {
+    grad_cam_of(model, x, class, false)
+}
+
+/// Grad-CAM of a multi-label model for one preprocessed image `x` and finding `finding`
+/// (None: the most probable one): the probabilities are each finding's sigmoid, and the
+/// score explained is the finding's logit, as for a class.
+pub fn grad_cam_finding(model: &Classifier, x: &Tensor, finding: Option<usize>) -> Result<Coarse> {
+    grad_cam_of(model, x, finding, true)
+}
+
+fn grad_cam_of(
+    model: &Classifier,
+    x: &Tensor,
+    class: Option<usize>,
+    sigmoid: bool,
+) -> Result<Coarse> {
     let feats = model.infer_features(x)?;
     let (_, _, h, w) = feats.dims4()?;
     let var = Var::from_tensor(&feats)?;
     let logits = model.head_forward(var.as_tensor(), false)?;
-    let probs = super::probs::log_softmax_rows(&logits)?
-        .first()
-        .map(|r| super::probs::probs_of(r))
-        .unwrap_or_default();
+    let probs = if sigmoid {
+        candle_nn::ops::sigmoid(&logits)?
+            .to_dtype(DType::F32)?
+            .to_vec2::<f32>()?
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    } else {
+        super::probs::log_softmax_rows(&logits)?
+            .first()
+            .map(|r| super::probs::probs_of(r))
+            .unwrap_or_default()
+    };
     let class = class
         .filter(|&c| c < probs.len())
         .unwrap_or_else(|| super::probs::argmax(&probs));

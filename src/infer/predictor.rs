@@ -1,7 +1,7 @@
 //! File -> decoded grayscale -> resized, normalised tensor -> softmax over the classes.
 use super::decision::OperatingPoint;
 use super::disagreement::Disagreement;
-use super::gradcam::{grad_cam_coarse, Coarse};
+use super::gradcam::{grad_cam_coarse, grad_cam_finding, Coarse};
 pub use super::probs::{argmax, log_softmax_rows, probs_of};
 use super::probs::{mean_log_probs, tempered_log};
 use crate::data::augment::{AugmentConfig, Flip};
@@ -36,10 +36,14 @@ type Members = (Vec<Vec<f32>>, Option<Vec<Vec<Vec<f32>>>>);
 /// What the viewer shows for one image: probabilities, warnings and a Grad-CAM map.
 #[derive(Debug, Clone)]
 pub struct Analysis {
-    /// Class probabilities (averaged over the flips when TTA was asked for).
+    /// Class probabilities (averaged over the flips when TTA was asked for); a multi-label
+    /// model's independent probability a finding.
     pub probs: Vec<f32>,
-    /// Index of the most probable class.
+    /// Index of the predicted class (a multi-label model's most probable finding).
     pub predicted: usize,
+    /// A multi-label model's decisions: whether each finding is at or above the threshold
+    /// its file records (None: a single-label model).
+    pub present: Option<Vec<bool>>,
     /// Whether `probs` average the image and its flips.
     pub tta: bool,
     /// Grad-CAM for the requested class at the feature map's resolution (upsample it to
@@ -270,7 +274,18 @@ impl Predictor {
         })
     }
 
-    /// The class predicted from `probs`: the model file's operating point, else argmax.
+    /// Grad-CAM of `net` (one of this model's networks) for `class`: of a class, or of a
+    /// multi-label model's finding.
+    fn grad_cam(&self, net: &Classifier, x: &Tensor, class: Option<usize>) -> Result<Coarse> {
+        if self.meta.findings.is_some() {
+            grad_cam_finding(net, x, class)
+        } else {
+            grad_cam_coarse(net, x, class)
+        }
+    }
+
+    /// The class predicted from `probs`: the model file's operating point, else argmax (a
+    /// multi-label model's most probable finding).
     pub fn decide(&self, probs: &[f32]) -> usize {
         match self.operating_point() {
             Some(o) => o.decide(probs),
@@ -311,7 +326,7 @@ impl Predictor {
         for &f in &flips {
             let v: Vec<GrayImage> = images.iter().map(|i| flipped(i, f)).collect();
             let refs: Vec<&GrayImage> = v.iter().collect();
-            for (acc, p) in plain.iter_mut().zip(self.predict_images(&refs)?) {
+            for (acc, p) in plain.iter_mut().zip(self.plain_probs(&refs)?) {
                 acc.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
             }
         }
@@ -320,6 +335,44 @@ impl Predictor {
             .iter_mut()
             .for_each(|r| r.iter_mut().for_each(|v| *v /= n));
         Ok(plain)
+    }
+
+    /// Probabilities of decoded images in one batch: softmax over the classes, or a
+    /// multi-label model's sigmoid a finding.
+    fn plain_probs(&self, images: &[&GrayImage]) -> Result<Vec<Vec<f32>>> {
+        if self.meta.findings.is_none() {
+            return self.predict_images(images);
+        }
+        let pre = self.preprocess();
+        let planes = images
+            .iter()
+            .map(|i| pre.plane(i))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+        self.finding_probs_planes(&refs)
+    }
+
+    /// A multi-label model's probabilities averaged over each image and its flips when `tta`
+    /// is true ([`tta_flips`]), plain ones otherwise.
+    pub fn finding_probs_tta(&self, images: &[&GrayImage], tta: bool) -> Result<Vec<Vec<f32>>> {
+        let plain = self.plain_probs(images)?;
+        if tta {
+            self.average_with_flips(images, plain)
+        } else {
+            Ok(plain)
+        }
+    }
+
+    /// Each finding at or above its recorded threshold (None: a single-label model).
+    pub fn findings_present(&self, probs: &[f32]) -> Option<Vec<bool>> {
+        let f = self.meta.findings.as_ref()?;
+        Some(
+            probs
+                .iter()
+                .zip(&f.thresholds)
+                .map(|(&p, &t)| p as f64 >= t)
+                .collect(),
+        )
     }
 
     /// Probabilities averaged over each image and its flips ([`tta_flips`]: test-time
@@ -349,7 +402,7 @@ impl Predictor {
             return self.analyze_ensemble(img, tta, cam_class);
         }
         let x = self.input(&[img])?;
-        let mut first = grad_cam_coarse(self.model(), &x, cam_class)?;
+        let mut first = self.grad_cam(self.model(), &x, cam_class)?;
         if let Some(t) = &self.meta.temperature {
             first.probs = super::decision::tempered(&first.probs, t.value);
         }
@@ -365,9 +418,10 @@ impl Predictor {
         let cam = if wanted == first.class {
             first
         } else {
-            grad_cam_coarse(self.model(), &x, Some(wanted))?
+            self.grad_cam(self.model(), &x, Some(wanted))?
         };
         Ok(Analysis {
+            present: self.findings_present(&probs),
             probs,
             predicted,
             tta,
@@ -387,8 +441,12 @@ impl Predictor {
         cam_class: Option<usize>,
     ) -> Result<Analysis> {
         let plane = self.preprocess().plane(img)?;
-        let (lp, members) = self.log_probs_with_members(&[&plane])?;
-        let plain = probs_of(&lp[0]);
+        let (plain, members) = if self.meta.findings.is_some() {
+            (self.finding_probs_planes(&[&plane])?.remove(0), None)
+        } else {
+            let (lp, members) = self.log_probs_with_members(&[&plane])?;
+            (probs_of(&lp[0]), Some(members.unwrap_or_default()))
+        };
         let probs = if tta {
             self.average_with_flips(&[img], vec![plain])?.remove(0)
         } else {
@@ -400,7 +458,7 @@ impl Predictor {
         let maps = self
             .nets
             .iter()
-            .map(|n| grad_cam_coarse(n, &x, Some(wanted)))
+            .map(|n| self.grad_cam(n, &x, Some(wanted)))
             .collect::<Result<Vec<_>>>()?;
         let mut cam = maps[0].clone();
         let n = maps.len() as f32;
@@ -408,19 +466,20 @@ impl Predictor {
             .map(|i| maps.iter().map(|m| m.map[i]).sum::<f32>() / n)
             .collect();
         cam.probs = probs.clone();
-        let rows: Vec<Vec<f32>> = members
-            .unwrap_or_default()
-            .iter()
-            .map(|m| probs_of(&m[0]))
-            .collect();
-        let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+        // The networks' disagreement over one distribution (a multi-label model has none).
+        let disagreement = members.map(|members| {
+            let rows: Vec<Vec<f32>> = members.iter().map(|m| probs_of(&m[0])).collect();
+            let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+            Disagreement::of(&refs, predicted)
+        });
         Ok(Analysis {
+            present: self.findings_present(&probs),
             probs,
             predicted,
             tta,
             cam,
             warnings: self.warnings(img),
-            disagreement: Some(Disagreement::of(&refs, predicted)),
+            disagreement,
         })
     }
 

@@ -281,7 +281,7 @@ fn confusion_cell_click_lists_exactly_its_cases_and_opens_one() {
     let a = sel.analysis().unwrap().as_ref().unwrap();
     assert_eq!(a.cam.class, a.predicted);
     // The case keeps its true label in the image view (panel and corner text).
-    assert_eq!(sel.truth, Some(0));
+    assert_eq!(sel.truth, Some(covid_resnet::app::viewer::Truth::Class(0)));
     let said = format!(
         "true: Normal, predicted: {}",
         covid_resnet::data::split::labels::PAPER_CLASSES[a.predicted]

@@ -241,7 +241,7 @@ impl ViewerTab {
     fn open_case(&mut self, ctx: &egui::Context, path: PathBuf) {
         let truth = self.review.truth_of(&path);
         if let Some(i) = self.images.iter().position(|im| im.path == path) {
-            self.images[i].truth = truth.or(self.images[i].truth);
+            self.images[i].truth = truth.or(self.images[i].truth.take());
             self.selected = Some(i);
             self.mode = Mode::Image;
         } else {

@@ -22,11 +22,17 @@ impl ViewerTab {
             .model
             .as_ref()
             .and_then(|m| crate::infer::decision::rule_text(m.predictor.meta()));
+        let thresholds: Vec<f64> = self
+            .model
+            .as_ref()
+            .and_then(|m| m.predictor.finding_thresholds())
+            .unwrap_or_default()
+            .to_vec();
         let key = self.key();
         let settings = &mut self.settings;
         let cam_class = &mut self.cam_class;
         let im = &mut self.images[i];
-        let (name, path, truth) = (im.name.clone(), im.path.clone(), im.truth);
+        let (name, path, truth) = (im.name.clone(), im.path.clone(), im.truth.clone());
         let l = match &mut im.state {
             ImageState::Loading => {
                 ui.horizontal(|ui| {
@@ -55,10 +61,11 @@ impl ViewerTab {
                         l,
                         &classes,
                         rule.as_deref(),
-                        truth,
+                        truth.as_ref(),
                         key,
                         settings,
                         cam_class,
+                        &thresholds,
                     );
                     ui.separator();
                     facts_ui(ui, &name, &path, &l.image);
@@ -67,12 +74,13 @@ impl ViewerTab {
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {
+                // A multi-label model predicts no one class: its findings are in the panel.
                 let predicted = match &l.analysis {
-                    Some((_, Ok(a))) => Some(a.predicted),
+                    Some((_, Ok(a))) if a.present.is_none() => Some(a.predicted),
                     _ => None,
                 };
                 let mut info = vec![name.clone(), format!("W {:.2}  L {:.2}", l.window, l.level)];
-                let said = truth_line(&classes, truth, predicted);
+                let said = truth_line(&classes, truth.as_ref(), predicted);
                 if !said.is_empty() {
                     info.push(said);
                 }

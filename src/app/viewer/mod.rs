@@ -9,6 +9,7 @@ pub mod prediction;
 pub mod review;
 pub mod review_compare;
 pub mod review_disagreement;
+pub mod review_findings;
 pub mod review_header;
 pub mod review_scores;
 pub mod side_panel;
@@ -16,7 +17,7 @@ pub mod state;
 pub mod worker;
 
 pub use commands::{Ask, Command, IMAGE_EXTENSIONS};
-pub use state::{ImageState, Loaded, Mode, ModelSlot, OpenImage, ViewerSettings};
+pub use state::{ImageState, Loaded, Mode, ModelSlot, OpenImage, Truth, ViewerSettings};
 
 use super::dialogs::PathPrompt;
 use super::Shared;
@@ -163,7 +164,7 @@ impl ViewerTab {
         ctx: &egui::Context,
         path: PathBuf,
         bytes: Option<Vec<u8>>,
-        truth: Option<usize>,
+        truth: Option<Truth>,
     ) {
         let id = self.next_id;
         self.next_id += 1;

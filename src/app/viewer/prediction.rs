@@ -1,21 +1,36 @@
 //! The prediction panel (probability bars, input warnings, the Grad-CAM class) and the
 //! image's facts (size, bit depth, format, DICOM tags that are not about the patient).
-use super::state::{Loaded, ViewerSettings};
+use super::state::{Loaded, Truth, ViewerSettings};
 use super::worker::AnalysisKey;
 use crate::app::notices::{error_text, warning_text};
 use crate::data::gray::GrayImage;
+use crate::infer::predictor::Analysis;
 use egui::{Color32, RichText};
 use std::path::Path;
 
 /// Colour of the research-use notice.
 pub const NOTICE_COLOR: Color32 = Color32::from_rgb(200, 120, 0);
 
-/// "true: COVID-19, predicted: Normal" for an image opened from a review.
-pub fn truth_line(classes: &[String], truth: Option<usize>, predicted: Option<usize>) -> String {
+/// "true: COVID-19, predicted: Normal" for an image opened from a review ("true findings:
+/// Effusion, Mass" for a multi-label one).
+pub fn truth_line(classes: &[String], truth: Option<&Truth>, predicted: Option<usize>) -> String {
     let name = |c: usize| classes.get(c).map(String::as_str).unwrap_or("?");
     match (truth, predicted) {
-        (Some(t), Some(p)) => format!("true: {}, predicted: {}", name(t), name(p)),
-        (Some(t), None) => format!("true: {}", name(t)),
+        (Some(Truth::Findings(f)), _) => {
+            let present: Vec<&str> = f
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| **t == Some(true))
+                .map(|(i, _)| name(i))
+                .collect();
+            if present.is_empty() {
+                "true findings: none".into()
+            } else {
+                format!("true findings: {}", present.join(", "))
+            }
+        }
+        (Some(Truth::Class(t)), Some(p)) => format!("true: {}, predicted: {}", name(*t), name(p)),
+        (Some(Truth::Class(t)), None) => format!("true: {}", name(*t)),
         (None, Some(p)) => format!("predicted: {}", name(p)),
         (None, None) => String::new(),
     }
@@ -28,10 +43,11 @@ pub fn prediction_ui(
     l: &Loaded,
     classes: &[String],
     rule: Option<&str>,
-    truth: Option<usize>,
+    truth: Option<&Truth>,
     key: Option<AnalysisKey>,
     settings: &ViewerSettings,
     cam_class: &mut Option<usize>,
+    thresholds: &[f64],
 ) {
     ui.heading("Prediction");
     let Some(key) = key else {
@@ -55,39 +71,9 @@ pub fn prediction_ui(
                     ui.label("updating…");
                 });
             }
-            for (c, name) in classes.iter().enumerate() {
-                let p = a.probs.get(c).copied().unwrap_or(0.0);
-                let top = c == a.predicted;
-                ui.horizontal(|ui| {
-                    let label = ui.add_sized(
-                        [90.0, 18.0],
-                        egui::Label::new(if top {
-                            RichText::new(name).strong()
-                        } else {
-                            RichText::new(name)
-                        }),
-                    );
-                    let bar = egui::ProgressBar::new(p)
-                        .desired_width(150.0)
-                        .fill(if top {
-                            Color32::from_rgb(200, 80, 60)
-                        } else {
-                            Color32::from_rgb(70, 110, 160)
-                        })
-                        .text(format!("{:.1} %", 100.0 * p));
-                    ui.add(bar).labelled_by(label.id);
-                });
-            }
-            ui.label(
-                RichText::new(format!(
-                    "Predicted: {}{}",
-                    classes.get(a.predicted).map(String::as_str).unwrap_or("?"),
-                    if a.tta { " (TTA)" } else { "" }
-                ))
-                .strong(),
-            );
-            if let Some(rule) = rule {
-                ui.label(RichText::new(rule).small());
+            match &a.present {
+                Some(present) => findings_ui(ui, a, present, classes, thresholds),
+                None => classes_ui(ui, a, classes, rule),
             }
             if truth.is_some() {
                 ui.label(truth_line(classes, truth, Some(a.predicted)));
@@ -108,18 +94,24 @@ pub fn prediction_ui(
                 }
             }
             ui.add_space(6.0);
+            let multi = a.present.is_some();
             let cl = ui.label("Grad-CAM explains");
+            let default = if multi {
+                "the most probable finding"
+            } else {
+                "the predicted class"
+            };
             let shown = match cam_class {
                 Some(c) => classes.get(*c).cloned().unwrap_or_default(),
                 None => format!(
-                    "the predicted class ({})",
+                    "{default} ({})",
                     classes.get(a.cam.class).map(String::as_str).unwrap_or("?")
                 ),
             };
             egui::ComboBox::from_id_salt("cam-class")
                 .selected_text(shown)
                 .show_ui(ui, |ui| {
-                    ui.selectable_value(cam_class, None, "the predicted class");
+                    ui.selectable_value(cam_class, None, default);
                     for (c, n) in classes.iter().enumerate() {
                         ui.selectable_value(cam_class, Some(c), n);
                     }
@@ -127,7 +119,11 @@ pub fn prediction_ui(
                 .response
                 .labelled_by(cl.id);
             if a.cam.peak() <= 0.0 {
-                ui.label("No positive evidence for this class anywhere (the map is empty).");
+                ui.label(if multi {
+                    "No positive evidence for this finding anywhere (the map is empty)."
+                } else {
+                    "No positive evidence for this class anywhere (the map is empty)."
+                });
             }
             if !settings.show_cam {
                 ui.label("(overlay hidden)");
@@ -136,6 +132,99 @@ pub fn prediction_ui(
     }
     ui.add_space(4.0);
     ui.colored_label(NOTICE_COLOR, "Research use only, not for diagnosis.");
+}
+
+/// One bar a class (the probabilities sum to 1), the predicted class and the model's rule.
+fn classes_ui(ui: &mut egui::Ui, a: &Analysis, classes: &[String], rule: Option<&str>) {
+    for (c, name) in classes.iter().enumerate() {
+        let p = a.probs.get(c).copied().unwrap_or(0.0);
+        let top = c == a.predicted;
+        probability_bar(ui, name, p, top, None);
+    }
+    ui.label(
+        RichText::new(format!(
+            "Predicted: {}{}",
+            classes.get(a.predicted).map(String::as_str).unwrap_or("?"),
+            if a.tta { " (TTA)" } else { "" }
+        ))
+        .strong(),
+    );
+    if let Some(rule) = rule {
+        ui.label(RichText::new(rule).small());
+    }
+}
+
+/// One bar a finding: independent probabilities (they do not sum to 1), each finding's
+/// threshold marked on its bar, and the findings at or above it.
+fn findings_ui(
+    ui: &mut egui::Ui,
+    a: &Analysis,
+    present: &[bool],
+    labels: &[String],
+    thresholds: &[f64],
+) {
+    ui.label(
+        RichText::new(
+            "Findings: one independent probability each (they do not sum to 1); \
+             ▮ marks the threshold the model file records",
+        )
+        .small(),
+    );
+    for (i, name) in labels.iter().enumerate() {
+        let p = a.probs.get(i).copied().unwrap_or(0.0);
+        let on = present.get(i).copied().unwrap_or(false);
+        probability_bar(ui, name, p, on, thresholds.get(i).copied());
+    }
+    let found: Vec<&str> = labels
+        .iter()
+        .zip(present)
+        .filter(|(_, &on)| on)
+        .map(|(l, _)| l.as_str())
+        .collect();
+    let tta = if a.tta { " (TTA)" } else { "" };
+    ui.label(
+        RichText::new(if found.is_empty() {
+            format!("No finding at or above its threshold{tta}")
+        } else {
+            format!("Present: {}{tta}", found.join(", "))
+        })
+        .strong(),
+    );
+}
+
+/// A labelled probability bar, highlighted when `strong`, with `threshold` marked on it.
+fn probability_bar(ui: &mut egui::Ui, name: &str, p: f32, strong: bool, threshold: Option<f64>) {
+    ui.horizontal(|ui| {
+        let label = ui.add_sized(
+            [110.0, 18.0],
+            egui::Label::new(if strong {
+                RichText::new(name).strong()
+            } else {
+                RichText::new(name)
+            })
+            .truncate(),
+        );
+        let bar = egui::ProgressBar::new(p)
+            .desired_width(150.0)
+            .fill(if strong {
+                Color32::from_rgb(200, 80, 60)
+            } else {
+                Color32::from_rgb(70, 110, 160)
+            })
+            .text(match threshold {
+                Some(t) => format!("{:.1} % (t {:.2})", 100.0 * p, t),
+                None => format!("{:.1} %", 100.0 * p),
+            });
+        let r = ui.add(bar).labelled_by(label.id);
+        if let Some(t) = threshold.filter(|t| t.is_finite()) {
+            let x = r.rect.left() + r.rect.width() * (t as f32).clamp(0.0, 1.0);
+            ui.painter().vline(
+                x,
+                r.rect.y_range(),
+                egui::Stroke::new(2.0, ui.visuals().strong_text_color()),
+            );
+        }
+    });
 }
 
 /// What the program read from the file.

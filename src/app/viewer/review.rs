@@ -2,6 +2,7 @@
 //! wrote), the confusion matrix as a clickable heat map, per-class and per-source tables,
 //! and a gallery of the cases in the chosen cell, sorted by loss.
 use super::{Ask, Command, ViewerTab};
+use crate::eval::findings_report::FindingsReport;
 use crate::eval::report::{Case, EvalReport};
 use crate::eval::scores::cell as ci_cell;
 use crate::fmt::pct_ci;
@@ -22,8 +23,10 @@ pub enum Thumb {
 /// Review state.
 #[derive(Default)]
 pub struct ReviewState {
-    /// The report shown.
+    /// The report shown (a single-label model's).
     pub report: Option<EvalReport>,
+    /// The review shown of a multi-label model (findings); None while `report` is shown.
+    pub findings: Option<super::review_findings::FindingsReview>,
     /// Where it came from.
     pub source: String,
     /// The chosen cell (actual, predicted).
@@ -45,14 +48,33 @@ pub struct ReviewState {
 }
 
 impl ReviewState {
-    /// Opens a JSON report written by `eval`, training or an export.
+    /// Opens a JSON report written by `eval`, training or an export (a single-label or a
+    /// multi-label one).
     pub fn open_report(&mut self, path: &Path) -> Result<(), String> {
-        let r = EvalReport::load(path).map_err(|e| e.to_string())?;
+        let bytes = std::fs::read(path).map_err(|e| crate::Error::io(path, e).to_string())?;
+        if FindingsReport::is_multi_label(&bytes) {
+            let r = FindingsReport::from_json(&bytes, path).map_err(|e| e.to_string())?;
+            self.set_findings(r);
+            return Ok(());
+        }
+        let r = EvalReport::from_json(&bytes, path).map_err(|e| e.to_string())?;
         self.set(r, format!("report {}", crate::files::shown(path)));
         Ok(())
     }
 
+    /// Shows the review of a multi-label model.
+    fn set_findings(&mut self, r: FindingsReport) {
+        self.report = None;
+        self.comparison = None;
+        self.compared_with = None;
+        self.comparison_note = None;
+        self.cell = None;
+        self.source = format!("{} split of {}", r.split, r.data);
+        self.findings = Some(super::review_findings::FindingsReview::new(r));
+    }
+
     fn set(&mut self, r: EvalReport, source: String) {
+        self.findings = None;
         self.operating.focus = None;
         self.comparison = None;
         self.comparison_note = None;
@@ -73,14 +95,17 @@ impl ReviewState {
         }
     }
 
-    /// The true class of a case of the report, by its file.
-    pub fn truth_of(&self, file: &Path) -> Option<usize> {
+    /// What a case of the review truly shows, by its file.
+    pub fn truth_of(&self, file: &Path) -> Option<super::Truth> {
+        if let Some(f) = &self.findings {
+            return f.truth_of(file);
+        }
         self.report
             .as_ref()?
             .cases
             .iter()
             .find(|c| c.path() == file)
-            .map(|c| c.actual)
+            .map(|c| super::Truth::Class(c.actual))
     }
 
     pub(super) fn progress(&mut self, done: usize, total: usize) {
@@ -89,15 +114,19 @@ impl ReviewState {
 
     pub(super) fn finished(
         &mut self,
-        result: Result<Box<EvalReport>, String>,
+        result: Result<Box<super::worker::Reviewed>, String>,
     ) -> Result<(), String> {
         self.running = None;
-        let r = result?;
-        let src = format!(
-            "test split of {}",
-            r.info.get("data").cloned().unwrap_or_default()
-        );
-        self.set(*r, src);
+        match *result? {
+            super::worker::Reviewed::Classes(r) => {
+                let src = format!(
+                    "test split of {}",
+                    r.info.get("data").cloned().unwrap_or_default()
+                );
+                self.set(r, src);
+            }
+            super::worker::Reviewed::Findings(r) => self.set_findings(r),
+        }
         Ok(())
     }
 
@@ -314,6 +343,9 @@ fn legend_ui(ui: &mut egui::Ui, m: &[Vec<usize>], normalised: bool) {
 impl ViewerTab {
     /// Draws the review; a click on a case queues it for the image view.
     pub(super) fn review_ui(&mut self, ui: &mut egui::Ui, ctx: &egui::Context) {
+        if self.review.findings.is_some() {
+            return self.findings_review_ui(ui, ctx);
+        }
         let Some(r) = &self.review.report else {
             ui.label(
                 "Run the model on a dataset's test split (left), or open a report written by \
@@ -477,23 +509,7 @@ fn gallery_ui(
                     .unwrap_or_else(|| c.file.clone());
                 let r = ui.horizontal(|ui| {
                     ui.set_min_height(row_h - 6.0);
-                    let size = egui::vec2(64.0, 64.0);
-                    match review.thumbs.get(&c.file) {
-                        Some(Thumb::Ready(t)) => {
-                            ui.add(egui::Image::new((t.id(), size)).fit_to_exact_size(size));
-                        }
-                        Some(Thumb::Failed(e)) => {
-                            ui.add_sized(size, egui::Label::new("unreadable"))
-                                .on_hover_text(e);
-                        }
-                        Some(Thumb::Pending) => {
-                            ui.add_sized(size, egui::Spinner::new());
-                        }
-                        None => {
-                            wanted.push((c.file.clone(), path.clone()));
-                            ui.add_sized(size, egui::Spinner::new());
-                        }
-                    }
+                    thumb_ui(ui, &review.thumbs, &c.file, &path, &mut wanted);
                     ui.vertical(|ui| {
                         let b = ui
                             .add(egui::Button::new(RichText::new(&name).strong()).frame(false))
@@ -524,15 +540,93 @@ fn gallery_ui(
             }
         },
     );
-    if !wanted.is_empty() {
-        // Decoded in the background (the tab hands these to its worker).
-        ctx.request_repaint();
-        for (key, path) in wanted {
-            review.thumbs.insert(key.clone(), Thumb::Pending);
-            review.want_thumb(key, path);
+    review.request_thumbs(ctx, wanted);
+    clicked
+}
+
+/// A case's thumbnail (a spinner while it decodes; `wanted` gets it when nobody asked yet).
+fn thumb_ui(
+    ui: &mut egui::Ui,
+    thumbs: &HashMap<String, Thumb>,
+    key: &str,
+    path: &Path,
+    wanted: &mut Vec<(String, PathBuf)>,
+) {
+    let size = egui::vec2(64.0, 64.0);
+    match thumbs.get(key) {
+        Some(Thumb::Ready(t)) => {
+            ui.add(egui::Image::new((t.id(), size)).fit_to_exact_size(size));
+        }
+        Some(Thumb::Failed(e)) => {
+            ui.add_sized(size, egui::Label::new("unreadable"))
+                .on_hover_text(e);
+        }
+        Some(Thumb::Pending) => {
+            ui.add_sized(size, egui::Spinner::new());
+        }
+        None => {
+            wanted.push((key.to_string(), path.to_path_buf()));
+            ui.add_sized(size, egui::Spinner::new());
         }
     }
-    clicked
+}
+
+impl ReviewState {
+    /// Hands the thumbnails `wanted` to the tab's worker (decoded in the background).
+    fn request_thumbs(&mut self, ctx: &egui::Context, wanted: Vec<(String, PathBuf)>) {
+        if wanted.is_empty() {
+            return;
+        }
+        ctx.request_repaint();
+        for (key, path) in wanted {
+            self.thumbs.insert(key.clone(), Thumb::Pending);
+            self.want_thumb(key, path);
+        }
+    }
+
+    /// A list of cases `rows` (key, file, a line about it) with thumbnails; returns the file
+    /// clicked.
+    pub(super) fn case_list_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        ctx: &egui::Context,
+        id: &str,
+        rows: &[(String, PathBuf, String)],
+    ) -> Option<PathBuf> {
+        let mut clicked = None;
+        let mut wanted = Vec::new();
+        let row_h = 72.0;
+        egui::ScrollArea::vertical().id_salt(id).show_rows(
+            ui,
+            row_h,
+            rows.len(),
+            |ui, range| {
+                for (key, path, line) in &rows[range] {
+                    let name = path
+                        .file_name()
+                        .map(|n| crate::files::path_text(Path::new(n)))
+                        .unwrap_or_else(|| key.clone());
+                    let r = ui.horizontal(|ui| {
+                        ui.set_min_height(row_h - 6.0);
+                        thumb_ui(ui, &self.thumbs, key, path, &mut wanted);
+                        ui.vertical(|ui| {
+                            let b = ui
+                                .add(egui::Button::new(RichText::new(&name).strong()).frame(false))
+                                .on_hover_text(format!("{key}\nclick to view with Grad-CAM"));
+                            ui.label(line);
+                            b.clicked()
+                        })
+                        .inner
+                    });
+                    if r.inner || r.response.interact(Sense::click()).clicked() {
+                        clicked = Some(path.clone());
+                    }
+                }
+            },
+        );
+        self.request_thumbs(ctx, wanted);
+        clicked
+    }
 }
 
 #[cfg(test)]

@@ -228,7 +228,7 @@ pub fn operating_ui(
 
 /// A square plot of `size` points over x in [0, 1], following its data (the wheel scrolls
 /// the page, as every chart of the window).
-fn unit_plot(name: &'static str, size: f32) -> Plot<'static> {
+pub(super) fn unit_plot(name: &'static str, size: f32) -> Plot<'static> {
     crate::app::plots::following(name)
         .width(size)
         .height(size)
@@ -237,7 +237,7 @@ fn unit_plot(name: &'static str, size: f32) -> Plot<'static> {
 }
 
 /// A polyline without repeated points (ROC curves have them at every tie).
-fn distinct(points: impl Iterator<Item = [f64; 2]>) -> Vec<[f64; 2]> {
+pub(super) fn distinct(points: impl Iterator<Item = [f64; 2]>) -> Vec<[f64; 2]> {
     let mut out: Vec<[f64; 2]> = Vec::new();
     for p in points {
         if out.last() != Some(&p) {

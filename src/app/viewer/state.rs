@@ -80,6 +80,15 @@ pub enum ImageState {
     Ready(Box<Loaded>),
 }
 
+/// What a case of a review truly shows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Truth {
+    /// Its class.
+    Class(usize),
+    /// Each finding: present, absent, or not counted (uncertain under the policy "ignore").
+    Findings(Vec<Option<bool>>),
+}
+
 /// One opened file.
 pub struct OpenImage {
     /// Slot id.
@@ -88,8 +97,8 @@ pub struct OpenImage {
     pub path: PathBuf,
     /// File name for lists.
     pub name: String,
-    /// Its true class, when it was opened from a test-set review.
-    pub truth: Option<usize>,
+    /// What it truly shows, when it was opened from a test-set review.
+    pub truth: Option<Truth>,
     /// Decoding state.
     pub state: ImageState,
 }

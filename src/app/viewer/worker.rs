@@ -7,6 +7,7 @@ use crate::data::{
     gray::GrayImage,
 };
 use crate::device::DeviceChoice;
+use crate::eval::findings_report::FindingsReport;
 use crate::eval::report::EvalReport;
 use crate::eval::run::evaluate_test_split;
 use crate::eval::EvalOptions;
@@ -33,6 +34,15 @@ pub struct AnalysisKey {
     pub cam_class: Option<usize>,
     /// Precision of the convolutions.
     pub precision: Precision,
+}
+
+/// A finished test-set review.
+#[derive(Debug)]
+pub enum Reviewed {
+    /// Of a single-label model.
+    Classes(EvalReport),
+    /// Of a multi-label model (findings).
+    Findings(FindingsReport),
 }
 
 /// A decoded image with what the UI shows of it.
@@ -82,7 +92,7 @@ pub enum Reply {
     /// The test-set review finished.
     Review {
         /// The report or a message.
-        result: Result<Box<EvalReport>, String>,
+        result: Result<Box<Reviewed>, String>,
     },
     /// A gallery thumbnail.
     Thumb {
@@ -301,7 +311,7 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
             precision,
         } => {
             let predictor = predictor.in_precision(precision);
-            let result = (|| -> crate::Result<EvalReport> {
+            let result = (|| -> crate::Result<Reviewed> {
                 let eval_opts = EvalOptions {
                     batch_size,
                     ..EvalOptions::default()
@@ -309,6 +319,17 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
                 let progress = |done, total| {
                     Worker::send_reply(tx, ctx, Reply::ReviewProgress { done, total })
                 };
+                if predictor.meta().findings.is_some() {
+                    return crate::eval::findings_report::evaluate_test_split(
+                        &predictor,
+                        &model_path,
+                        &data,
+                        &opts,
+                        &eval_opts,
+                        progress,
+                    )
+                    .map(Reviewed::Findings);
+                }
                 let mut r = evaluate_test_split(
                     &predictor,
                     &model_path,
@@ -318,7 +339,7 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
                     progress,
                 )?;
                 r.info.insert("precision".into(), precision.to_string());
-                Ok(r)
+                Ok(Reviewed::Classes(r))
             })()
             .map(Box::new)
             .map_err(|e| e.to_string());

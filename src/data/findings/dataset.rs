@@ -75,4 +75,24 @@ impl Dataset {
     pub fn is_findings(&self) -> bool {
         self.uncertain.is_some()
     }
+
+    /// An error unless it is a multi-label data set with the findings `labels` (a model's),
+    /// in that order.
+    pub fn check_findings(&self, labels: &[String]) -> Result<()> {
+        if self.is_findings() && self.classes == labels {
+            return Ok(());
+        }
+        Err(crate::Error::invalid(
+            "data set",
+            format!(
+                "the model's findings ({}) differ from the data set's ({})",
+                labels.join(", "),
+                if self.is_findings() {
+                    self.classes.join(", ")
+                } else {
+                    "a single-label data set".to_string()
+                }
+            ),
+        ))
+    }
 }

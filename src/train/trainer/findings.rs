@@ -5,6 +5,7 @@
 //! five-label mean).
 use super::{Outcome, Trainer};
 use crate::eval::findings::{evaluate, ThresholdRule};
+use crate::eval::findings_report::{FindingsReport, Source};
 use crate::model::io::model_file::save_model;
 use crate::train::checkpoint::MODEL_FILE;
 use crate::train::events::TrainEvent;
@@ -70,22 +71,17 @@ impl Trainer {
         })));
         let model_path = self.cfg.out_dir.join(MODEL_FILE);
         save_model(&model_path, &self.model, &meta)?;
-        let report = serde_json::json!({
-            "model": crate::files::path_text(&model_path),
-            "data": crate::files::path_text(&self.cfg.data),
-            "split": split,
-            "validated_on_test": validated_on_test,
-            "validation": self.valid_source.describe(),
-            "uncertain": self.findings.as_ref().map(|p| p.to_string()),
-            "thresholds_from": "Youden's J on the validation split",
-            "n": out.probs.len(),
-            "loss": out.loss(),
-            "metrics": m,
-        });
         let path = self.cfg.out_dir.join(REPORT_FILE);
-        let json = serde_json::to_string_pretty(&report)
-            .map_err(|e| crate::Error::invalid("report", e.to_string()))?;
-        crate::files::write_atomic(&path, json.as_bytes())?;
+        let source = Source {
+            model: model_path.clone(),
+            data: self.cfg.data.clone(),
+            split: split.into(),
+            validated_on_test,
+            validation: Some(self.valid_source.describe()),
+            uncertain: self.findings.as_ref().map(|p| p.to_string()),
+            thresholds_from: "Youden's J on the validation split".into(),
+        };
+        FindingsReport::new(source, &out, m.clone()).save(&path)?;
         self.sink.send(TrainEvent::Log(format!(
             "{split} split, {} images: mean AUC {}{}",
             out.probs.len(),
