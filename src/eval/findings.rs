@@ -321,34 +321,29 @@ impl Outputs {
             patients: Vec::new(),
             files: Vec::new(),
         };
-        set.batches(
-            predictor,
-            opts,
-            progress,
-            |chunk, planes| {
-                o.probs.extend(predictor.finding_probs_planes(planes)?);
-                for s in chunk {
-                    let codes = s.findings.as_deref().ok_or_else(|| {
-                        crate::Error::invalid(
-                            "data set",
-                            format!(
+        set.batches(predictor, opts, progress, |chunk, planes| {
+            o.probs.extend(predictor.finding_probs_planes(planes)?);
+            for s in chunk {
+                let codes = s.findings.as_deref().ok_or_else(|| {
+                    crate::Error::invalid(
+                        "data set",
+                        format!(
                             "{} has no findings: a multi-label model needs a multi-label data set",
                             crate::files::shown(&s.path)
                         ),
-                        )
-                    })?;
-                    let (t, m): (Vec<f32>, Vec<f32>) = codes
-                        .iter()
-                        .map(|&c| crate::data::findings::target_of(c))
-                        .unzip();
-                    o.targets.push(t);
-                    o.mask.push(m);
-                    o.patients.push(Some(s.patient.clone()));
-                    o.files.push(s.path.clone());
-                }
-                Ok(())
-            },
-        )?;
+                    )
+                })?;
+                let (t, m): (Vec<f32>, Vec<f32>) = codes
+                    .iter()
+                    .map(|&c| crate::data::findings::target_of(c))
+                    .unzip();
+                o.targets.push(t);
+                o.mask.push(m);
+                o.patients.push(Some(s.patient.clone()));
+                o.files.push(s.path.clone());
+            }
+            Ok(())
+        })?;
         Ok(o)
     }
 

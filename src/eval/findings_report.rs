@@ -124,7 +124,11 @@ impl FindingsReport {
 
     /// The finding names.
     pub fn labels(&self) -> Vec<String> {
-        self.metrics.labels.iter().map(|l| l.label.clone()).collect()
+        self.metrics
+            .labels
+            .iter()
+            .map(|l| l.label.clone())
+            .collect()
     }
 
     /// The cases as [`super::findings::evaluate`] reads them (to set other thresholds).
@@ -164,7 +168,8 @@ impl FindingsReport {
 
     /// Parses and checks a multi-label report; `path` only names it in errors.
     pub fn from_json(bytes: &[u8], path: &Path) -> Result<Self> {
-        let bad = |msg: String| Error::invalid("report", format!("{}: {msg}", crate::files::shown(path)));
+        let bad =
+            |msg: String| Error::invalid("report", format!("{}: {msg}", crate::files::shown(path)));
         let r: Self = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         let k = r.metrics.labels.len();
         if k == 0 {

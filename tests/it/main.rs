@@ -10,6 +10,7 @@ mod data_contradictions;
 mod dicom_corpus;
 mod ensemble;
 mod ensemble_app;
+mod findings_app;
 mod findings_cli;
 mod findings_train;
 mod hostile;

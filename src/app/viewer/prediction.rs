@@ -166,7 +166,7 @@ fn findings_ui(
     ui.label(
         RichText::new(
             "Findings: one independent probability each (they do not sum to 1); \
-             ▮ marks the threshold the model file records",
+             the line across each bar is the threshold the model file records",
         )
         .small(),
     );
@@ -211,10 +211,7 @@ fn probability_bar(ui: &mut egui::Ui, name: &str, p: f32, strong: bool, threshol
             } else {
                 Color32::from_rgb(70, 110, 160)
             })
-            .text(match threshold {
-                Some(t) => format!("{:.1} % (t {:.2})", 100.0 * p, t),
-                None => format!("{:.1} %", 100.0 * p),
-            });
+            .text(format!("{:.1} %", 100.0 * p));
         let r = ui.add(bar).labelled_by(label.id);
         if let Some(t) = threshold.filter(|t| t.is_finite()) {
             let x = r.rect.left() + r.rect.width() * (t as f32).clamp(0.0, 1.0);
@@ -223,6 +220,8 @@ fn probability_bar(ui: &mut egui::Ui, name: &str, p: f32, strong: bool, threshol
                 r.rect.y_range(),
                 egui::Stroke::new(2.0, ui.visuals().strong_text_color()),
             );
+            ui.label(RichText::new(format!("t {t:.2}")).small())
+                .on_hover_text("present when the probability is at least this threshold");
         }
     });
 }

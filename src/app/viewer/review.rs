@@ -596,11 +596,9 @@ impl ReviewState {
         let mut clicked = None;
         let mut wanted = Vec::new();
         let row_h = 72.0;
-        egui::ScrollArea::vertical().id_salt(id).show_rows(
-            ui,
-            row_h,
-            rows.len(),
-            |ui, range| {
+        egui::ScrollArea::vertical()
+            .id_salt(id)
+            .show_rows(ui, row_h, rows.len(), |ui, range| {
                 for (key, path, line) in &rows[range] {
                     let name = path
                         .file_name()
@@ -622,8 +620,7 @@ impl ReviewState {
                         clicked = Some(path.clone());
                     }
                 }
-            },
-        );
+            });
         self.request_thumbs(ctx, wanted);
         clicked
     }

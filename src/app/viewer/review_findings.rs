@@ -4,7 +4,9 @@
 //! table whose cells list their cases in the gallery.
 use super::review::ReviewState;
 use super::{Command, ViewerTab};
-use crate::eval::findings::{evaluate, Cell, FindingsMetrics, LabelMetrics, Outputs, ThresholdRule};
+use crate::eval::findings::{
+    evaluate, Cell, FindingsMetrics, LabelMetrics, Outputs, ThresholdRule,
+};
 use crate::eval::findings_report::FindingsReport;
 use crate::eval::scores::cell as ci_cell;
 use crate::fmt::{pct, pct_ci};
@@ -188,8 +190,8 @@ impl ViewerTab {
         let mut clicked = None;
         egui::Panel::right("findings-gallery")
             .resizable(true)
-            .default_size(400.0)
-            .min_size(320.0)
+            .default_size(340.0)
+            .min_size(280.0)
             .show(ui, |ui| {
                 clicked = findings_gallery_ui(ui, ctx, &mut self.review);
             });
@@ -199,7 +201,7 @@ impl ViewerTab {
         let Some(f) = self.review.findings.as_mut() else {
             return;
         };
-        egui::ScrollArea::vertical().show(ui, |ui| {
+        egui::ScrollArea::both().show(ui, |ui| {
             ui.add_space(6.0);
             labels_table_ui(ui, f);
             ui.add_space(10.0);
@@ -210,38 +212,41 @@ impl ViewerTab {
 
 /// One row a finding; a click on its name puts it in focus.
 fn labels_table_ui(ui: &mut egui::Ui, f: &mut FindingsReview) {
-    ui.label(RichText::new("Per finding (95% CI; † Wilson) · click a finding").strong());
+    ui.label(
+        RichText::new(
+            "Per finding (95% CI; † Wilson) · click a finding for its ROC, 2x2 table, PPV and NPV",
+        )
+        .strong(),
+    );
     let mut focus = f.focus;
-    egui::Grid::new("findings-table").striped(true).show(ui, |ui| {
-        for h in [
-            "finding",
-            "counted",
-            "positive",
-            "AUC",
-            "threshold",
-            "sensitivity",
-            "specificity",
-            "PPV",
-            "NPV",
-        ] {
-            ui.label(RichText::new(h).strong());
-        }
-        ui.end_row();
-        for (i, l) in f.metrics.labels.iter().enumerate() {
-            if ui.selectable_label(i == focus, &l.label).clicked() {
-                focus = i;
+    egui::Grid::new("findings-table")
+        .striped(true)
+        .show(ui, |ui| {
+            for h in [
+                "finding",
+                "counted",
+                "positive",
+                "AUC",
+                "threshold",
+                "sensitivity",
+                "specificity",
+            ] {
+                ui.label(RichText::new(h).strong());
             }
-            ui.label(l.counted.to_string());
-            ui.label(l.positives.to_string());
-            ui.label(ci_cell(&l.auc));
-            ui.label(threshold_text(l.threshold));
-            ui.label(ci_cell(&l.table.sensitivity));
-            ui.label(ci_cell(&l.table.specificity));
-            ui.label(ci_cell(&l.table.ppv));
-            ui.label(ci_cell(&l.table.npv));
             ui.end_row();
-        }
-    });
+            for (i, l) in f.metrics.labels.iter().enumerate() {
+                if ui.selectable_label(i == focus, &l.label).clicked() {
+                    focus = i;
+                }
+                ui.label(l.counted.to_string());
+                ui.label(l.positives.to_string());
+                ui.label(ci_cell(&l.auc));
+                ui.label(threshold_text(l.threshold));
+                ui.label(ci_cell(&l.table.sensitivity));
+                ui.label(ci_cell(&l.table.specificity));
+                ui.end_row();
+            }
+        });
     if focus != f.focus {
         f.focus = focus;
         f.cell = None;
@@ -269,30 +274,40 @@ fn focus_ui(ui: &mut egui::Ui, f: &mut FindingsReview) {
     ui.label(RichText::new(format!("{} · threshold", l.label)).strong());
     let mut rule: Option<ThresholdRule> = None;
     ui.horizontal_wrapped(|ui| {
-        ui.label(format!("now {} ({})", threshold_text(l.threshold), rule_words(l.rule)));
-        let r = ui.add(
-            egui::DragValue::new(&mut f.typed)
-                .range(0.0..=1.0)
-                .speed(0.005)
-                .max_decimals(4),
-        );
+        ui.label(format!(
+            "now {} ({})",
+            threshold_text(l.threshold),
+            rule_words(l.rule)
+        ));
+        let typed = ui.label("typed");
+        let r = ui
+            .add(
+                egui::DragValue::new(&mut f.typed)
+                    .range(0.0..=1.0)
+                    .speed(0.005)
+                    .max_decimals(4),
+            )
+            .labelled_by(typed.id);
         if r.changed() {
             rule = Some(ThresholdRule::Typed(f.typed));
         }
         if ui
             .button("Youden's J")
-            .on_hover_text("The threshold that maximises sensitivity + specificity − 1 on these cases")
+            .on_hover_text(
+                "The threshold that maximises sensitivity + specificity − 1 on these cases",
+            )
             .clicked()
         {
             rule = Some(ThresholdRule::Youden);
         }
-        ui.label("target sensitivity");
+        let target = ui.label("target sensitivity");
         ui.add(
             egui::DragValue::new(&mut f.sensitivity)
                 .range(0.0..=1.0)
                 .speed(0.005)
                 .max_decimals(3),
-        );
+        )
+        .labelled_by(target.id);
         if ui
             .button("Set")
             .on_hover_text("The highest threshold that reaches this sensitivity on these cases")
@@ -334,7 +349,7 @@ fn rule_words(rule: ThresholdRule) -> String {
     match rule {
         ThresholdRule::Typed(_) => "typed or the file's".into(),
         ThresholdRule::Youden => "Youden's J".into(),
-        ThresholdRule::Sensitivity(s) => format!("sensitivity ≥ {}", pct(s, 1)),
+        ThresholdRule::Sensitivity(s) => format!("sensitivity at least {}", pct(s, 1)),
     }
 }
 
@@ -385,36 +400,46 @@ fn roc_ui(ui: &mut egui::Ui, l: &LabelMetrics) {
 fn two_by_two_ui(ui: &mut egui::Ui, l: &LabelMetrics, chosen: &mut Option<Cell>) {
     let b = &l.table;
     ui.label(RichText::new("2x2 table · click a cell").strong());
-    egui::Grid::new("findings-2x2").num_columns(3).show(ui, |ui| {
-        ui.label("");
-        ui.label(RichText::new("found").strong());
-        ui.label(RichText::new("not found").strong());
-        ui.end_row();
-        let mut cell = |ui: &mut egui::Ui, c: Cell, n: usize| {
-            let good = matches!(c, Cell::TruePositive | Cell::TrueNegative);
-            let fill = if good {
-                Color32::from_rgb(60, 120, 80)
-            } else {
-                Color32::from_rgb(160, 70, 60)
+    egui::Grid::new("findings-2x2")
+        .num_columns(3)
+        .show(ui, |ui| {
+            ui.label("");
+            ui.label(RichText::new("found").strong());
+            ui.label(RichText::new("not found").strong());
+            ui.end_row();
+            let mut cell = |ui: &mut egui::Ui, c: Cell, n: usize| {
+                let good = matches!(c, Cell::TruePositive | Cell::TrueNegative);
+                let fill = if good {
+                    Color32::from_rgb(60, 120, 80)
+                } else {
+                    Color32::from_rgb(160, 70, 60)
+                };
+                let short = match c {
+                    Cell::TruePositive => "TP",
+                    Cell::FalsePositive => "FP",
+                    Cell::TrueNegative => "TN",
+                    Cell::FalseNegative => "FN",
+                };
+                let text = RichText::new(format!("{short} {n}"))
+                    .size(17.0)
+                    .color(Color32::WHITE);
+                let button = egui::Button::new(text)
+                    .fill(fill)
+                    .selected(*chosen == Some(c))
+                    .min_size(egui::vec2(86.0, 40.0));
+                if ui.add(button).on_hover_text(cell_words(c)).clicked() {
+                    *chosen = Some(c);
+                }
             };
-            let text = RichText::new(format!("{n}")).size(18.0).color(Color32::WHITE);
-            let button = egui::Button::new(text)
-                .fill(fill)
-                .selected(*chosen == Some(c))
-                .min_size(egui::vec2(86.0, 40.0));
-            if ui.add(button).on_hover_text(cell_words(c)).clicked() {
-                *chosen = Some(c);
-            }
-        };
-        ui.label(RichText::new("present").strong());
-        cell(ui, Cell::TruePositive, b.tp);
-        cell(ui, Cell::FalseNegative, b.fn_);
-        ui.end_row();
-        ui.label(RichText::new("absent").strong());
-        cell(ui, Cell::FalsePositive, b.fp);
-        cell(ui, Cell::TrueNegative, b.tn);
-        ui.end_row();
-    });
+            ui.label(RichText::new("present").strong());
+            cell(ui, Cell::TruePositive, b.tp);
+            cell(ui, Cell::FalseNegative, b.fn_);
+            ui.end_row();
+            ui.label(RichText::new("absent").strong());
+            cell(ui, Cell::FalsePositive, b.fp);
+            cell(ui, Cell::TrueNegative, b.tn);
+            ui.end_row();
+        });
     ui.add_space(4.0);
     egui::Grid::new("findings-rates").show(ui, |ui| {
         for (k, v) in [

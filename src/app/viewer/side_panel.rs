@@ -143,10 +143,21 @@ impl ViewerTab {
                     let sel = self.selected == Some(i);
                     let text = match l.analysis.as_ref().map(|(_, a)| a) {
                         Some(Ok(a)) => format!(
-                            "{}\n{} {:.0} %{}",
+                            "{}\n{}{}",
                             im.name,
-                            classes.get(a.predicted).map(String::as_str).unwrap_or("?"),
-                            100.0 * a.probs[a.predicted],
+                            match &a.present {
+                                // A multi-label model: how many findings it finds.
+                                Some(p) => match p.iter().filter(|&&x| x).count() {
+                                    0 => "no finding".to_string(),
+                                    1 => "1 finding".to_string(),
+                                    n => format!("{n} findings"),
+                                },
+                                None => format!(
+                                    "{} {:.0} %",
+                                    classes.get(a.predicted).map(String::as_str).unwrap_or("?"),
+                                    100.0 * a.probs[a.predicted]
+                                ),
+                            },
                             if a.warnings.is_empty() { "" } else { "  (!)" }
                         ),
                         _ => im.name.clone(),
