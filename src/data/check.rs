@@ -131,8 +131,12 @@ fn split_report(name: &str, split: &Split, k: usize, decode: bool) -> SplitRepor
 pub struct DatasetSummary {
     /// Class names in order.
     pub classes: Vec<String>,
-    /// Images per class of train, valid and test.
+    /// Images per class of train, valid and test (a multi-label set's: images showing each
+    /// finding).
     pub counts: [Vec<usize>; 3],
+    /// A multi-label set's images per finding of train, valid and test as `[present, absent,
+    /// not counted]` (None: a single-label set).
+    pub findings: Option<[Vec<[usize; 3]>; 3]>,
     /// How the folder is organised.
     pub layout: String,
     /// Where the validation images come from.
@@ -206,30 +210,56 @@ pub fn readiness(ds: &Dataset) -> Readiness {
         ("class", "")
     };
     let counts = ds.train.class_counts(ds.classes.len());
+    let mut none = Vec::new();
     for (c, &n) in ds.classes.iter().zip(&counts) {
         if n == 0 {
-            r.warnings.push(format!(
-                "{what} {c} has no {images}training images: the model cannot learn it"
-            ));
+            none.push(c.as_str());
         } else if n < FEW_IMAGES {
             r.warnings
                 .push(format!("{what} {c} has only {n} {images}training image(s)"));
         }
     }
+    match none.as_slice() {
+        [] => {}
+        [c] => r.warnings.push(format!(
+            "{what} {c} has no {images}training images: the model cannot learn it"
+        )),
+        many => r.warnings.push(format!(
+            "{} {what}s have no {images}training images: the model cannot learn them: {}",
+            many.len(),
+            many.join(", ")
+        )),
+    }
     if ds.valid_source != ValidSource::Test && !ds.valid.samples.is_empty() {
         let valid = ds.valid.class_counts(ds.classes.len());
-        for (c, &n) in ds.classes.iter().zip(&valid) {
-            if n < FEW_VALID {
-                r.warnings.push(format!(
-                    "{what} {c} has {} {images}validation image(s): its validation figures move \
-                     by whole images (draw more with a larger validation percentage)",
-                    if n == 0 {
-                        "no".to_string()
-                    } else {
-                        format!("only {n}")
-                    }
-                ));
-            }
+        let few: Vec<(&str, usize)> = ds
+            .classes
+            .iter()
+            .zip(&valid)
+            .filter(|(_, &n)| n < FEW_VALID)
+            .map(|(c, &n)| (c.as_str(), n))
+            .collect();
+        match few.as_slice() {
+            [] => {}
+            [(c, n)] => r.warnings.push(format!(
+                "{what} {c} has {} {images}validation image(s): its validation figures move \
+                 by whole images (draw more with a larger validation percentage)",
+                if *n == 0 {
+                    "no".to_string()
+                } else {
+                    format!("only {n}")
+                }
+            )),
+            many => r.warnings.push(format!(
+                "{} {what}s have fewer than {FEW_VALID} {images}validation images ({}): their \
+                 validation figures move by whole images (draw more with a larger validation \
+                 percentage)",
+                many.len(),
+                many.iter()
+                    .map(|(c, n)| format!("{c} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         }
     }
     let leaked = ds.leaked_patients();
@@ -253,9 +283,16 @@ pub fn readiness(ds: &Dataset) -> Readiness {
 
 /// Lists the dataset at `root` without decoding it.
 pub fn summarize(root: &Path, opts: &DataOptions) -> Result<DatasetSummary> {
-    let ds = Dataset::open_with(root, opts)?;
+    let ds = crate::data::findings::dataset::open_any(root, opts)?;
     let k = ds.classes.len();
     Ok(DatasetSummary {
+        findings: ds.is_findings().then(|| {
+            [
+                ds.train.finding_counts(k),
+                ds.valid.finding_counts(k),
+                ds.test.finding_counts(k),
+            ]
+        }),
         counts: [
             ds.train.class_counts(k),
             ds.valid.class_counts(k),

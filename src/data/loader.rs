@@ -318,6 +318,8 @@ pub struct PreviewImage {
     pub side: usize,
     /// Class index.
     pub label: usize,
+    /// Multi-label sets: the image's finding codes (`Sample::findings`; None: single-label).
+    pub findings: Option<Vec<u8>>,
 }
 
 /// The first batch of epoch `epoch` over `samples` as the network gets it (augmented as
@@ -335,6 +337,10 @@ pub fn preview_batch(
         .ok_or_else(|| Error::invalid("dataset", "no training images"))??;
     let s = b.size_px as usize;
     let plane = s * s;
+    let nf = b
+        .findings
+        .as_ref()
+        .map_or(0, |f| f.len() / b.labels.len().max(1));
     Ok(b.labels
         .iter()
         .enumerate()
@@ -345,6 +351,10 @@ pub fn preview_batch(
                 .collect(),
             side: s,
             label: l as usize,
+            findings: b
+                .findings
+                .as_ref()
+                .map(|f| f[k * nf..(k + 1) * nf].to_vec()),
         })
         .collect())
 }

@@ -240,3 +240,135 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The Training tab on a multi-label folder: each finding's present/absent/not-counted images
+/// per split, a batch preview labelled with the findings each image shows, a refused
+/// uncertain-label policy that names itself and keeps Start off, then a run whose epochs show
+/// the validation mean AUC and each finding's AUC.
+#[test]
+fn the_training_tab_counts_findings_and_shows_each_findings_auc() {
+    use covid_resnet::app::training::{PlanRow, RunState, TrainingSettings};
+    use covid_resnet::app::{App, Settings};
+    use covid_resnet::train::schedule::Trainable;
+    use egui_kittest::kittest::NodeT;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = (dir.path().join("nih"), dir.path().join("run"));
+    let written = write_nih_synth(
+        &data,
+        SynthSpec {
+            images: 120,
+            side: 32,
+            seed: 4,
+        },
+    )
+    .unwrap();
+    let training = TrainingSettings {
+        data_dir: data.display().to_string(),
+        run_dir: run.display().to_string(),
+        backbone: Backbone::Resnet18,
+        device: "cpu".into(),
+        batch_size: 16,
+        class_weights: true,
+        plan_name: "tiny".into(),
+        plan_rows: vec![PlanRow {
+            size: "32".into(),
+            train: Trainable::All,
+            lr: "1e-3".into(),
+            epochs: "2".into(),
+        }],
+        uncertain: "sometimes".into(),
+        ..Default::default()
+    };
+    let mut h = egui_kittest::Harness::builder()
+        .with_size(egui::vec2(1400.0, 1000.0))
+        .build_ui_state(
+            |ui, app: &mut App| app.frame(ui),
+            App::with_settings(Settings {
+                training,
+                ..Default::default()
+            }),
+        );
+    h.run_steps(2);
+    // A policy that is none of ignore, zeros, ones: named, and Start stays off.
+    assert!(h
+        .query_all_by_label_contains("\"sometimes\"")
+        .next()
+        .is_some());
+    assert!(h.get_by_label("Start").accesskit_node().is_disabled());
+    h.state_mut().training.settings.uncertain = "ignore".into();
+    // The changed options rescan the folder.
+    h.run_steps(2);
+    step_until(&mut h, 30, "the dataset scan", |a| {
+        matches!(&a.training.dataset, Some(Ok(_)))
+    });
+    let d = match &h.state().training.dataset {
+        Some(Ok(d)) => d.clone(),
+        other => panic!("{other:?}"),
+    };
+    let counts = d.findings.clone().expect("a multi-label summary");
+    assert_eq!(d.classes.len(), 14);
+    // Every image counts once a finding in its split: present + absent + not counted.
+    let test_total: usize = counts[2][0].iter().sum();
+    assert_eq!(test_total, written.test);
+    for split in &counts {
+        let per: Vec<usize> = split.iter().map(|c| c.iter().sum()).collect();
+        assert!(per.windows(2).all(|w| w[0] == w[1]), "{per:?}");
+    }
+    let effusion = d.classes.iter().position(|c| c == "Effusion").unwrap();
+    assert!(counts[0][effusion][0] > 0 && counts[0][effusion][1] > 0);
+    assert!(h
+        .query_all_by_label_contains("findings (multi-label)")
+        .next()
+        .is_some());
+    assert!(h
+        .query_all_by_label_contains("present / absent / not counted")
+        .next()
+        .is_some());
+    // A run: each epoch's mean AUC and per-finding AUC, in the table and the chart.
+    // (Start is below the harness's height here: pushed as the button does.)
+    assert_eq!(h.state().training.start_blocker(), None);
+    h.state_mut()
+        .training
+        .push(covid_resnet::app::training::Command::Start);
+    h.step();
+    step_until(&mut h, 60, "the start of the run", |a| {
+        a.training.run.state != RunState::Idle
+    });
+    step_until(&mut h, 600, "the end of the run", |a| {
+        a.training.run.state == RunState::Idle
+    });
+    let r = &h.state().training.run;
+    assert!(r.finished_model.is_some(), "{:#?}", r.log);
+    assert_eq!(r.epochs.len(), 2);
+    for m in &r.epochs {
+        assert_eq!(m.label_auc.len(), 14);
+        assert!(m.mean_auc.is_finite());
+        assert!(m.label_auc[effusion].is_finite());
+    }
+    assert!(r.is_findings());
+    for l in ["mean AUC", "AUC Effusion", "Validation mean AUC per epoch"] {
+        assert!(h.query_all_by_label_contains(l).next().is_some(), "{l}");
+    }
+    // The batch preview names each image's findings.
+    h.get_by_label("Batch preview").click();
+    h.step();
+    h.get_by_label("New batch").click();
+    step_until(&mut h, 60, "the preview", |a| {
+        !a.training.preview.is_empty()
+    });
+    let names: Vec<String> = h
+        .state()
+        .training
+        .preview
+        .iter()
+        .map(|(_, l)| l.clone())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n == "no finding" || n.split(", ").all(|f| d.classes.iter().any(|c| c == f))),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n != "no finding"), "{names:?}");
+    assert!(run.join("findings_report.json").is_file());
+}

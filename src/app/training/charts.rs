@@ -294,6 +294,10 @@ pub fn plots_ui(ui: &mut egui::Ui, run: &RunModel, plan_epochs: usize) {
                     PlotPoints::from(decimate(&run.beta1, MAX_POINTS)),
                 ));
             });
+        if run.is_findings() {
+            findings_chart_ui(&mut cols[1], run, epochs_max);
+            return;
+        }
         cols[1].label("Validation accuracy and macro F1 per epoch");
         let per_epoch = |f: fn(&crate::train::events::EpochMetrics) -> f64| -> Vec<[f64; 2]> {
             run.epochs
@@ -338,6 +342,50 @@ pub fn plots_ui(ui: &mut egui::Ui, run: &RunModel, plan_epochs: usize) {
             });
     });
     ui.label(egui::RichText::new(PLOT_HINT).small());
+}
+
+/// A multi-label run's validation mean AUC per epoch, and each finding's AUC (those with
+/// positives and negatives in the validation split), faded.
+fn findings_chart_ui(ui: &mut egui::Ui, run: &RunModel, epochs_max: f64) {
+    ui.label("Validation mean AUC per epoch (each finding's faded)");
+    let mean: Vec<[f64; 2]> = run
+        .epochs
+        .iter()
+        .filter(|m| m.mean_auc.is_finite())
+        .map(|m| [(m.global_epoch + 1) as f64, m.mean_auc])
+        .collect();
+    following("metrics")
+        .height(250.0)
+        .legend(Legend::default())
+        .include_x(0.0)
+        .include_x(epochs_max)
+        .include_y(0.5)
+        .include_y(1.0)
+        .show(ui, |pu| {
+            for (i, name) in run.classes.iter().enumerate() {
+                let pts: Vec<[f64; 2]> = run
+                    .epochs
+                    .iter()
+                    .filter_map(|m| {
+                        let v = *m.label_auc.get(i)?;
+                        v.is_finite().then_some([(m.global_epoch + 1) as f64, v])
+                    })
+                    .collect();
+                if !pts.is_empty() {
+                    pu.line(
+                        Line::new(name.clone(), PlotPoints::from(pts))
+                            .color(F1_COLOR.gamma_multiply(0.5))
+                            .width(1.0),
+                    );
+                }
+            }
+            pu.line(Line::new("mean AUC", PlotPoints::from(mean.clone())).color(ACC_COLOR));
+            pu.points(
+                Points::new("mean AUC", PlotPoints::from(mean))
+                    .radius(3.0)
+                    .color(ACC_COLOR),
+            );
+        });
 }
 
 #[cfg(test)]

@@ -132,6 +132,9 @@ impl TrainingTab {
             }
             _ => {}
         }
+        if let Err(e) = self.settings.uncertain_policies() {
+            return Some(format!("uncertain labels: {e}"));
+        }
         self.plan()
             .err()
             .map(|_| "the plan has errors (see the plan table)".into())

@@ -57,6 +57,11 @@ pub struct TrainingSettings {
     pub balanced: bool,
     /// Cross-entropy weighted by inverse class frequency.
     pub class_weights: bool,
+    /// Multi-label sets: the uncertain-label policies as `--uncertain` takes them (empty:
+    /// ignore).
+    pub uncertain: String,
+    /// Multi-label sets: the views kept, comma-separated (empty: all).
+    pub views: String,
     /// Precision of the convolutions.
     pub precision: Precision,
     /// Networks trained as one ensemble (1: a single network).
@@ -87,6 +92,8 @@ impl Default for TrainingSettings {
             split_pneumonia: false,
             balanced: false,
             class_weights: false,
+            uncertain: String::new(),
+            views: String::new(),
             precision: Precision::F32,
             members: 1,
             runs_root: None,
@@ -146,6 +153,8 @@ impl TrainingSettings {
         c.split_pneumonia = s.split_pneumonia.then_some(true);
         c.sampling = s.sampling();
         c.class_weights = s.class_weights();
+        c.uncertain = s.uncertain_policies().ok().flatten();
+        c.views = s.view_list();
         c.cache = CacheSettings::user_default();
         c.precision = s.precision;
         c
@@ -162,6 +171,25 @@ impl TrainingSettings {
         (!v.is_empty()).then_some(v)
     }
 
+    /// The uncertain-label policies typed (None: empty, the default "ignore"), or why they
+    /// cannot be read.
+    pub fn uncertain_policies(&self) -> Result<Option<crate::data::findings::Policies>, String> {
+        let t = self.uncertain.trim();
+        if t.is_empty() {
+            return Ok(None);
+        }
+        t.parse().map(Some)
+    }
+
+    /// The views typed (empty: all).
+    pub fn view_list(&self) -> Vec<String> {
+        self.views
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect()
+    }
+
     /// The validation choice to pass on (None for auto: the data set's own choice stands).
     pub fn valid_choice(&self) -> Option<ValidChoice> {
         (self.valid != ValidChoice::Auto).then_some(self.valid)
@@ -174,6 +202,8 @@ impl TrainingSettings {
             valid: self.valid_choice(),
             seed: self.seed,
             split_pneumonia: self.split_pneumonia.then_some(true),
+            uncertain: self.uncertain_policies().ok().flatten(),
+            views: self.view_list(),
             ..DataOptions::default()
         }
     }
@@ -464,6 +494,37 @@ fn data_options_ui(ui: &mut egui::Ui, s: &mut TrainingSettings) {
                 "Kermany's layout: split PNEUMONIA into bacterial and viral by file name",
             );
         });
+    egui::CollapsingHeader::new("Multi-label data sets (findings)")
+        .default_open(!s.uncertain.trim().is_empty() || !s.views.trim().is_empty())
+        .show(ui, |ui| {
+            let l = ui.label(
+                "Uncertain labels (-1): ignore (left out of the loss and the figures), zeros or \
+                 ones; per finding after a comma. Blank counts as absent.",
+            );
+            ui.add(
+                egui::TextEdit::singleline(&mut s.uncertain)
+                    .hint_text("ignore   e.g. ignore,Atelectasis=ones,Cardiomegaly=zeros")
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(l.id);
+            if let Err(e) = s.uncertain_policies() {
+                error_text(ui, &format!("uncertain labels: {e}"));
+            }
+            let l = ui.label("Views kept (comma-separated; empty: all)");
+            ui.add(
+                egui::TextEdit::singleline(&mut s.views)
+                    .hint_text("e.g. PA,AP (frontal only)")
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(l.id);
+            ui.label(
+                egui::RichText::new(
+                    "With class weights on, a multi-label model weights each finding's \
+                     positives by negatives/positives on the training split (pos_weight).",
+                )
+                .weak(),
+            );
+        });
 }
 
 fn dataset_ui(ui: &mut egui::Ui, dir: &str, scan: &Scan) {
@@ -486,12 +547,24 @@ fn dataset_ui(ui: &mut egui::Ui, dir: &str, scan: &Scan) {
                 total(&d.counts[1]),
                 total(&d.counts[2])
             ));
-            ui.label(format!(
-                "{} classes · validation: {}",
-                d.classes.len(),
-                d.valid_source
-            ));
-            class_bars_ui(ui, &d.classes, &d.counts);
+            match &d.findings {
+                Some(f) => {
+                    ui.label(format!(
+                        "{} findings (multi-label) · validation: {}",
+                        d.classes.len(),
+                        d.valid_source
+                    ));
+                    finding_counts_ui(ui, &d.classes, f);
+                }
+                None => {
+                    ui.label(format!(
+                        "{} classes · validation: {}",
+                        d.classes.len(),
+                        d.valid_source
+                    ));
+                    class_bars_ui(ui, &d.classes, &d.counts);
+                }
+            }
             for e in &d.readiness.errors {
                 error_text(ui, e);
             }
@@ -518,6 +591,42 @@ fn class_bars_ui(ui: &mut egui::Ui, classes: &[String], counts: &[Vec<usize>; 3]
             ui.end_row();
         }
     });
+}
+
+/// Per finding and split: images showing it, not showing it, and not counted (uncertain
+/// under "ignore").
+fn finding_counts_ui(ui: &mut egui::Ui, labels: &[String], counts: &[Vec<[usize; 3]>; 3]) {
+    ui.label(
+        egui::RichText::new("per split: present / absent / not counted (uncertain, ignored)")
+            .weak(),
+    );
+    egui::ScrollArea::vertical()
+        .id_salt("finding-counts-scroll")
+        .max_height(170.0)
+        .show(ui, |ui| finding_grid_ui(ui, labels, counts));
+}
+
+fn finding_grid_ui(ui: &mut egui::Ui, labels: &[String], counts: &[Vec<[usize; 3]>; 3]) {
+    egui::Grid::new("finding-counts")
+        .num_columns(4)
+        .striped(true)
+        .show(ui, |ui| {
+            ui.strong("finding");
+            for name in ["train", "valid", "test"] {
+                ui.strong(name);
+            }
+            ui.end_row();
+            for (i, l) in labels.iter().enumerate() {
+                ui.label(l);
+                for split in counts {
+                    match split.get(i) {
+                        Some([p, a, u]) => ui.label(format!("{p} / {a} / {u}")),
+                        None => ui.label("–"),
+                    };
+                }
+                ui.end_row();
+            }
+        });
 }
 
 /// A picker for the convolutions' precision, explained on hover.

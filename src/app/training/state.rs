@@ -118,6 +118,11 @@ impl Default for RunModel {
 }
 
 impl RunModel {
+    /// Whether the run trains a multi-label model (its epochs carry AUCs, not accuracy).
+    pub fn is_findings(&self) -> bool {
+        self.epochs.iter().any(|m| !m.label_auc.is_empty())
+    }
+
     /// A training job (new or resumed) is starting. What is on screen stays until the job's
     /// `Started` event: a job refused before it starts (a held run folder) leaves the last
     /// run's curves and table in place.

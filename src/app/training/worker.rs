@@ -4,7 +4,6 @@
 //! window) stops the run after its batch and waits for its checkpoint.
 use crate::data::check::{summarize, DatasetSummary};
 use crate::data::loader::{preview_batch, LoaderConfig, PreviewImage};
-use crate::data::split::Dataset;
 use crate::device::DeviceChoice;
 use crate::train::events::{Control, EventSink, TrainEvent};
 use crate::train::worker::{self, Job};
@@ -113,14 +112,30 @@ impl Worker {
         epoch: u64,
     ) {
         self.spawn("batch-preview", move |tx| {
-            let r = Dataset::open_with(&dir, &opts)
+            let r = crate::data::findings::dataset::open_any(&dir, &opts)
                 .and_then(|ds| {
                     let classes = ds.classes;
                     let images = preview_batch(ds.train.samples, cfg, epoch)?;
                     Ok(images
                         .into_iter()
                         .map(|p| {
-                            let name = classes.get(p.label).cloned().unwrap_or_default();
+                            let name = match &p.findings {
+                                // A multi-label image: the findings it shows.
+                                Some(codes) => {
+                                    let present: Vec<&str> = classes
+                                        .iter()
+                                        .zip(codes)
+                                        .filter(|(_, &c)| c == crate::data::findings::PRESENT)
+                                        .map(|(n, _)| n.as_str())
+                                        .collect();
+                                    if present.is_empty() {
+                                        "no finding".to_string()
+                                    } else {
+                                        present.join(", ")
+                                    }
+                                }
+                                None => classes.get(p.label).cloned().unwrap_or_default(),
+                            };
                             (p, name)
                         })
                         .collect())

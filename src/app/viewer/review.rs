@@ -123,9 +123,9 @@ impl ReviewState {
                     "test split of {}",
                     r.info.get("data").cloned().unwrap_or_default()
                 );
-                self.set(r, src);
+                self.set(*r, src);
             }
-            super::worker::Reviewed::Findings(r) => self.set_findings(r),
+            super::worker::Reviewed::Findings(r) => self.set_findings(*r),
         }
         Ok(())
     }

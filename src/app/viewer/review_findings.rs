@@ -465,9 +465,7 @@ fn findings_gallery_ui(
     ctx: &egui::Context,
     review: &mut ReviewState,
 ) -> Option<PathBuf> {
-    let Some(f) = review.findings.as_ref() else {
-        return None;
-    };
+    let f = review.findings.as_ref()?;
     let Some(cell) = f.cell else {
         ui.label("Click a cell of the 2x2 table to list its cases.");
         return None;

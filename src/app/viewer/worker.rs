@@ -40,9 +40,9 @@ pub struct AnalysisKey {
 #[derive(Debug)]
 pub enum Reviewed {
     /// Of a single-label model.
-    Classes(EvalReport),
+    Classes(Box<EvalReport>),
     /// Of a multi-label model (findings).
-    Findings(FindingsReport),
+    Findings(Box<FindingsReport>),
 }
 
 /// A decoded image with what the UI shows of it.
@@ -328,7 +328,7 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
                         &eval_opts,
                         progress,
                     )
-                    .map(Reviewed::Findings);
+                    .map(|r| Reviewed::Findings(Box::new(r)));
                 }
                 let mut r = evaluate_test_split(
                     &predictor,
@@ -339,7 +339,7 @@ fn run_job(job: Job, tx: &Sender<Reply>, ctx: &egui::Context) -> Reply {
                     progress,
                 )?;
                 r.info.insert("precision".into(), precision.to_string());
-                Ok(Reviewed::Classes(r))
+                Ok(Reviewed::Classes(Box::new(r)))
             })()
             .map(Box::new)
             .map_err(|e| e.to_string());

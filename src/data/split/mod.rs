@@ -92,6 +92,28 @@ impl Split {
         c
     }
 
+    /// A multi-label split's images per finding as `[present, absent, not counted]` (not
+    /// counted: uncertain under the policy "ignore"); empty for a single-label split.
+    pub fn finding_counts(&self, k: usize) -> Vec<[usize; 3]> {
+        let mut c = vec![[0usize; 3]; k];
+        let mut any = false;
+        for codes in self.samples.iter().filter_map(|s| s.findings.as_deref()) {
+            any = true;
+            for (n, &code) in c.iter_mut().zip(codes) {
+                match code {
+                    crate::data::findings::PRESENT => n[0] += 1,
+                    crate::data::findings::ABSENT => n[1] += 1,
+                    _ => n[2] += 1,
+                }
+            }
+        }
+        if any {
+            c
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Distinct patients per class (a patient with two classes counts in both).
     pub fn patient_counts(&self, k: usize) -> Vec<usize> {
         let mut sets: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); k];
