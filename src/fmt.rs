@@ -11,6 +11,16 @@ pub fn pct(v: f64, decimals: usize) -> String {
     }
 }
 
+/// A probability or threshold with the digits that tell it from its neighbours: four
+/// decimals, six near 0 or 1 (where a model's sigmoids crowd).
+pub fn fine(p: f64) -> String {
+    if (0.001..=0.999).contains(&p) {
+        format!("{p:.4}")
+    } else {
+        format!("{p:.6}")
+    }
+}
+
 /// A fraction with its interval, e.g. `96.2 % (94.1–97.8)`.
 pub fn pct_ci(w: &WithCi, decimals: usize) -> String {
     if !w.value.is_finite() {

@@ -71,6 +71,14 @@ pub enum DataCommand {
         /// official lists, images_001/images/...), findings drawn as shapes.
         #[arg(long)]
         nih: bool,
+        /// A multi-label set in CheXpert's layout instead (train.csv and valid.csv with the 14
+        /// observations, some uncertain; train/patientNNNNN/study1/viewK_frontal.jpg).
+        #[arg(long, conflicts_with_all = ["nih", "mimic"])]
+        chexpert: bool,
+        /// A multi-label set in MIMIC-CXR-JPG's layout instead (its three tables and
+        /// files/pNN/p<subject>/s<study>/<dicom_id>.jpg).
+        #[arg(long, conflicts_with = "nih")]
+        mimic: bool,
     },
 }
 
@@ -122,14 +130,21 @@ pub fn run(a: &DataArgs) -> anyhow::Result<ExitCode> {
             side,
             seed,
             nih,
+            chexpert,
+            mimic,
         } => {
             let spec = crate::data::synth::SynthSpec {
                 images: *images,
                 side: *side,
                 seed: *seed,
             };
+            use crate::data::findings::synth as findings;
             let s = if *nih {
-                crate::data::findings::synth::write_nih_synth(out, spec)?
+                findings::write_nih_synth(out, spec)?
+            } else if *chexpert {
+                findings::write_chexpert_synth(out, spec)?
+            } else if *mimic {
+                findings::write_mimic_synth(out, spec)?
             } else {
                 crate::data::synth::write_synth(out, spec)?
             };
@@ -140,6 +155,13 @@ pub fn run(a: &DataArgs) -> anyhow::Result<ExitCode> {
                 s.bytes as f64 / 1e6,
                 crate::files::shown(out)
             );
+            if *chexpert {
+                println!(
+                    "valid.csv holds the other {} images; CheXpert publishes no test split, so \
+                     the readers draw one from the training patients (the same every run)",
+                    spec.images - s.train
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         DataCommand::Inspect { files } => {

@@ -52,6 +52,8 @@ pub fn run(a: &EvalArgs, model: &Path, device: &candle_core::Device) -> anyhow::
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."))
     });
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the output folder {}", shown(&dir)))?;
     let path = dir.join(format!("eval-findings-{}.json", a.split.name()));
     let source = Source {
         model: model.to_path_buf(),

@@ -204,10 +204,10 @@ pub fn readiness(ds: &Dataset) -> Readiness {
         ));
     }
     // A multi-label set counts the images showing each finding.
-    let (what, images) = if ds.is_findings() {
-        ("finding", "positive ")
+    let (what, whats, images) = if ds.is_findings() {
+        ("finding", "findings", "positive ")
     } else {
-        ("class", "")
+        ("class", "classes", "")
     };
     let counts = ds.train.class_counts(ds.classes.len());
     let mut none = Vec::new();
@@ -225,7 +225,7 @@ pub fn readiness(ds: &Dataset) -> Readiness {
             "{what} {c} has no {images}training images: the model cannot learn it"
         )),
         many => r.warnings.push(format!(
-            "{} {what}s have no {images}training images: the model cannot learn them: {}",
+            "{} {whats} have no {images}training images: the model cannot learn them: {}",
             many.len(),
             many.join(", ")
         )),
@@ -251,7 +251,7 @@ pub fn readiness(ds: &Dataset) -> Readiness {
                 }
             )),
             many => r.warnings.push(format!(
-                "{} {what}s have fewer than {FEW_VALID} {images}validation images ({}): their \
+                "{} {whats} have fewer than {FEW_VALID} {images}validation images ({}): their \
                  validation figures move by whole images (draw more with a larger validation \
                  percentage)",
                 many.len(),

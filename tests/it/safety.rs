@@ -559,7 +559,9 @@ fn an_empty_test_split_is_refused_and_an_empty_class_named() {
         .unwrap();
     assert!(o.status.success(), "{}", err(&o));
     assert!(
-        err(&o).contains("class Bacterial has no training images"),
+        err(&o).contains(
+            "2 classes have no training images: the model cannot learn them: Bacterial, Viral"
+        ),
         "{}",
         err(&o)
     );

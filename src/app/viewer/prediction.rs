@@ -220,7 +220,7 @@ fn probability_bar(ui: &mut egui::Ui, name: &str, p: f32, strong: bool, threshol
                 r.rect.y_range(),
                 egui::Stroke::new(2.0, ui.visuals().strong_text_color()),
             );
-            ui.label(RichText::new(format!("t {t:.2}")).small())
+            ui.label(RichText::new(format!("t {}", crate::fmt::fine(t))).small())
                 .on_hover_text("present when the probability is at least this threshold");
         }
     });

@@ -259,7 +259,7 @@ fn labels_table_ui(ui: &mut egui::Ui, f: &mut FindingsReview) {
 
 fn threshold_text(t: f64) -> String {
     if t.is_finite() {
-        format!("{t:.3}")
+        crate::fmt::fine(t)
     } else {
         "–".into()
     }
@@ -285,7 +285,7 @@ fn focus_ui(ui: &mut egui::Ui, f: &mut FindingsReview) {
                 egui::DragValue::new(&mut f.typed)
                     .range(0.0..=1.0)
                     .speed(0.005)
-                    .max_decimals(4),
+                    .max_decimals(6),
             )
             .labelled_by(typed.id);
         if r.changed() {
@@ -494,9 +494,9 @@ fn findings_gallery_ui(
                 .map(|(k, _)| labels[k].as_str())
                 .collect();
             let line = format!(
-                "p({}) = {:.3} · true: {}",
+                "p({}) = {} · true: {}",
                 labels[l],
-                c.probs[l],
+                crate::fmt::fine(c.probs[l] as f64),
                 if present.is_empty() {
                     "no finding".to_string()
                 } else {

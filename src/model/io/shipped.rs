@@ -86,8 +86,13 @@ pub fn describe(meta: &ModelMeta) -> String {
         meta.backbone.name().to_string()
     };
     let mut s = format!(
-        "{body}, {} px input, classes {}",
+        "{body}, {} px input, {} {}",
         meta.input_size_px,
+        if meta.findings.is_some() {
+            "multi-label, findings"
+        } else {
+            "classes"
+        },
         meta.class_names.join(", ")
     );
     if let Some(score) = score_line(meta) {
