@@ -301,11 +301,7 @@ impl Predictor {
     /// [`Self::predict_images`], and for an ensemble each network's probability rows
     /// (`[network][image]`).
     fn predict_with_members(&self, images: &[&GrayImage]) -> Result<Members> {
-        let pre = self.preprocess();
-        let planes = images
-            .iter()
-            .map(|i| pre.plane(i))
-            .collect::<Result<Vec<_>>>()?;
+        let planes = self.planes(images)?;
         let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
         let (lp, members) = self.log_probs_with_members(&refs)?;
         let rows = |lp: &[Vec<f32>]| lp.iter().map(|r| probs_of(r)).collect::<Vec<_>>();
@@ -343,13 +339,15 @@ impl Predictor {
         if self.meta.findings.is_none() {
             return self.predict_images(images);
         }
-        let pre = self.preprocess();
-        let planes = images
-            .iter()
-            .map(|i| pre.plane(i))
-            .collect::<Result<Vec<_>>>()?;
+        let planes = self.planes(images)?;
         let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
         self.finding_probs_planes(&refs)
+    }
+
+    /// Decoded images resized and normalised as this model reads them.
+    fn planes(&self, images: &[&GrayImage]) -> Result<Vec<Vec<f32>>> {
+        let pre = self.preprocess();
+        images.iter().map(|i| pre.plane(i)).collect()
     }
 
     /// A multi-label model's probabilities averaged over each image and its flips when `tta`

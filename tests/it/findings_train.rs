@@ -41,41 +41,11 @@ fn a_findings_model_trains_to_high_auc_per_finding_and_records_its_thresholds() 
     };
     assert_eq!(total("test"), 24);
     assert_eq!(total("train") + total("valid"), 216);
-    let plan = dir.path().join("plan.toml");
-    std::fs::write(
-        &plan,
-        "name = \"t\"\n[[stage]]\nsize_px = 32\n[[stage.step]]\ntrain = \"all\"\nlr = \"..3e-3\"\nepochs = 5\n",
-    )
-    .unwrap();
-    let out = Command::new(bin())
-        .args([
-            "--device",
-            "cpu",
-            "train",
-            "--backbone",
-            "resnet18",
-            "--batch-size",
-            "16",
-            "--class-weights",
-            "auto",
-            "--plan",
-        ])
-        .arg(&plan)
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
+    let (report, text) = train_findings(&data, &run, &["--class-weights", "auto"]);
     assert!(
         text.contains("mean AUC") && text.contains("test split, 24 images"),
         "{text}"
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("findings_report.json")).unwrap()).unwrap();
     assert_eq!(report["split"], "test");
     assert_eq!(
         report["thresholds_from"],
@@ -208,12 +178,13 @@ fn a_findings_model_trains_to_high_auc_per_finding_and_records_its_thresholds() 
     );
 }
 
-/// Trains a ResNet-18 at 32 px on `data` with `extra` arguments; the run's findings report.
+/// Trains a ResNet-18 at 32 px on `data` with `extra` arguments: the run's findings report
+/// and what the command printed.
 fn train_findings(
     data: &std::path::Path,
     run: &std::path::Path,
     extra: &[&str],
-) -> serde_json::Value {
+) -> (serde_json::Value, String) {
     let plan = run.with_extension("plan.toml");
     std::fs::write(
         &plan,
@@ -242,7 +213,9 @@ fn train_findings(
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    serde_json::from_slice(&std::fs::read(run.join("findings_report.json")).unwrap()).unwrap()
+    let report =
+        serde_json::from_slice(&std::fs::read(run.join("findings_report.json")).unwrap()).unwrap();
+    (report, text)
 }
 
 /// Each drawn finding's test AUC is above 0.9; the others are never present.
@@ -276,10 +249,10 @@ fn findings_models_train_on_the_chexpert_and_mimic_layouts_under_each_uncertain_
     // CheXpert with uncertain labels left out (the default), MIMIC with them taken as
     // present (they are: the synthetic uncertain marks sit on drawn findings) and
     // Cardiomegaly's as absent.
-    let a = train_findings(&chexpert, &dir.path().join("run-chexpert"), &[]);
+    let (a, _) = train_findings(&chexpert, &dir.path().join("run-chexpert"), &[]);
     assert_eq!(a["uncertain"], "ignore");
     assert_drawn_learned(&a, "CheXpert, ignore");
-    let b = train_findings(
+    let (b, _) = train_findings(
         &mimic,
         &dir.path().join("run-mimic"),
         &["--uncertain", "ones,Cardiomegaly=zeros"],
