@@ -39,6 +39,7 @@ impl FindingCase {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FindingsReport {
     /// Always true: what tells this report from a single-label one.
+    #[serde(default)]
     pub multi_label: bool,
     /// The model file.
     pub model: String,
@@ -170,7 +171,17 @@ impl FindingsReport {
     pub fn from_json(bytes: &[u8], path: &Path) -> Result<Self> {
         let bad =
             |msg: String| Error::invalid("report", format!("{}: {msg}", crate::files::shown(path)));
-        let r: Self = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        let r: Self = serde_json::from_slice(bytes).map_err(|e| {
+            if e.to_string().contains("missing field `cases`") {
+                bad(
+                    "a multi-label report without its cases (written by an earlier version): \
+                     run `covid-resnet eval --model MODEL --data DIR` again to review it"
+                        .into(),
+                )
+            } else {
+                bad(e.to_string())
+            }
+        })?;
         let k = r.metrics.labels.len();
         if k == 0 {
             return Err(bad("no findings".into()));
@@ -192,14 +203,89 @@ impl FindingsReport {
         Ok(r)
     }
 
-    /// Whether a report file's JSON is a multi-label one.
+    /// Whether a report file's JSON is a multi-label one (its flag, or the thresholds' origin
+    /// that only multi-label reports record).
     pub fn is_multi_label(bytes: &[u8]) -> bool {
         #[derive(Deserialize)]
         struct Probe {
             #[serde(default)]
             multi_label: bool,
+            #[serde(default)]
+            thresholds_from: Option<String>,
         }
-        serde_json::from_slice::<Probe>(bytes).is_ok_and(|p| p.multi_label)
+        serde_json::from_slice::<Probe>(bytes)
+            .is_ok_and(|p| p.multi_label || p.thresholds_from.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::findings::{evaluate, ThresholdRule};
+
+    fn outputs() -> Outputs {
+        Outputs {
+            probs: vec![vec![0.9, 0.2], vec![0.4, 0.7], vec![0.1, 0.6]],
+            // A label that does not count has target 0 as well (`findings::target_of`).
+            targets: vec![vec![1.0, 0.0], vec![0.0, 0.0], vec![0.0, 0.0]],
+            mask: vec![vec![1.0, 1.0], vec![1.0, 0.0], vec![1.0, 1.0]],
+            patients: vec![Some("a".into()), Some("a".into()), Some("b".into())],
+            files: vec!["x/1.png".into(), "x/2.png".into(), "x/3.png".into()],
+        }
+    }
+
+    #[test]
+    fn a_report_keeps_its_cases_and_reads_back_as_written() {
+        let out = outputs();
+        let labels = vec!["Effusion".to_string(), "Mass".to_string()];
+        let m = evaluate(
+            &labels,
+            &out.cases(),
+            &[ThresholdRule::Typed(0.5); 2],
+            50,
+            1,
+        );
+        let r = FindingsReport::new(Source::default(), &out, m);
+        // Uncertain under "ignore" (mask 0) is written as null, and comes back as mask 0.
+        assert_eq!(r.cases[1].truth, vec![Some(false), None]);
+        let json = serde_json::to_vec(&r).unwrap();
+        assert!(FindingsReport::is_multi_label(&json));
+        let back = FindingsReport::from_json(&json, Path::new("r.json")).unwrap();
+        assert_eq!(back, r);
+        let o = back.outputs();
+        assert_eq!(
+            (o.targets, o.mask, o.probs),
+            (out.targets, out.mask, out.probs)
+        );
+        assert_eq!(o.files, out.files);
+    }
+
+    #[test]
+    fn an_earlier_report_without_cases_says_how_to_get_one() {
+        let out = outputs();
+        let labels = vec!["Effusion".to_string(), "Mass".to_string()];
+        let m = evaluate(&labels, &out.cases(), &[ThresholdRule::Youden; 2], 0, 0);
+        let old = serde_json::json!({
+            "model": "m.safetensors", "data": "d", "split": "test",
+            "thresholds_from": "Youden's J on the validation split",
+            "n": 3, "loss": 0.5, "metrics": m,
+        });
+        let bytes = serde_json::to_vec(&old).unwrap();
+        assert!(FindingsReport::is_multi_label(&bytes));
+        let e = FindingsReport::from_json(&bytes, Path::new("old.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("old.json") && e.contains("run `covid-resnet eval"),
+            "{e}"
+        );
+        // A case whose rows do not match the findings is refused by number.
+        let mut r = FindingsReport::new(Source::default(), &out, m);
+        r.cases[2].probs.pop();
+        let e = FindingsReport::from_json(&serde_json::to_vec(&r).unwrap(), Path::new("r.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("case 3") && e.contains("x/3.png"), "{e}");
     }
 }
 
