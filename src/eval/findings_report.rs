@@ -218,6 +218,61 @@ impl FindingsReport {
     }
 }
 
+/// `predictor` (a multi-label model from the file `model`) on the whole test split of the
+/// multi-label data set at `data` read with `data_opts` (the model's uncertain-label policies
+/// unless they name others), each finding at the threshold the model file records: the report
+/// the window's review shows. `progress(done, total)` after each batch.
+pub fn evaluate_test_split(
+    predictor: &crate::infer::Predictor,
+    model: &Path,
+    data: &Path,
+    data_opts: &crate::data::split::DataOptions,
+    opts: &super::EvalOptions,
+    progress: impl FnMut(usize, usize),
+) -> Result<FindingsReport> {
+    let meta = predictor.meta();
+    let f = meta
+        .findings
+        .as_ref()
+        .ok_or_else(|| Error::invalid("model", "not a multi-label model"))?;
+    let mut o = data_opts.clone();
+    if o.uncertain.is_none() {
+        o.uncertain = Some(
+            f.uncertain
+                .parse()
+                .map_err(|e: String| Error::invalid("model", e))?,
+        );
+    }
+    let ds = crate::data::findings::dataset::open_any(data, &o)?;
+    ds.check_findings(&meta.class_names)?;
+    ds.test.check_complete("test")?;
+    let uncertain = ds.uncertain.as_ref().map(|p| p.to_string());
+    let set = super::EvalSet::new(ds.test.samples);
+    let out = Outputs::of_with_progress(predictor, &set, opts, progress)?;
+    let rules: Vec<super::findings::ThresholdRule> = f
+        .thresholds
+        .iter()
+        .map(|&t| super::findings::ThresholdRule::Typed(t))
+        .collect();
+    let m = super::findings::evaluate(
+        &meta.class_names,
+        &out.cases(),
+        &rules,
+        opts.bootstrap,
+        opts.seed,
+    );
+    let source = Source {
+        model: model.to_path_buf(),
+        data: data.to_path_buf(),
+        split: "test".into(),
+        validated_on_test: false,
+        validation: None,
+        uncertain,
+        thresholds_from: f.thresholds_from.clone(),
+    };
+    Ok(FindingsReport::new(source, &out, m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,59 +342,4 @@ mod tests {
             .to_string();
         assert!(e.contains("case 3") && e.contains("x/3.png"), "{e}");
     }
-}
-
-/// `predictor` (a multi-label model from the file `model`) on the whole test split of the
-/// multi-label data set at `data` read with `data_opts` (the model's uncertain-label policies
-/// unless they name others), each finding at the threshold the model file records: the report
-/// the window's review shows. `progress(done, total)` after each batch.
-pub fn evaluate_test_split(
-    predictor: &crate::infer::Predictor,
-    model: &Path,
-    data: &Path,
-    data_opts: &crate::data::split::DataOptions,
-    opts: &super::EvalOptions,
-    progress: impl FnMut(usize, usize),
-) -> Result<FindingsReport> {
-    let meta = predictor.meta();
-    let f = meta
-        .findings
-        .as_ref()
-        .ok_or_else(|| Error::invalid("model", "not a multi-label model"))?;
-    let mut o = data_opts.clone();
-    if o.uncertain.is_none() {
-        o.uncertain = Some(
-            f.uncertain
-                .parse()
-                .map_err(|e: String| Error::invalid("model", e))?,
-        );
-    }
-    let ds = crate::data::findings::dataset::open_any(data, &o)?;
-    ds.check_findings(&meta.class_names)?;
-    ds.test.check_complete("test")?;
-    let uncertain = ds.uncertain.as_ref().map(|p| p.to_string());
-    let set = super::EvalSet::new(ds.test.samples);
-    let out = Outputs::of_with_progress(predictor, &set, opts, progress)?;
-    let rules: Vec<super::findings::ThresholdRule> = f
-        .thresholds
-        .iter()
-        .map(|&t| super::findings::ThresholdRule::Typed(t))
-        .collect();
-    let m = super::findings::evaluate(
-        &meta.class_names,
-        &out.cases(),
-        &rules,
-        opts.bootstrap,
-        opts.seed,
-    );
-    let source = Source {
-        model: model.to_path_buf(),
-        data: data.to_path_buf(),
-        split: "test".into(),
-        validated_on_test: false,
-        validation: None,
-        uncertain,
-        thresholds_from: f.thresholds_from.clone(),
-    };
-    Ok(FindingsReport::new(source, &out, m))
 }
