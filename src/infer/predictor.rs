@@ -229,7 +229,7 @@ impl Predictor {
             Some(_) => Err(crate::Error::invalid(
                 "model",
                 "a multi-label model (findings): this command reads single-label models only \
-                 (findings are evaluated by training's own test evaluation so far)",
+                 (`predict`, `eval` and the Viewer read multi-label ones)",
             )),
         }
     }
