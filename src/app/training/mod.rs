@@ -5,6 +5,7 @@
 //! ([`worker`]).
 pub mod charts;
 pub mod commands;
+pub mod data_setup;
 pub mod plan_editor;
 pub mod run_panel;
 pub mod setup;

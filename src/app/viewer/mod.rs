@@ -10,6 +10,7 @@ pub mod review;
 pub mod review_compare;
 pub mod review_disagreement;
 pub mod review_findings;
+pub mod review_gallery;
 pub mod review_header;
 pub mod review_scores;
 pub mod side_panel;
