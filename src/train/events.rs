@@ -151,6 +151,8 @@ pub enum TrainEvent {
         classes: Vec<String>,
         /// Where the validation images come from, in words.
         validation: String,
+        /// A multi-label model (findings): the epochs carry AUCs, not accuracy.
+        multi_label: bool,
     },
     /// A plan step began.
     StepStarted {

@@ -198,6 +198,7 @@ mod tests {
             device: "CPU".into(),
             run_dir: "run".into(),
             step_starts: vec![0],
+            multi_label: false,
             history: vec![],
             past: vec![],
             classes: vec!["a".into(), "b".into()],

@@ -448,6 +448,7 @@ impl Trainer {
             past,
             classes: self.classes.clone(),
             validation: self.valid_source.describe(),
+            multi_label: self.findings.is_some(),
         });
         // The plan as a file for the user; an existing one is the run's own (checked on resume).
         let plan_file = self.cfg.out_dir.join("plan.toml");

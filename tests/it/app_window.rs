@@ -148,6 +148,7 @@ fn fake_run(app: &mut App, n: usize) {
             past: vec![],
             classes: vec!["a".into(), "b".into()],
             validation: "v".into(),
+            multi_label: false,
         },
         now,
     );

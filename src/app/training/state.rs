@@ -84,6 +84,8 @@ pub struct RunModel {
     pub device_in_use: Option<String>,
     /// The run's classes, in the order of the epochs' per-class figures.
     pub classes: Vec<String>,
+    /// The run trains a multi-label model (its classes are findings).
+    pub multi_label: bool,
     /// An ensemble's members trained (or kept) before the one shown: (name, its epochs).
     pub members_done: Vec<(String, Vec<EpochMetrics>)>,
     /// The member being trained: (index from 1, members in all).
@@ -101,6 +103,7 @@ impl Default for RunModel {
             lrs: Vec::new(),
             beta1: Vec::new(),
             classes: Vec::new(),
+            multi_label: false,
             epochs: Vec::new(),
             step_starts: Vec::new(),
             lr_points: Vec::new(),
@@ -120,7 +123,7 @@ impl Default for RunModel {
 impl RunModel {
     /// Whether the run trains a multi-label model (its epochs carry AUCs, not accuracy).
     pub fn is_findings(&self) -> bool {
-        self.epochs.iter().any(|m| !m.label_auc.is_empty())
+        self.multi_label || self.epochs.iter().any(|m| !m.label_auc.is_empty())
     }
 
     /// A training job (new or resumed) is starting. What is on screen stays until the job's
@@ -134,6 +137,7 @@ impl RunModel {
 
     /// Clears the curves, table and progress of the run shown, for a run that has started.
     fn clear_run(&mut self) {
+        self.multi_label = false;
         self.losses.clear();
         self.smoothed.clear();
         self.lrs.clear();
@@ -189,8 +193,10 @@ impl RunModel {
                 past,
                 classes,
                 validation,
+                multi_label,
                 ..
             } => {
+                self.multi_label = multi_label;
                 self.device_in_use = Some(device.clone());
                 self.log.push(format!(
                     "classes: {}; validation on {validation}",
@@ -374,6 +380,7 @@ mod tests {
                 past: (0..10).map(|i| record(i, 2.0 - i as f64 * 0.1)).collect(),
                 classes: vec!["a".into(), "b".into()],
                 validation: "v".into(),
+                multi_label: false,
             },
             now,
         );
