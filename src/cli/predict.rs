@@ -132,6 +132,27 @@ pub(super) fn predict_with_cams(
 
 /// Runs `predict` in `--precision`: exit code 1 when any file failed (the others are still
 /// printed).
+/// `v` with the fields every `--json` prediction has: the file (its bytes in hex where the
+/// name is not UTF-8), the input warnings, and its Grad-CAM file or why there is none.
+pub(super) fn with_file_fields(
+    mut v: serde_json::Value,
+    path: &std::path::Path,
+    warnings: &[crate::infer::InputWarning],
+    cam: Option<&Result<PathBuf, String>>,
+) -> serde_json::Value {
+    v["file"] = serde_json::json!(crate::files::path_text(path));
+    if let Some(hex) = crate::files::path_bytes_hex(path) {
+        v["file_bytes"] = serde_json::json!(hex);
+    }
+    v["warnings"] = serde_json::json!(warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>());
+    match cam {
+        Some(Ok(c)) => v["gradcam"] = serde_json::json!(crate::files::path_text(c)),
+        Some(Err(e)) => v["gradcam_error"] = serde_json::json!(e),
+        None => {}
+    }
+    v
+}
+
 /// `--json`'s `errors`: each file whose result is an error, with the message.
 pub fn error_entries<T>(files: &[PathBuf], results: &[crate::Result<T>]) -> Vec<serde_json::Value> {
     files
@@ -187,23 +208,13 @@ pub fn run(a: &PredictArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
                     .map(|(c, &v)| (c.clone(), serde_json::json!(v)))
                     .collect();
                 let mut v = serde_json::json!({
-                    "file": crate::files::path_text(&p.path),
                     "probabilities": probs,
                     "predicted": classes.get(p.predicted),
-                    "warnings": p.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
                 });
-                if let Some(hex) = crate::files::path_bytes_hex(&p.path) {
-                    v["file_bytes"] = serde_json::json!(hex);
-                }
                 if let Some(d) = &p.disagreement {
                     v["disagreement"] = serde_json::json!(d);
                 }
-                match cam_of(&p.path) {
-                    Some(Ok(c)) => v["gradcam"] = serde_json::json!(crate::files::path_text(c)),
-                    Some(Err(e)) => v["gradcam_error"] = serde_json::json!(e),
-                    None => {}
-                }
-                v
+                with_file_fields(v, &p.path, &p.warnings, cam_of(&p.path))
             })
             .collect();
         let errors = error_entries(&a.files, &results);

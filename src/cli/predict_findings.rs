@@ -69,21 +69,11 @@ pub fn run(a: &PredictArgs, predictor: &Predictor, model: &Path) -> anyhow::Resu
                     .filter(|(_, &x)| x)
                     .map(|(l, _)| l)
                     .collect();
-                let mut v = serde_json::json!({
-                    "file": crate::files::path_text(&p.path),
+                let v = serde_json::json!({
                     "findings": findings,
                     "present": present,
-                    "warnings": p.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
                 });
-                if let Some(hex) = crate::files::path_bytes_hex(&p.path) {
-                    v["file_bytes"] = serde_json::json!(hex);
-                }
-                match cam_of(&p.path) {
-                    Some(Ok(c)) => v["gradcam"] = serde_json::json!(crate::files::path_text(c)),
-                    Some(Err(e)) => v["gradcam_error"] = serde_json::json!(e),
-                    None => {}
-                }
-                v
+                super::predict::with_file_fields(v, &p.path, &p.warnings, cam_of(&p.path))
             })
             .collect();
         let errors = super::predict::error_entries(&a.files, &results);

@@ -347,6 +347,19 @@ impl Outputs {
         Ok(o)
     }
 
+    /// The same cases with finding `label` alone (to figure one finding without the others).
+    pub fn only(&self, label: usize) -> Outputs {
+        let col =
+            |rows: &[Vec<f32>]| -> Vec<Vec<f32>> { rows.iter().map(|r| vec![r[label]]).collect() };
+        Outputs {
+            probs: col(&self.probs),
+            targets: col(&self.targets),
+            mask: col(&self.mask),
+            patients: self.patients.clone(),
+            files: self.files.clone(),
+        }
+    }
+
     /// The cases as [`evaluate`] reads them.
     pub fn cases(&self) -> Cases<'_> {
         Cases {

@@ -184,9 +184,9 @@ fn a_multi_label_model_is_viewed_and_reviewed_in_the_window() {
     let (cell, short, n) = *cells.iter().max_by_key(|c| c.2).unwrap();
     h.get_by_label(&format!("{short} {n}")).click();
     h.run_steps(2);
-    let f = h.state().viewer.review.findings.as_ref().unwrap();
+    let f = h.state_mut().viewer.review.findings.as_mut().unwrap();
     assert_eq!(f.cell, Some(cell));
-    let listed = f.gallery();
+    let listed = f.gallery().to_vec();
     assert_eq!(listed.len(), n);
     let threshold = f.metrics.labels[effusion].threshold;
     for &i in &listed {

@@ -3,6 +3,7 @@
 //! point, the threshold rule (the file's, typed, Youden's J, a target sensitivity) and the 2x2
 //! table whose cells list their cases in the gallery.
 use super::review::ReviewState;
+use super::review_gallery::{case_list_ui, CaseRow};
 use super::{Command, ViewerTab};
 use crate::eval::findings::{
     evaluate, Cell, FindingsMetrics, LabelMetrics, Outputs, ThresholdRule,
@@ -33,6 +34,8 @@ pub struct FindingsReview {
     pub typed: f64,
     /// The value the target-sensitivity field holds.
     pub sensitivity: f64,
+    /// The gallery's cases and the (focus, cell, threshold) they were listed for.
+    listed: Option<((usize, Cell, u64), Vec<usize>)>,
 }
 
 impl FindingsReview {
@@ -58,6 +61,7 @@ impl FindingsReview {
             cell: None,
             typed: if typed.is_finite() { typed } else { 0.5 },
             sensitivity: 0.9,
+            listed: None,
         }
     }
 
@@ -73,8 +77,12 @@ impl FindingsReview {
             return;
         }
         self.rules[label] = rule;
-        let fresh = evaluate(&self.labels(), &self.outputs.cases(), &self.rules, 0, 0);
-        let mut l: LabelMetrics = fresh.labels[label].clone();
+        // This finding alone: the others' figures do not change.
+        let name = self.metrics.labels[label].label.clone();
+        let one = self.outputs.only(label);
+        let mut l: LabelMetrics = evaluate(&[name], &one.cases(), &[rule], 0, 0)
+            .labels
+            .remove(0);
         l.auc = self.metrics.labels[label].auc;
         self.metrics.labels[label] = l;
         if let ThresholdRule::Typed(t) = rule {
@@ -92,20 +100,29 @@ impl FindingsReview {
     }
 
     /// The cases of the chosen cell, the most wrong first (a missed finding with the lowest
-    /// probability, a false alarm with the highest).
-    pub fn gallery(&self) -> Vec<usize> {
+    /// probability, a false alarm with the highest); listed again only when the finding, the
+    /// cell or the threshold changes.
+    pub fn gallery(&mut self) -> &[usize] {
         let Some(cell) = self.cell else {
-            return Vec::new();
+            return &[];
         };
         let l = self.focus;
         let t = self.metrics.labels[l].threshold;
-        let mut idx = self.outputs.cases().in_cell(l, t, cell);
-        let p = |i: usize| self.outputs.probs[i][l];
-        match cell {
-            Cell::TruePositive | Cell::FalseNegative => idx.sort_by(|&a, &b| p(a).total_cmp(&p(b))),
-            Cell::FalsePositive | Cell::TrueNegative => idx.sort_by(|&a, &b| p(b).total_cmp(&p(a))),
+        let key = (l, cell, t.to_bits());
+        if self.listed.as_ref().is_none_or(|(k, _)| *k != key) {
+            let mut idx = self.outputs.cases().in_cell(l, t, cell);
+            let p = |i: usize| self.outputs.probs[i][l];
+            match cell {
+                Cell::TruePositive | Cell::FalseNegative => {
+                    idx.sort_by(|&a, &b| p(a).total_cmp(&p(b)))
+                }
+                Cell::FalsePositive | Cell::TrueNegative => {
+                    idx.sort_by(|&a, &b| p(b).total_cmp(&p(a)))
+                }
+            }
+            self.listed = Some((key, idx));
         }
-        idx
+        self.listed.as_ref().map_or(&[], |(_, idx)| idx.as_slice())
     }
 
     /// What case `file` truly shows.
@@ -465,14 +482,14 @@ fn findings_gallery_ui(
     ctx: &egui::Context,
     review: &mut ReviewState,
 ) -> Option<PathBuf> {
-    let f = review.findings.as_ref()?;
+    let f = review.findings.as_mut()?;
     let Some(cell) = f.cell else {
         ui.label("Click a cell of the 2x2 table to list its cases.");
         return None;
     };
     let labels = f.labels();
     let l = f.focus;
-    let idx = f.gallery();
+    let idx = f.gallery().to_vec();
     ui.label(
         RichText::new(format!(
             "{} × {} of {} (most wrong first)",
@@ -482,29 +499,38 @@ fn findings_gallery_ui(
         ))
         .strong(),
     );
-    let rows: Vec<(String, PathBuf, String)> = idx
-        .iter()
-        .map(|&i| {
-            let c = &f.report.cases[i];
+    let cases = &f.report.cases;
+    let (clicked, wanted) = case_list_ui(
+        ui,
+        &review.thumbs,
+        "findings-gallery-list",
+        72.0,
+        idx.len(),
+        |k| {
+            let c = &cases[idx[k]];
             let present: Vec<&str> = c
                 .truth
                 .iter()
-                .enumerate()
-                .filter(|(_, t)| **t == Some(true))
-                .map(|(k, _)| labels[k].as_str())
+                .zip(&labels)
+                .filter(|(t, _)| **t == Some(true))
+                .map(|(_, name)| name.as_str())
                 .collect();
-            let line = format!(
-                "p({}) = {} · true: {}",
-                labels[l],
-                crate::fmt::fine(c.probs[l] as f64),
-                if present.is_empty() {
-                    "no finding".to_string()
-                } else {
-                    present.join(", ")
-                }
-            );
-            (c.file.clone(), c.path(), line)
-        })
-        .collect();
-    review.case_list_ui(ui, ctx, "findings-gallery-list", &rows)
+            CaseRow {
+                key: c.file.clone(),
+                path: c.path(),
+                lines: vec![format!(
+                    "p({}) = {} · true: {}",
+                    labels[l],
+                    crate::fmt::fine(c.probs[l] as f64),
+                    if present.is_empty() {
+                        "no finding".to_string()
+                    } else {
+                        present.join(", ")
+                    }
+                )],
+            }
+        },
+    );
+    review.request_thumbs(ctx, wanted);
+    clicked
 }

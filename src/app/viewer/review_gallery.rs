@@ -34,55 +34,87 @@ pub(super) fn gallery_ui(
         ))
         .strong(),
     );
-    let mut clicked = None;
     let row_h = if ensemble { 90.0 } else { 72.0 };
+    let (clicked, wanted) = case_list_ui(ui, &review.thumbs, "gallery", row_h, cases.len(), |i| {
+        let c = cases[i];
+        let mut lines = vec![
+            format!(
+                "true {}, predicted {}",
+                classes[c.actual], classes[c.predicted]
+            ),
+            format!(
+                "p = {:.3} · loss {:.3}{}",
+                c.probs.get(c.predicted).copied().unwrap_or(f32::NAN),
+                c.loss,
+                c.source
+                    .as_deref()
+                    .map(|s| format!(" · {s}"))
+                    .unwrap_or_default()
+            ),
+        ];
+        lines.extend(super::review_disagreement::case_line(c));
+        CaseRow {
+            key: c.file.clone(),
+            path: c.path(),
+            lines,
+        }
+    });
+    review.request_thumbs(ctx, wanted);
+    clicked
+}
+
+/// One case of a list: its file as the report names it (the thumbnail's key), its path, and
+/// lines about it.
+pub(super) struct CaseRow {
+    /// The file as the report names it.
+    pub key: String,
+    /// Its path.
+    pub path: PathBuf,
+    /// What is said under its name.
+    pub lines: Vec<String>,
+}
+
+/// A scrolling list of `n` cases, `row(i)` made for the rows on screen only, each with its
+/// thumbnail; returns the file clicked and the thumbnails to decode.
+pub(super) fn case_list_ui(
+    ui: &mut egui::Ui,
+    thumbs: &HashMap<String, Thumb>,
+    id: &str,
+    row_h: f32,
+    n: usize,
+    row: impl Fn(usize) -> CaseRow,
+) -> (Option<PathBuf>, Vec<(String, PathBuf)>) {
+    let mut clicked = None;
     let mut wanted = Vec::new();
-    egui::ScrollArea::vertical().id_salt("gallery").show_rows(
-        ui,
-        row_h,
-        cases.len(),
-        |ui, range| {
-            for c in &cases[range] {
-                let path = c.path();
+    egui::ScrollArea::vertical()
+        .id_salt(id)
+        .show_rows(ui, row_h, n, |ui, range| {
+            for i in range {
+                let CaseRow { key, path, lines } = row(i);
                 let name = path
                     .file_name()
                     .map(|n| crate::files::path_text(Path::new(n)))
-                    .unwrap_or_else(|| c.file.clone());
+                    .unwrap_or_else(|| key.clone());
                 let r = ui.horizontal(|ui| {
                     ui.set_min_height(row_h - 6.0);
-                    thumb_ui(ui, &review.thumbs, &c.file, &path, &mut wanted);
+                    thumb_ui(ui, thumbs, &key, &path, &mut wanted);
                     ui.vertical(|ui| {
                         let b = ui
                             .add(egui::Button::new(RichText::new(&name).strong()).frame(false))
-                            .on_hover_text(format!("{}\nclick to view with Grad-CAM", c.file));
-                        ui.label(format!(
-                            "true {}, predicted {}",
-                            classes[c.actual], classes[c.predicted]
-                        ));
-                        ui.label(format!(
-                            "p = {:.3} · loss {:.3}{}",
-                            c.probs.get(c.predicted).copied().unwrap_or(f32::NAN),
-                            c.loss,
-                            c.source
-                                .as_deref()
-                                .map(|s| format!(" · {s}"))
-                                .unwrap_or_default()
-                        ));
-                        if let Some(d) = super::review_disagreement::case_line(c) {
-                            ui.label(d);
+                            .on_hover_text(format!("{key}\nclick to view with Grad-CAM"));
+                        for l in &lines {
+                            ui.label(l);
                         }
                         b.clicked()
                     })
                     .inner
                 });
                 if r.inner || r.response.interact(Sense::click()).clicked() {
-                    clicked = Some(path.clone());
+                    clicked = Some(path);
                 }
             }
-        },
-    );
-    review.request_thumbs(ctx, wanted);
-    clicked
+        });
+    (clicked, wanted)
 }
 
 /// A case's thumbnail (a spinner while it decodes; `wanted` gets it when nobody asked yet).
@@ -114,7 +146,7 @@ fn thumb_ui(
 
 impl ReviewState {
     /// Hands the thumbnails `wanted` to the tab's worker (decoded in the background).
-    fn request_thumbs(&mut self, ctx: &egui::Context, wanted: Vec<(String, PathBuf)>) {
+    pub(super) fn request_thumbs(&mut self, ctx: &egui::Context, wanted: Vec<(String, PathBuf)>) {
         if wanted.is_empty() {
             return;
         }
@@ -123,46 +155,5 @@ impl ReviewState {
             self.thumbs.insert(key.clone(), Thumb::Pending);
             self.want_thumb(key, path);
         }
-    }
-
-    /// A list of cases `rows` (key, file, a line about it) with thumbnails; returns the file
-    /// clicked.
-    pub(super) fn case_list_ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        ctx: &egui::Context,
-        id: &str,
-        rows: &[(String, PathBuf, String)],
-    ) -> Option<PathBuf> {
-        let mut clicked = None;
-        let mut wanted = Vec::new();
-        let row_h = 72.0;
-        egui::ScrollArea::vertical()
-            .id_salt(id)
-            .show_rows(ui, row_h, rows.len(), |ui, range| {
-                for (key, path, line) in &rows[range] {
-                    let name = path
-                        .file_name()
-                        .map(|n| crate::files::path_text(Path::new(n)))
-                        .unwrap_or_else(|| key.clone());
-                    let r = ui.horizontal(|ui| {
-                        ui.set_min_height(row_h - 6.0);
-                        thumb_ui(ui, &self.thumbs, key, path, &mut wanted);
-                        ui.vertical(|ui| {
-                            let b = ui
-                                .add(egui::Button::new(RichText::new(&name).strong()).frame(false))
-                                .on_hover_text(format!("{key}\nclick to view with Grad-CAM"));
-                            ui.label(line);
-                            b.clicked()
-                        })
-                        .inner
-                    });
-                    if r.inner || r.response.interact(Sense::click()).clicked() {
-                        clicked = Some(path.clone());
-                    }
-                }
-            });
-        self.request_thumbs(ctx, wanted);
-        clicked
     }
 }
