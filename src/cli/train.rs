@@ -177,6 +177,18 @@ pub struct TrainArgs {
     /// evaluated on the test split once. The same command again continues member by member.
     #[arg(long, conflicts_with = "resume")]
     pub members: Option<usize>,
+    /// Distil from this model (one network or an ensemble with the run's classes): the loss
+    /// becomes (1 - w) x cross-entropy with the labels + w x T^2 x cross-entropy with the
+    /// teacher's probabilities at temperature T (Hinton et al. 2015), the teacher's
+    /// probabilities computed once per training image when the run starts.
+    #[arg(long, conflicts_with = "resume")]
+    pub teacher: Option<PathBuf>,
+    /// The weight w of the teacher's term, 0 to 1 [default: 0.5].
+    #[arg(long, requires = "teacher")]
+    pub distill_weight: Option<f64>,
+    /// The temperature T of the teacher's and the student's probabilities [default: 2].
+    #[arg(long, requires = "teacher")]
+    pub distill_temperature: Option<f64>,
     /// Overwrite a finished or stopped run in --out; with --resume, go on although the data
     /// set changed or plan.toml was edited.
     #[arg(long)]
@@ -212,6 +224,18 @@ pub fn train(a: &TrainArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
             .config(a.out.clone().unwrap_or_else(default_run_dir), plan)?;
         cfg.suggestion = a.suggestion.unwrap_or_default();
         cfg.overwrite = a.force;
+        cfg.distill = a
+            .teacher
+            .as_ref()
+            .map(|t| {
+                use crate::train::distill::{DistillConfig, DEFAULT_TEMPERATURE, DEFAULT_WEIGHT};
+                DistillConfig::new(
+                    std::path::absolute(t).unwrap_or_else(|_| t.clone()),
+                    a.distill_weight.unwrap_or(DEFAULT_WEIGHT),
+                    a.distill_temperature.unwrap_or(DEFAULT_TEMPERATURE),
+                )
+            })
+            .transpose()?;
         Ok(cfg)
     };
     // A run that cannot start is an error here; one that fails on the way is said by the sink.

@@ -104,6 +104,9 @@ pub struct TrainConfig {
     /// Memory budget and disk folder of the resized-image cache.
     #[serde(default)]
     pub cache: CacheSettings,
+    /// Distillation: the teacher and its weight (None: trained on the labels alone).
+    #[serde(default)]
+    pub distill: Option<super::distill::DistillConfig>,
     /// Precision of the convolutions (bf16: mixed precision, f32 weights).
     #[serde(default)]
     pub precision: crate::model::ops::precision::Precision,
@@ -145,6 +148,7 @@ impl TrainConfig {
             views: Vec::new(),
             class_weights: ClassWeights::None,
             cache: CacheSettings::default(),
+            distill: None,
             precision: Default::default(),
             overwrite: false,
         }

@@ -1,7 +1,9 @@
-//! Training: optimizer with parameter groups, one-cycle, LR finder, the staged plan, the loop.
+//! Training: optimizer with parameter groups, one-cycle, LR finder, the staged plan, the loop,
+//! distillation from a teacher.
 mod adam_step;
 pub mod checkpoint;
 pub mod config;
+pub mod distill;
 pub mod events;
 pub mod loss;
 pub mod lr_finder;

@@ -68,6 +68,8 @@ pub struct Trainer {
     class_weights: Option<Tensor>,
     /// A multi-label run: the uncertain-label policies of its data set.
     findings: Option<crate::data::findings::Policies>,
+    /// A distillation run: the teacher's probabilities of the training images.
+    soft: Option<super::distill::SoftTargets>,
     /// The disk cache's failure was said.
     disk_cache_warned: bool,
     sink: Arc<dyn EventSink>,
@@ -107,6 +109,46 @@ fn check_ready(cfg: &TrainConfig, ds: &Dataset, sink: &dyn EventSink) -> Result<
     Ok(())
 }
 
+/// What a run minimises: the labels' loss (with its class or finding weights), and a
+/// distillation run's teacher term.
+#[derive(Clone, Copy)]
+struct Objective<'a> {
+    class_weights: Option<&'a Tensor>,
+    soft: Option<&'a super::distill::SoftTargets>,
+}
+
+/// A batch's targets besides its class labels: findings (targets, mask) and the teacher's
+/// probabilities.
+struct Targets {
+    findings: Option<(Tensor, Tensor)>,
+    soft: Option<Tensor>,
+}
+
+impl Objective<'_> {
+    /// The targets of batch `b` on `device`.
+    fn targets(&self, b: &HostBatch, device: &Device) -> Result<Targets> {
+        Ok(Targets {
+            findings: b.finding_tensors(device)?,
+            soft: self.soft.map(|s| s.batch(&b.indices, device)).transpose()?,
+        })
+    }
+
+    /// The loss of `logits` against labels `y` and the batch's other targets.
+    fn loss(&self, logits: &Tensor, y: &Tensor, t: Targets) -> Result<Tensor> {
+        let loss = match t.findings {
+            Some((f, m)) => super::loss::masked_bce(logits, &f, &m, self.class_weights)?,
+            None => super::loss::cross_entropy(logits, y, self.class_weights)?,
+        };
+        Ok(match (self.soft, t.soft) {
+            (Some(s), Some(q)) => {
+                let d = &s.config;
+                super::distill::loss(logits, loss, &q, d.weight, d.temperature)?
+            }
+            _ => loss,
+        })
+    }
+}
+
 /// One forward/backward/update on a batch with per-group rates; returns the loss (the
 /// update is skipped when the loss is not finite).
 fn train_step(
@@ -116,20 +158,17 @@ fn train_step(
     b: HostBatch,
     lrs: &[f64],
     beta1: f64,
-    class_weights: Option<&Tensor>,
+    objective: Objective<'_>,
 ) -> Result<f64> {
     for (g, &lr) in lrs.iter().enumerate() {
         let frozen = opt.groups()[g].frozen;
         opt.set_group(g, GroupHyper { lr, beta1, frozen })?;
     }
-    let findings = b.finding_tensors(device)?;
+    let targets = objective.targets(&b, device)?;
     let (x, y) = b.to_tensors(device)?;
     // Frozen weights are read detached: no gradient is computed for them.
     let fwd = model.train_forward(&x, &opt.frozen_ids())?;
-    let loss = match findings {
-        Some((t, m)) => super::loss::masked_bce(fwd.logits(), &t, &m, class_weights)?,
-        None => super::loss::cross_entropy(fwd.logits(), &y, class_weights)?,
-    };
+    let loss = objective.loss(fwd.logits(), &y, targets)?;
     let lv = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
     if !lv.is_finite() {
         return Ok(lv);
@@ -189,7 +228,7 @@ impl Trainer {
 
     #[allow(clippy::too_many_arguments)]
     fn assemble(
-        cfg: TrainConfig,
+        mut cfg: TrainConfig,
         ds: Dataset,
         lock: RunLock,
         device: Device,
@@ -244,6 +283,24 @@ impl Trainer {
                 ),
             ));
         }
+        let split_seed = cfg.split_seed();
+        let soft = match cfg.distill.as_mut() {
+            Some(_) if ds.uncertain.is_some() => {
+                return Err(Error::invalid(
+                    "teacher",
+                    "distillation trains single-label classes; this data set has findings \
+                     (multi-label)",
+                ))
+            }
+            Some(d) => Some(super::distill::soft_targets(
+                d,
+                &train,
+                &ds.classes,
+                split_seed,
+                sink.as_ref(),
+            )?),
+            None => None,
+        };
         let first_size = cfg.plan.stages.first().map(|s| s.size_px).unwrap_or(224);
         let mut lc = LoaderConfig::train(cfg.batch_size, first_size, cfg.seed);
         lc.threads = cfg.loader_threads.max(1);
@@ -267,6 +324,7 @@ impl Trainer {
             valid_source: ds.valid_source,
             class_weights,
             findings: ds.uncertain,
+            soft,
             disk_cache_warned: false,
             sink,
             control,

@@ -8,6 +8,7 @@ mod crash;
 mod data_check;
 mod data_contradictions;
 mod dicom_corpus;
+mod distill;
 mod ensemble;
 mod ensemble_app;
 mod findings_app;

@@ -44,7 +44,7 @@ pub fn write_synthetic_images(root: &Path, n_train: usize, n_test: usize) {
     }
 }
 
-fn plan(epochs_head: usize, epochs_all: usize) -> Plan {
+pub fn plan(epochs_head: usize, epochs_all: usize) -> Plan {
     Plan {
         name: "tiny".into(),
         sampling: None,
@@ -67,7 +67,7 @@ fn plan(epochs_head: usize, epochs_all: usize) -> Plan {
     }
 }
 
-fn config(data: &Path, out: &Path, p: Plan) -> TrainConfig {
+pub fn config(data: &Path, out: &Path, p: Plan) -> TrainConfig {
     let mut c = TrainConfig::new(data.to_path_buf(), out.to_path_buf());
     c.backbone = Backbone::Resnet18;
     c.plan = p;

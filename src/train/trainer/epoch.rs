@@ -40,7 +40,10 @@ impl Trainer {
                 b,
                 &group_lrs,
                 beta1,
-                self.class_weights.as_ref(),
+                super::Objective {
+                    class_weights: self.class_weights.as_ref(),
+                    soft: self.soft.as_ref(),
+                },
             )?;
             let secs = tb.elapsed().as_secs_f64();
             if !loss.is_finite() {

@@ -23,7 +23,11 @@ impl Trainer {
             let (model, opt, device, loader) =
                 (&self.model, &mut self.opt, &self.device, &self.loader);
             let (control, sink) = (&self.control, &self.sink);
-            let weights = self.class_weights.as_ref();
+            // The run's own loss, with its teacher's term where it has one.
+            let objective = super::Objective {
+                class_weights: self.class_weights.as_ref(),
+                soft: self.soft.as_ref(),
+            };
             // Epoch numbers far from the training run's, so the sweep sees its own draws.
             let mut epoch = u64::MAX / 2;
             let mut batches = loader.epoch(epoch);
@@ -37,7 +41,7 @@ impl Trainer {
             sweep(
                 &self.cfg.lr_finder,
                 &mut next,
-                |b, lr| train_step(model, opt, device, b, &[lr; NUM_GROUPS], 0.9, weights),
+                |b, lr| train_step(model, opt, device, b, &[lr; NUM_GROUPS], 0.9, objective),
                 || control.is_stopped(),
                 |p| sink.send(TrainEvent::LrFinderPoint(p)),
             )

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 impl Trainer {
     /// What the model file records of its run: `extra`'s fields (an object) with the
     /// classes, plan, epochs, seeds, batch size, augmentation, weights, data, last epoch,
-    /// validation split and precision.
+    /// validation split, precision and, distilled, the teacher.
     pub(super) fn training_summary(&self, extra: serde_json::Value) -> serde_json::Value {
         let mut v = serde_json::json!({
             "classes": self.classes,
@@ -27,6 +27,17 @@ impl Trainer {
             "validation": self.valid_source.describe(),
             "precision": self.cfg.precision,
         });
+        if let (Some(o), Some(d)) = (v.as_object_mut(), &self.cfg.distill) {
+            o.insert(
+                "distilled_from".into(),
+                serde_json::json!({
+                    "teacher": crate::files::path_text(&d.teacher),
+                    "sha256": d.sha256,
+                    "weight": d.weight,
+                    "temperature": d.temperature,
+                }),
+            );
+        }
         if let (Some(o), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
             o.extend(e);
         }
