@@ -47,13 +47,13 @@ impl DistillConfig {
     pub fn new(teacher: PathBuf, weight: f64, temperature: f64) -> Result<Self> {
         if !(0.0..=1.0).contains(&weight) {
             return Err(Error::invalid(
-                "--distill-weight",
+                "distillation weight (--distill-weight)",
                 format!("{weight}: must be from 0 to 1"),
             ));
         }
         if !(temperature.is_finite() && temperature > 0.0) {
             return Err(Error::invalid(
-                "--distill-temperature",
+                "distillation temperature (--distill-temperature)",
                 format!("{temperature}: must be a number above 0"),
             ));
         }

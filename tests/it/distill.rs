@@ -139,3 +139,72 @@ fn a_teacher_with_other_classes_or_changed_before_a_resume_is_refused() {
     assert!(e.contains("changed since the run started"), "{e}");
     assert!(e.contains("teacher.safetensors"), "{e}");
 }
+
+/// The Training tab: a teacher typed in the Distillation section, Start, and the model file
+/// records what it learned from; a weight out of range keeps Start off and says why.
+#[test]
+fn the_training_tab_distils_from_a_teacher() {
+    use crate::common::step_until;
+    use covid_resnet::app::training::plan_editor::PlanRow;
+    use covid_resnet::app::training::setup::TrainingSettings;
+    use covid_resnet::app::training::state::RunState;
+    use covid_resnet::app::Settings;
+    use covid_resnet::model::Backbone;
+    use covid_resnet::train::schedule::Trainable;
+    use egui_kittest::kittest::Queryable;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    write_synthetic(&data, 16, 8);
+    let teacher = member(d, "teacher.safetensors", 1, &["Normal", "COVID-19"]);
+    let run = d.join("run");
+    let s = Settings {
+        training: TrainingSettings {
+            data_dir: data.display().to_string(),
+            run_dir: run.display().to_string(),
+            backbone: Backbone::Resnet18,
+            device: "cpu".into(),
+            batch_size: 8,
+            teacher: teacher.display().to_string(),
+            distill_weight: 0.75,
+            distill_temperature: 3.0,
+            plan_name: "tiny".into(),
+            plan_rows: vec![PlanRow {
+                size: "32".into(),
+                train: Trainable::All,
+                lr: "1e-3".into(),
+                epochs: "1".into(),
+            }],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut h = crate::app_window::harness(s, (1400.0, 1000.0));
+    step_until(&mut h, 30, "the dataset scan", |a| {
+        a.training.dataset.is_some()
+    });
+    assert!(crate::app_window::shown(
+        &h,
+        "Distillation: from teacher.safetensors"
+    ));
+    h.state_mut().training.settings.distill_weight = 1.5;
+    assert!(h
+        .state()
+        .training
+        .start_blocker()
+        .is_some_and(|b| b.contains("--distill-weight") && b.contains("1.5")));
+    h.state_mut().training.settings.distill_weight = 0.75;
+    assert_eq!(h.state().training.start_blocker(), None);
+    h.get_by_label("Start").click();
+    step_until(&mut h, 600, "the student", |a| {
+        a.training.run.state == RunState::Idle && a.training.run.finished_model.is_some()
+    });
+    let meta =
+        covid_resnet::model::io::model_file::read_meta(&run.join("model.safetensors")).unwrap();
+    let from = &meta.training.unwrap()["distilled_from"];
+    assert_eq!(from["teacher"], teacher.display().to_string().as_str());
+    assert_eq!(
+        (from["weight"].as_f64(), from["temperature"].as_f64()),
+        (Some(0.75), Some(3.0))
+    );
+}

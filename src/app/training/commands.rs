@@ -29,6 +29,8 @@ pub enum Command {
     BrowseData,
     /// Choose the pretrained weights with a dialog.
     BrowseWeights,
+    /// Choose the teacher model to distil from with a dialog.
+    BrowseTeacher,
     /// Choose the run folder to resume with a dialog.
     BrowseResume,
     /// Load a plan file.
@@ -65,6 +67,8 @@ pub enum Browse {
     Data,
     /// Pretrained weights.
     Weights,
+    /// A teacher model to distil from.
+    Teacher,
     /// A run folder to resume.
     Resume,
     /// A plan file to load.
@@ -80,6 +84,10 @@ impl Browse {
             Browse::Weights => Pick::File {
                 filter: "weights",
                 exts: &["pth", "pt", "safetensors", "bin"],
+            },
+            Browse::Teacher => Pick::File {
+                filter: "model",
+                exts: &["safetensors"],
             },
             Browse::LoadPlan => Pick::File {
                 filter: "plan",
@@ -99,6 +107,10 @@ impl Browse {
             Browse::Weights => (
                 "Type the path of the pretrained weights (.pth or .safetensors):",
                 "/path/to/resnet50-0676ba61.pth",
+            ),
+            Browse::Teacher => (
+                "Type the path of the teacher model (.safetensors):",
+                "/path/to/ensemble.safetensors",
             ),
             Browse::Resume => ("Type the run folder to resume:", "/path/to/run"),
             Browse::LoadPlan => (
@@ -172,6 +184,7 @@ impl TrainingTab {
         match what {
             Browse::Data => self.settings.data_dir = crate::files::shown(&p).to_string(),
             Browse::Weights => self.settings.weights = crate::files::shown(&p).to_string(),
+            Browse::Teacher => self.settings.teacher = crate::files::shown(&p).to_string(),
             Browse::Resume => self.resume_dir = crate::files::shown(&p).to_string(),
             Browse::LoadPlan => match Plan::load(&p) {
                 Ok(plan) => self.take_plan(&plan),
@@ -302,6 +315,7 @@ impl TrainingTab {
             }
             Command::BrowseData => self.browse(Browse::Data, ctx, notices, dialogs),
             Command::BrowseWeights => self.browse(Browse::Weights, ctx, notices, dialogs),
+            Command::BrowseTeacher => self.browse(Browse::Teacher, ctx, notices, dialogs),
             Command::BrowseResume => self.browse(Browse::Resume, ctx, notices, dialogs),
             Command::LoadPlan => self.browse(Browse::LoadPlan, ctx, notices, dialogs),
             Command::SavePlan => match self.plan() {

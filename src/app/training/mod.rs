@@ -136,6 +136,9 @@ impl TrainingTab {
         if let Err(e) = self.settings.uncertain_policies() {
             return Some(format!("uncertain labels: {e}"));
         }
+        if let Err(e) = self.settings.distill() {
+            return Some(format!("distillation: {e}"));
+        }
         self.plan()
             .err()
             .map(|_| "the plan has errors (see the plan table)".into())

@@ -66,6 +66,12 @@ pub struct TrainingSettings {
     pub precision: Precision,
     /// Networks trained as one ensemble (1: a single network).
     pub members: usize,
+    /// A teacher model to distil from (empty: none).
+    pub teacher: String,
+    /// The weight of the teacher's term, 0 to 1.
+    pub distill_weight: f64,
+    /// The temperature of the teacher's and the student's probabilities.
+    pub distill_temperature: f64,
     /// Where new runs go when no run folder is typed (None: the user's runs folder; tests).
     #[doc(hidden)]
     #[serde(skip)]
@@ -96,6 +102,9 @@ impl Default for TrainingSettings {
             views: String::new(),
             precision: Precision::F32,
             members: 1,
+            teacher: String::new(),
+            distill_weight: crate::train::distill::DEFAULT_WEIGHT,
+            distill_temperature: crate::train::distill::DEFAULT_TEMPERATURE,
             runs_root: None,
         }
     }
@@ -157,7 +166,25 @@ impl TrainingSettings {
         c.views = s.view_list();
         c.cache = CacheSettings::user_default();
         c.precision = s.precision;
+        c.distill = s.distill().ok().flatten();
         c
+    }
+
+    /// The teacher typed with its weight and temperature (None: no teacher), or why they
+    /// cannot be used.
+    pub fn distill(&self) -> Result<Option<crate::train::distill::DistillConfig>, String> {
+        let t = self.teacher.trim();
+        if t.is_empty() {
+            return Ok(None);
+        }
+        let path = PathBuf::from(t);
+        crate::train::distill::DistillConfig::new(
+            std::path::absolute(&path).unwrap_or(path),
+            self.distill_weight,
+            self.distill_temperature,
+        )
+        .map(Some)
+        .map_err(|e| e.to_string())
     }
 
     /// The class order typed, if any.
@@ -279,6 +306,7 @@ pub fn setup_ui(
             Command::BrowseWeights,
             commands,
         );
+        distill_ui(ui, s, commands);
         let entry = crate::model::io::zoo::for_backbone(s.backbone);
         ui.horizontal_wrapped(|ui| {
             if s.weights.trim().is_empty() {
@@ -421,6 +449,73 @@ pub fn setup_ui(
             ui.end_row();
         });
     });
+}
+
+/// The teacher to distil from, with its weight and temperature, folded away until used.
+fn distill_ui(ui: &mut egui::Ui, s: &mut TrainingSettings, commands: &mut Vec<Command>) {
+    let title = if s.teacher.trim().is_empty() {
+        "Distillation (learn from a teacher model)".to_string()
+    } else {
+        format!(
+            "Distillation: from {}",
+            std::path::Path::new(s.teacher.trim())
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default()
+        )
+    };
+    egui::CollapsingHeader::new(title)
+        .id_salt("distill")
+        .show(ui, |ui| {
+            ui.add(
+                egui::Label::new(
+                    "One network trained on a model's probabilities as well as on the labels \
+                     (Hinton et al. 2015): an ensemble's knowledge at one network's cost. The \
+                     teacher (one network or an ensemble file) needs the data set's classes in \
+                     their order; its probabilities of every training image are computed when \
+                     the run starts.",
+                )
+                .wrap(),
+            );
+            path_field(
+                ui,
+                "Teacher model",
+                "optional: a .safetensors model or ensemble file",
+                &mut s.teacher,
+                Command::BrowseTeacher,
+                commands,
+            );
+            ui.add_enabled_ui(!s.teacher.trim().is_empty(), |ui| {
+                egui::Grid::new("distill-grid")
+                    .num_columns(2)
+                    .show(ui, |ui| {
+                        let l = ui.label("Teacher's weight w");
+                        ui.add(
+                            egui::DragValue::new(&mut s.distill_weight)
+                                .range(0.0..=1.0)
+                                .speed(0.01),
+                        )
+                        .labelled_by(l.id)
+                        .on_hover_text(
+                            "loss = (1 - w) x cross-entropy with the labels + w x T² x \
+                             cross-entropy with the teacher's probabilities",
+                        );
+                        ui.end_row();
+                        let l = ui.label("Temperature T");
+                        ui.add(
+                            egui::DragValue::new(&mut s.distill_temperature)
+                                .range(0.1..=20.0)
+                                .speed(0.05),
+                        )
+                        .labelled_by(l.id)
+                        .on_hover_text(
+                            "above 1 softens both distributions, so the teacher's other \
+                             classes carry more of what it knows",
+                        );
+                        ui.end_row();
+                    });
+            });
+        });
 }
 
 /// A picker for the convolutions' precision, explained on hover.
