@@ -152,8 +152,9 @@ fn the_training_tab_distils_from_a_teacher() {
     use covid_resnet::model::Backbone;
     use covid_resnet::train::schedule::Trainable;
     use egui_kittest::kittest::Queryable;
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+    // A fixed folder: its paths are in the snapshot.
+    let dir = crate::app_viewer::FixedDir::new("covid-resnet-distill-tab");
+    let d = dir.0.as_path();
     let data = d.join("data");
     write_synthetic(&data, 16, 8);
     let teacher = member(d, "teacher.safetensors", 1, &["Normal", "COVID-19"]);
@@ -187,6 +188,10 @@ fn the_training_tab_distils_from_a_teacher() {
         &h,
         "Distillation: from teacher.safetensors"
     ));
+    h.get_by_label("Distillation: from teacher.safetensors")
+        .click();
+    h.run_steps(3);
+    h.snapshot("training_distill");
     h.state_mut().training.settings.distill_weight = 1.5;
     assert!(h
         .state()
@@ -195,7 +200,10 @@ fn the_training_tab_distils_from_a_teacher() {
         .is_some_and(|b| b.contains("--distill-weight") && b.contains("1.5")));
     h.state_mut().training.settings.distill_weight = 0.75;
     assert_eq!(h.state().training.start_blocker(), None);
-    h.get_by_label("Start").click();
+    // Start is below the harness's height with the section open: as its button would.
+    h.state_mut()
+        .training
+        .push(covid_resnet::app::training::Command::Start);
     step_until(&mut h, 600, "the student", |a| {
         a.training.run.state == RunState::Idle && a.training.run.finished_model.is_some()
     });
