@@ -128,16 +128,23 @@ fn a_teacher_with_other_classes_or_changed_before_a_resume_is_refused() {
     let mut t = new_run(&teacher, "r2", control).unwrap();
     assert_eq!(t.run().unwrap(), Outcome::Stopped);
     drop(t);
+    let original = std::fs::read(&teacher).unwrap();
     std::fs::copy(member(dir.path(), "m2.safetensors", 2, &CLASSES), &teacher).unwrap();
-    let resumed = Trainer::resume(
-        &dir.path().join("r2"),
-        DeviceChoice::Cpu,
-        Arc::new(VecSink::default()),
-        Default::default(),
-    );
-    let e = resumed.err().unwrap().to_string();
+    let resume = || {
+        Trainer::resume(
+            &dir.path().join("r2"),
+            DeviceChoice::Cpu,
+            Arc::new(VecSink::default()),
+            Default::default(),
+        )
+    };
+    let e = resume().err().unwrap().to_string();
     assert!(e.contains("changed since the run started"), "{e}");
     assert!(e.contains("teacher.safetensors"), "{e}");
+    // The teacher it started with: the run goes on to the end.
+    std::fs::write(&teacher, original).unwrap();
+    let mut t = resume().unwrap();
+    assert!(matches!(t.run().unwrap(), Outcome::Finished { .. }));
 }
 
 /// The Training tab: a teacher typed in the Distillation section, Start, and the model file
