@@ -218,6 +218,20 @@ fn other_split(meta: &crate::model::io::model_file::ModelMeta, run: u64) -> Opti
     })
 }
 
+/// The validation split seed every network of the teacher at `path` held out, when they agree
+/// (a members run's): a student that holds out the same images is judged on images its
+/// teacher never trained on.
+pub fn teacher_split_seed(path: &std::path::Path) -> Option<u64> {
+    let meta = crate::model::io::model_file::read_meta(path).ok()?;
+    let seeds: Vec<u64> = meta
+        .trainings()
+        .iter()
+        .filter_map(|t| t.get("split_seed").and_then(|v| v.as_u64()))
+        .collect();
+    let first = *seeds.first()?;
+    seeds.iter().all(|&s| s == first).then_some(first)
+}
+
 /// The distillation loss of a batch: `(1 - w) * hard + w * T^2 * CE(soft, softmax(z / T))`
 /// with `hard` the run's own loss of these logits and `soft` the teacher's tempered
 /// probabilities (N, classes), averaged over the batch.

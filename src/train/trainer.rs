@@ -197,6 +197,15 @@ impl Trainer {
         // Absolute paths: the run can be resumed from any working directory.
         cfg.data = std::path::absolute(&cfg.data).unwrap_or(cfg.data);
         cfg.out_dir = std::path::absolute(&cfg.out_dir).unwrap_or(cfg.out_dir);
+        // A student holds out the validation images its teacher held out, unless told.
+        if let (Some(d), None) = (&cfg.distill, cfg.split_seed) {
+            if let Some(seed) = super::distill::teacher_split_seed(&d.teacher) {
+                cfg.split_seed = Some(seed);
+                sink.send(TrainEvent::Log(format!(
+                    "validation split seeded {seed}, the one the teacher's networks held out"
+                )));
+            }
+        }
         let ds = crate::data::findings::dataset::open_any(&cfg.data, &cfg.data_options())?;
         // Refuse an unusable data set before the run folder is touched.
         check_ready(&cfg, &ds, sink.as_ref())?;

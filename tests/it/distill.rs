@@ -17,10 +17,17 @@ fn six_epochs() -> Plan {
     p
 }
 
-/// Trains on `data` into `out` (with `distill`); the last epoch's validation accuracy.
-fn train(data: &Path, out: &Path, distill: Option<DistillConfig>) -> (f64, Vec<TrainEvent>) {
+/// Trains on `data` into `out` (with `distill`, seed `seed`); the last epoch's validation
+/// accuracy.
+fn train(
+    data: &Path,
+    out: &Path,
+    distill: Option<DistillConfig>,
+    seed: u64,
+) -> (f64, Vec<TrainEvent>) {
     let mut c = config(data, out, six_epochs());
     c.distill = distill;
+    c.seed = seed;
     let sink = Arc::new(VecSink::default());
     let mut t = Trainer::new(c, DeviceChoice::Cpu, sink.clone(), Default::default()).unwrap();
     assert!(matches!(t.run().unwrap(), Outcome::Finished { .. }));
@@ -60,16 +67,17 @@ fn a_student_learns_its_teachers_classes_against_its_own_labels() {
     // These runs validate on the test split (dataset.toml), 16 images.
     write_synthetic(&a, 48, 16);
     swapped_copy(&a, &b);
-    let (teacher_acc, _) = train(&a, &dir.path().join("teacher"), None);
+    let (teacher_acc, _) = train(&a, &dir.path().join("teacher"), None, 3);
     assert!(
         teacher_acc >= 0.9,
         "the teacher learned its set: {teacher_acc}"
     );
     let teacher = dir.path().join("teacher/model.safetensors");
     // The student's labels say the opposite of the teacher; with the teacher's term alone
-    // (w = 1) it must follow the teacher, so it is wrong about its own labels.
+    // (w = 1) it must follow the teacher, so it is wrong about its own labels. Another seed:
+    // its validation split is still the one the teacher held out.
     let d = DistillConfig::new(teacher.clone(), 1.0, 1.0).unwrap();
-    let (student_acc, events) = train(&b, &dir.path().join("student"), Some(d));
+    let (student_acc, events) = train(&b, &dir.path().join("student"), Some(d), 7);
     assert!(
         student_acc <= 0.1,
         "the student follows its teacher, not its labels: accuracy {student_acc} on them"
@@ -91,7 +99,16 @@ fn a_student_learns_its_teachers_classes_against_its_own_labels() {
         &dir.path().join("student/model.safetensors"),
     )
     .unwrap();
-    let from = &meta.training.unwrap()["distilled_from"];
+    let training = meta.training.unwrap();
+    assert_eq!(
+        (&training["seed"], &training["split_seed"]),
+        (&7.into(), &3.into())
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("validation split seeded 3")),
+        "{logs:?}"
+    );
+    let from = &training["distilled_from"];
     let (sha, _) = covid_resnet::fetch::sha256_file(&teacher).unwrap();
     assert_eq!(from["sha256"], sha.as_str());
     assert_eq!(
