@@ -9,12 +9,12 @@ use super::checkpoint::{read_batch_log, read_checkpoint, Position, CHECKPOINT_FI
 use super::config::TrainConfig;
 use super::events::{BatchRecord, Control, EpochMetrics, EventSink, TrainEvent};
 use super::one_cycle::OneCycle;
-use super::optim::{Adam, GroupHyper, OptimState};
+use super::optim::{Adam, OptimState};
 use super::resume::{settle, ResumeOptions};
 use super::run_dir::{claim_new, claim_resume, RunLock};
 use super::schedule::Trainable;
 use crate::data::fingerprint::{fingerprint, DataFingerprint};
-use crate::data::loader::{DataLoader, HostBatch, LoaderConfig};
+use crate::data::loader::{DataLoader, LoaderConfig};
 use crate::data::sampler::seeded_subset;
 use crate::data::split::{Dataset, ValidSource};
 use crate::device::{describe, DeviceChoice};
@@ -35,6 +35,9 @@ mod epoch;
 mod findings;
 mod lr;
 mod output;
+mod step;
+
+use step::{train_step, Objective};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,75 +110,6 @@ fn check_ready(cfg: &TrainConfig, ds: &Dataset, sink: &dyn EventSink) -> Result<
         sink.send(TrainEvent::Log(format!("warning: {w}")));
     }
     Ok(())
-}
-
-/// What a run minimises: the labels' loss (with its class or finding weights), and a
-/// distillation run's teacher term.
-#[derive(Clone, Copy)]
-struct Objective<'a> {
-    class_weights: Option<&'a Tensor>,
-    soft: Option<&'a super::distill::SoftTargets>,
-}
-
-/// A batch's targets besides its class labels: findings (targets, mask) and the teacher's
-/// probabilities.
-struct Targets {
-    findings: Option<(Tensor, Tensor)>,
-    soft: Option<Tensor>,
-}
-
-impl Objective<'_> {
-    /// The targets of batch `b` on `device`.
-    fn targets(&self, b: &HostBatch, device: &Device) -> Result<Targets> {
-        Ok(Targets {
-            findings: b.finding_tensors(device)?,
-            soft: self.soft.map(|s| s.batch(&b.indices, device)).transpose()?,
-        })
-    }
-
-    /// The loss of `logits` against labels `y` and the batch's other targets.
-    fn loss(&self, logits: &Tensor, y: &Tensor, t: Targets) -> Result<Tensor> {
-        let loss = match t.findings {
-            Some((f, m)) => super::loss::masked_bce(logits, &f, &m, self.class_weights)?,
-            None => super::loss::cross_entropy(logits, y, self.class_weights)?,
-        };
-        Ok(match (self.soft, t.soft) {
-            (Some(s), Some(q)) => {
-                let d = &s.config;
-                super::distill::loss(logits, loss, &q, d.weight, d.temperature)?
-            }
-            _ => loss,
-        })
-    }
-}
-
-/// One forward/backward/update on a batch with per-group rates; returns the loss (the
-/// update is skipped when the loss is not finite).
-fn train_step(
-    model: &Classifier,
-    opt: &mut Adam,
-    device: &Device,
-    b: HostBatch,
-    lrs: &[f64],
-    beta1: f64,
-    objective: Objective<'_>,
-) -> Result<f64> {
-    for (g, &lr) in lrs.iter().enumerate() {
-        let frozen = opt.groups()[g].frozen;
-        opt.set_group(g, GroupHyper { lr, beta1, frozen })?;
-    }
-    let targets = objective.targets(&b, device)?;
-    let (x, y) = b.to_tensors(device)?;
-    // Frozen weights are read detached: no gradient is computed for them.
-    let fwd = model.train_forward(&x, &opt.frozen_ids())?;
-    let loss = objective.loss(fwd.logits(), &y, targets)?;
-    let lv = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-    if !lv.is_finite() {
-        return Ok(lv);
-    }
-    let grads = fwd.backward(&loss)?;
-    opt.step(&grads)?;
-    Ok(lv)
 }
 
 impl Trainer {
