@@ -230,7 +230,7 @@ pub fn train(a: &TrainArgs, device: DeviceChoice) -> anyhow::Result<ExitCode> {
             .map(|t| {
                 use crate::train::distill::{DistillConfig, DEFAULT_TEMPERATURE, DEFAULT_WEIGHT};
                 DistillConfig::new(
-                    std::path::absolute(t).unwrap_or_else(|_| t.clone()),
+                    t.clone(),
                     a.distill_weight.unwrap_or(DEFAULT_WEIGHT),
                     a.distill_temperature.unwrap_or(DEFAULT_TEMPERATURE),
                 )

@@ -18,10 +18,11 @@ use super::events::{EventSink, TrainEvent};
 use crate::data::split::Sample;
 use crate::eval::{EvalOptions, EvalSet};
 use crate::infer::Predictor;
+use crate::model::io::model_file::ModelMeta;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor, D};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A run's teacher and how much it counts; saved with the run's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,21 +92,43 @@ impl SoftTargets {
         }
         Ok(Tensor::from_vec(v, (indices.len(), self.classes), device)?)
     }
-
-    /// The teacher's tempered probabilities of loader sample `i`.
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.probs[i * self.classes..(i + 1) * self.classes]
-    }
 }
 
-/// Loads the teacher of `cfg`, checks it against the run (its file unchanged since the run
-/// started, single-label, the run's classes in the run's order) and computes its tempered
-/// probabilities for `train` (the loader's samples). Fills in `cfg.sha256` on a new run.
+/// A new run's teacher, before the run folder is touched: its path made absolute (the run can
+/// be resumed from anywhere) and its file read. Unless the run was given a validation split
+/// seed (`split_seed`), it holds out the one the teacher's networks held out; a run that holds
+/// out another one is warned. Check the classes with [`check_teacher`] once the data set is
+/// read.
+pub fn begin(
+    cfg: &mut DistillConfig,
+    split_seed: &mut Option<u64>,
+    seed: u64,
+    sink: &dyn EventSink,
+) -> Result<ModelMeta> {
+    cfg.teacher = std::path::absolute(&cfg.teacher).unwrap_or_else(|_| cfg.teacher.clone());
+    let meta = crate::model::io::model_file::read_meta(&cfg.teacher)?;
+    if split_seed.is_none() {
+        if let Some(s) = teacher_split_seed(&meta) {
+            *split_seed = Some(s);
+            sink.send(TrainEvent::Log(format!(
+                "validation split seeded {s}, the one the teacher's networks held out"
+            )));
+        }
+    }
+    if let Some(w) = other_split(&meta, split_seed.unwrap_or(seed)) {
+        let shown = crate::files::shown(&cfg.teacher);
+        sink.send(TrainEvent::Log(format!("warning: {shown}: {w}")));
+    }
+    Ok(meta)
+}
+
+/// Checks the teacher file of `cfg` against the run (a resumed run's: unchanged since the run
+/// started, which [`check_teacher`] accepted) and computes its tempered probabilities for
+/// `train` (the loader's samples). Fills in `cfg.sha256` on a new run.
 pub fn soft_targets(
     cfg: &mut DistillConfig,
     train: &[Sample],
-    classes: &[String],
-    run_split_seed: u64,
+    classes: usize,
     sink: &dyn EventSink,
 ) -> Result<SoftTargets> {
     let shown = crate::files::shown(&cfg.teacher).to_string();
@@ -125,10 +148,6 @@ pub fn soft_targets(
     // The teacher runs in float32 on the CPU: its probabilities do not depend on the
     // student's device or precision.
     let teacher = Predictor::load(&cfg.teacher, &Device::Cpu)?;
-    check_teacher(&teacher, &shown, classes)?;
-    if let Some(w) = other_split(teacher.meta(), run_split_seed) {
-        sink.send(TrainEvent::Log(format!("warning: {shown}: {w}")));
-    }
     let t0 = std::time::Instant::now();
     let opts = EvalOptions {
         bootstrap: 0,
@@ -144,7 +163,7 @@ pub fn soft_targets(
             )));
         }
     })?;
-    let mut probs = Vec::with_capacity(cases.len() * classes.len());
+    let mut probs = Vec::with_capacity(cases.len() * classes);
     for c in &cases {
         probs.extend(crate::infer::decision::tempered(&c.probs, cfg.temperature));
     }
@@ -164,15 +183,27 @@ pub fn soft_targets(
         cfg.weight
     )));
     Ok(SoftTargets {
-        classes: classes.len(),
+        classes,
         probs,
         config: cfg.clone(),
     })
 }
 
-/// Refuses a teacher whose outputs are not the run's classes in the run's order.
-fn check_teacher(teacher: &Predictor, shown: &str, classes: &[String]) -> Result<()> {
-    let meta = teacher.meta();
+/// Refuses a teacher (`meta`, read from `path`) whose outputs are not the run's `classes` in
+/// the run's order, or a run on findings (multi-label).
+pub fn check_teacher(
+    meta: &ModelMeta,
+    path: &Path,
+    classes: &[String],
+    multi_label_data: bool,
+) -> Result<()> {
+    let shown = crate::files::shown(path);
+    if multi_label_data {
+        return Err(Error::invalid(
+            "teacher",
+            "distillation trains single-label classes; this data set has findings (multi-label)",
+        ));
+    }
     if meta.findings.is_some() {
         return Err(Error::invalid(
             "teacher",
@@ -196,7 +227,7 @@ fn check_teacher(teacher: &Predictor, shown: &str, classes: &[String]) -> Result
 /// Why the student's validation figures would flatter it: the teacher's networks held out
 /// another validation split of the same data, so they trained on images the student is
 /// judged on.
-fn other_split(meta: &crate::model::io::model_file::ModelMeta, run: u64) -> Option<String> {
+fn other_split(meta: &ModelMeta, run: u64) -> Option<String> {
     let seeds: Vec<u64> = meta
         .trainings()
         .iter()
@@ -218,11 +249,10 @@ fn other_split(meta: &crate::model::io::model_file::ModelMeta, run: u64) -> Opti
     })
 }
 
-/// The validation split seed every network of the teacher at `path` held out, when they agree
+/// The validation split seed every network of the teacher (`meta`) held out, when they agree
 /// (a members run's): a student that holds out the same images is judged on images its
 /// teacher never trained on.
-pub fn teacher_split_seed(path: &std::path::Path) -> Option<u64> {
-    let meta = crate::model::io::model_file::read_meta(path).ok()?;
+fn teacher_split_seed(meta: &ModelMeta) -> Option<u64> {
     let seeds: Vec<u64> = meta
         .trainings()
         .iter()

@@ -132,17 +132,22 @@ impl Trainer {
         cfg.data = std::path::absolute(&cfg.data).unwrap_or(cfg.data);
         cfg.out_dir = std::path::absolute(&cfg.out_dir).unwrap_or(cfg.out_dir);
         // A student holds out the validation images its teacher held out, unless told.
-        if let (Some(d), None) = (&cfg.distill, cfg.split_seed) {
-            if let Some(seed) = super::distill::teacher_split_seed(&d.teacher) {
-                cfg.split_seed = Some(seed);
-                sink.send(TrainEvent::Log(format!(
-                    "validation split seeded {seed}, the one the teacher's networks held out"
-                )));
-            }
-        }
+        let teacher = match cfg.distill.as_mut() {
+            Some(d) => Some(super::distill::begin(
+                d,
+                &mut cfg.split_seed,
+                cfg.seed,
+                sink.as_ref(),
+            )?),
+            None => None,
+        };
         let ds = crate::data::findings::dataset::open_any(&cfg.data, &cfg.data_options())?;
-        // Refuse an unusable data set before the run folder is touched.
+        // Refuse an unusable data set, or teacher, before the run folder is touched.
         check_ready(&cfg, &ds, sink.as_ref())?;
+        if let (Some(meta), Some(d)) = (&teacher, &cfg.distill) {
+            let multi_label = ds.uncertain.is_some();
+            super::distill::check_teacher(meta, &d.teacher, &ds.classes, multi_label)?;
+        }
         if cfg.skip_test && ds.valid_source == ValidSource::Test {
             return Err(Error::invalid(
                 "validation split",
@@ -226,24 +231,12 @@ impl Trainer {
                 ),
             ));
         }
-        let split_seed = cfg.split_seed();
-        let soft = match cfg.distill.as_mut() {
-            Some(_) if ds.uncertain.is_some() => {
-                return Err(Error::invalid(
-                    "teacher",
-                    "distillation trains single-label classes; this data set has findings \
-                     (multi-label)",
-                ))
-            }
-            Some(d) => Some(super::distill::soft_targets(
-                d,
-                &train,
-                &ds.classes,
-                split_seed,
-                sink.as_ref(),
-            )?),
-            None => None,
-        };
+        // A resumed run's teacher is the file its new run checked (its SHA-256 is compared).
+        let soft = cfg
+            .distill
+            .as_mut()
+            .map(|d| super::distill::soft_targets(d, &train, ds.classes.len(), sink.as_ref()))
+            .transpose()?;
         let first_size = cfg.plan.stages.first().map(|s| s.size_px).unwrap_or(224);
         let mut lc = LoaderConfig::train(cfg.batch_size, first_size, cfg.seed);
         lc.threads = cfg.loader_threads.max(1);

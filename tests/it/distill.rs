@@ -136,6 +136,10 @@ fn a_teacher_with_other_classes_or_changed_before_a_resume_is_refused() {
         e.contains("A, B, C, D") && e.contains("classes are Normal, COVID-19"),
         "{e}"
     );
+    assert!(
+        !dir.path().join("r1").exists(),
+        "refused before the run folder is made"
+    );
     // The synthetic set's two classes.
     const CLASSES: [&str; 2] = ["Normal", "COVID-19"];
     // Stopped after two batches, the teacher file replaced, then resumed.

@@ -177,9 +177,8 @@ impl TrainingSettings {
         if t.is_empty() {
             return Ok(None);
         }
-        let path = PathBuf::from(t);
         crate::train::distill::DistillConfig::new(
-            std::path::absolute(&path).unwrap_or(path),
+            PathBuf::from(t),
             self.distill_weight,
             self.distill_temperature,
         )
