@@ -2,6 +2,7 @@
 //!
 //! Research use only, not for diagnosis.
 
+pub mod allocator;
 pub mod app;
 pub mod build_info;
 pub mod cli;

@@ -5,22 +5,14 @@ use covid_resnet::app::{self, Startup};
 use covid_resnet::cli::{self, Cli, Command};
 use std::process::ExitCode;
 
-/// mimalloc, which keeps freed pages for reuse instead of returning every large tensor to
-/// the kernel: with glibc's allocator a third of a CPU training step went to page faults
-/// and munmap.
+/// mimalloc, which keeps freed pages for reuse, with zeroed blocks cleared in place
+/// (`covid_resnet::allocator`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// `mi_option_purge_delay` in mimalloc.h (v2 and v3), which the Rust bindings do not name.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+static GLOBAL: covid_resnet::allocator::Allocator = covid_resnet::allocator::Allocator;
 
 fn main() -> ExitCode {
-    // Never hand freed pages back: a training step frees and reallocates the same large
-    // tensors every step, and purging them after mimalloc's default 10 ms made the kernel
-    // clear every page again (measured: ResNet-50 batch 32 at 128 px, 10.1 -> 15.8 img/s).
-    // SAFETY: sets a process-wide allocator option; no allocation is in flight on another
-    // thread this early.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    // Before any other thread starts.
+    covid_resnet::allocator::keep_freed_pages();
     quiet_on_closed_pipe();
     // The convolution kernel of every model this process builds, read once here.
     match covid_resnet::model::ops::pass::kernel_from_env() {
