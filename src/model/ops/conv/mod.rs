@@ -228,6 +228,50 @@ fn forward_1x1_strided<T: WithDType>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
     y
 }
 
+/// Whether several images in one forward product give the bits of one product per image
+/// (the tiled path): images with fewer output positions than a tile, in a product the
+/// `gemm` crate blocks as it blocks one image's. It sums each output over the inner
+/// dimension K in blocks whose size depends on K alone (`kernel_params`), except for
+/// products of at most 64 x 64 outputs, which it sums in blocks of 512: there, only K <= 512
+/// (one block either way) keeps the bits. `grouped_forward_is_bit_identical_to_candle_stock`
+/// holds the crate to this.
+fn grouping_keeps_bits(g: &Geom) -> bool {
+    g.p() < TILE && (g.p() > 64 || g.c_out > 64 || g.kk() <= 512)
+}
+
+/// The training forward of images with few output positions (the deep layers, see
+/// [`grouping_keeps_bits`]): `group` images' im2col matrices side by side make one
+/// product, which turns one image's 16-64 columns (too few for the GEMM's widest kernel,
+/// with the operands packed again for each image) into one wide product. `w_khwc` is the
+/// weight in the tiled path's (C_out, k, k, C_in) order.
+fn forward_grouped<T: WithDType>(g: &Geom, x: &[T], w_khwc: &[T], group: usize, y: &mut [T]) {
+    let (p, kk, co, k, c_in) = (g.p(), g.kk(), g.c_out, g.k, g.c_in);
+    let a = Mat::rm(w_khwc, co, kk);
+    y.par_chunks_mut(group * g.out_len())
+        .enumerate()
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(col, out), (gi, ys)| {
+                let c = ys.len() / g.out_len();
+                let ld = c * p;
+                col.resize(kk * ld, T::zero());
+                for j in 0..c {
+                    let xi = &x[(gi * group + j) * g.in_len()..][..g.in_len()];
+                    im2col::im2col_at(g, xi, (0, p), col, (ld, j * p), |ch, kh, kw| {
+                        (kh * k + kw) * c_in + ch
+                    });
+                }
+                out.resize(co * ld, T::zero());
+                matmul(out, false, a, Mat::rm(col, kk, ld), Parallelism::None);
+                for (j, yi) in ys.chunks_exact_mut(g.out_len()).enumerate() {
+                    for (o, row) in yi.chunks_exact_mut(p).enumerate() {
+                        row.copy_from_slice(&out[o * ld + j * p..][..p]);
+                    }
+                }
+            },
+        );
+}
+
 /// Forward: y = conv(x, w).
 struct ConvFwd {
     g: Geom,
@@ -277,6 +321,15 @@ impl ConvFwd {
             // equally accurate rounding flipped one of them on the torchvision fixture.
             let w_khwc = weight_khwc(&g, w);
             let (k, c_in) = (g.k, g.c_in);
+            let group = if grouping_keeps_bits(&g) {
+                fold(&g, per)
+            } else {
+                1
+            };
+            if group > 1 {
+                forward_grouped(&g, x, &w_khwc, group, &mut y);
+                return Ok((T::to_cpu_storage_owned(y), g.out_shape()));
+            }
             tiled_products(
                 &mut y,
                 g.n,

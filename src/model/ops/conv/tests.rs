@@ -185,8 +185,7 @@ fn forward_is_bit_identical_to_candle_stock() {
         (2, 32, 28, 28, 32, 3, 2, 1),
         (2, 64, 28, 28, 16, 1, 1, 0),
         (3, 64, 28, 28, 128, 1, 2, 0),
-        // ResNet-18's deep layers at 128 px: products narrower than a tile, whose
-        // column-major weight the GEMM does not pack.
+        // ResNet-18's deep layers at 128 px.
         (2, 256, 8, 8, 512, 3, 2, 1),
         (2, 512, 4, 4, 512, 3, 1, 1),
         (2, 64, 32, 32, 64, 3, 1, 1),
@@ -205,6 +204,41 @@ fn forward_is_bit_identical_to_candle_stock() {
             "{:?}",
             (n, ci, h, w, co, k, s, p)
         );
+    }
+}
+
+/// Several images in one product (the deep layers, `forward_grouped`) give candle's bits
+/// too, in pools of one and three threads (groups of the whole batch, and of a few images
+/// with a shorter last group).
+#[test]
+fn grouped_forward_is_bit_identical_to_candle_stock() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let shapes = [
+        (8, 512, 4, 4, 512, 3, 1, 1),
+        (7, 256, 8, 8, 512, 3, 2, 1),
+        // At most 64 x 64 outputs an image: grouped only where K <= 512.
+        (5, 64, 8, 8, 64, 3, 1, 1),
+        (5, 32, 8, 8, 48, 3, 1, 1),
+        (4, 32, 16, 16, 48, 5, 1, 2),
+    ];
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for &(n, ci, h, w, co, k, s, p) in &shapes {
+            let x = randn(&mut rng, &[n, ci, h, w], DType::F32);
+            let wt = randn(&mut rng, &[co, ci, k, k], DType::F32);
+            let ours = pool.install(|| conv2d(&x, &wt, s, p, &autograd()).unwrap());
+            let stock = x.conv2d(&wt, p, s, 1, 1).unwrap();
+            let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(
+                bits(&ours),
+                bits(&stock),
+                "{:?}",
+                (threads, n, ci, h, co, k)
+            );
+        }
     }
 }
 
