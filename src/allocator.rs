@@ -76,7 +76,7 @@ mod tests {
                     std::ptr::write_bytes(dirty, 0xA5, size);
                     Allocator.dealloc(dirty, layout);
                     let z = Allocator.alloc_zeroed(layout);
-                    assert!(!z.is_null() && z as usize % align == 0);
+                    assert!(!z.is_null() && (z as usize).is_multiple_of(align));
                     let bytes = std::slice::from_raw_parts(z, size);
                     assert!(bytes.iter().all(|&b| b == 0), "{size} bytes, align {align}");
                     std::ptr::write_bytes(z, 7, size);
