@@ -229,14 +229,17 @@ fn forward_1x1_strided<T: WithDType>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
 }
 
 /// Whether several images in one forward product give the bits of one product per image
-/// (the tiled path): images with fewer output positions than a tile, in a product the
-/// `gemm` crate blocks as it blocks one image's. It sums each output over the inner
-/// dimension K in blocks whose size depends on K alone (`kernel_params`), except for
-/// products of at most 64 x 64 outputs, which it sums in blocks of 512: there, only K <= 512
-/// (one block either way) keeps the bits. `grouped_forward_is_bit_identical_to_candle_stock`
-/// holds the crate to this.
+/// (the tiled path), read from the `gemm` crate (0.19) and held to it by
+/// `grouped_forward_is_bit_identical_to_candle_stock`. Its general path sums each output
+/// over the inner dimension K in blocks whose size depends on K alone (`kernel_params`),
+/// so more columns change no rounding, except that products of at most 64 x 64 outputs sum
+/// in blocks of 512 (the same only where K <= 512). It has other kernels, with other orders,
+/// for products of one column (matrix-vector), of at most 256 outputs and of K <= 2: an
+/// image whose product would take one of those stays alone.
 fn grouping_keeps_bits(g: &Geom) -> bool {
-    g.p() < TILE && (g.p() > 64 || g.c_out > 64 || g.kk() <= 512)
+    let (p, co, kk) = (g.p(), g.c_out, g.kk());
+    let general = p >= 2 && co >= 2 && p * co > 256 && kk > 2;
+    general && p < TILE && (p > 64 || co > 64 || kk <= 512)
 }
 
 /// The training forward of images with few output positions (the deep layers, see
