@@ -172,7 +172,7 @@ fn gradients_match_finite_differences() {
 }
 
 /// The forward is candle's stock convolution bit for bit, on ResNet's geometries and
-/// odd ones, batch 1 included (see `forward_tile` for why).
+/// odd ones, batch 1 included (why: speed.md, design notes).
 #[test]
 fn forward_is_bit_identical_to_candle_stock() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
