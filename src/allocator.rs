@@ -24,7 +24,7 @@ pub fn keep_freed_pages() {
 /// zeroed allocation of a large block (`vec![0.0; n]`, every tensor op's output) can hand
 /// back pages that the kernel clears again on first touch: one 33.5 MB buffer (ResNet-18's
 /// max-pool gradient, batch 32 at 128 px) took 24 ms that way against 0.7 ms cleared in
-/// place, and the kernel's page clearing was 6 % of a float32 training step's samples.
+/// place (AMD EPYC, 2 cores; how often it happens depends on the machine's memory).
 pub struct Allocator;
 
 // SAFETY: every method forwards to mimalloc's with the caller's layout and pointer; the

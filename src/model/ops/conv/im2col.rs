@@ -291,6 +291,23 @@ pub(super) fn side_by_side<T: WithDType>(
     }
 }
 
+/// The inverse of [`side_by_side`]: the `rows x c*p` matrix `src` split into the `c`
+/// consecutive `rows x p` images of `dst` (`c` = `dst.len() / (rows * p)`).
+pub(super) fn apart<T: Copy>(dst: &mut [T], src: &[T], rows: usize, p: usize) {
+    let ld = dst.len() / rows.max(1);
+    for (j, image) in dst.chunks_exact_mut(rows * p).enumerate() {
+        for (r, row) in image.chunks_exact_mut(p).enumerate() {
+            row.copy_from_slice(&src[r * ld + j * p..][..p]);
+        }
+    }
+}
+
+/// The row of patch element (c, kh, kw) in the training forward's im2col matrix: (kh, kw, c)
+/// order, candle's, which [`weight_khwc`] gives the weight too.
+pub(super) fn khwc(g: &Geom, c: usize, kh: usize, kw: usize) -> usize {
+    (kh * g.k + kw) * g.c_in + c
+}
+
 /// `w` (C_out, C_in, k, k) reordered to (C_out, k, k, C_in): the column order of
 /// the tiled forward.
 pub(super) fn weight_khwc<T: WithDType>(g: &Geom, w: &[T]) -> Vec<T> {

@@ -5,7 +5,7 @@
 //! with candle, which the float32 training forward keeps, has no meaning here). Safe code.
 use super::bf16::{product, PackedA, Right};
 use super::gemm::Mat;
-use super::im2col::{im2col_row, side_by_side};
+use super::im2col::{apart, im2col_row, side_by_side};
 use super::{fold, split, Geom};
 use crate::model::ops::cpu_op::{Act, Widen};
 use rayon::prelude::*;
@@ -92,11 +92,7 @@ where
                 }
                 out.resize(g.c_out * c * p, 0.0);
                 product(&mut out, c * p, false, &a, b, par);
-                for (j, yi) in yc.chunks_exact_mut(g.out_len()).enumerate() {
-                    for (o, row) in yi.chunks_exact_mut(p).enumerate() {
-                        row.copy_from_slice(&out[o * c * p + j * p..][..p]);
-                    }
-                }
+                apart(yc, &out, g.c_out, p);
             }
         });
     y

@@ -42,7 +42,7 @@ use ::gemm::Parallelism;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use gemm::{matmul, tiled_products, Mat};
 use geom::Geom;
-use im2col::{col2im, im2col, side_by_side, weight_khwc};
+use im2col::{apart, col2im, im2col, side_by_side, weight_khwc};
 use rayon::prelude::*;
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
@@ -248,7 +248,7 @@ fn grouping_keeps_bits(g: &Geom) -> bool {
 /// with the operands packed again for each image) into one wide product. `w_khwc` is the
 /// weight in the tiled path's (C_out, k, k, C_in) order.
 fn forward_grouped<T: WithDType>(g: &Geom, x: &[T], w_khwc: &[T], group: usize, y: &mut [T]) {
-    let (p, kk, co, k, c_in) = (g.p(), g.kk(), g.c_out, g.k, g.c_in);
+    let (p, kk, co) = (g.p(), g.kk(), g.c_out);
     let a = Mat::rm(w_khwc, co, kk);
     y.par_chunks_mut(group * g.out_len())
         .enumerate()
@@ -261,16 +261,12 @@ fn forward_grouped<T: WithDType>(g: &Geom, x: &[T], w_khwc: &[T], group: usize, 
                 for j in 0..c {
                     let xi = &x[(gi * group + j) * g.in_len()..][..g.in_len()];
                     im2col::im2col_at(g, xi, (0, p), col, (ld, j * p), |ch, kh, kw| {
-                        (kh * k + kw) * c_in + ch
+                        im2col::khwc(g, ch, kh, kw)
                     });
                 }
                 out.resize(co * ld, T::zero());
                 matmul(out, false, a, Mat::rm(col, kk, ld), Parallelism::None);
-                for (j, yi) in ys.chunks_exact_mut(g.out_len()).enumerate() {
-                    for (o, row) in yi.chunks_exact_mut(p).enumerate() {
-                        row.copy_from_slice(&out[o * ld + j * p..][..p]);
-                    }
-                }
+                apart(ys, out, co, p);
             },
         );
 }
@@ -323,7 +319,6 @@ impl ConvFwd {
             // ReLU and max-pool decisions follow the forward's rounding, and a different but
             // equally accurate rounding flipped one of them on the torchvision fixture.
             let w_khwc = weight_khwc(&g, w);
-            let (k, c_in) = (g.k, g.c_in);
             let group = if grouping_keeps_bits(&g) {
                 fold(&g, per)
             } else {
@@ -343,7 +338,7 @@ impl ConvFwd {
                     let xi = &x[i * g.in_len()..][..g.in_len()];
                     col.resize(n * g.kk(), T::zero());
                     im2col::im2col_range(&g, xi, (t0, n), col, |c, kh, kw| {
-                        (kh * k + kw) * c_in + c
+                        im2col::khwc(&g, c, kh, kw)
                     });
                 },
             );
@@ -460,16 +455,14 @@ fn input_grad_by<T: WithDType>(
                 }
                 col.resize(kk * ld, T::zero());
                 mul(&mut col, b);
-                for j in 0..c {
-                    let dxi = &mut dxs[(c0 + j) * g.in_len()..][..g.in_len()];
-                    if g.direct() {
-                        for (r, out) in dxi.chunks_exact_mut(p).enumerate() {
-                            out.copy_from_slice(&col[r * ld + j * p..][..p]);
-                        }
-                    } else {
-                        // dx is still the zeros it was made with.
-                        col2im(g, &col, (ld, j * p), dxi);
-                    }
+                let dxc = &mut dxs[c0 * g.in_len()..(c0 + c) * g.in_len()];
+                if g.direct() {
+                    apart(dxc, &col, kk, p);
+                    continue;
+                }
+                for (j, dxi) in dxc.chunks_exact_mut(g.in_len()).enumerate() {
+                    // dx is still the zeros it was made with.
+                    col2im(g, &col, (ld, j * p), dxi);
                 }
             }
         });
