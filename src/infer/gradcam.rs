@@ -6,6 +6,7 @@
 //! The feature map is cut out of the graph and made a variable of its own, so one backward
 //! pass through the head gives exactly d score / d features and nothing flows into the body.
 use crate::data::gray::GrayImage;
+use crate::model::ops::conv::PackedWeights;
 use crate::model::Classifier;
 use crate::Result;
 use candle_core::{DType, Device, Tensor, Var};
@@ -73,25 +74,37 @@ impl Coarse {
 }
 
 /// Grad-CAM for one preprocessed image `x` (1, 3, S, S) and class `class` (None: the
-/// predicted class).
-pub fn grad_cam_coarse(model: &Classifier, x: &Tensor, class: Option<usize>) -> Result<Coarse> {
-    grad_cam_of(model, x, class, false)
+/// predicted class); the body's bf16 weights packed from `packed` (see
+/// [`Classifier::infer_packed`]).
+pub fn grad_cam_coarse(
+    model: &Classifier,
+    packed: &PackedWeights,
+    x: &Tensor,
+    class: Option<usize>,
+) -> Result<Coarse> {
+    grad_cam_of(model, packed, x, class, false)
 }
 
 /// Grad-CAM of a multi-label model for one preprocessed image `x` and finding `finding`
 /// (None: the most probable one): the probabilities are each finding's sigmoid, and the
 /// score explained is the finding's logit, as for a class.
-pub fn grad_cam_finding(model: &Classifier, x: &Tensor, finding: Option<usize>) -> Result<Coarse> {
-    grad_cam_of(model, x, finding, true)
+pub fn grad_cam_finding(
+    model: &Classifier,
+    packed: &PackedWeights,
+    x: &Tensor,
+    finding: Option<usize>,
+) -> Result<Coarse> {
+    grad_cam_of(model, packed, x, finding, true)
 }
 
 fn grad_cam_of(
     model: &Classifier,
+    packed: &PackedWeights,
     x: &Tensor,
     class: Option<usize>,
     sigmoid: bool,
 ) -> Result<Coarse> {
-    let feats = model.infer_features(x)?;
+    let feats = model.infer_features(x, packed)?;
     let (_, _, h, w) = feats.dims4()?;
     let var = Var::from_tensor(&feats)?;
     let logits = model.head_forward(var.as_tensor(), false)?;
@@ -197,7 +210,7 @@ mod tests {
             map: coarse,
             hw: (h, w),
             ..
-        } = grad_cam_coarse(&model, &x, Some(3)).unwrap();
+        } = grad_cam_coarse(&model, &PackedWeights::new(), &x, Some(3)).unwrap();
         assert_eq!((class, h, w, coarse.len()), (3, 2, 2, 4));
         let feats = model.features(&x, false).unwrap();
         let f: Vec<f64> = feats.flatten_all().unwrap().to_vec1().unwrap();

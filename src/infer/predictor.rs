@@ -8,6 +8,7 @@ use crate::data::augment::{AugmentConfig, Flip};
 use crate::data::preprocess::Preprocess;
 use crate::data::{decode::decode_file, gray::GrayImage};
 use crate::model::io::model_file::{load_networks, ModelMeta};
+use crate::model::ops::conv::PackedWeights;
 use crate::model::Classifier;
 use crate::Result;
 use candle_core::{Device, Tensor};
@@ -114,28 +115,43 @@ pub struct Predictor {
     /// The networks (at least one).
     nets: Vec<Classifier>,
     meta: ModelMeta,
+    /// The networks' bf16 convolution weights, packed once: a predictor's weights never
+    /// change (a trainer makes a new one for each validation).
+    packed: PackedWeights,
 }
 
 impl Predictor {
     /// Loads a model file (one network or an ensemble) onto `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let (nets, meta) = load_networks(path, device)?;
-        Ok(Self { nets, meta })
+        Ok(Self {
+            nets,
+            meta,
+            packed: PackedWeights::new(),
+        })
     }
 
-    /// Wraps in-memory networks (one, or an ensemble's members) with their metadata.
+    /// Wraps in-memory networks (one, or an ensemble's members) with their metadata. Their
+    /// weights must not change while the predictor (or a clone) lives: it keeps them packed
+    /// for bf16 (make a new predictor after training further, as the trainer does).
     pub fn from_networks(nets: Vec<Classifier>, meta: ModelMeta) -> Result<Self> {
         if nets.is_empty() {
             return Err(crate::Error::invalid("model", "no network"));
         }
-        Ok(Self { nets, meta })
+        Ok(Self {
+            nets,
+            meta,
+            packed: PackedWeights::new(),
+        })
     }
 
-    /// Wraps an in-memory model.
+    /// Wraps an in-memory model (whose weights then stay as they are, as for
+    /// [`Self::from_networks`]).
     pub fn new(model: Classifier, meta: ModelMeta) -> Self {
         Self {
             nets: vec![model],
             meta,
+            packed: PackedWeights::new(),
         }
     }
 
@@ -199,14 +215,14 @@ impl Predictor {
             .tensor_from_planes(planes, self.model().device())?;
         if !self.is_ensemble() {
             return Ok((
-                log_softmax_rows(&self.temper(self.model().infer(&x)?)?)?,
+                log_softmax_rows(&self.temper(self.model().infer_packed(&x, &self.packed)?)?)?,
                 None,
             ));
         }
         let members = self
             .nets
             .iter()
-            .map(|n| log_softmax_rows(&n.infer(&x)?))
+            .map(|n| log_softmax_rows(&n.infer_packed(&x, &self.packed)?))
             .collect::<Result<Vec<_>>>()?;
         let mut mean = mean_log_probs(&members);
         if let Some(t) = self.meta.temperature.as_ref().filter(|t| t.value != 1.0) {
@@ -245,7 +261,7 @@ impl Predictor {
             .tensor_from_planes(planes, self.model().device())?;
         let mut sum: Option<Tensor> = None;
         for n in &self.nets {
-            let p = candle_nn::ops::sigmoid(&n.infer(&x)?)?;
+            let p = candle_nn::ops::sigmoid(&n.infer_packed(&x, &self.packed)?)?;
             sum = Some(match sum {
                 Some(s) => (s + p)?,
                 None => p,
@@ -278,9 +294,9 @@ impl Predictor {
     /// multi-label model's finding.
     fn grad_cam(&self, net: &Classifier, x: &Tensor, class: Option<usize>) -> Result<Coarse> {
         if self.meta.findings.is_some() {
-            grad_cam_finding(net, x, class)
+            grad_cam_finding(net, &self.packed, x, class)
         } else {
-            grad_cam_coarse(net, x, class)
+            grad_cam_coarse(net, &self.packed, x, class)
         }
     }
 
@@ -538,5 +554,41 @@ impl Predictor {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::precision::Precision;
+    use crate::model::Backbone;
+
+    /// A bf16 predictor packs each convolution's weight once and predicts the bits the
+    /// network gives when it packs them for every image; a float32 one packs nothing.
+    #[test]
+    fn a_bf16_predictor_keeps_its_weights_packed_with_the_same_results() {
+        let dev = Device::Cpu;
+        let net = Classifier::new(Backbone::Resnet18, 3, 7, &dev).unwrap();
+        let names = vec!["a".to_string(), "b".into(), "c".into()];
+        let meta = ModelMeta::new(Backbone::Resnet18, 48, names);
+        let plain = Predictor::new(net, meta);
+        let half = plain.in_precision(Precision::Bf16);
+        let planes: Vec<Vec<f32>> = (0..2)
+            .map(|i| {
+                (0..48 * 48)
+                    .map(|j| ((i * 7 + j) % 23) as f32 / 23.0)
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[f32]> = planes.iter().map(|p| p.as_slice()).collect();
+        plain.log_probs_planes(&refs).unwrap();
+        assert!(plain.packed.is_empty(), "float32 packs nothing");
+        let x = half.preprocess().tensor_from_planes(&refs, &dev).unwrap();
+        let unpacked = log_softmax_rows(&half.model().infer(&x).unwrap()).unwrap();
+        for _ in 0..2 {
+            assert_eq!(half.log_probs_planes(&refs).unwrap(), unpacked);
+            // ResNet-18: the stem, 16 in the blocks, 3 shortcuts.
+            assert_eq!(half.packed.len(), 20);
+        }
     }
 }

@@ -9,6 +9,7 @@ use covid_resnet::data::gray::GrayImage;
 use covid_resnet::infer::gradcam::grad_cam_coarse;
 use covid_resnet::infer::Predictor;
 use covid_resnet::model::io::model_file::{save_model, ModelMeta};
+use covid_resnet::model::ops::conv::PackedWeights;
 use covid_resnet::model::{Backbone, Classifier};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -142,7 +143,11 @@ fn an_ensemble_predicts_the_mean_of_its_members_and_says_how_much_they_disagree(
     let maps: Vec<Vec<f32>> = ens
         .networks()
         .iter()
-        .map(|n| grad_cam_coarse(n, &x, Some(2)).unwrap().map)
+        .map(|n| {
+            grad_cam_coarse(n, &PackedWeights::new(), &x, Some(2))
+                .unwrap()
+                .map
+        })
         .collect();
     for (j, v) in an.cam.map.iter().enumerate() {
         let mean = maps.iter().map(|m| m[j]).sum::<f32>() / 3.0;

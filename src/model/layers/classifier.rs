@@ -3,6 +3,7 @@ use super::head::Head;
 use super::params::{init_rng, Builder, Param, ParamStore};
 use super::resnet::{Backbone, ResNetBody};
 use super::train_forward::TrainForward;
+use crate::model::ops::conv::PackedWeights;
 use crate::model::ops::pass::{Compute, Pass};
 use crate::Result;
 use candle_core::{DType, Device, Tensor, TensorId};
@@ -161,9 +162,18 @@ impl Classifier {
         self.forward(x, &Pass::infer(self.compute))
     }
 
-    /// Evaluation-mode feature map without an autograd graph (Grad-CAM's starting point).
-    pub fn infer_features(&self, x: &Tensor) -> Result<Tensor> {
-        self.body.forward(x, &Pass::infer(self.compute))
+    /// [`Self::infer`] taking bf16 convolution weights packed from `packed`, which keeps
+    /// them packed for the next call: the caller promises the weights no longer change (see
+    /// `model::ops::conv::PackedWeights`).
+    pub fn infer_packed(&self, x: &Tensor, packed: &PackedWeights) -> Result<Tensor> {
+        self.forward(x, &Pass::infer(self.compute).with_packed(packed))
+    }
+
+    /// Evaluation-mode feature map without an autograd graph (Grad-CAM's starting point),
+    /// bf16 weights packed from `packed` as [`Self::infer_packed`] takes them.
+    pub fn infer_features(&self, x: &Tensor, packed: &PackedWeights) -> Result<Tensor> {
+        self.body
+            .forward(x, &Pass::infer(self.compute).with_packed(packed))
     }
 
     /// Logits (N, classes) for normalised images (N, 3, H, W), on autograd.

@@ -1,7 +1,7 @@
 //! The convolution layer every model uses (its weight and geometry); the kernels that run it
 //! are `model::ops::conv`.
 use super::params::{value, Builder, Init, ParamKind};
-use crate::model::ops::conv::conv2d;
+use crate::model::ops::conv::conv2d_of;
 use crate::model::ops::pass::Pass;
 use crate::Result;
 use candle_core::{Tensor, Var};
@@ -42,6 +42,7 @@ impl Conv2d {
     /// Applies the convolution to `x` of shape (N, C, H, W).
     pub fn forward(&self, x: &Tensor, pass: &Pass<'_>) -> Result<Tensor> {
         let w = value(&self.weight, pass);
-        Ok(conv2d(x, &w, self.stride, self.padding, pass)?)
+        let id = Some(self.weight.as_tensor().id());
+        Ok(conv2d_of(x, &w, id, self.stride, self.padding, pass)?)
     }
 }

@@ -8,7 +8,7 @@
 //! - how gradients are kept ([`Grad`]): not at all (parameters read detached, each
 //!   activation freed once used), by candle's autograd, or on a [`Tape`] (the body's CPU
 //!   training backward, see `tape`), and which parameters are frozen.
-use super::conv::ConvImpl;
+use super::conv::{ConvImpl, PackedWeights};
 use super::precision::Precision;
 use super::tape::Tape;
 use candle_core::{Tensor, TensorId};
@@ -98,6 +98,9 @@ pub struct Pass<'a> {
     /// Parameters read detached although gradients are kept (a frozen body): no gradient is
     /// computed for them.
     pub frozen: Option<&'a HashSet<TensorId>>,
+    /// Convolution weights kept packed for bf16 products (a pass without gradients of a
+    /// model whose weights no longer change; see [`PackedWeights`]).
+    pub packed: Option<&'a PackedWeights>,
 }
 
 impl Pass<'static> {
@@ -108,6 +111,7 @@ impl Pass<'static> {
             train: false,
             grad: Grad::Off,
             frozen: None,
+            packed: None,
         }
     }
 
@@ -118,6 +122,7 @@ impl Pass<'static> {
             train,
             grad: Grad::Autograd,
             frozen: None,
+            packed: None,
         }
     }
 }
@@ -130,6 +135,7 @@ impl<'a> Pass<'a> {
             train: true,
             grad: Grad::Tape(tape),
             frozen: None,
+            packed: None,
         }
     }
 
@@ -137,6 +143,15 @@ impl<'a> Pass<'a> {
     pub fn with_frozen(self, frozen: &'a HashSet<TensorId>) -> Self {
         Self {
             frozen: Some(frozen),
+            ..self
+        }
+    }
+
+    /// The same pass taking convolution weights packed from `packed` (used by bf16 passes
+    /// without gradients only).
+    pub fn with_packed(self, packed: &'a PackedWeights) -> Self {
+        Self {
+            packed: Some(packed),
             ..self
         }
     }

@@ -45,21 +45,34 @@ where
     }
 }
 
-/// Forward: y = conv(x, w), `x` float32 or a bf16 activation.
-pub(super) fn forward(g: &Geom, x: Act, w: &[f32]) -> Vec<f32> {
+/// Forward: y = conv(x, w), `x` float32 or a bf16 activation; `packed` is `w` already
+/// packed, when the caller has it.
+pub(super) fn forward(g: &Geom, x: Act, w: &[f32], packed: Option<&PackedA>) -> Vec<f32> {
+    let own;
+    let a = match packed {
+        Some(a) => a,
+        None => {
+            own = PackedA::new(Mat::rm(w, g.c_out, g.kk()));
+            &own
+        }
+    };
+    assert_eq!(
+        (a.rows(), a.cols()),
+        (g.c_out, g.kk()),
+        "packed weight's shape"
+    );
     match x {
-        Act::F32(x) => forward_of(g, x, Some(x), w),
-        Act::Bf16(x) => forward_of(g, x, None, w),
+        Act::F32(x) => forward_of(g, x, Some(x), a),
+        Act::Bf16(x) => forward_of(g, x, None, a),
     }
 }
 
 /// [`forward`] of `x`, which is `x32` when given (then a 1x1 stride-1 convolution reads it
 /// as its matrix, with no im2col).
-fn forward_of<S: Copy + Sync>(g: &Geom, x: &[S], x32: Option<&[f32]>, w: &[f32]) -> Vec<f32>
+fn forward_of<S: Copy + Sync>(g: &Geom, x: &[S], x32: Option<&[f32]>, a: &PackedA) -> Vec<f32>
 where
     f32: Widen<S>,
 {
-    let a = PackedA::new(Mat::rm(w, g.c_out, g.kk()));
     let mut y = vec![0.0f32; g.n * g.out_len()];
     let (workers, par) = threads(g.n);
     let per = g.n.div_ceil(workers);
@@ -76,7 +89,7 @@ where
                 let yc = &mut ys[c0 * g.out_len()..(c0 + c) * g.out_len()];
                 if let Some(x32) = x32.filter(|_| c == 1 && g.direct()) {
                     let xs = &x32[first * g.in_len()..][..g.in_len()];
-                    product(yc, p, false, &a, Mat::rm(xs, g.kk(), p), par);
+                    product(yc, p, false, a, Mat::rm(xs, g.kk(), p), par);
                     continue;
                 }
                 // The im2col matrix is made pair of rows by pair of rows as it is packed.
@@ -87,11 +100,11 @@ where
                     fill: &fill,
                 };
                 if c == 1 {
-                    product(yc, p, false, &a, b, par);
+                    product(yc, p, false, a, b, par);
                     continue;
                 }
                 out.resize(g.c_out * c * p, 0.0);
-                product(&mut out, c * p, false, &a, b, par);
+                product(&mut out, c * p, false, a, b, par);
                 apart(yc, &out, g.c_out, p);
             }
         });

@@ -31,6 +31,7 @@ mod gemm;
 mod geom;
 mod im2col;
 mod mixed;
+mod packed;
 #[cfg(test)]
 mod tests;
 mod weight_grad;
@@ -39,7 +40,7 @@ use super::pass::Pass;
 use super::precision::Precision;
 use crate::model::ops::cpu_op::{contiguous, impl_op2, run_mixed, Act};
 use ::gemm::Parallelism;
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, TensorId, WithDType};
 use gemm::{matmul, tiled_products, Mat};
 use geom::Geom;
 use im2col::{apart, col2im, im2col, side_by_side, weight_khwc};
@@ -47,10 +48,12 @@ use rayon::prelude::*;
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 use weight_grad::ConvBwdFilter;
 
 pub use bf16::native as bf16_native;
 pub use bf16::{choose as bf16_choice, kernel as bf16_kernel, Kernel as Bf16Kernel};
+pub use packed::PackedWeights;
 
 /// Which kernel runs CPU convolutions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +78,19 @@ impl std::fmt::Display for ConvImpl {
 pub fn conv2d(
     x: &Tensor,
     w: &Tensor,
+    stride: usize,
+    padding: usize,
+    pass: &Pass<'_>,
+) -> candle_core::Result<Tensor> {
+    conv2d_of(x, w, None, stride, padding, pass)
+}
+
+/// [`conv2d`] with `w` the value of the parameter `param`: a bf16 pass without gradients
+/// that carries [`PackedWeights`] takes the weight packed from there.
+pub fn conv2d_of(
+    x: &Tensor,
+    w: &Tensor,
+    param: Option<TensorId>,
     stride: usize,
     padding: usize,
     pass: &Pass<'_>,
@@ -111,10 +127,18 @@ pub fn conv2d(
         return x.conv2d(w, padding, stride, 1, 1);
     }
     let g = Geom::new(x.dims(), w.dims(), stride, padding);
+    let packed = match (pass.packed, param) {
+        (Some(set), Some(id)) if !pass.grad_on() && w.dtype() == DType::F32 => (pass.precision()
+            == Precision::Bf16)
+            .then(|| set.get(id, w))
+            .transpose()?,
+        _ => None,
+    };
     let op = ConvFwd {
         g,
         inference: !pass.grad_on(),
         prec: pass.precision(),
+        packed,
     };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     if !pass.taping() {
@@ -278,6 +302,8 @@ struct ConvFwd {
     inference: bool,
     /// The precision of this forward and its backward (bf16 applies to float32 tensors).
     prec: Precision,
+    /// The weight already packed for a bf16 forward (see [`PackedWeights`]).
+    packed: Option<Arc<bf16::PackedA>>,
 }
 
 impl ConvFwd {
@@ -286,7 +312,10 @@ impl ConvFwd {
     }
 
     fn run_bf16(&self, x: Act, w: &[f32]) -> candle_core::Result<(Vec<f32>, Shape)> {
-        Ok((mixed::forward(&self.g, x, w), self.g.out_shape()))
+        Ok((
+            mixed::forward(&self.g, x, w, self.packed.as_deref()),
+            self.g.out_shape(),
+        ))
     }
 
     fn run<T: WithDType>(

@@ -49,6 +49,7 @@ fn run(
                 g,
                 inference: false,
                 prec: Precision::F32,
+                packed: None,
             },
         )
         .unwrap()
@@ -132,6 +133,7 @@ fn gradients_match_finite_differences() {
                         g,
                         inference: false,
                         prec: Precision::F32,
+                        packed: None,
                     },
                 )
                 .unwrap();
