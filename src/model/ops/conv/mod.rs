@@ -23,9 +23,10 @@
 //! bfloat16, accumulating in float32 (`mixed.rs`); outputs and gradients are float32.
 //!
 //! Layout: this file holds the forward and input-gradient ops (safe code; the layer with its
-//! weight is `layers::conv`); `weight_grad.rs` the weight-gradient op; `im2col.rs` the patch matrices; `mixed.rs` the bf16 products of the three ops (safe);
-//! `gemm.rs` (float32/64) and `bf16/` (the bf16 GEMM and its packing) every unsafe line,
-//! behind checked interfaces.
+//! weight is `layers::conv`); `weight_grad.rs` the weight-gradient op; `im2col.rs` the patch
+//! matrices; `mixed.rs` the bf16 products of the three ops (safe); `packed.rs` the weights a
+//! predicting model keeps packed for bf16; `gemm.rs` (float32/64) and `bf16/` (the bf16 GEMM
+//! and its packing) every unsafe line, behind checked interfaces.
 mod bf16;
 mod gemm;
 mod geom;
