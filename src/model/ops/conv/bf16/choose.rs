@@ -153,6 +153,9 @@ pub fn ensure() -> Option<&'static Choice> {
     Some(c)
 }
 
+/// How many measurements `kernels.json` keeps (other CPUs, thread counts and versions).
+const KEPT_ENTRIES: usize = 8;
+
 /// The entry for this CPU in `cache`, else a new measurement (written to `cache`, failures
 /// to write ignored: the cache only saves time).
 fn cached_or_measured(cache: Option<&Path>) -> Choice {
@@ -182,6 +185,10 @@ fn cached_or_measured(cache: Option<&Path>) -> Choice {
     if let Some(p) = cache {
         entries.retain(|e| !same(e));
         entries.push(c.clone());
+        // The newest entries only: each build of the program measures anew, so the file
+        // would otherwise grow by one entry a version.
+        let old = entries.len().saturating_sub(KEPT_ENTRIES);
+        entries.drain(..old);
         if let Ok(json) = serde_json::to_vec_pretty(&entries) {
             let _ = p.parent().map(std::fs::create_dir_all);
             let _ = crate::files::write_atomic(p, &json);
@@ -417,6 +424,22 @@ mod tests {
         assert_eq!(third.source, Source::Measured);
         let entries: Vec<Choice> = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
         assert_eq!(entries.len(), 2);
+        // The file keeps the newest KEPT_ENTRIES, this measurement last.
+        let mut entries: Vec<Choice> = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let other = entries[0].clone();
+        entries = (0..KEPT_ENTRIES + 3)
+            .map(|i| Choice {
+                cpu: format!("CPU {i}"),
+                ..other.clone()
+            })
+            .collect();
+        std::fs::write(&p, serde_json::to_vec(&entries).unwrap()).unwrap();
+        let fourth = cached_or_measured(Some(&p));
+        assert_eq!(fourth.source, Source::Measured);
+        let entries: Vec<Choice> = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(entries.len(), KEPT_ENTRIES);
+        assert_eq!(entries[0].cpu, "CPU 4");
+        assert_eq!(entries[KEPT_ENTRIES - 1].cpu, fourth.cpu);
         // An unreadable file is measured over, not an error.
         std::fs::write(&p, b"not json").unwrap();
         assert_eq!(cached_or_measured(Some(&p)).source, Source::Measured);
