@@ -128,11 +128,11 @@ pub fn conv2d_of(
         return x.conv2d(w, padding, stride, 1, 1);
     }
     let g = Geom::new(x.dims(), w.dims(), stride, padding);
+    // Kept packed weights serve only a bf16 forward that takes no gradient.
+    let bf16_inference =
+        !pass.grad_on() && pass.precision() == Precision::Bf16 && w.dtype() == DType::F32;
     let packed = match (pass.packed, param) {
-        (Some(set), Some(id)) if !pass.grad_on() && w.dtype() == DType::F32 => (pass.precision()
-            == Precision::Bf16)
-            .then(|| set.get(id, w))
-            .transpose()?,
+        (Some(set), Some(id)) if bf16_inference => Some(set.get(id, w)?),
         _ => None,
     };
     let op = ConvFwd {
