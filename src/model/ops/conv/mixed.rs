@@ -3,11 +3,12 @@
 //! work split as the float32 ops in `mod.rs`; several images' columns side by side make one
 //! product wherever an image has few output positions, in the forward too (bit-exactness
 //! with candle, which the float32 training forward keeps, has no meaning here). Safe code.
-use super::bf16::{product, PackedA, Right};
+use super::bf16::{product, FillRow16, PackedA, Right};
 use super::gemm::Mat;
 use super::im2col::{apart, im2col_row, side_by_side};
 use super::{fold, split, Geom};
 use crate::model::ops::cpu_op::{Act, Widen};
+use half::bf16;
 use rayon::prelude::*;
 
 /// GEMM threads per product from the batch split.
@@ -22,10 +23,7 @@ fn threads(n: usize) -> (usize, usize) {
 
 /// Row `l`, columns `j0..j0 + out.len()` of the im2col matrix of the images `xs` side by
 /// side (column `j` is image `j / p`, position `j % p`).
-fn im2col_fill<S: Copy>(g: &Geom, xs: &[S], l: usize, j0: usize, out: &mut [f32])
-where
-    f32: Widen<S>,
-{
+fn im2col_fill<S: Copy, T: Widen<S>>(g: &Geom, xs: &[S], l: usize, j0: usize, out: &mut [T]) {
     let (p, k, hw) = (g.p(), g.k, g.h * g.w);
     let (ci, kh, kw) = (l / (k * k), (l / k) % k, l % k);
     let (mut j, mut o) = (j0, 0);
@@ -35,7 +33,7 @@ where
         let plane = &xs[img * g.in_len() + ci * hw..][..hw];
         if g.direct() {
             for (d, v) in out[o..o + run].iter_mut().zip(&plane[t..t + run]) {
-                *d = f32::widen(*v);
+                *d = T::widen(*v);
             }
         } else {
             im2col_row(g, plane, (kh, kw), t, &mut out[o..o + run]);
@@ -62,14 +60,21 @@ pub(super) fn forward(g: &Geom, x: Act, w: &[f32], packed: Option<&PackedA>) -> 
         "packed weight's shape"
     );
     match x {
-        Act::F32(x) => forward_of(g, x, Some(x), a),
-        Act::Bf16(x) => forward_of(g, x, None, a),
+        Act::F32(x) => forward_of(g, x, Some(x), None, a),
+        Act::Bf16(x) => forward_of(g, x, None, Some(x), a),
     }
 }
 
-/// [`forward`] of `x`, which is `x32` when given (then a 1x1 stride-1 convolution reads it
-/// as its matrix, with no im2col).
-fn forward_of<S: Copy + Sync>(g: &Geom, x: &[S], x32: Option<&[f32]>, a: &PackedA) -> Vec<f32>
+/// [`forward`] of `x`, which is `x32` or `x16` when given (then a 1x1 stride-1 convolution
+/// reads `x32` as its matrix, with no im2col, and the im2col rows of `x16` are packed from
+/// its bf16 values as they are).
+fn forward_of<S: Copy + Sync>(
+    g: &Geom,
+    x: &[S],
+    x32: Option<&[f32]>,
+    x16: Option<&[bf16]>,
+    a: &PackedA,
+) -> Vec<f32>
 where
     f32: Widen<S>,
 {
@@ -94,10 +99,15 @@ where
                 }
                 // The im2col matrix is made pair of rows by pair of rows as it is packed.
                 let fill = |l: usize, j0: usize, out: &mut [f32]| im2col_fill(g, xs, l, j0, out);
+                let fill16 = x16.map(|x| {
+                    let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
+                    move |l: usize, j0: usize, out: &mut [bf16]| im2col_fill(g, xs, l, j0, out)
+                });
                 let b = Right::Rows {
                     rows: g.kk(),
                     cols: c * p,
                     fill: &fill,
+                    fill16: fill16.as_ref().map(|f| f as FillRow16<'_>),
                 };
                 if c == 1 {
                     product(yc, p, false, a, b, par);
@@ -121,7 +131,16 @@ pub(super) fn input_grad(g: &Geom, dy: &[f32], w: &[f32]) -> Vec<f32> {
 /// Weight gradient: dw = sum_n dy_n . col(x_n)^T, computed transposed as
 /// dw^T = sum_n col(x_n) . dy_n^T so that the im2col matrix is made row by row while it is
 /// packed (never written whole).
-pub(super) fn weight_grad<S: Copy + Sync>(g: &Geom, x: &[S], dy: &[f32]) -> Vec<f32>
+pub(super) fn weight_grad(g: &Geom, x: Act, dy: &[f32]) -> Vec<f32> {
+    match x {
+        Act::F32(x) => weight_grad_of(g, x, None, dy),
+        Act::Bf16(x) => weight_grad_of(g, x, Some(x), dy),
+    }
+}
+
+/// [`weight_grad`] of `x`, which is `x16` when given (its im2col rows then packed from its
+/// bf16 values as they are).
+fn weight_grad_of<S: Copy + Sync>(g: &Geom, x: &[S], x16: Option<&[bf16]>, dy: &[f32]) -> Vec<f32>
 where
     f32: Widen<S>,
 {
@@ -140,7 +159,12 @@ where
                 let ld = c * p;
                 let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
                 let fill = |l: usize, j0: usize, out: &mut [f32]| im2col_fill(g, xs, l, j0, out);
-                let a = PackedA::from_rows(kk, ld, &fill);
+                let fill16 = x16.map(|x| {
+                    let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
+                    move |l: usize, j0: usize, out: &mut [bf16]| im2col_fill(g, xs, l, j0, out)
+                });
+                let a =
+                    PackedA::from_rows(kk, ld, &fill, fill16.as_ref().map(|f| f as FillRow16<'_>));
                 let dys = &dy[first * g.out_len()..(first + c) * g.out_len()];
                 let b = if c == 1 {
                     Mat::tr(dys, co, p)

@@ -80,6 +80,9 @@ const CASES: &[Case] = &[
     // 1x1 with padding.
     (2, 3, 5, 6, 4, 1, 1, 1),
     (2, 3, 6, 5, 4, 1, 2, 1),
+    // A deep layer's few positions (several images to a product), more channels than a
+    // micro-tile has rows.
+    (6, 20, 4, 4, 12, 3, 1, 1),
 ];
 
 #[test]

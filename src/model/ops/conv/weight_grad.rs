@@ -18,10 +18,7 @@ impl ConvBwdFilter {
 
     fn run_bf16(&self, x: Act, dy: &[f32]) -> candle_core::Result<(Vec<f32>, Shape)> {
         let g = self.0;
-        let dw = match x {
-            Act::F32(x) => mixed::weight_grad(&g, x, dy),
-            Act::Bf16(x) => mixed::weight_grad(&g, x, dy),
-        };
+        let dw = mixed::weight_grad(&g, x, dy);
         Ok((dw, Shape::from((g.c_out, g.c_in, g.k, g.k))))
     }
 

@@ -199,6 +199,7 @@ mod tests {
             rows: k,
             cols: n,
             fill: &fill,
+            fill16: None,
         };
         for b in [Mat::rm(&v, k, n).into(), Mat::tr(&v, n, k).into(), rows] {
             // The last pairs (an odd row count), a block inside, columns past a panel.

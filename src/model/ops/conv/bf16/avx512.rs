@@ -1,7 +1,7 @@
 //! The AVX512_BF16 kernel: `vdpbf16ps` on operands packed as bf16 pairs (`pack.rs`), an
 //! MR x NR micro-tile in 2*MR registers, BLIS blocking (KC pairs x NC columns of `b` per
 //! thread, MC rows of `a` kept in L2).
-use super::pack::{pack_b, pack_rows};
+use super::pack::{pack_b, pack_rows, pack_rows16};
 use super::{Right, KC, MC, MR, NC, NR};
 use std::arch::x86_64::*;
 
@@ -22,7 +22,7 @@ pub(super) unsafe fn block(
     (r0, r1): (usize, usize),
     (c0, c1): (usize, usize),
 ) {
-    let (mut buf, mut rows_buf): (Vec<u32>, Vec<f32>) = (Vec::new(), Vec::new());
+    let (mut buf, mut rows_buf, mut rows16) = (Vec::new(), Vec::new(), Vec::new());
     for jc in (c0..c1).step_by(NC) {
         let nc = NC.min(c1 - jc);
         for q0 in (0..kp).step_by(KC) {
@@ -32,6 +32,11 @@ pub(super) unsafe fn block(
             unsafe {
                 match b {
                     Right::Mat(b) => pack_b(b, (q0, kc, kc), jc, nc, &mut buf),
+                    Right::Rows {
+                        rows,
+                        fill16: Some(fill16),
+                        ..
+                    } => pack_rows16(rows, fill16, (q0, kc, kc), (jc, nc), &mut rows16, &mut buf),
                     Right::Rows { rows, fill, .. } => {
                         pack_rows(rows, fill, (q0, kc, kc), (jc, nc), &mut rows_buf, &mut buf)
                     }

@@ -323,6 +323,7 @@ fn run_bf16(kern: Kernel, o: &Operands, threads: usize) -> Vec<f32> {
                 rows: k,
                 cols: n,
                 fill,
+                fill16: None,
             };
             product(&mut y, n, false, &pa, b, threads)
         }

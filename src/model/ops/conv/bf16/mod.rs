@@ -34,7 +34,7 @@ use super::gemm::Mat;
 pub use kernel::{kernel, native, set_kernel, Kernel};
 use operands::Layout;
 use operands::{bits, pack_b_native};
-pub use operands::{FillRow, PackedA, Right};
+pub use operands::{FillRow, FillRow16, PackedA, Right};
 use rayon::prelude::*;
 use rounded::rounded_product;
 

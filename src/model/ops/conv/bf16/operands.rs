@@ -3,10 +3,11 @@
 //! by row ([`Right`]), and the safe entry points to the AVX-512 packers of `pack.rs`.
 use super::amx::RowsA;
 #[cfg(target_arch = "x86_64")]
-use super::pack::{pack_a_panel, pack_b, pack_rows};
+use super::pack::{pack_a_panel, pack_a_panel16, pack_b, pack_rows, pack_rows16};
 use super::rounded::rounded;
 use super::Mat;
 use super::{kernel, native, Kernel, MR};
+use half::bf16;
 use rayon::prelude::*;
 
 /// `x` rounded to bfloat16, as its 16 bits.
@@ -30,6 +31,11 @@ pub(super) fn pack_b_native(
         unsafe {
             match b {
                 Right::Mat(b) => pack_b(b, (q0, kc, ps), jc, nc, buf),
+                Right::Rows {
+                    rows,
+                    fill16: Some(fill16),
+                    ..
+                } => pack_rows16(rows, fill16, (q0, kc, ps), (jc, nc), &mut Vec::new(), buf),
                 Right::Rows { rows, fill, .. } => {
                     pack_rows(rows, fill, (q0, kc, ps), (jc, nc), &mut Vec::new(), buf)
                 }
@@ -87,14 +93,22 @@ impl PackedA {
         Self { data, m, k }
     }
 
-    /// Packs the `m x k` matrix that `fill` makes row by row, for the current [`kernel`].
-    pub fn from_rows(m: usize, k: usize, fill: FillRow<'_>) -> Self {
-        Self::from_rows_for(kernel(), m, k, fill)
+    /// Packs the `m x k` matrix that `fill` makes row by row, for the current [`kernel`];
+    /// `fill16`, when given, makes the same rows of values that are bf16 already (stored
+    /// activations), which the AVX-512 packing takes as they are.
+    pub fn from_rows(m: usize, k: usize, fill: FillRow<'_>, fill16: Option<FillRow16<'_>>) -> Self {
+        Self::from_rows_for(kernel(), m, k, fill, fill16)
     }
 
     /// [`PackedA::from_rows`] for `kern` (AVX-512: panel by panel, through a scratch of MR
     /// rows).
-    pub fn from_rows_for(kern: Kernel, m: usize, k: usize, fill: FillRow<'_>) -> Self {
+    pub fn from_rows_for(
+        kern: Kernel,
+        m: usize,
+        k: usize,
+        fill: FillRow<'_>,
+        fill16: Option<FillRow16<'_>>,
+    ) -> Self {
         let _p = crate::model::ops::prof::scope("in conv: bf16 pack a (im2col rows)");
         let data = match kern {
             Kernel::Amx => Layout::Rows(RowsA::from_rows(m, k, fill)),
@@ -102,11 +116,31 @@ impl PackedA {
                 rows: m,
                 cols: k,
                 fill,
+                fill16: None,
             })),
             Kernel::Avx512 => {
                 let kp = k.div_ceil(2);
                 let mut data = vec![0u32; m.div_ceil(MR) * kp * MR];
-                if kp > 0 {
+                if let Some(fill16) = fill16.filter(|_| native() && kp > 0) {
+                    data.par_chunks_mut(kp * MR).enumerate().for_each_init(
+                        Vec::new,
+                        |scratch: &mut Vec<bf16>, (pr, panel)| {
+                            // Rows of 2 kp, so that an odd k's last pair ends in a zero.
+                            let rows = MR.min(m - pr * MR);
+                            scratch.resize(rows * 2 * kp, bf16::ZERO);
+                            for (r, row) in scratch.chunks_exact_mut(2 * kp).enumerate() {
+                                let (row, pad) = row.split_at_mut(k);
+                                fill16(pr * MR + r, 0, row);
+                                pad.fill(bf16::ZERO);
+                            }
+                            #[cfg(target_arch = "x86_64")]
+                            // SAFETY: the features are present (`native()`).
+                            unsafe {
+                                pack_a_panel16(scratch, kp, rows, panel)
+                            };
+                        },
+                    );
+                } else if kp > 0 {
                     data.par_chunks_mut(kp * MR).enumerate().for_each_init(
                         Vec::new,
                         |scratch: &mut Vec<f32>, (pr, panel)| {
@@ -153,17 +187,22 @@ impl PackedA {
 /// Writes row `l`, columns `j0..j0 + out.len()` of a matrix into `out`.
 pub type FillRow<'a> = &'a (dyn Fn(usize, usize, &mut [f32]) + Sync);
 
+/// [`FillRow`] of a matrix whose values are bf16 already, as bf16.
+pub type FillRow16<'a> = &'a (dyn Fn(usize, usize, &mut [bf16]) + Sync);
+
 /// The right operand of a product: a matrix view, or a matrix made row by row as it is
 /// packed (an im2col matrix that is never written out whole).
 #[derive(Clone, Copy)]
 pub enum Right<'a> {
     /// A view.
     Mat(Mat<'a, f32>),
-    /// `rows x cols`, made by `fill`.
+    /// `rows x cols`, made by `fill`; by `fill16` too where its values are bf16 already
+    /// (the same values: the AVX-512 packing then takes their bits as they are).
     Rows {
         rows: usize,
         cols: usize,
         fill: FillRow<'a>,
+        fill16: Option<FillRow16<'a>>,
     },
 }
 

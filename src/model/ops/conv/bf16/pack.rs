@@ -1,6 +1,7 @@
 //! Packing the operands of the bf16 products (layouts in `mod.rs`): float32 rounded to
 //! bf16 pairs, in AVX-512 registers, with the transposes in registers too.
-use super::{bits, FillRow, Mat, MR, NR};
+use super::{bits, FillRow, FillRow16, Mat, MR, NR};
+use half::bf16;
 use std::arch::x86_64::*;
 
 /// Packs pairs `q0..q0+kc` of `b`'s rows and its columns `jc..jc+nc` into `buf`: panels of
@@ -173,6 +174,63 @@ pub(super) unsafe fn pack_rows(
     }
 }
 
+/// [`pack_rows`] for a matrix of bf16 values made row by row as bf16 (`fill`): each pair
+/// of rows is filled into `rows_buf` and its bits interleaved, with no conversion.
+///
+/// # Safety
+/// AVX512_BF16, F and BW must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+pub(super) unsafe fn pack_rows16(
+    k: usize,
+    fill: FillRow16<'_>,
+    (q0, kc, ps): (usize, usize, usize),
+    (jc, nc): (usize, usize),
+    rows_buf: &mut Vec<bf16>,
+    buf: &mut Vec<u32>,
+) {
+    let panels = nc.div_ceil(NR);
+    assert!(ps >= kc);
+    buf.resize(panels * ps * NR, 0);
+    rows_buf.resize(2 * nc, bf16::ZERO);
+    let (lo, hi) = rows_buf.split_at_mut(nc);
+    for q in 0..kc {
+        let l = 2 * (q0 + q);
+        fill(l, jc, lo);
+        if l + 1 < k {
+            fill(l + 1, jc, hi);
+        } else {
+            hi.fill(bf16::ZERO);
+        }
+        for jp in 0..panels {
+            let j = jp * NR;
+            let w = NR.min(nc - j);
+            let mask: __mmask32 = if w == NR { !0 } else { (1u32 << w) - 1 };
+            let d = &mut buf[(jp * ps + q) * NR..][..NR];
+            // SAFETY: the masked loads read lo[j..j + w] and hi[j..j + w] (j + w <= nc, their
+            // length; bf16 is a u16); d holds NR = 32 u32, written as two vectors of 16.
+            unsafe {
+                let l16 = _mm512_maskz_loadu_epi16(mask, lo.as_ptr().add(j).cast());
+                let h16 = _mm512_maskz_loadu_epi16(mask, hi.as_ptr().add(j).cast());
+                let halves = [
+                    (_mm512_castsi512_si256(l16), _mm512_castsi512_si256(h16)),
+                    (
+                        _mm512_extracti64x4_epi64::<1>(l16),
+                        _mm512_extracti64x4_epi64::<1>(h16),
+                    ),
+                ];
+                for (t, (l, h)) in halves.into_iter().enumerate() {
+                    let v = _mm512_or_si512(
+                        _mm512_cvtepu16_epi32(l),
+                        _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16),
+                    );
+                    _mm512_storeu_si512(d.as_mut_ptr().add(16 * t).cast(), v);
+                }
+            }
+        }
+    }
+}
+
 /// Sixteen u32 `bf16(lo[t]) | bf16(hi[t]) << 16`.
 ///
 /// # Safety
@@ -253,6 +311,44 @@ fn transpose_8x16(v: [__m512i; 8]) -> [__m512i; 8] {
         out[2 * g + 1] = _mm512_permutex2var_epi64(f[g], i128hi, f[4 + g]); // 4g+2, 4g+3
     }
     out
+}
+
+/// Packs `rows` (<= MR) rows of bf16 values, each `2 kp` long (an odd row's last pair ends
+/// in a zero), into one panel (layout of [`PackedA`]): a row's adjacent pair is already the
+/// u32 the panel holds, so 16 of each row are transposed in registers and stored.
+///
+/// # Safety
+/// AVX512_BF16, F and BW must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+pub(super) unsafe fn pack_a_panel16(rows16: &[bf16], kp: usize, rows: usize, panel: &mut [u32]) {
+    assert!(
+        rows <= MR
+            && kp.checked_mul(2 * rows).is_some_and(|n| n == rows16.len())
+            && kp.checked_mul(MR) == Some(panel.len())
+    );
+    for q in (0..kp).step_by(16) {
+        let np = 16.min(kp - q);
+        let m: __mmask16 = if np == 16 { !0 } else { (1u16 << np) - 1 };
+        let mut v = [_mm512_setzero_si512(); MR];
+        for (r, vr) in v.iter_mut().enumerate().take(rows) {
+            let row = &rows16[r * 2 * kp..][..2 * kp];
+            // SAFETY: the masked load reads pairs q..q + np of the row, elements
+            // 2q..2(q + np) <= 2 kp, its length.
+            *vr = unsafe { _mm512_maskz_loadu_epi32(m, row.as_ptr().add(2 * q).cast()) };
+        }
+        let out = transpose_8x16(v);
+        let dst = &mut panel[q * MR..][..np * MR];
+        for (t, o) in out.iter().enumerate() {
+            let have = (np * MR).saturating_sub(t * 16).min(16);
+            if have == 0 {
+                break;
+            }
+            let m: __mmask16 = if have == 16 { !0 } else { (1u16 << have) - 1 };
+            // SAFETY: writes `have` elements from dst[t * 16], inside dst.
+            unsafe { _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(t * 16).cast(), m, *o) };
+        }
+    }
 }
 
 /// Packs rows `i0..i0 + rows` of `a` into one panel (layout of [`PackedA`]).

@@ -71,12 +71,13 @@ fn products_are_the_bf16_operands_exact_products_summed_in_f32() {
                 rows: k,
                 cols: n,
                 fill: &fill,
+                fill16: None,
             };
             for kern in Kernel::ALL {
                 let pa = PackedA::for_kernel(kern, a);
                 assert_eq!(pa.kernel(), kern);
                 assert_eq!(
-                    packed_bits(&PackedA::from_rows_for(kern, m, k, &fill_a)),
+                    packed_bits(&PackedA::from_rows_for(kern, m, k, &fill_a, None)),
                     packed_bits(&pa),
                     "{kern:?}"
                 );
@@ -203,4 +204,75 @@ fn rounding_is_to_nearest_even_as_pytorch() {
     assert_eq!(round(1.0 + 2f32.powi(-8)), 1.0);
     assert_eq!(round(1.0 + 3.0 * 2f32.powi(-8)), 1.0 + 2f32.powi(-6));
     assert!(round(f32::NAN).is_nan());
+}
+
+#[test]
+fn bf16_rows_pack_and_multiply_as_their_float32_values() {
+    // Rows made as bf16 (stored activations) are packed from their bits as they are; they
+    // must give the bits of the same values made as float32 and rounded: odd inner
+    // dimensions (a last pair ending in a zero), rows not a multiple of MR, columns not of
+    // NR, more pairs than KC, more columns than NC.
+    if !native() {
+        eprintln!(
+            "skipped: bf16_rows_pack_and_multiply_as_their_float32_values (no AVX512_BF16: \
+             the bf16 rows are not used)"
+        );
+        return;
+    }
+    use half::bf16;
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (9, 33, 17),
+        (17, 401, 40),
+        (40, 64, 800),
+        (3, 7, 790),
+    ] {
+        let (av, bv) = (data(m * k, 21), data(k * n, 22));
+        let (a16, b16): (Vec<bf16>, Vec<bf16>) = (
+            av.iter().map(|&v| bf16::from_f32(v)).collect(),
+            bv.iter().map(|&v| bf16::from_f32(v)).collect(),
+        );
+        let fill_of = |v: &[bf16], cols: usize| {
+            let v = v.to_vec();
+            move |l: usize, j0: usize, out: &mut [f32]| {
+                for (o, s) in out.iter_mut().zip(&v[l * cols + j0..]) {
+                    *o = s.to_f32();
+                }
+            }
+        };
+        let fill16_of = |v: &[bf16], cols: usize| {
+            let v = v.to_vec();
+            move |l: usize, j0: usize, out: &mut [bf16]| {
+                out.copy_from_slice(&v[l * cols + j0..][..out.len()]);
+            }
+        };
+        let (fa, fa16) = (fill_of(&a16, k), fill16_of(&a16, k));
+        let (fb, fb16) = (fill_of(&b16, n), fill16_of(&b16, n));
+        let pa = PackedA::from_rows_for(Kernel::Avx512, m, k, &fa, None);
+        let pa16 = PackedA::from_rows_for(Kernel::Avx512, m, k, &fa, Some(&fa16));
+        assert_eq!(packed_bits(&pa16), packed_bits(&pa), "a of {m}x{k}");
+        for threads in [1, 3] {
+            let mut want = vec![f32::NAN; m * n];
+            let plain = Right::Rows {
+                rows: k,
+                cols: n,
+                fill: &fb,
+                fill16: None,
+            };
+            let stored = Right::Rows {
+                rows: k,
+                cols: n,
+                fill: &fb,
+                fill16: Some(&fb16),
+            };
+            product(&mut want, n, false, &pa, plain, threads);
+            let mut got = vec![f32::NAN; m * n];
+            product(&mut got, n, false, &pa16, stored, threads);
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{m}x{k}x{n} on {threads} threads");
+        }
+    }
 }
