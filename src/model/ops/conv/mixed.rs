@@ -3,6 +3,8 @@
 //! work split as the float32 ops in `mod.rs`; several images' columns side by side make one
 //! product wherever an image has few output positions, in the forward too (bit-exactness
 //! with candle, which the float32 training forward keeps, has no meaning here). Safe code.
+#[cfg(target_arch = "x86_64")]
+use super::bf16::direct::{self, Bf16Bits, DirectWeight, Planes};
 use super::bf16::{product, FillRow16, PackedA, Right};
 use super::gemm::Mat;
 use super::im2col::{apart, im2col_row, side_by_side};
@@ -44,8 +46,28 @@ fn im2col_fill<S: Copy, T: Widen<S>>(g: &Geom, xs: &[S], l: usize, j0: usize, ou
 }
 
 /// Forward: y = conv(x, w), `x` float32 or a bf16 activation; `packed` is `w` already
-/// packed, when the caller has it.
-pub(super) fn forward(g: &Geom, x: Act, w: &[f32], packed: Option<&PackedA>) -> Vec<f32> {
+/// packed, when the caller has it. A `training` forward (whose weight changes every step,
+/// so is never kept packed) runs as a direct convolution where that is faster.
+pub(super) fn forward(
+    g: &Geom,
+    x: Act,
+    w: &[f32],
+    packed: Option<&PackedA>,
+    training: bool,
+) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if training && direct_fits(g) && g.p() >= DIRECT_FORWARD_POSITIONS {
+        let (c, kk) = (g.c_in, g.k * g.k);
+        let a = DirectWeight::new(
+            (g.c_out, c, g.k),
+            |o, ch| &w[(o * c + ch) * kk..][..kk],
+            false,
+        );
+        return match x {
+            Act::F32(x) => run_direct(g, x, &a),
+            Act::Bf16(x) => run_direct(g, x, &a),
+        };
+    }
     let own;
     let a = match packed {
         Some(a) => a,
@@ -121,8 +143,70 @@ where
     y
 }
 
-/// Input gradient: dx = col2im(w^T . dy).
+/// Positions an image needs for the forward to run as a direct convolution: with fewer
+/// (ResNet's layer4: 7x7 at 224 px, 4x4 at 128) the im2col route measured 5-15 % faster, the
+/// direct one's weight packing then weighing more; above, the direct one 0-10 % faster.
+/// The input gradient is direct wherever it fits (7-37 % faster at every layer).
+#[cfg(target_arch = "x86_64")]
+const DIRECT_FORWARD_POSITIONS: usize = 64;
+
+/// Whether a convolution runs as a direct one (`bf16/direct.rs`): stride 1, an odd kernel
+/// with "same" padding, on the AVX-512 kernel.
+#[cfg(target_arch = "x86_64")]
+fn direct_fits(g: &Geom) -> bool {
+    g.stride == 1 && g.k % 2 == 1 && g.k > 1 && g.pad == g.k / 2 && direct::available()
+}
+
+/// The direct convolution of `x` (the input `g` describes) by `a`, per share of the batch
+/// as [`forward_of`], several images side by side where an image has few positions.
+#[cfg(target_arch = "x86_64")]
+fn run_direct<S: Bf16Bits>(g: &Geom, x: &[S], a: &DirectWeight) -> Vec<f32> {
+    let mut y = vec![0.0f32; g.n * g.out_len()];
+    let (workers, par) = threads(g.n);
+    let per = g.n.div_ceil(workers);
+    let (p, chunk) = (g.p(), fold(g, per));
+    y.par_chunks_mut(per * g.out_len())
+        .enumerate()
+        .for_each(|(t, ys)| {
+            let mut out = Vec::new();
+            let imgs = ys.len() / g.out_len();
+            for c0 in (0..imgs).step_by(chunk) {
+                let c = chunk.min(imgs - c0);
+                let first = t * per + c0;
+                let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
+                let planes = Planes::new(xs, c, g.c_in, (g.h, g.w));
+                let yc = &mut ys[c0 * g.out_len()..(c0 + c) * g.out_len()];
+                if c == 1 {
+                    direct::conv(yc, a, &planes, par);
+                    continue;
+                }
+                out.resize(g.c_out * c * p, 0.0);
+                direct::conv(&mut out, a, &planes, par);
+                apart(yc, &out, g.c_out, p);
+            }
+        });
+    y
+}
+
+/// Input gradient: dx = col2im(w^T . dy); for a direct convolution, the direct convolution
+/// of dy by w with its channels swapped and its taps reversed.
 pub(super) fn input_grad(g: &Geom, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if direct_fits(g) {
+        let (ci, kk) = (g.c_in, g.k * g.k);
+        let a = DirectWeight::new(
+            (ci, g.c_out, g.k),
+            |o, ch| &w[(ch * ci + o) * kk..][..kk],
+            true,
+        );
+        let t = Geom::new(
+            &[g.n, g.c_out, g.oh, g.ow],
+            &[ci, g.c_out, g.k, g.k],
+            1,
+            g.pad,
+        );
+        return run_direct(&t, dy, &a);
+    }
     let a = PackedA::new(Mat::tr(w, g.c_out, g.kk()));
     let (_, par) = threads(g.n);
     super::input_grad_by(g, dy, |dst, b| product(dst, b.cols(), false, &a, b, par))

@@ -314,7 +314,7 @@ impl ConvFwd {
 
     fn run_bf16(&self, x: Act, w: &[f32]) -> candle_core::Result<(Vec<f32>, Shape)> {
         Ok((
-            mixed::forward(&self.g, x, w, self.packed.as_deref()),
+            mixed::forward(&self.g, x, w, self.packed.as_deref(), !self.inference),
             self.g.out_shape(),
         ))
     }

@@ -83,6 +83,11 @@ const CASES: &[Case] = &[
     // A deep layer's few positions (several images to a product), more channels than a
     // micro-tile has rows.
     (6, 20, 4, 4, 12, 3, 1, 1),
+    // The bf16 training forward's direct convolution: images side by side, more channel
+    // pairs than a block of the inner dimension, output channels not a multiple of a
+    // micro-tile's rows, rows not a multiple of 16 positions; more columns than a block.
+    (3, 45, 9, 13, 11, 3, 1, 1),
+    (1, 8, 30, 29, 4, 3, 1, 1),
 ];
 
 #[test]

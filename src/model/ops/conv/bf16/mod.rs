@@ -17,6 +17,8 @@
 //! product over threads, each writing its own block of the output through a [`Share`].
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod direct;
 mod kernel;
 mod operands;
 #[cfg(target_arch = "x86_64")]
