@@ -100,8 +100,37 @@ fn forward_of<S: Copy + Sync>(
 where
     f32: Widen<S>,
 {
+    let (_, par) = threads(g.n);
+    let p = g.p();
+    per_chunk(g, |first, c, dst| {
+        let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
+        if let Some(x32) = x32.filter(|_| c == 1 && g.direct()) {
+            let xs = &x32[first * g.in_len()..][..g.in_len()];
+            return product(dst, p, false, a, Mat::rm(xs, g.kk(), p), par);
+        }
+        // The im2col matrix is made pair of rows by pair of rows as it is packed.
+        let fill = |l: usize, j0: usize, out: &mut [f32]| im2col_fill(g, xs, l, j0, out);
+        let fill16 = x16.map(|x| {
+            let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
+            move |l: usize, j0: usize, out: &mut [bf16]| im2col_fill(g, xs, l, j0, out)
+        });
+        let b = Right::Rows {
+            rows: g.kk(),
+            cols: c * p,
+            fill: &fill,
+            fill16: fill16.as_ref().map(|f| f as FillRow16<'_>),
+        };
+        product(dst, c * p, false, a, b, par)
+    })
+}
+
+/// The output of the batch, made in chunks of images (several side by side where an image
+/// has few positions, in each share of the batch): `run(first, c, dst)` writes the
+/// `c_out x (c * p)` result of images `first..first + c` side by side into `dst`, which is
+/// their own output when `c` is 1.
+fn per_chunk(g: &Geom, run: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
     let mut y = vec![0.0f32; g.n * g.out_len()];
-    let (workers, par) = threads(g.n);
+    let (workers, _) = threads(g.n);
     let per = g.n.div_ceil(workers);
     let (p, chunk) = (g.p(), fold(g, per));
     y.par_chunks_mut(per * g.out_len())
@@ -111,32 +140,13 @@ where
             let imgs = ys.len() / g.out_len();
             for c0 in (0..imgs).step_by(chunk) {
                 let c = chunk.min(imgs - c0);
-                let first = t * per + c0;
-                let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
                 let yc = &mut ys[c0 * g.out_len()..(c0 + c) * g.out_len()];
-                if let Some(x32) = x32.filter(|_| c == 1 && g.direct()) {
-                    let xs = &x32[first * g.in_len()..][..g.in_len()];
-                    product(yc, p, false, a, Mat::rm(xs, g.kk(), p), par);
-                    continue;
-                }
-                // The im2col matrix is made pair of rows by pair of rows as it is packed.
-                let fill = |l: usize, j0: usize, out: &mut [f32]| im2col_fill(g, xs, l, j0, out);
-                let fill16 = x16.map(|x| {
-                    let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
-                    move |l: usize, j0: usize, out: &mut [bf16]| im2col_fill(g, xs, l, j0, out)
-                });
-                let b = Right::Rows {
-                    rows: g.kk(),
-                    cols: c * p,
-                    fill: &fill,
-                    fill16: fill16.as_ref().map(|f| f as FillRow16<'_>),
-                };
                 if c == 1 {
-                    product(yc, p, false, a, b, par);
+                    run(t * per + c0, 1, yc);
                     continue;
                 }
                 out.resize(g.c_out * c * p, 0.0);
-                product(&mut out, c * p, false, a, b, par);
+                run(t * per + c0, c, &mut out);
                 apart(yc, &out, g.c_out, p);
             }
         });
@@ -157,35 +167,15 @@ fn direct_fits(g: &Geom) -> bool {
     g.stride == 1 && g.k % 2 == 1 && g.k > 1 && g.pad == g.k / 2 && direct::available()
 }
 
-/// The direct convolution of `x` (the input `g` describes) by `a`, per share of the batch
-/// as [`forward_of`], several images side by side where an image has few positions.
+/// The direct convolution of `x` (the input `g` describes) by `a`, chunk by chunk as
+/// [`forward_of`].
 #[cfg(target_arch = "x86_64")]
 fn run_direct<S: Bf16Bits>(g: &Geom, x: &[S], a: &DirectWeight) -> Vec<f32> {
-    let mut y = vec![0.0f32; g.n * g.out_len()];
-    let (workers, par) = threads(g.n);
-    let per = g.n.div_ceil(workers);
-    let (p, chunk) = (g.p(), fold(g, per));
-    y.par_chunks_mut(per * g.out_len())
-        .enumerate()
-        .for_each(|(t, ys)| {
-            let mut out = Vec::new();
-            let imgs = ys.len() / g.out_len();
-            for c0 in (0..imgs).step_by(chunk) {
-                let c = chunk.min(imgs - c0);
-                let first = t * per + c0;
-                let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
-                let planes = Planes::new(xs, c, g.c_in, (g.h, g.w));
-                let yc = &mut ys[c0 * g.out_len()..(c0 + c) * g.out_len()];
-                if c == 1 {
-                    direct::conv(yc, a, &planes, par);
-                    continue;
-                }
-                out.resize(g.c_out * c * p, 0.0);
-                direct::conv(&mut out, a, &planes, par);
-                apart(yc, &out, g.c_out, p);
-            }
-        });
-    y
+    let (_, par) = threads(g.n);
+    per_chunk(g, |first, c, dst| {
+        let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
+        direct::conv(dst, a, &Planes::new(xs, c, g.c_in, (g.h, g.w)), par)
+    })
 }
 
 /// Input gradient: dx = col2im(w^T . dy); for a direct convolution, the direct convolution

@@ -101,6 +101,24 @@ unsafe fn micro_tile(
             }
         }
     }
+    // SAFETY: the features are enabled; c's rows as the contract says.
+    unsafe { store_tile(&acc, c, ldc, (rows, cols), load) }
+}
+
+/// Writes the first `rows` rows and `cols` columns of a micro-tile's accumulators to `c`
+/// (rows `ldc` apart), added to what `c` holds when `load`.
+///
+/// # Safety
+/// AVX-512 F must be available; `c` must be valid for reads and writes of `rows` (<= MR)
+/// rows of `cols` (<= NR) elements, `ldc` apart.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn store_tile(
+    acc: &[[__m512; 2]; MR],
+    c: *mut f32,
+    ldc: usize,
+    (rows, cols): (usize, usize),
+    load: bool,
+) {
     let m0: __mmask16 = if cols >= 16 { !0 } else { (1u16 << cols) - 1 };
     let m1: __mmask16 = if cols >= 32 {
         !0

@@ -299,26 +299,6 @@ unsafe fn tile(
             }
         }
     }
-    let m0: __mmask16 = if n >= 16 { !0 } else { (1u16 << n) - 1 };
-    let m1: __mmask16 = if n >= 32 {
-        !0
-    } else if n > 16 {
-        (1u16 << (n - 16)) - 1
-    } else {
-        0
-    };
-    for (r, acc_r) in acc.iter().enumerate().take(rows) {
-        // SAFETY: row r < rows holds n elements from r * cols inside c (asserted above);
-        // the masks cover columns < n.
-        unsafe {
-            let p = c.as_mut_ptr().add(r * cols);
-            let (mut v0, mut v1) = (acc_r[0], acc_r[1]);
-            if load {
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, p));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, p.add(16)));
-            }
-            _mm512_mask_storeu_ps(p, m0, v0);
-            _mm512_mask_storeu_ps(p.add(16), m1, v1);
-        }
-    }
+    // SAFETY: the features are enabled; c holds `rows` rows of n from r * cols (asserted).
+    unsafe { super::avx512::store_tile(&acc, c.as_mut_ptr(), cols, (rows, n), load) }
 }

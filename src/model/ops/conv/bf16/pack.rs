@@ -337,17 +337,25 @@ pub(super) unsafe fn pack_a_panel16(rows16: &[bf16], kp: usize, rows: usize, pan
             // 2q..2(q + np) <= 2 kp, its length.
             *vr = unsafe { _mm512_maskz_loadu_epi32(m, row.as_ptr().add(2 * q).cast()) };
         }
-        let out = transpose_8x16(v);
-        let dst = &mut panel[q * MR..][..np * MR];
-        for (t, o) in out.iter().enumerate() {
-            let have = (np * MR).saturating_sub(t * 16).min(16);
-            if have == 0 {
-                break;
-            }
-            let m: __mmask16 = if have == 16 { !0 } else { (1u16 << have) - 1 };
-            // SAFETY: writes `have` elements from dst[t * 16], inside dst.
-            unsafe { _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(t * 16).cast(), m, *o) };
+        store_pairs(v, &mut panel[q * MR..][..np * MR]);
+    }
+}
+
+/// Transposes 8 rows of 16 pairs (one vector a row) in registers and stores the first
+/// `dst.len()` (<= 128) u32 of the result, pair by pair (MR rows each), into `dst`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn store_pairs(v: [__m512i; MR], dst: &mut [u32]) {
+    assert!(dst.len() <= 16 * MR);
+    for (t, o) in transpose_8x16(v).iter().enumerate() {
+        // Vector t holds pairs 2t and 2t + 1 of the MR rows.
+        let have = dst.len().saturating_sub(t * 16).min(16);
+        if have == 0 {
+            break;
         }
+        let m: __mmask16 = if have == 16 { !0 } else { (1u16 << have) - 1 };
+        // SAFETY: writes `have` elements from dst[t * 16], inside dst.
+        unsafe { _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(t * 16).cast(), m, *o) };
     }
 }
 
@@ -386,18 +394,7 @@ pub(super) unsafe fn pack_a_panel(a: Mat<'_, f32>, i0: usize, rows: usize, panel
                     *vr = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
                 }
             }
-            let out = transpose_8x16(v);
-            let dst = &mut panel[q * MR..][..np * MR];
-            for (t, o) in out.iter().enumerate() {
-                // Vector t holds pairs q + 2t and q + 2t + 1 of the MR rows.
-                let have = (np * MR).saturating_sub(t * 16).min(16);
-                if have == 0 {
-                    break;
-                }
-                let m: __mmask16 = if have == 16 { !0 } else { (1u16 << have) - 1 };
-                // SAFETY: writes `have` elements from dst[t * 16], inside dst.
-                unsafe { _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(t * 16).cast(), m, *o) };
-            }
+            store_pairs(v, &mut panel[q * MR..][..np * MR]);
         }
     } else if a.row_stride() == 1 {
         // Transposed: element (i, l) at l * cs + i, so one pair of the panel's rows is two
