@@ -270,10 +270,14 @@ unsafe fn tile(
     use std::arch::x86_64::*;
     let planes = x.len() / cols;
     assert!(
-        a.len() == planes * taps.len() * MR
+        taps.len().checked_mul(planes * MR) == Some(a.len())
             && rows <= MR
             && n <= NR
-            && (rows == 0 || (rows - 1) * cols + n <= c.len())
+            && (rows == 0
+                || (rows - 1)
+                    .checked_mul(cols)
+                    .and_then(|e| e.checked_add(n))
+                    .is_some_and(|e| e <= c.len()))
     );
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     let ap = a.as_ptr();
