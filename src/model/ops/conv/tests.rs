@@ -88,6 +88,8 @@ const CASES: &[Case] = &[
     // micro-tile's rows, rows not a multiple of 16 positions; more columns than a block.
     (3, 45, 9, 13, 11, 3, 1, 1),
     (1, 8, 30, 29, 4, 3, 1, 1),
+    // One image: the direct route splits its output channels over the threads.
+    (1, 6, 10, 10, 20, 3, 1, 1),
 ];
 
 #[test]
