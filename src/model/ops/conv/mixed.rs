@@ -45,6 +45,17 @@ fn im2col_fill<S: Copy, T: Widen<S>>(g: &Geom, xs: &[S], l: usize, j0: usize, ou
     }
 }
 
+/// [`im2col_fill`] of images `first..first + c` of the bf16 activation `x`, made in bf16.
+fn im2col_fill16<'a>(
+    g: &'a Geom,
+    x: &'a [bf16],
+    first: usize,
+    c: usize,
+) -> impl Fn(usize, usize, &mut [bf16]) + Sync + 'a {
+    let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
+    move |l, j0, out| im2col_fill(g, xs, l, j0, out)
+}
+
 /// Forward: y = conv(x, w), `x` float32 or a bf16 activation; `packed` is `w` already
 /// packed, when the caller has it. A `training` forward (whose weight changes every step,
 /// so is never kept packed) runs as a direct convolution where that is faster.
@@ -110,10 +121,7 @@ where
         }
         // The im2col matrix is made pair of rows by pair of rows as it is packed.
         let fill = |l: usize, j0: usize, out: &mut [f32]| im2col_fill(g, xs, l, j0, out);
-        let fill16 = x16.map(|x| {
-            let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
-            move |l: usize, j0: usize, out: &mut [bf16]| im2col_fill(g, xs, l, j0, out)
-        });
+        let fill16 = x16.map(|x| im2col_fill16(g, x, first, c));
         let b = Right::Rows {
             rows: g.kk(),
             cols: c * p,
@@ -154,9 +162,10 @@ fn per_chunk(g: &Geom, run: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32
 }
 
 /// Positions an image needs for the forward to run as a direct convolution: with fewer
-/// (ResNet's layer4: 7x7 at 224 px, 4x4 at 128) the im2col route measured 5-15 % faster, the
+/// (ResNet's layer4: 7x7 at 224 px, 4x4 at 128) the im2col route measured 7-13 % faster, the
 /// direct one's weight packing then weighing more; above, the direct one 0-10 % faster.
-/// The input gradient is direct wherever it fits (7-37 % faster at every layer).
+/// The input gradient is direct wherever it fits (8-42 % less time at every layer;
+/// speed.md).
 #[cfg(target_arch = "x86_64")]
 const DIRECT_FORWARD_POSITIONS: usize = 64;
 
@@ -233,10 +242,7 @@ where
                 let ld = c * p;
                 let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
                 let fill = |l: usize, j0: usize, out: &mut [f32]| im2col_fill(g, xs, l, j0, out);
-                let fill16 = x16.map(|x| {
-                    let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
-                    move |l: usize, j0: usize, out: &mut [bf16]| im2col_fill(g, xs, l, j0, out)
-                });
+                let fill16 = x16.map(|x| im2col_fill16(g, x, first, c));
                 let a =
                     PackedA::from_rows(kk, ld, &fill, fill16.as_ref().map(|f| f as FillRow16<'_>));
                 let dys = &dy[first * g.out_len()..(first + c) * g.out_len()];

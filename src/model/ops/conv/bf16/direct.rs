@@ -215,12 +215,16 @@ fn rows_of(ys: &mut [f32], first: usize, a: &DirectWeight, x: &Planes) {
     let kp = x.pairs * taps;
     let rows = ys.len() / cols;
     let per = pairs_per_block(taps);
-    let mut tile_taps = vec![Tap::default(); taps];
+    let mut block_taps = vec![Tap::default(); NC.div_ceil(NR) * taps];
     for jc in (0..cols).step_by(NC) {
+        // The taps of the block's tiles, the same for every pair of channels.
+        let tiles = (jc..(jc + NC).min(cols)).step_by(NR);
+        for (j, tile_taps) in tiles.clone().zip(block_taps.chunks_exact_mut(taps)) {
+            taps_of(x, k, j, tile_taps);
+        }
         for cp0 in (0..x.pairs).step_by(per) {
             let cps = per.min(x.pairs - cp0);
-            for j in (jc..(jc + NC).min(cols)).step_by(NR) {
-                taps_of(x, k, j, &mut tile_taps);
+            for (j, tile_taps) in tiles.clone().zip(block_taps.chunks_exact(taps)) {
                 let n = NR.min(cols - j);
                 for pr in 0..rows.div_ceil(MR) {
                     let r = MR.min(rows - pr * MR);
@@ -236,7 +240,7 @@ fn rows_of(ys: &mut [f32], first: usize, a: &DirectWeight, x: &Planes) {
                             &x.data[cp0 * cols..(cp0 + cps) * cols],
                             cols,
                             j,
-                            &tile_taps,
+                            tile_taps,
                             c,
                             (r, n),
                             cp0 > 0,

@@ -147,13 +147,7 @@ pub(super) unsafe fn pack_rows(
     rows_buf.resize(2 * nc, 0.0);
     let (lo, hi) = rows_buf.split_at_mut(nc);
     for q in 0..kc {
-        let l = 2 * (q0 + q);
-        fill(l, jc, lo);
-        if l + 1 < k {
-            fill(l + 1, jc, hi);
-        } else {
-            hi.fill(0.0);
-        }
+        row_pair(fill, k, 2 * (q0 + q), jc, (lo, hi), 0.0);
         for jp in 0..panels {
             for h in 0..NR / 16 {
                 let j = jp * NR + h * 16;
@@ -171,6 +165,24 @@ pub(super) unsafe fn pack_rows(
                 }
             }
         }
+    }
+}
+
+/// Rows `l` and `l + 1` (zeros past the matrix's `k` rows), columns `jc..`, of the matrix
+/// that `fill` makes, into `lo` and `hi`.
+fn row_pair<T: Copy>(
+    fill: &(dyn Fn(usize, usize, &mut [T]) + Sync),
+    k: usize,
+    l: usize,
+    jc: usize,
+    (lo, hi): (&mut [T], &mut [T]),
+    zero: T,
+) {
+    fill(l, jc, lo);
+    if l + 1 < k {
+        fill(l + 1, jc, hi);
+    } else {
+        hi.fill(zero);
     }
 }
 
@@ -195,13 +207,7 @@ pub(super) unsafe fn pack_rows16(
     rows_buf.resize(2 * nc, bf16::ZERO);
     let (lo, hi) = rows_buf.split_at_mut(nc);
     for q in 0..kc {
-        let l = 2 * (q0 + q);
-        fill(l, jc, lo);
-        if l + 1 < k {
-            fill(l + 1, jc, hi);
-        } else {
-            hi.fill(bf16::ZERO);
-        }
+        row_pair(fill, k, 2 * (q0 + q), jc, (lo, hi), bf16::ZERO);
         for jp in 0..panels {
             let j = jp * NR;
             let w = NR.min(nc - j);
