@@ -159,28 +159,40 @@ struct Tap {
 /// (asserted: the kernel's loads rely on it).
 fn taps_of(x: &Planes, k: usize, j: usize, out: &mut [Tap]) {
     let (h, w, p, cols) = (x.h as isize, x.w as isize, (k / 2) as isize, x.cols());
-    let hw = x.h * x.w;
+    // Each lane's position in its image, stepped along (no division per lane and tap).
+    let lanes = NR.min(cols - j);
+    let mut at = [(0isize, 0isize); NR];
+    let first = j % (x.h * x.w);
+    let (mut oy, mut ox) = ((first / x.w) as isize, (first % x.w) as isize);
+    for a in at.iter_mut().take(lanes) {
+        *a = (oy, ox);
+        ox += 1;
+        if ox == w {
+            (oy, ox) = (oy + 1, 0);
+            if oy == h {
+                oy = 0;
+            }
+        }
+    }
     for (t, tap) in out.iter_mut().enumerate() {
         let (dy, dx) = ((t / k) as isize - p, (t % k) as isize - p);
         let off = dy * w + dx;
-        let (mut m0, mut m1) = (0u16, 0u16);
-        for l in 0..NR.min(cols - j) {
-            let pos = ((j + l) % hw) as isize;
-            let (oy, ox) = (pos / w, pos % w);
+        let mut mask = 0u32;
+        for (l, &(oy, ox)) in at.iter().enumerate().take(lanes) {
             if (0..h).contains(&(oy + dy)) && (0..w).contains(&(ox + dx)) {
                 let src = (j + l) as isize + off;
                 assert!(
                     (0..cols as isize).contains(&src),
                     "tap read outside the planes"
                 );
-                if l < 16 {
-                    m0 |= 1 << l;
-                } else {
-                    m1 |= 1 << (l - 16);
-                }
+                mask |= 1 << l;
             }
         }
-        *tap = Tap { off, m0, m1 };
+        *tap = Tap {
+            off,
+            m0: mask as u16,
+            m1: (mask >> 16) as u16,
+        };
     }
 }
 
