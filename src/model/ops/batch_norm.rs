@@ -310,6 +310,7 @@ impl BnTrainFwd {
         let op = BnTrainBwd {
             eps: self.eps,
             relu: self.relu,
+            dx16: self.keep16.is_some(),
             gamma: gamma.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?,
             stats,
             sums: sums.clone(),
@@ -330,18 +331,67 @@ impl BnTrainFwd {
 /// dx = gamma / sigma / M * (M dy - sum(dy) - x̂ sum(dy x̂)); also d gamma = sum(dy x̂) and
 /// d beta = sum(dy), left in `sums`. Applied to (x, y, dy): with `relu`, dy is first zeroed
 /// where the forward output y is not positive. x and y may be bf16 (stored by the bf16
-/// training forward), dy and dx float32.
+/// training forward), dy float32; dx is float32, or with `dx16` bf16 (see [`GradOut`]).
 struct BnTrainBwd {
     eps: f64,
     relu: bool,
+    dx16: bool,
     gamma: Vec<f64>,
     stats: BatchStats,
     #[allow(clippy::type_complexity)]
     sums: Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>,
 }
 
+/// The element type of BatchNorm's input gradient for gradients of type `T`: `T` itself, or
+/// in the bf16 training step bf16, the float32 value rounded to nearest even. BatchNorm's
+/// input is a convolution's output, and a bf16 convolution rounds its output gradient to
+/// bf16 in exactly this way before multiplying it (`conv::mixed`): stored so, the gradient
+/// moves half the bytes and the step computes the same numbers.
+trait GradOut<T>: WithDType {
+    fn from_grad(v: T) -> Self;
+}
+
+impl<T: WithDType> GradOut<T> for T {
+    fn from_grad(v: T) -> T {
+        v
+    }
+}
+
+impl GradOut<f32> for bf16 {
+    fn from_grad(v: f32) -> bf16 {
+        round_bf16(v)
+    }
+}
+
+impl GradOut<f64> for bf16 {
+    fn from_grad(v: f64) -> bf16 {
+        round_bf16(v as f32)
+    }
+}
+
 impl BnTrainBwd {
     fn run<A: WithDType, T: Widen<A>>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)>
+    where
+        bf16: GradOut<T>,
+    {
+        if self.dx16 {
+            self.run_into::<A, T, bf16>(s1, l1, s2, l2, s3, l3)
+        } else {
+            self.run_into::<A, T, T>(s1, l1, s2, l2, s3, l3)
+        }
+    }
+
+    /// [`BnTrainBwd::run`] with dx of type `D`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_into<A: WithDType, T: Widen<A>, D: GradOut<T>>(
         &self,
         s1: &CpuStorage,
         l1: &Layout,
@@ -375,7 +425,7 @@ impl BnTrainBwd {
             })
             .unzip();
         let m = st.count as f64;
-        let mut dx = vec![T::zero(); x.len()];
+        let mut dx = vec![D::zero(); x.len()];
         let hw1 = hw.max(1);
         dx.par_chunks_mut(hw1)
             .with_min_len(min_blocks(hw1))
@@ -398,18 +448,18 @@ impl BnTrainBwd {
                         } else {
                             T::zero()
                         };
-                        *o = a * g + bx * T::widen(*xv) + c0;
+                        *o = D::from_grad(a * g + bx * T::widen(*xv) + c0);
                     }
                 } else {
                     for ((o, d), xv) in out.iter_mut().zip(dyb).zip(xb) {
-                        *o = a * *d + bx * T::widen(*xv) + c0;
+                        *o = D::from_grad(a * *d + bx * T::widen(*xv) + c0);
                     }
                 }
             });
         if let Ok(mut s) = self.sums.lock() {
             *s = Some((sum_dy_xhat, sum_dy));
         }
-        Ok((T::to_cpu_storage_owned(dx), l1.shape().clone()))
+        Ok((D::to_cpu_storage_owned(dx), l1.shape().clone()))
     }
 }
 

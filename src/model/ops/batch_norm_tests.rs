@@ -1,6 +1,7 @@
 //! The bf16 training forward of BatchNorm(+ReLU): its output is the float32 output rounded
 //! to bf16, and its backward, which reads the input and output stored in bf16, computes what
-//! the float32 backward computes on those bf16 values widened (bit for bit).
+//! the float32 backward computes on those bf16 values widened (bit for bit), its input
+//! gradient then rounded to bf16.
 use super::*;
 use crate::model::ops::pass::{Compute, Pass};
 use crate::model::ops::precision::Precision;
@@ -56,14 +57,19 @@ fn the_bf16_forward_stores_bf16_and_its_backward_is_the_float32_one_on_those_val
         let (dx, dg, db) = op
             .grads(&widened(&x, DType::BF16), &gamma, Some(&y_read), &dy)
             .unwrap();
+        // The input gradient is stored in bf16 (what the convolution below rounds it to),
+        // the parameters' gradients in float32.
+        let dx = dx.to_dtype(DType::BF16).unwrap();
         for (name, ours, want) in [("dx", t[0], dx), ("dgamma", t[1], dg), ("dbeta", t[2], db)] {
             let got = grads.get(ours).unwrap();
-            assert_eq!(got.dtype(), DType::F32, "{name}");
+            assert_eq!(got.dtype(), want.dtype(), "{name}");
             assert_eq!(bits(got), bits(&want), "{name}, relu {relu}");
         }
+        assert_eq!(grads.get(t[0]).unwrap().dtype(), DType::BF16);
         // And the stored input is the rounded one, not the float32 one: the backward on the
         // float32 input differs.
         let (dx32, ..) = op.grads(&x, &gamma, Some(&y_read), &dy).unwrap();
+        let dx32 = dx32.to_dtype(DType::BF16).unwrap();
         assert_ne!(bits(grads.get(t[0]).unwrap()), bits(&dx32), "relu {relu}");
     }
 }

@@ -68,16 +68,27 @@ pub(crate) enum Act<'a> {
     Bf16(&'a [bf16]),
 }
 
+impl<'a> Act<'a> {
+    /// The operand as float32, or an error naming it (`what`) where it is bf16.
+    pub(crate) fn f32(self, what: &str) -> Result<&'a [f32]> {
+        match self {
+            Act::F32(v) => Ok(v),
+            Act::Bf16(_) => candle_core::bail!("{what} must be float32, not bf16"),
+        }
+    }
+}
+
 /// The operands of an op asked for bf16 products (`prec`), or given a bf16 first operand
-/// (a stored activation): the first float32 or bf16, the second float32. None for float32
-/// or float64 operands in float32 precision (float64 ignores the precision).
+/// (a stored activation): each float32 or bf16 (a second operand in bf16 is an output
+/// gradient stored in bf16 by a BatchNorm's backward). None for float32 or float64 operands
+/// in float32 precision (float64 ignores the precision).
 pub(crate) fn bf16_operands<'a>(
     prec: super::precision::Precision,
     s1: &'a CpuStorage,
     l1: &Layout,
     s2: &'a CpuStorage,
     l2: &Layout,
-) -> Result<Option<(Act<'a>, &'a [f32])>> {
+) -> Result<Option<(Act<'a>, Act<'a>)>> {
     let a = match s1 {
         CpuStorage::BF16(_) => Act::Bf16(contiguous::<bf16>(s1, l1, "operand")?),
         CpuStorage::F32(_) if prec == super::precision::Precision::Bf16 => {
@@ -85,11 +96,15 @@ pub(crate) fn bf16_operands<'a>(
         }
         _ => return Ok(None),
     };
-    Ok(Some((a, contiguous::<f32>(s2, l2, "operand")?)))
+    let b = match s2 {
+        CpuStorage::BF16(_) => Act::Bf16(contiguous::<bf16>(s2, l2, "operand")?),
+        _ => Act::F32(contiguous::<f32>(s2, l2, "operand")?),
+    };
+    Ok(Some((a, b)))
 }
 
 /// [`run_float!`] for an op with `fn precision(&self)` and `fn run_bf16(&self, a: Act, b:
-/// &[f32]) -> Result<(Vec<f32>, Shape)>`: its bf16 products when asked for or given a bf16
+/// Act) -> Result<(Vec<f32>, Shape)>`: its bf16 products when asked for or given a bf16
 /// operand (timed under `$prof16`), else `run::<f32 or f64>`.
 macro_rules! run_mixed {
     ($op:expr, $name:expr, $prof:expr, $prof16:expr; $s1:ident, $l1:ident, $s2:ident, $l2:ident) => {{

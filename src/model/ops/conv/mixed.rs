@@ -10,6 +10,7 @@ use super::gemm::Mat;
 use super::im2col::{apart, im2col_row, side_by_side};
 use super::{fold, split, Geom};
 use crate::model::ops::cpu_op::{Act, Widen};
+use candle_core::WithDType;
 use half::bf16;
 use rayon::prelude::*;
 
@@ -188,8 +189,9 @@ fn run_direct<S: Bf16Bits>(g: &Geom, x: &[S], a: &DirectWeight) -> Vec<f32> {
 }
 
 /// Input gradient: dx = col2im(w^T . dy); for a direct convolution, the direct convolution
-/// of dy by w with its channels swapped and its taps reversed.
-pub(super) fn input_grad(g: &Geom, dy: &[f32], w: &[f32]) -> Vec<f32> {
+/// of dy by w with its channels swapped and its taps reversed. `dy` is float32 or bf16 (the
+/// same products: a float32 `dy` is rounded to bf16 as it is packed).
+pub(super) fn input_grad(g: &Geom, dy: Act, w: &[f32]) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     if direct_fits(g) {
         let (ci, kk) = (g.c_in, g.k * g.k);
@@ -204,28 +206,46 @@ pub(super) fn input_grad(g: &Geom, dy: &[f32], w: &[f32]) -> Vec<f32> {
             1,
             g.pad,
         );
-        return run_direct(&t, dy, &a);
+        return match dy {
+            Act::F32(dy) => run_direct(&t, dy, &a),
+            Act::Bf16(dy) => run_direct(&t, dy, &a),
+        };
     }
     let a = PackedA::new(Mat::tr(w, g.c_out, g.kk()));
     let (_, par) = threads(g.n);
-    super::input_grad_by(g, dy, |dst, b| product(dst, b.cols(), false, &a, b, par))
+    match dy {
+        Act::F32(dy) => {
+            super::input_grad_by(g, dy, |dst, b| product(dst, b.cols(), false, &a, b, par))
+        }
+        Act::Bf16(dy) => {
+            super::input_grad_by(g, dy, |dst, b| product(dst, b.cols(), false, &a, b, par))
+        }
+    }
 }
 
 /// Weight gradient: dw = sum_n dy_n . col(x_n)^T, computed transposed as
 /// dw^T = sum_n col(x_n) . dy_n^T so that the im2col matrix is made row by row while it is
-/// packed (never written whole).
-pub(super) fn weight_grad(g: &Geom, x: Act, dy: &[f32]) -> Vec<f32> {
-    match x {
-        Act::F32(x) => weight_grad_of(g, x, None, dy),
-        Act::Bf16(x) => weight_grad_of(g, x, Some(x), dy),
+/// packed (never written whole). `dy` is float32 or bf16, as in [`input_grad`].
+pub(super) fn weight_grad(g: &Geom, x: Act, dy: Act) -> Vec<f32> {
+    match (x, dy) {
+        (Act::F32(x), Act::F32(dy)) => weight_grad_of(g, x, None, dy),
+        (Act::F32(x), Act::Bf16(dy)) => weight_grad_of(g, x, None, dy),
+        (Act::Bf16(x), Act::F32(dy)) => weight_grad_of(g, x, Some(x), dy),
+        (Act::Bf16(x), Act::Bf16(dy)) => weight_grad_of(g, x, Some(x), dy),
     }
 }
 
 /// [`weight_grad`] of `x`, which is `x16` when given (its im2col rows then packed from its
 /// bf16 values as they are).
-fn weight_grad_of<S: Copy + Sync>(g: &Geom, x: &[S], x16: Option<&[bf16]>, dy: &[f32]) -> Vec<f32>
+fn weight_grad_of<S: Copy + Sync, D: WithDType>(
+    g: &Geom,
+    x: &[S],
+    x16: Option<&[bf16]>,
+    dy: &[D],
+) -> Vec<f32>
 where
     f32: Widen<S>,
+    for<'m> Mat<'m, D>: Into<Right<'m>>,
 {
     let (kk, co) = (g.kk(), g.c_out);
     let (workers, par) = threads(g.n);

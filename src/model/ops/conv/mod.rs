@@ -312,7 +312,8 @@ impl ConvFwd {
         self.prec
     }
 
-    fn run_bf16(&self, x: Act, w: &[f32]) -> candle_core::Result<(Vec<f32>, Shape)> {
+    fn run_bf16(&self, x: Act, w: Act) -> candle_core::Result<(Vec<f32>, Shape)> {
+        let w = w.f32("conv weight")?;
         Ok((
             mixed::forward(&self.g, x, w, self.packed.as_deref(), !self.inference),
             self.g.out_shape(),
@@ -453,11 +454,11 @@ impl ConvFwd {
 
 /// The input gradient dx = col2im(w^T . dy) of every image of `dy`, where `mul(dst, b)`
 /// writes `w^T . b` into `dst` (row-major, `b`'s columns): the work split and the folding of
-/// images, shared by the float32 and the bf16 products.
-fn input_grad_by<T: WithDType>(
+/// images, shared by the float32 and the bf16 products (whose `dy` may be bf16).
+fn input_grad_by<T: WithDType, D: WithDType>(
     g: &Geom,
-    dy: &[T],
-    mul: impl Fn(&mut [T], Mat<'_, T>) + Sync,
+    dy: &[D],
+    mul: impl Fn(&mut [T], Mat<'_, D>) + Sync,
 ) -> Vec<T> {
     let mut dx = vec![T::zero(); g.n * g.in_len()];
     let (workers, _) = split(g.n);
@@ -507,11 +508,9 @@ impl ConvBwdData {
         self.1
     }
 
-    fn run_bf16(&self, dy: Act, w: &[f32]) -> candle_core::Result<(Vec<f32>, Shape)> {
+    fn run_bf16(&self, dy: Act, w: Act) -> candle_core::Result<(Vec<f32>, Shape)> {
         let g = self.0;
-        let Act::F32(dy) = dy else {
-            candle_core::bail!("conv input gradient: the output gradient must be float32")
-        };
+        let w = w.f32("conv weight")?;
         Ok((
             mixed::input_grad(&g, dy, w),
             Shape::from((g.n, g.c_in, g.h, g.w)),

@@ -390,6 +390,47 @@ fn bf16_is_the_rounded_operands_exact_products_summed_in_f32() {
 }
 
 #[test]
+fn a_bf16_output_gradient_gives_the_gradients_of_its_values_bit_for_bit() {
+    // A bf16 BatchNorm hands its convolution the output gradient rounded to bf16; the bf16
+    // products round a float32 one in the same way as they pack it. So both gradients from the
+    // bf16 gradient are those from the float32 one, bit for bit, on every route (direct,
+    // im2col, 1x1, strided, images side by side), for float32 and stored bf16 inputs.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let bits = |t: &Tensor| -> Vec<u32> {
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        v.iter().map(|x| x.to_bits()).collect()
+    };
+    for &(n, c, h, wd, co, k, s, p) in CASES {
+        let x = randn(&mut rng, &[n, c, h, wd], DType::F32);
+        let w = randn(&mut rng, &[co, c, k, k], DType::F32);
+        let g = Geom::new(x.dims(), w.dims(), s, p);
+        let dy = randn(&mut rng, &[n, co, g.oh, g.ow], DType::F32);
+        let dy16 = dy.to_dtype(DType::BF16).unwrap();
+        let case = (n, c, h, wd, co, k, s, p);
+        let data = ConvBwdData(g, Precision::Bf16);
+        let (dx32, dx16) = (
+            dy.apply_op2_no_bwd(&w, &data).unwrap(),
+            dy16.apply_op2_no_bwd(&w, &data).unwrap(),
+        );
+        assert_eq!(dx16.dtype(), DType::F32);
+        assert_eq!(bits(&dx16), bits(&dx32), "dx of case {case:?}");
+        let filter = ConvBwdFilter(g, Precision::Bf16);
+        for x in [x.clone(), x.to_dtype(DType::BF16).unwrap()] {
+            let (dw32, dw16) = (
+                x.apply_op2_no_bwd(&dy, &filter).unwrap(),
+                x.apply_op2_no_bwd(&dy16, &filter).unwrap(),
+            );
+            assert_eq!(
+                bits(&dw16),
+                bits(&dw32),
+                "dw of case {case:?}, x {:?}",
+                x.dtype()
+            );
+        }
+    }
+}
+
+#[test]
 fn partial_weight_gradients_are_summed_and_transposed() {
     // Widths around the 16-column blocks, and more than one part.
     for (rows, cols, parts) in [(5, 37, 3), (3, 16, 1), (7, 1, 2), (4, 33, 2)] {

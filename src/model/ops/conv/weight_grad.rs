@@ -16,7 +16,7 @@ impl ConvBwdFilter {
         self.1
     }
 
-    fn run_bf16(&self, x: Act, dy: &[f32]) -> candle_core::Result<(Vec<f32>, Shape)> {
+    fn run_bf16(&self, x: Act, dy: Act) -> candle_core::Result<(Vec<f32>, Shape)> {
         let g = self.0;
         let dw = mixed::weight_grad(&g, x, dy);
         Ok((dw, Shape::from((g.c_out, g.c_in, g.k, g.k))))

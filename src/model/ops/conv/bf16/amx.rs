@@ -115,6 +115,10 @@ fn row_of(b: Right<'_>, l: usize, j0: usize, out: &mut [f32]) {
             .iter_mut()
             .enumerate()
             .for_each(|(c, v)| *v = m.at(l, j0 + c)),
+        Right::Mat16(m) => out
+            .iter_mut()
+            .enumerate()
+            .for_each(|(c, v)| *v = m.at(l, j0 + c).to_f32()),
         Right::Rows { fill, .. } => fill(l, j0, out),
     }
 }

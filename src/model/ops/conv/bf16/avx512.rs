@@ -1,7 +1,7 @@
 //! The AVX512_BF16 kernel: `vdpbf16ps` on operands packed as bf16 pairs (`pack.rs`), an
 //! MR x NR micro-tile in 2*MR registers, BLIS blocking (KC pairs x NC columns of `b` per
 //! thread, MC rows of `a` kept in L2).
-use super::pack::{pack_b, pack_rows, pack_rows16};
+use super::pack::{pack_b, pack_b16, pack_rows, pack_rows16};
 use super::{Right, KC, MC, MR, NC, NR};
 use std::arch::x86_64::*;
 
@@ -32,6 +32,7 @@ pub(super) unsafe fn block(
             unsafe {
                 match b {
                     Right::Mat(b) => pack_b(b, (q0, kc, kc), jc, nc, &mut buf),
+                    Right::Mat16(b) => pack_b16(b, (q0, kc, kc), (jc, nc), &mut buf),
                     Right::Rows {
                         rows,
                         fill16: Some(fill16),

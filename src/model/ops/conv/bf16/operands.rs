@@ -3,7 +3,7 @@
 //! by row ([`Right`]), and the safe entry points to the AVX-512 packers of `pack.rs`.
 use super::amx::RowsA;
 #[cfg(target_arch = "x86_64")]
-use super::pack::{pack_a_panel, pack_a_panel16, pack_b, pack_rows, pack_rows16};
+use super::pack::{pack_a_panel, pack_a_panel16, pack_b, pack_b16, pack_rows, pack_rows16};
 use super::rounded::rounded;
 use super::Mat;
 use super::{kernel, native, Kernel, MR};
@@ -31,6 +31,7 @@ pub(super) fn pack_b_native(
         unsafe {
             match b {
                 Right::Mat(b) => pack_b(b, (q0, kc, ps), jc, nc, buf),
+                Right::Mat16(b) => pack_b16(b, (q0, kc, ps), (jc, nc), buf),
                 Right::Rows {
                     rows,
                     fill16: Some(fill16),
@@ -196,6 +197,9 @@ pub type FillRow16<'a> = &'a (dyn Fn(usize, usize, &mut [bf16]) + Sync);
 pub enum Right<'a> {
     /// A view.
     Mat(Mat<'a, f32>),
+    /// A view of values that are bf16 already (an output gradient stored in bf16 by the
+    /// BatchNorm below it): the AVX-512 packing takes their bits as they are.
+    Mat16(Mat<'a, bf16>),
     /// `rows x cols`, made by `fill`; by `fill16` too where its values are bf16 already
     /// (the same values: the AVX-512 packing then takes their bits as they are).
     Rows {
@@ -210,6 +214,7 @@ impl Right<'_> {
     pub(super) fn rows(&self) -> usize {
         match self {
             Right::Mat(m) => m.rows(),
+            Right::Mat16(m) => m.rows(),
             Right::Rows { rows, .. } => *rows,
         }
     }
@@ -217,6 +222,7 @@ impl Right<'_> {
     pub(super) fn cols(&self) -> usize {
         match self {
             Right::Mat(m) => m.cols(),
+            Right::Mat16(m) => m.cols(),
             Right::Rows { cols, .. } => *cols,
         }
     }
@@ -225,6 +231,12 @@ impl Right<'_> {
 impl<'a> From<Mat<'a, f32>> for Right<'a> {
     fn from(m: Mat<'a, f32>) -> Self {
         Right::Mat(m)
+    }
+}
+
+impl<'a> From<Mat<'a, bf16>> for Right<'a> {
+    fn from(m: Mat<'a, bf16>) -> Self {
+        Right::Mat16(m)
     }
 }
 

@@ -54,23 +54,7 @@ pub(super) unsafe fn pack_b(
                         *vc = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
                     }
                 }
-                for (t, o) in transpose_8x16(v).iter().enumerate() {
-                    for (half, pair) in [(0, q + 2 * t), (1, q + 2 * t + 1)] {
-                        if pair >= kc {
-                            break;
-                        }
-                        let d = &mut buf[(jp * ps + pair) * NR + c8..][..8];
-                        // SAFETY: writes 8 u32 into d (8 long).
-                        unsafe {
-                            let x = if half == 0 {
-                                _mm512_castsi512_si256(*o)
-                            } else {
-                                _mm512_extracti64x4_epi64::<1>(*o)
-                            };
-                            _mm256_storeu_si256(d.as_mut_ptr().cast(), x);
-                        }
-                    }
-                }
+                store_transposed(v, buf, (jp, ps, q, kc), c8);
             }
         }
         return;
@@ -218,21 +202,149 @@ pub(super) unsafe fn pack_rows16(
             unsafe {
                 let l16 = _mm512_maskz_loadu_epi16(mask, lo.as_ptr().add(j).cast());
                 let h16 = _mm512_maskz_loadu_epi16(mask, hi.as_ptr().add(j).cast());
-                let halves = [
-                    (_mm512_castsi512_si256(l16), _mm512_castsi512_si256(h16)),
-                    (
-                        _mm512_extracti64x4_epi64::<1>(l16),
-                        _mm512_extracti64x4_epi64::<1>(h16),
-                    ),
-                ];
-                for (t, (l, h)) in halves.into_iter().enumerate() {
-                    let v = _mm512_or_si512(
-                        _mm512_cvtepu16_epi32(l),
-                        _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16),
-                    );
-                    _mm512_storeu_si512(d.as_mut_ptr().add(16 * t).cast(), v);
+                store_interleaved(l16, h16, d);
+            }
+        }
+    }
+}
+
+/// Stores the 32 u32 `lo[t] | hi[t] << 16` of two vectors of 32 bf16 into `d` (32 long).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn store_interleaved(lo: __m512i, hi: __m512i, d: &mut [u32]) {
+    assert!(d.len() >= 32);
+    let halves = [
+        (_mm512_castsi512_si256(lo), _mm512_castsi512_si256(hi)),
+        (
+            _mm512_extracti64x4_epi64::<1>(lo),
+            _mm512_extracti64x4_epi64::<1>(hi),
+        ),
+    ];
+    for (t, (l, h)) in halves.into_iter().enumerate() {
+        let v = _mm512_or_si512(
+            _mm512_cvtepu16_epi32(l),
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16),
+        );
+        // SAFETY: writes d[16 t..16 t + 16], inside d (checked above).
+        unsafe { _mm512_storeu_si512(d.as_mut_ptr().add(16 * t).cast(), v) };
+    }
+}
+
+/// [`pack_b`] for a matrix of bf16 values (a gradient stored in bf16): the same layout, from
+/// their bits as they are. Transposed, a column's adjacent pair is already the u32 packed;
+/// row-major, two rows' values are interleaved.
+///
+/// # Safety
+/// AVX512_BF16, F and BW must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+pub(super) unsafe fn pack_b16(
+    b: Mat<'_, bf16>,
+    (q0, kc, ps): (usize, usize, usize),
+    (jc, nc): (usize, usize),
+    buf: &mut Vec<u32>,
+) {
+    let (k, n) = (b.rows(), b.cols());
+    let panels = nc.div_ceil(NR);
+    assert!(
+        ps >= kc
+            && jc.checked_add(nc).is_some_and(|e| e <= n)
+            && q0
+                .checked_add(kc)
+                .and_then(|q| q.checked_mul(2))
+                .is_some_and(|e| e <= k.saturating_add(1)),
+        "block inside the matrix"
+    );
+    buf.resize(panels * ps * NR, 0);
+    let (data, rs, cs) = (b.data(), b.row_stride(), b.col_stride());
+    let l0 = 2 * q0;
+    let len = (k - l0).min(2 * kc);
+    if rs == 1 && cs != 1 {
+        // Transposed: 16 pairs of each of 8 columns (one vector a column), transposed in
+        // registers as `pack_b` does.
+        for j8 in (jc..jc + nc).step_by(8) {
+            let (jp, c8) = ((j8 - jc) / NR, (j8 - jc) % NR);
+            for q in (0..kc).step_by(16) {
+                let w = 32.min(len.saturating_sub(2 * q));
+                let m: __mmask32 = if w == 32 { !0 } else { (1u32 << w) - 1 };
+                let mut v = [_mm512_setzero_si512(); 8];
+                for (c, vc) in v.iter_mut().enumerate().take((jc + nc - j8).min(8)) {
+                    let run = &data[(j8 + c) * cs + l0..][..len];
+                    // SAFETY: the masked load reads elements 2q..2q + w of the run (w <= its
+                    // length - 2q; with w = 0 nothing is read).
+                    *vc = unsafe {
+                        _mm512_maskz_loadu_epi16(m, run.as_ptr().wrapping_add(2 * q).cast())
+                    };
+                }
+                store_transposed(v, buf, (jp, ps, q, kc), c8);
+            }
+        }
+        return;
+    }
+    if cs == 1 {
+        // Row-major: rows l and l + 1 interleaved, 32 columns at a time.
+        for jp in 0..panels {
+            let j = jc + jp * NR;
+            let w = NR.min(jc + nc - j);
+            let m: __mmask32 = if w == 32 { !0 } else { (1u32 << w) - 1 };
+            for q in 0..kc {
+                let l = l0 + 2 * q;
+                let d = &mut buf[(jp * ps + q) * NR..][..NR];
+                let lo = &data[l * rs + j..][..w];
+                let hi = (l + 1 < k).then(|| &data[(l + 1) * rs + j..][..w]);
+                // SAFETY: the masked loads read the w elements of lo and hi.
+                unsafe {
+                    let l16 = _mm512_maskz_loadu_epi16(m, lo.as_ptr().cast());
+                    let h16 = match hi {
+                        Some(h) => _mm512_maskz_loadu_epi16(m, h.as_ptr().cast()),
+                        None => _mm512_setzero_si512(),
+                    };
+                    store_interleaved(l16, h16, d);
                 }
             }
+        }
+        return;
+    }
+    for jp in 0..panels {
+        for q in 0..kc {
+            let l = l0 + 2 * q;
+            for c in 0..NR.min(nc - jp * NR) {
+                let j = jc + jp * NR + c;
+                let hi = if l + 1 < k {
+                    b.at(l + 1, j).to_bits() as u32
+                } else {
+                    0
+                };
+                buf[(jp * ps + q) * NR + c] = b.at(l, j).to_bits() as u32 | hi << 16;
+            }
+        }
+    }
+}
+
+/// Transposes 16 pairs of 8 columns (one vector a column) in registers and stores them into
+/// panel `jp` (panels `ps` pairs of NR apart) at pairs `q..` (those below `kc`), columns
+/// `c8..c8 + 8` of the panel.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn store_transposed(
+    v: [__m512i; 8],
+    buf: &mut [u32],
+    (jp, ps, q, kc): (usize, usize, usize, usize),
+    c8: usize,
+) {
+    for (t, o) in transpose_8x16(v).iter().enumerate() {
+        for (half, pair) in [(0, q + 2 * t), (1, q + 2 * t + 1)] {
+            if pair >= kc {
+                return;
+            }
+            let d = &mut buf[(jp * ps + pair) * NR + c8..][..8];
+            let x = if half == 0 {
+                _mm512_castsi512_si256(*o)
+            } else {
+                _mm512_extracti64x4_epi64::<1>(*o)
+            };
+            // SAFETY: writes 8 u32 into d (8 long).
+            unsafe { _mm256_storeu_si256(d.as_mut_ptr().cast(), x) };
         }
     }
 }

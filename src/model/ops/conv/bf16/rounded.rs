@@ -33,6 +33,14 @@ pub(super) fn rounded(m: Right<'_>) -> Vec<f32> {
                     }
                 });
         }
+        Right::Mat16(b) => {
+            // Exact in float32: nothing to round.
+            out.par_chunks_mut(n).enumerate().for_each(|(l, row)| {
+                for (j, d) in row.iter_mut().enumerate() {
+                    *d = b.at(l, j).to_f32();
+                }
+            });
+        }
         Right::Rows { fill, .. } => {
             out.par_chunks_mut(n).enumerate().for_each(|(l, row)| {
                 fill(l, 0, row);

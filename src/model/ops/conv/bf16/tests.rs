@@ -100,6 +100,48 @@ fn products_are_the_bf16_operands_exact_products_summed_in_f32() {
 }
 
 #[test]
+fn a_bf16_right_operand_multiplies_as_its_float32_values() {
+    // A gradient stored in bf16 (Right::Mat16) against the same values in float32: the same
+    // bits packed, so the same result bit for bit, on every kernel and layout, at the edges
+    // of the blocking (odd inner dimension, more pairs than KC, more columns than NC).
+    for &(m, k, n) in &[(3, 5, 7), (9, 33, 17), (17, 401, 40), (9, 33, 790)] {
+        let av = data(m * k, 1);
+        let b16: Vec<half::bf16> = data(k * n, 2)
+            .into_iter()
+            .map(half::bf16::from_f32)
+            .collect();
+        let b32: Vec<f32> = b16.iter().map(|v| v.to_f32()).collect();
+        for tb in [false, true] {
+            let view = |tb: bool| {
+                if tb {
+                    (Mat::tr(&b32, n, k), Mat::tr(&b16, n, k))
+                } else {
+                    (Mat::rm(&b32, k, n), Mat::rm(&b16, k, n))
+                }
+            };
+            let (b, b16v) = view(tb);
+            for kern in Kernel::ALL {
+                let pa = PackedA::for_kernel(kern, Mat::rm(&av, m, k));
+                for &emulate in emulations(kern) {
+                    for threads in [1, 3] {
+                        let base = data(m * n, 3);
+                        let (mut want, mut got) = (base.clone(), base.clone());
+                        product_on(&mut want, n, true, &pa, Right::Mat(b), threads, emulate);
+                        product_on(&mut got, n, true, &pa, Right::Mat16(b16v), threads, emulate);
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(
+                            bits(&got),
+                            bits(&want),
+                            "{kern:?} {m}x{k}x{n} transposed {tb} emulated {emulate}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn emulated_tiles_multiply_pairs_as_tdpbf16ps() {
     // A rows of pairs (1, 2), B pairs (3, 4): each of the 16 pairs adds 1*3 + 2*4 = 11, so
     // every element is 176; onto a result tile holding 0.5 it is 176.5.
