@@ -1,4 +1,4 @@
-//! Plumbing shared by the CPU custom ops (`conv`, `act`, `bn_op`, `pool`): operand slices,
+//! Plumbing shared by the CPU custom ops (`conv`, `relu`, `batch_norm`, `max_pool`, `pool`): operand slices,
 //! the float32/float64 dispatch, and the whole `CustomOp2`/`CustomOp3` impl of ops without
 //! autograd of their own (the backward passes).
 use candle_core::{CpuStorage, Layout, Result, WithDType};
