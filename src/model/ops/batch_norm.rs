@@ -382,28 +382,26 @@ impl BnTrainBwd {
     where
         bf16: GradOut<T>,
     {
-        if self.dx16 {
-            self.run_into::<A, T, bf16>(s1, l1, s2, l2, s3, l3)
-        } else {
-            self.run_into::<A, T, T>(s1, l1, s2, l2, s3, l3)
-        }
-    }
-
-    /// [`BnTrainBwd::run`] with dx of type `D`.
-    #[allow(clippy::too_many_arguments)]
-    fn run_into<A: WithDType, T: Widen<A>, D: GradOut<T>>(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (n, c, hw) = dims3(l1)?;
+        let dims = dims3(l1)?;
         let x = contiguous::<A>(s1, l1, "batch norm input")?;
         let y = contiguous::<A>(s2, l2, "batch norm output")?;
         let dy = contiguous::<T>(s3, l3, "batch norm gradient")?;
+        let dx = if self.dx16 {
+            bf16::to_cpu_storage_owned(self.dx::<A, T, bf16>(x, y, dy, dims))
+        } else {
+            T::to_cpu_storage_owned(self.dx::<A, T, T>(x, y, dy, dims))
+        };
+        Ok((dx, l1.shape().clone()))
+    }
+
+    /// The input gradient, as `D`, of `(n, c, hw)` planes; the sums left in `self.sums`.
+    fn dx<A: WithDType, T: Widen<A>, D: GradOut<T>>(
+        &self,
+        x: &[A],
+        y: &[A],
+        dy: &[T],
+        (n, c, hw): (usize, usize, usize),
+    ) -> Vec<D> {
         let st = &self.stats;
         let relu = self.relu;
         let inv_std: Vec<f64> = st.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
@@ -459,7 +457,7 @@ impl BnTrainBwd {
         if let Ok(mut s) = self.sums.lock() {
             *s = Some((sum_dy_xhat, sum_dy));
         }
-        Ok((D::to_cpu_storage_owned(dx), l1.shape().clone()))
+        dx
     }
 }
 
