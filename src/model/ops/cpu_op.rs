@@ -1,6 +1,6 @@
-//! Plumbing shared by the CPU custom ops (`conv`, `relu`, `batch_norm`, `max_pool`, `pool`): operand slices,
-//! the float32/float64 dispatch, and the whole `CustomOp2`/`CustomOp3` impl of ops without
-//! autograd of their own (the backward passes).
+//! Plumbing shared by the CPU custom ops (`conv`, `relu`, `batch_norm`, `max_pool`, `pool`):
+//! operand slices, the float32/float64 dispatch, and the whole `CustomOp2`/`CustomOp3` impl
+//! of ops without autograd of their own (the backward passes).
 use candle_core::{CpuStorage, Layout, Result, WithDType};
 use half::bf16;
 
@@ -90,17 +90,19 @@ pub(crate) fn bf16_operands<'a>(
     l2: &Layout,
 ) -> Result<Option<(Act<'a>, Act<'a>)>> {
     let a = match s1 {
-        CpuStorage::BF16(_) => Act::Bf16(contiguous::<bf16>(s1, l1, "operand")?),
-        CpuStorage::F32(_) if prec == super::precision::Precision::Bf16 => {
-            Act::F32(contiguous::<f32>(s1, l1, "operand")?)
-        }
+        CpuStorage::BF16(_) => act(s1, l1)?,
+        CpuStorage::F32(_) if prec == super::precision::Precision::Bf16 => act(s1, l1)?,
         _ => return Ok(None),
     };
-    let b = match s2 {
-        CpuStorage::BF16(_) => Act::Bf16(contiguous::<bf16>(s2, l2, "operand")?),
-        _ => Act::F32(contiguous::<f32>(s2, l2, "operand")?),
-    };
-    Ok(Some((a, b)))
+    Ok(Some((a, act(s2, l2)?)))
+}
+
+/// A bf16 operand as it is, any other as float32 (an error where it is not).
+fn act<'a>(s: &'a CpuStorage, l: &Layout) -> Result<Act<'a>> {
+    Ok(match s {
+        CpuStorage::BF16(_) => Act::Bf16(contiguous::<bf16>(s, l, "operand")?),
+        _ => Act::F32(contiguous::<f32>(s, l, "operand")?),
+    })
 }
 
 /// [`run_float!`] for an op with `fn precision(&self)` and `fn run_bf16(&self, a: Act, b:

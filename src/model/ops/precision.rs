@@ -4,8 +4,9 @@
 //! convolutions' matrix products take their operands rounded to bfloat16 (8 significant
 //! bits) and accumulate in float32, and a CPU training forward stores the body's activations
 //! between layers in bf16 (each BatchNorm's output and the copy of its input that its
-//! backward reads: half the memory of float32, see `batch_norm`). BatchNorm's input gradient is
-//! stored in bf16 too, being what the convolution below rounds it to (`batch_norm::GradOut`).
+//! backward reads: half the memory of float32, see `batch_norm`). BatchNorm's input gradient
+//! is stored in bf16 too, being what the convolution below rounds it to
+//! (`batch_norm::backward::GradOut`).
 //! A model's precision is part of its `Compute` (see `pass`): a convolution records the
 //! precision of the pass that ran its forward, and its backward uses the same.
 use std::fmt;
