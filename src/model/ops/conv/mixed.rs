@@ -5,6 +5,8 @@
 //! with candle, which the float32 training forward keeps, has no meaning here). Safe code.
 #[cfg(target_arch = "x86_64")]
 use super::bf16::direct::{self, Bf16Bits, DirectWeight, Planes};
+#[cfg(target_arch = "x86_64")]
+use super::bf16::direct_grad;
 use super::bf16::{product, FillRow16, PackedA, Right};
 use super::gemm::Mat;
 use super::im2col::{apart, im2col_row, side_by_side};
@@ -223,10 +225,23 @@ pub(super) fn input_grad(g: &Geom, dy: Act, w: &[f32]) -> Vec<f32> {
     }
 }
 
-/// Weight gradient: dw = sum_n dy_n . col(x_n)^T, computed transposed as
-/// dw^T = sum_n col(x_n) . dy_n^T so that the im2col matrix is made row by row while it is
-/// packed (never written whole). `dy` is float32 or bf16, as in [`input_grad`].
+/// Weight gradient: for a direct convolution, `bf16/direct_grad.rs` (no im2col: each tap's
+/// right operand is the input's rows of position pairs read at a shift); otherwise
+/// dw = sum_n dy_n . col(x_n)^T, computed transposed as dw^T = sum_n col(x_n) . dy_n^T so
+/// that the im2col matrix is made row by row while it is packed (never written whole). `dy`
+/// is float32 or bf16, as in [`input_grad`].
 pub(super) fn weight_grad(g: &Geom, x: Act, dy: Act) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if direct_fits(g) {
+        let (shape, out) = ((g.n, g.c_in, g.h, g.w), (g.c_out, g.k));
+        let t = rayon::current_num_threads();
+        return match (x, dy) {
+            (Act::F32(x), Act::F32(dy)) => direct_grad::weight_grad(x, dy, shape, out, t),
+            (Act::F32(x), Act::Bf16(dy)) => direct_grad::weight_grad(x, dy, shape, out, t),
+            (Act::Bf16(x), Act::F32(dy)) => direct_grad::weight_grad(x, dy, shape, out, t),
+            (Act::Bf16(x), Act::Bf16(dy)) => direct_grad::weight_grad(x, dy, shape, out, t),
+        };
+    }
     match (x, dy) {
         (Act::F32(x), Act::F32(dy)) => weight_grad_of(g, x, None, dy),
         (Act::F32(x), Act::Bf16(dy)) => weight_grad_of(g, x, None, dy),

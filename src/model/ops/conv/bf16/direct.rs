@@ -9,7 +9,7 @@
 //!
 //! The weight is packed in the layout of the im2col route's panels (`PackedA`), its inner
 //! dimension ordered (channel pair, tap) instead of (channel, tap); a training step packs it
-//! anew, as the im2col route does.
+//! anew, as the im2col route does. The same convolutions' weight gradient is `direct_grad.rs`.
 use super::{native, Kernel, MR, NC, NR};
 use crate::model::ops::cpu_op::round_bf16;
 use half::bf16;
@@ -23,6 +23,8 @@ fn pairs_per_block(taps: usize) -> usize {
 /// A value of an activation as bf16 bits: rounded from float32 (nearest even) or as it is.
 pub trait Bf16Bits: Copy + Sync {
     fn bf16_bits(self) -> u32;
+    /// The values as bf16 (rounded, or as they are).
+    fn bf16s(v: &[Self]) -> std::borrow::Cow<'_, [bf16]>;
 }
 
 impl Bf16Bits for f32 {
@@ -30,12 +32,22 @@ impl Bf16Bits for f32 {
     fn bf16_bits(self) -> u32 {
         round_bf16(self).to_bits() as u32
     }
+    fn bf16s(v: &[Self]) -> std::borrow::Cow<'_, [bf16]> {
+        let mut out = vec![bf16::ZERO; v.len()];
+        out.par_chunks_mut(1 << 14)
+            .zip(v.par_chunks(1 << 14))
+            .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &s)| *d = round_bf16(s)));
+        out.into()
+    }
 }
 
 impl Bf16Bits for bf16 {
     #[inline(always)]
     fn bf16_bits(self) -> u32 {
         self.to_bits() as u32
+    }
+    fn bf16s(v: &[Self]) -> std::borrow::Cow<'_, [bf16]> {
+        v.into()
     }
 }
 

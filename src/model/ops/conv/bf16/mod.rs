@@ -19,6 +19,8 @@
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod direct;
+#[cfg(target_arch = "x86_64")]
+pub mod direct_grad;
 mod kernel;
 mod operands;
 #[cfg(target_arch = "x86_64")]

@@ -396,7 +396,7 @@ unsafe fn pairs16(lo: &[f32], hi: Option<&[f32]>, d: &mut [u32]) {
 /// columns 2t and 2t + 1 (each the 8 rows in order).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn transpose_8x16(v: [__m512i; 8]) -> [__m512i; 8] {
+pub(super) fn transpose_8x16(v: [__m512i; 8]) -> [__m512i; 8] {
     // Rows 2i, 2i+1 interleaved: 64-bit element c = (v[2i][c], v[2i+1][c]).
     let i32lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     let i32hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);

@@ -1,0 +1,462 @@
+//! The weight gradient of the direct convolution (`direct.rs`: stride 1, k x k, k odd, "same"
+//! padding) on the AVX512_BF16 kernel, without im2col.
+//!
+//! `dw[o][c][t] = sum_q dy[o][q] * x[c][q + off(t)]` over the output positions `q` of the
+//! images side by side, where tap `t = (kh, kw)` reads its input `off(t) = (kh - p) * w +
+//! (kw - p)` positions away (zero outside its image). `vdpbf16ps` multiplies pairs along the
+//! summed dimension, here the positions, so both operands are laid out in pairs of positions:
+//! - `dy` in panels of MR output channels, pair `i` of row `o` the u32 `dy[o][2i] | dy[o][2i+1]
+//!   << 16` (the im2col route's `PackedA` layout, with `dy` as its matrix), broadcast;
+//! - `x` as rows of position pairs, one u32 per channel, so that 16 channels of a pair are one
+//!   vector (in blocks of NR channels, a block's rows adjacent), in two copies: pairs from an even position (`x[c][2i] | x[c][2i+1] << 16`) and
+//!   from an odd one (`x[c][2i+1] | x[c][2i+2] << 16`). A tap whose offset is `2m` reads row
+//!   `i + m` of the even copy for pair `i`, one whose offset is `2m + 1` row `i + m` of the odd
+//!   copy: the whole right operand of every tap is these two arrays, read at a shift.
+//!
+//! A position whose tap falls outside its image is masked to zero in the load (its half of each
+//! u32). Each output tile (MR output channels x NR input channels, for one tap) sums a block of
+//! KC pairs in registers, as the GEMM's micro-tile does.
+use super::direct::{available, Bf16Bits};
+use super::pack::{pack_a_panel16, transpose_8x16};
+use super::{KC, MR, NR};
+use half::bf16;
+use rayon::prelude::*;
+
+/// Both operands of one chunk of images.
+struct Operands {
+    /// Rows of position pairs (`margin` zero rows before and after), in blocks of NR
+    /// channels (`rows` rows of NR u32 each): the pairs from even positions, then those from
+    /// odd ones.
+    even: Vec<u32>,
+    odd: Vec<u32>,
+    rows: usize,
+    /// `dy` in panels of MR output channels, `pairs` u32 pairs of MR each.
+    dy: Vec<u32>,
+    pairs: usize,
+    margin: usize,
+}
+
+/// Input values per chunk of images (about 8 MB of operands at most, besides `dy`).
+const CHUNK_VALUES: usize = 1 << 20;
+
+/// The gradient, in the weight's layout (`co x c x k x k`), of the stride-1 "same"
+/// convolution whose input `x` is `n` images of `c` channels of `h x w` (NCHW) and whose
+/// output gradient is `dy` (`n x co x h x w`), both rounded to bf16, summed in float32, on
+/// `threads` tasks.
+pub fn weight_grad<S: Bf16Bits, D: Bf16Bits>(
+    x: &[S],
+    dy: &[D],
+    (n, c, h, w): (usize, usize, usize, usize),
+    (co, k): (usize, usize),
+    threads: usize,
+) -> Vec<f32> {
+    weight_grad_in_chunks(x, dy, (n, c, h, w), (co, k), threads, CHUNK_VALUES)
+}
+
+/// [`weight_grad`] in chunks of images of about `chunk_values` input values.
+fn weight_grad_in_chunks<S: Bf16Bits, D: Bf16Bits>(
+    x: &[S],
+    dy: &[D],
+    (n, c, h, w): (usize, usize, usize, usize),
+    (co, k): (usize, usize),
+    threads: usize,
+    chunk_values: usize,
+) -> Vec<f32> {
+    assert!(available(), "the direct convolution needs AVX512_BF16");
+    assert!(k % 2 == 1, "an odd kernel");
+    let (hw, taps) = (h * w, k * k);
+    assert_eq!(x.len(), n * c * hw, "input of {n}x{c}x{h}x{w}");
+    assert_eq!(dy.len(), n * co * hw, "output gradient of {n}x{co}x{h}x{w}");
+    let (x, dy) = (S::bf16s(x), D::bf16s(dy));
+    let ld = c.div_ceil(NR) * NR;
+    let chunk = (chunk_values / (ld * hw).max(1)).clamp(1, n.max(1));
+    // Rows (o, t) of `ld` channels, the threads each summing a share of the output channels
+    // over all the images.
+    let mut sums = vec![0.0f32; co.div_ceil(MR) * MR * taps * ld];
+    for first in (0..n).step_by(chunk) {
+        let imgs = chunk.min(n - first);
+        let ops = Operands::new(
+            &x[first * c * hw..(first + imgs) * c * hw],
+            &dy[first * co * hw..(first + imgs) * co * hw],
+            (imgs, c, h, w),
+            (co, k),
+        );
+        accumulate(&mut sums, &ops, (imgs, h, w, k, ld), threads, first > 0);
+    }
+    let mut dw = vec![0.0f32; co * c * taps];
+    if !dw.is_empty() {
+        dw.par_chunks_mut(c * taps)
+            .enumerate()
+            .for_each(|(o, row)| {
+                for t in 0..taps {
+                    let from = &sums[(o * taps + t) * ld..][..c];
+                    for (d, &v) in row.chunks_exact_mut(taps).zip(from) {
+                        d[t] = v;
+                    }
+                }
+            });
+    }
+    dw
+}
+
+/// Where channel `ch` of row `r` lies in [`Operands`]' rows (`rows` a block).
+#[inline(always)]
+fn slot(rows: usize, r: usize, ch: usize) -> usize {
+    ((ch / NR) * rows + r) * NR + ch % NR
+}
+
+impl Operands {
+    /// The operands of `imgs` images: `x` (`c` channels) and `dy` (`co` channels), both
+    /// `h x w`, for a k x k kernel.
+    fn new(
+        x: &[bf16],
+        dy: &[bf16],
+        (imgs, c, h, w): (usize, usize, usize, usize),
+        (co, k): (usize, usize),
+    ) -> Self {
+        let _p = crate::model::ops::prof::scope("in conv: bf16 direct gradient operands");
+        let hw = h * w;
+        let pairs = (imgs * hw).div_ceil(2);
+        // A tap reads at most (k / 2) * (w + 1) positions away: that many pairs, and one.
+        let margin = ((k / 2) * (w + 1)).div_ceil(2) + 1;
+        let rows = pairs + 2 * margin;
+        let blocks = c.div_ceil(NR);
+        let (mut even, mut odd) = (
+            vec![0u32; blocks * rows * NR],
+            vec![0u32; blocks * rows * NR],
+        );
+        let mut panels = vec![0u32; co.div_ceil(MR) * pairs * MR];
+        if hw.is_multiple_of(2) && pairs > 0 {
+            // Whole pairs in every image.
+            let kp = hw / 2;
+            even.par_chunks_mut(rows * NR)
+                .zip(odd.par_chunks_mut(rows * NR))
+                .enumerate()
+                .for_each(|(b, (ev, od))| {
+                    let chs = b * NR..c.min((b + 1) * NR);
+                    for img in 0..imgs {
+                        let xi = &x[(img * c + chs.start) * hw..(img * c + chs.end) * hw];
+                        let at = (margin + img * kp) * NR;
+                        let (ev, od) = (&mut ev[at..][..kp * NR], &mut od[at..][..kp * NR]);
+                        // SAFETY: the features are present (`weight_grad` asserts them).
+                        unsafe { pair_rows(xi, chs.len(), hw, ev, od) }
+                    }
+                });
+            // An image's last odd pair ends with the next image's first position.
+            for img in 1..imgs {
+                for ch in 0..c {
+                    odd[slot(rows, margin + img * kp - 1, ch)] |=
+                        (x[(img * c + ch) * hw].to_bits() as u32) << 16;
+                }
+            }
+            panels
+                .par_chunks_mut(pairs * MR)
+                .enumerate()
+                .for_each(|(pr, panel)| {
+                    let n = MR.min(co - pr * MR);
+                    for (img, part) in panel.chunks_exact_mut(kp * MR).enumerate() {
+                        let d = &dy[(img * co + pr * MR) * hw..][..n * hw];
+                        // SAFETY: the features are present (as above).
+                        unsafe { pack_a_panel16(d, kp, n, part) }
+                    }
+                });
+        } else {
+            let shape = (imgs, c, hw, co);
+            pairs_one_by_one(
+                x,
+                dy,
+                shape,
+                (rows, margin),
+                (&mut even, &mut odd),
+                &mut panels,
+            );
+        }
+        // The odd pair before the first: (nothing, x[0]).
+        for ch in 0..c {
+            odd[slot(rows, margin - 1, ch)] = (x[ch * hw].to_bits() as u32) << 16;
+        }
+        Self {
+            even,
+            odd,
+            rows,
+            dy: panels,
+            pairs,
+            margin,
+        }
+    }
+}
+
+/// [`Operands::new`]'s rows and panels for images of an odd number of positions (pairs then
+/// straddle images), value by value.
+fn pairs_one_by_one(
+    x: &[bf16],
+    dy: &[bf16],
+    (imgs, c, hw, co): (usize, usize, usize, usize),
+    (rows, margin): (usize, usize),
+    (even, odd): (&mut [u32], &mut [u32]),
+    panels: &mut [u32],
+) {
+    let npos = imgs * hw;
+    let pairs = npos.div_ceil(2);
+    // Value `q` (a position of the images side by side) of channel `ch` of `v` (`count`
+    // channels), as bf16 bits; 0 past the end.
+    let at = |v: &[bf16], count: usize, ch: usize, q: usize| -> u32 {
+        if q < npos {
+            v[(q / hw * count + ch) * hw + q % hw].to_bits() as u32
+        } else {
+            0
+        }
+    };
+    for i in 0..pairs {
+        for ch in 0..c {
+            let (a, b, n) = (
+                at(x, c, ch, 2 * i),
+                at(x, c, ch, 2 * i + 1),
+                at(x, c, ch, 2 * i + 2),
+            );
+            even[slot(rows, margin + i, ch)] = a | b << 16;
+            odd[slot(rows, margin + i, ch)] = b | n << 16;
+        }
+        for o in 0..co {
+            panels[((o / MR) * pairs + i) * MR + o % MR] =
+                at(dy, co, o, 2 * i) | at(dy, co, o, 2 * i + 1) << 16;
+        }
+    }
+}
+
+/// The rows of position pairs of one image `x` (`c` <= NR channels of `hw` positions, hw
+/// even) into `even` and `odd` (hw / 2 rows of NR u32 each), the odd copy's last pair
+/// without its high half (the next image's first position).
+///
+/// # Safety
+/// AVX-512 F and BW must be available.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pair_rows(x: &[bf16], c: usize, hw: usize, even: &mut [u32], odd: &mut [u32]) {
+    use std::arch::x86_64::*;
+    let kp = hw / 2;
+    assert!(
+        hw.is_multiple_of(2)
+            && c <= NR
+            && c.checked_mul(hw) == Some(x.len())
+            && kp
+                .checked_mul(NR)
+                .is_some_and(|n| n == even.len() && n == odd.len())
+    );
+    for ch0 in (0..c).step_by(8) {
+        let nch = 8.min(c - ch0);
+        let store: __mmask8 = if nch == 8 { !0 } else { (1u8 << nch) - 1 };
+        for q in (0..kp).step_by(16) {
+            let np = 16.min(kp - q);
+            for (s, dst) in [(0, &mut *even), (1, &mut *odd)] {
+                let from = 2 * q + s;
+                let n = (hw - from).min(32);
+                let m: __mmask32 = if n == 32 { !0 } else { (1u32 << n) - 1 };
+                let mut v = [_mm512_setzero_si512(); 8];
+                for (r, vr) in v.iter_mut().enumerate().take(nch) {
+                    let plane = &x[(ch0 + r) * hw..][..hw];
+                    // SAFETY: the masked load reads elements from..from + n of the plane
+                    // (from + n <= hw).
+                    *vr = unsafe { _mm512_maskz_loadu_epi16(m, plane.as_ptr().add(from).cast()) };
+                }
+                // Vector t: pairs 2t and 2t + 1 of the 8 channels.
+                for (t, o) in transpose_8x16(v).iter().enumerate() {
+                    for (half, pair) in [(0, 2 * t), (1, 2 * t + 1)] {
+                        if pair >= np {
+                            break;
+                        }
+                        let d = &mut dst[(q + pair) * NR + ch0..][..nch];
+                        let y = if half == 0 {
+                            _mm512_castsi512_si256(*o)
+                        } else {
+                            _mm512_extracti64x4_epi64::<1>(*o)
+                        };
+                        // SAFETY: writes nch (<= 8) u32 into d, nch long.
+                        unsafe { _mm256_mask_storeu_epi32(d.as_mut_ptr().cast(), store, y) };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes the chunk's products to `sums` (rows `(o, t)` of `ld`), or adds them to what it
+/// holds when `add`, block of KC pairs by block, its output channels split over `threads`
+/// tasks.
+fn accumulate(
+    sums: &mut [f32],
+    ops: &Operands,
+    (imgs, h, w, k, ld): (usize, usize, usize, usize, usize),
+    threads: usize,
+    add: bool,
+) {
+    let _p = crate::model::ops::prof::scope("in conv: bf16 direct gradient kernel");
+    let taps = k * k;
+    let panels = sums.len() / (MR * taps * ld);
+    let per = panels.div_ceil(threads.max(1)).max(1);
+    let (hw, npos, p) = (h * w, imgs * h * w, (k / 2) as isize);
+    sums.par_chunks_mut(per * MR * taps * ld)
+        .enumerate()
+        .for_each(|(part, rows)| {
+            let (mut masks, mut at) = (vec![0u32; taps * KC], vec![None; 2 * KC]);
+            for i0 in (0..ops.pairs).step_by(KC) {
+                let kc = KC.min(ops.pairs - i0);
+                // Each position's place in its image, stepped along.
+                let (mut oy, mut ox) = (((2 * i0 % hw) / w) as isize, (2 * i0 % w) as isize);
+                for (q, a) in (2 * i0..).zip(at.iter_mut().take(2 * kc)) {
+                    *a = (q < npos).then_some((oy, ox));
+                    ox += 1;
+                    if ox == w as isize {
+                        (oy, ox) = (oy + 1, 0);
+                        if oy == h as isize {
+                            oy = 0;
+                        }
+                    }
+                }
+                // Lane masks: the halves of pair i whose position reads inside its image at
+                // tap t.
+                for (t, m) in masks.chunks_exact_mut(KC).enumerate() {
+                    let (dy, dx) = ((t / k) as isize - p, (t % k) as isize - p);
+                    let inside = |a: Option<(isize, isize)>| {
+                        a.is_some_and(|(oy, ox)| {
+                            (0..h as isize).contains(&(oy + dy))
+                                && (0..w as isize).contains(&(ox + dx))
+                        })
+                    };
+                    for (i, m) in m.iter_mut().enumerate().take(kc) {
+                        *m = if inside(at[2 * i]) { 0x5555_5555 } else { 0 }
+                            | if inside(at[2 * i + 1]) {
+                                0xAAAA_AAAA
+                            } else {
+                                0
+                            };
+                    }
+                }
+                let load = add || i0 > 0;
+                for t in 0..taps {
+                    let off = ((t / k) as isize - p) * w as isize + (t % k) as isize - p;
+                    let src = if off % 2 == 0 { &ops.even } else { &ops.odd };
+                    let row0 = (ops.margin as isize + i0 as isize + off.div_euclid(2)) as usize;
+                    for j in (0..ld).step_by(NR) {
+                        let xs = &src[slot(ops.rows, row0, j)..][..kc * NR];
+                        for pr in 0..rows.len() / (MR * taps * ld) {
+                            let a = &ops.dy[((part * per + pr) * ops.pairs + i0) * MR..][..kc * MR];
+                            let c = &mut rows[(pr * MR * taps + t) * ld + j..];
+                            let m = &masks[t * KC..][..kc];
+                            // SAFETY: the features are present (asserted by `weight_grad`).
+                            unsafe { tile(a, xs, m, c, taps * ld, load) }
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// `c[MR x NR] (+)= a . x`: for each of `masks.len()` pairs `i`, the MR broadcast pairs of `a`
+/// by the NR u32 of row `i` of `x`, their halves masked by `masks[i]`; `c`'s rows `ldc`
+/// apart.
+///
+/// # Safety
+/// AVX512_BF16, F and BW must be available.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn tile(a: &[u32], x: &[u32], masks: &[u32], c: &mut [f32], ldc: usize, load: bool) {
+    use std::arch::x86_64::*;
+    let kc = masks.len();
+    assert!(
+        a.len() == kc * MR
+            && x.len() == kc * NR
+            && (MR - 1)
+                .checked_mul(ldc)
+                .and_then(|e| e.checked_add(NR))
+                .is_some_and(|e| e <= c.len())
+    );
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let (ap, xp) = (a.as_ptr(), x.as_ptr());
+    for (i, &mask) in masks.iter().enumerate() {
+        // SAFETY: i < kc, so row i of x (NR u32: two vectors of 16) and pairs i * MR.. + MR
+        // of a lie inside them (asserted).
+        unsafe {
+            let row = xp.add(i * NR);
+            let b0: __m512bh = std::mem::transmute(_mm512_maskz_loadu_epi16(mask, row.cast()));
+            let b1: __m512bh =
+                std::mem::transmute(_mm512_maskz_loadu_epi16(mask, row.add(16).cast()));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av: __m512bh =
+                    std::mem::transmute(_mm512_set1_epi32(*ap.add(i * MR + r) as i32));
+                acc_r[0] = _mm512_dpbf16_ps(acc_r[0], av, b0);
+                acc_r[1] = _mm512_dpbf16_ps(acc_r[1], av, b1);
+            }
+        }
+    }
+    // SAFETY: the features are enabled; c holds MR rows of NR, ldc apart (asserted).
+    unsafe { super::avx512::store_tile(&acc, c.as_mut_ptr(), ldc, (MR, NR), load) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn the_gradient_is_the_bf16_products_summed_over_chunks_and_blocks() {
+        // Against dw by its definition (f64 sums of the bf16 values' products), within the
+        // float32 summation bound gamma_n * sum |terms| (n the terms of an element): images
+        // of odd and even position counts, several chunks of images (the second added to
+        // the first), several blocks of pairs, channels past a block of NR and not a multiple
+        // of 8, output channels not a multiple of MR, 3x3 and 5x5.
+        if !available() {
+            eprintln!(
+                "skipped: the_gradient_is_the_bf16_products_summed_over_chunks_and_blocks \
+                 (no AVX512_BF16)"
+            );
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for (n, c, h, w, co, k, chunk) in [
+            (5, 3, 7, 6, 9, 3, 200),
+            (4, 37, 5, 4, 10, 3, 1 << 20),
+            (3, 2, 21, 21, 3, 5, 1000),
+            (3, 40, 9, 7, 17, 3, 3000),
+            (2, 8, 30, 26, 8, 3, 1 << 20),
+        ] {
+            let hw = h * w;
+            let mut vals = |len: usize| -> Vec<bf16> {
+                (0..len)
+                    .map(|_| bf16::from_f32(rng.random_range(-2.0f32..2.0)))
+                    .collect()
+            };
+            let (x, dy) = (vals(n * c * hw), vals(n * co * hw));
+            let got = weight_grad_in_chunks(&x, &dy, (n, c, h, w), (co, k), 2, chunk);
+            let p = (k / 2) as isize;
+            for o in 0..co {
+                for ch in 0..c {
+                    for t in 0..k * k {
+                        let (dy_, dx) = ((t / k) as isize - p, (t % k) as isize - p);
+                        let (mut want, mut size) = (0.0f64, 0.0f64);
+                        for img in 0..n {
+                            for (oy, ox) in (0..h).flat_map(|i| (0..w).map(move |j| (i, j))) {
+                                let (iy, ix) = (oy as isize + dy_, ox as isize + dx);
+                                if !(0..h as isize).contains(&iy) || !(0..w as isize).contains(&ix)
+                                {
+                                    continue;
+                                }
+                                let g = dy[(img * co + o) * hw + oy * w + ox].to_f64();
+                                let v =
+                                    x[(img * c + ch) * hw + iy as usize * w + ix as usize].to_f64();
+                                want += g * v;
+                                size += (g * v).abs();
+                            }
+                        }
+                        let terms = (n * hw) as f64;
+                        let gamma = terms * 2f64.powi(-24) / (1.0 - terms * 2f64.powi(-24));
+                        let have = got[(o * c + ch) * k * k + t] as f64;
+                        assert!(
+                            (have - want).abs() <= gamma * size + 1e-30,
+                            "{:?} dw[{o}][{ch}][{t}] = {have}, by definition {want}",
+                            (n, c, h, w, co, k, chunk)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
