@@ -8,14 +8,17 @@
 //! - `dy` in panels of MR output channels, pair `i` of row `o` the u32 `dy[o][2i] | dy[o][2i+1]
 //!   << 16` (the im2col route's `PackedA` layout, with `dy` as its matrix), broadcast;
 //! - `x` as rows of position pairs, one u32 per channel, so that 16 channels of a pair are one
-//!   vector (in blocks of NR channels, a block's rows adjacent), in two copies: pairs from an even position (`x[c][2i] | x[c][2i+1] << 16`) and
-//!   from an odd one (`x[c][2i+1] | x[c][2i+2] << 16`). A tap whose offset is `2m` reads row
-//!   `i + m` of the even copy for pair `i`, one whose offset is `2m + 1` row `i + m` of the odd
-//!   copy: the whole right operand of every tap is these two arrays, read at a shift.
+//!   vector (in blocks of NR channels, a block's rows adjacent), in two copies: pairs from an
+//!   even position (`x[c][2i] | x[c][2i+1] << 16`) and from an odd one (`x[c][2i+1] |
+//!   x[c][2i+2] << 16`). A tap whose offset is `2m` reads row `i + m` of the even copy for
+//!   pair `i`, one whose offset is `2m + 1` row `i + m` of the odd copy: the whole right
+//!   operand of every tap is these two arrays, read at a shift.
 //!
 //! A position whose tap falls outside its image is masked to zero in the load (its half of each
 //! u32). Each output tile (MR output channels x NR input channels, for one tap) sums a block of
-//! KC pairs in registers, as the GEMM's micro-tile does.
+//! KC pairs in registers, as the GEMM's micro-tile does. The threads split the output
+//! channels, each summing over all the images: no partial sums to add afterwards (what made
+//! the im2col route slow where the weight is large and the positions few).
 use super::direct::{available, Bf16Bits};
 use super::pack::{pack_a_panel16, transpose_8x16};
 use super::{KC, MR, NR};
@@ -198,29 +201,41 @@ fn pairs_one_by_one(
 ) {
     let npos = imgs * hw;
     let pairs = npos.div_ceil(2);
-    // Value `q` (a position of the images side by side) of channel `ch` of `v` (`count`
-    // channels), as bf16 bits; 0 past the end.
+    // Where position `q` of the images side by side lies: (image, position in it).
+    let place: Vec<(usize, usize)> = (0..npos).map(|q| (q / hw, q % hw)).collect();
+    // Value `q` of channel `ch` of `v` (`count` channels), as bf16 bits; 0 past the end.
     let at = |v: &[bf16], count: usize, ch: usize, q: usize| -> u32 {
-        if q < npos {
-            v[(q / hw * count + ch) * hw + q % hw].to_bits() as u32
-        } else {
-            0
-        }
+        place.get(q).map_or(0, |&(img, t)| {
+            v[(img * count + ch) * hw + t].to_bits() as u32
+        })
     };
-    for i in 0..pairs {
-        for ch in 0..c {
-            let (a, b, n) = (
-                at(x, c, ch, 2 * i),
-                at(x, c, ch, 2 * i + 1),
-                at(x, c, ch, 2 * i + 2),
-            );
-            even[slot(rows, margin + i, ch)] = a | b << 16;
-            odd[slot(rows, margin + i, ch)] = b | n << 16;
-        }
-        for o in 0..co {
-            panels[((o / MR) * pairs + i) * MR + o % MR] =
-                at(dy, co, o, 2 * i) | at(dy, co, o, 2 * i + 1) << 16;
-        }
+    even.par_chunks_mut(rows * NR)
+        .zip(odd.par_chunks_mut(rows * NR))
+        .enumerate()
+        .for_each(|(b, (ev, od))| {
+            for ch in b * NR..c.min((b + 1) * NR) {
+                for i in 0..pairs {
+                    let (l, h, n) = (
+                        at(x, c, ch, 2 * i),
+                        at(x, c, ch, 2 * i + 1),
+                        at(x, c, ch, 2 * i + 2),
+                    );
+                    ev[(margin + i) * NR + ch % NR] = l | h << 16;
+                    od[(margin + i) * NR + ch % NR] = h | n << 16;
+                }
+            }
+        });
+    if pairs > 0 {
+        panels
+            .par_chunks_mut(pairs * MR)
+            .enumerate()
+            .for_each(|(pr, panel)| {
+                for o in pr * MR..co.min((pr + 1) * MR) {
+                    for (i, d) in panel.chunks_exact_mut(MR).enumerate() {
+                        d[o % MR] = at(dy, co, o, 2 * i) | at(dy, co, o, 2 * i + 1) << 16;
+                    }
+                }
+            });
     }
 }
 
