@@ -165,19 +165,24 @@ struct Tap {
     m1: u16,
 }
 
-/// The taps of the tile at column `j`: lane `l` (column `j + l`, position `(oy, ox)` of its
-/// image) reads at tap (kh, kw) the input column `j + l + off`, inside the image when
-/// `oy + kh - p` and `ox + kw - p` are. Every lane set in a mask reads inside `0..cols`
-/// (asserted: the kernel's loads rely on it).
-fn taps_of(x: &Planes, k: usize, j: usize, out: &mut [Tap]) {
-    let (h, w, p, cols) = (x.h as isize, x.w as isize, (k / 2) as isize, x.cols());
-    // Each lane's position in its image, stepped along (no division per lane and tap).
-    let lanes = NR.min(cols - j);
-    let mut at = [(0isize, 0isize); NR];
-    let first = j % (x.h * x.w);
-    let (mut oy, mut ox) = ((first / x.w) as isize, (first % x.w) as isize);
-    for a in at.iter_mut().take(lanes) {
-        *a = (oy, ox);
+/// The shift (rows, columns) at which tap `t` of a k x k "same" kernel reads its input.
+pub(super) fn tap_shift(t: usize, k: usize) -> (isize, isize) {
+    let p = (k / 2) as isize;
+    ((t / k) as isize - p, (t % k) as isize - p)
+}
+
+/// The place (row, column) in its image of each position from `first` on, images of `h x w`
+/// side by side, stepped along (no division per position); `None` from `end` on.
+pub(super) fn places(
+    first: usize,
+    (h, w): (usize, usize),
+    end: usize,
+) -> impl Iterator<Item = Option<(isize, isize)>> {
+    let (h, w) = (h as isize, w as isize);
+    let at = first as isize % (h * w).max(1);
+    let (mut oy, mut ox) = (at / w.max(1), at % w.max(1));
+    (first..).map(move |q| {
+        let here = (q < end).then_some((oy, ox));
         ox += 1;
         if ox == w {
             (oy, ox) = (oy + 1, 0);
@@ -185,13 +190,36 @@ fn taps_of(x: &Planes, k: usize, j: usize, out: &mut [Tap]) {
                 oy = 0;
             }
         }
+        here
+    })
+}
+
+/// Whether a position at `place` (of an image of `h x w`) reads inside its image at `shift`.
+pub(super) fn reads_inside(
+    place: Option<(isize, isize)>,
+    (dy, dx): (isize, isize),
+    (h, w): (usize, usize),
+) -> bool {
+    place.is_some_and(|(oy, ox)| {
+        (0..h as isize).contains(&(oy + dy)) && (0..w as isize).contains(&(ox + dx))
+    })
+}
+
+/// The taps of the tile at column `j`: lane `l` (column `j + l`) reads at tap t the input
+/// column `j + l + off`, its mask bit set when that lies inside its image. Every lane set in
+/// a mask reads inside `0..cols` (asserted: the kernel's loads rely on it).
+fn taps_of(x: &Planes, k: usize, j: usize, out: &mut [Tap]) {
+    let (hw, cols) = ((x.h, x.w), x.cols());
+    let mut at = [None; NR];
+    for (a, place) in at.iter_mut().zip(places(j, hw, cols)) {
+        *a = place;
     }
     for (t, tap) in out.iter_mut().enumerate() {
-        let (dy, dx) = ((t / k) as isize - p, (t % k) as isize - p);
-        let off = dy * w + dx;
+        let shift = tap_shift(t, k);
+        let off = shift.0 * x.w as isize + shift.1;
         let mut mask = 0u32;
-        for (l, &(oy, ox)) in at.iter().enumerate().take(lanes) {
-            if (0..h).contains(&(oy + dy)) && (0..w).contains(&(ox + dx)) {
+        for (l, &place) in at.iter().enumerate() {
+            if reads_inside(place, shift, hw) {
                 let src = (j + l) as isize + off;
                 assert!(
                     (0..cols as isize).contains(&src),

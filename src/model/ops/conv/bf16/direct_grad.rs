@@ -19,7 +19,7 @@
 //! KC pairs in registers, as the GEMM's micro-tile does. The threads split the output
 //! channels, each summing over all the images: no partial sums to add afterwards (what made
 //! the im2col route slow where the weight is large and the positions few).
-use super::direct::{available, Bf16Bits};
+use super::direct::{available, places, reads_inside, tap_shift, Bf16Bits};
 use super::pack::{pack_a_panel16, transpose_8x16};
 use super::{KC, MR, NR};
 use half::bf16;
@@ -308,47 +308,35 @@ fn accumulate(
     let taps = k * k;
     let panels = sums.len() / (MR * taps * ld);
     let per = panels.div_ceil(threads.max(1)).max(1);
-    let (hw, npos, p) = (h * w, imgs * h * w, (k / 2) as isize);
+    let npos = imgs * h * w;
     sums.par_chunks_mut(per * MR * taps * ld)
         .enumerate()
         .for_each(|(part, rows)| {
             let (mut masks, mut at) = (vec![0u32; taps * KC], vec![None; 2 * KC]);
             for i0 in (0..ops.pairs).step_by(KC) {
                 let kc = KC.min(ops.pairs - i0);
-                // Each position's place in its image, stepped along.
-                let (mut oy, mut ox) = (((2 * i0 % hw) / w) as isize, (2 * i0 % w) as isize);
-                for (q, a) in (2 * i0..).zip(at.iter_mut().take(2 * kc)) {
-                    *a = (q < npos).then_some((oy, ox));
-                    ox += 1;
-                    if ox == w as isize {
-                        (oy, ox) = (oy + 1, 0);
-                        if oy == h as isize {
-                            oy = 0;
-                        }
-                    }
+                for (a, place) in at.iter_mut().zip(places(2 * i0, (h, w), npos)).take(2 * kc) {
+                    *a = place;
                 }
                 // Lane masks: the halves of pair i whose position reads inside its image at
                 // tap t.
                 for (t, m) in masks.chunks_exact_mut(KC).enumerate() {
-                    let (dy, dx) = ((t / k) as isize - p, (t % k) as isize - p);
-                    let inside = |a: Option<(isize, isize)>| {
-                        a.is_some_and(|(oy, ox)| {
-                            (0..h as isize).contains(&(oy + dy))
-                                && (0..w as isize).contains(&(ox + dx))
-                        })
+                    let shift = tap_shift(t, k);
+                    let half = |place, bits: u32| {
+                        if reads_inside(place, shift, (h, w)) {
+                            bits
+                        } else {
+                            0
+                        }
                     };
                     for (i, m) in m.iter_mut().enumerate().take(kc) {
-                        *m = if inside(at[2 * i]) { 0x5555_5555 } else { 0 }
-                            | if inside(at[2 * i + 1]) {
-                                0xAAAA_AAAA
-                            } else {
-                                0
-                            };
+                        *m = half(at[2 * i], 0x5555_5555) | half(at[2 * i + 1], 0xAAAA_AAAA);
                     }
                 }
                 let load = add || i0 > 0;
                 for t in 0..taps {
-                    let off = ((t / k) as isize - p) * w as isize + (t % k) as isize - p;
+                    let (dy, dx) = tap_shift(t, k);
+                    let off = dy * w as isize + dx;
                     let src = if off % 2 == 0 { &ops.even } else { &ops.odd };
                     let row0 = (ops.margin as isize + i0 as isize + off.div_euclid(2)) as usize;
                     for j in (0..ld).step_by(NR) {
