@@ -4,9 +4,9 @@
 //! product wherever an image has few output positions, in the forward too (bit-exactness
 //! with candle, which the float32 training forward keeps, has no meaning here). Safe code.
 #[cfg(target_arch = "x86_64")]
-use super::bf16::direct::{self, Bf16Bits, DirectWeight, Planes};
-#[cfg(target_arch = "x86_64")]
 use super::bf16::direct_grad;
+#[cfg(target_arch = "x86_64")]
+use super::direct_route;
 use super::bf16::{product, FillRow16, PackedA, Right};
 use super::gemm::Mat;
 use super::im2col::{apart, im2col_row, side_by_side};
@@ -17,7 +17,7 @@ use half::bf16;
 use rayon::prelude::*;
 
 /// GEMM threads per product from the batch split.
-fn threads(n: usize) -> (usize, usize) {
+pub(super) fn threads(n: usize) -> (usize, usize) {
     let (workers, par) = split(n);
     let t = match par {
         ::gemm::Parallelism::Rayon(t) => t.max(1),
@@ -70,16 +70,10 @@ pub(super) fn forward(
     training: bool,
 ) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
-    if training && direct_fits(g) && g.p() >= DIRECT_FORWARD_POSITIONS {
-        let (c, kk) = (g.c_in, g.k * g.k);
-        let a = DirectWeight::new(
-            (g.c_out, c, g.k),
-            |o, ch| &w[(o * c + ch) * kk..][..kk],
-            false,
-        );
+    if training && direct_fits(g) && g.p() >= direct_route::FORWARD_POSITIONS {
         return match x {
-            Act::F32(x) => run_direct(g, x, &a),
-            Act::Bf16(x) => run_direct(g, x, &a),
+            Act::F32(x) => direct_route::forward::<u32, _>(g, x, w),
+            Act::Bf16(x) => direct_route::forward::<u32, _>(g, x, w),
         };
     }
     let own;
@@ -139,7 +133,7 @@ where
 /// has few positions, in each share of the batch): `run(first, c, dst)` writes the
 /// `c_out x (c * p)` result of images `first..first + c` side by side into `dst`, which is
 /// their own output when `c` is 1.
-fn per_chunk(g: &Geom, run: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
+pub(super) fn per_chunk(g: &Geom, run: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
     let mut y = vec![0.0f32; g.n * g.out_len()];
     let (workers, _) = threads(g.n);
     let per = g.n.div_ceil(workers);
@@ -164,30 +158,10 @@ fn per_chunk(g: &Geom, run: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32
     y
 }
 
-/// Positions an image needs for the forward to run as a direct convolution: with fewer
-/// (ResNet's layer4: 7x7 at 224 px, 4x4 at 128) the im2col route measured 7-13 % faster, the
-/// direct one's weight packing then weighing more; above, the direct one 0-10 % faster.
-/// The input gradient is direct wherever it fits (8-42 % less time at every layer;
-/// speed.md).
-#[cfg(target_arch = "x86_64")]
-const DIRECT_FORWARD_POSITIONS: usize = 64;
-
-/// Whether a convolution runs as a direct one (`bf16/direct.rs`): stride 1, an odd kernel
-/// with "same" padding, on the AVX-512 kernel.
+/// Whether a convolution runs as a direct bf16 one (`direct_route.rs`).
 #[cfg(target_arch = "x86_64")]
 fn direct_fits(g: &Geom) -> bool {
-    g.stride == 1 && g.k % 2 == 1 && g.k > 1 && g.pad == g.k / 2 && direct::available()
-}
-
-/// The direct convolution of `x` (the input `g` describes) by `a`, chunk by chunk as
-/// [`forward_of`].
-#[cfg(target_arch = "x86_64")]
-fn run_direct<S: Bf16Bits>(g: &Geom, x: &[S], a: &DirectWeight) -> Vec<f32> {
-    let (_, par) = threads(g.n);
-    per_chunk(g, |first, c, dst| {
-        let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
-        direct::conv(dst, a, &Planes::new(xs, c, g.c_in, (g.h, g.w)), par)
-    })
+    direct_route::fits::<u32>(g)
 }
 
 /// Input gradient: dx = col2im(w^T . dy); for a direct convolution, the direct convolution
@@ -196,21 +170,9 @@ fn run_direct<S: Bf16Bits>(g: &Geom, x: &[S], a: &DirectWeight) -> Vec<f32> {
 pub(super) fn input_grad(g: &Geom, dy: Act, w: &[f32]) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     if direct_fits(g) {
-        let (ci, kk) = (g.c_in, g.k * g.k);
-        let a = DirectWeight::new(
-            (ci, g.c_out, g.k),
-            |o, ch| &w[(ch * ci + o) * kk..][..kk],
-            true,
-        );
-        let t = Geom::new(
-            &[g.n, g.c_out, g.oh, g.ow],
-            &[ci, g.c_out, g.k, g.k],
-            1,
-            g.pad,
-        );
         return match dy {
-            Act::F32(dy) => run_direct(&t, dy, &a),
-            Act::Bf16(dy) => run_direct(&t, dy, &a),
+            Act::F32(dy) => direct_route::input_grad::<u32, _>(g, dy, w),
+            Act::Bf16(dy) => direct_route::input_grad::<u32, _>(g, dy, w),
         };
     }
     let a = PackedA::new(Mat::tr(w, g.c_out, g.kk()));

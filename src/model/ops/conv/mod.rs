@@ -28,6 +28,8 @@
 //! predicting model keeps packed for bf16; `gemm.rs` (float32/64) and `bf16/` (the bf16 GEMM
 //! and its packing) every unsafe line, behind checked interfaces.
 mod bf16;
+#[cfg(target_arch = "x86_64")]
+mod direct_route;
 mod gemm;
 mod geom;
 mod im2col;
@@ -525,6 +527,17 @@ impl ConvBwdData {
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0;
+        let shape = Shape::from((g.n, g.c_in, g.h, g.w));
+        // A float32 stride-1 "same" convolution: the direct convolution of dy (no col2im).
+        #[cfg(target_arch = "x86_64")]
+        if matches!(ds, CpuStorage::F32(_)) && direct_route::fits::<f32>(&g) {
+            let (dy, w) = (
+                contiguous::<f32>(ds, dl, "conv gradient")?,
+                contiguous::<f32>(ws, wl, "conv weight")?,
+            );
+            let dx = direct_route::input_grad::<f32, f32>(&g, dy, w);
+            return Ok((CpuStorage::F32(dx), shape));
+        }
         let (dy, w) = (
             contiguous::<T>(ds, dl, "conv gradient")?,
             contiguous::<T>(ws, wl, "conv weight")?,
@@ -532,7 +545,6 @@ impl ConvBwdData {
         let (_, par) = split(g.n);
         let a = Mat::tr(w, g.c_out, g.kk());
         let dx = input_grad_by(&g, dy, |dst, b| matmul(dst, false, a, b, par));
-        let shape = Shape::from((g.n, g.c_in, g.h, g.w));
         Ok((T::to_cpu_storage_owned(dx), shape))
     }
 }

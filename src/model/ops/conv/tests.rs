@@ -90,6 +90,9 @@ const CASES: &[Case] = &[
     (1, 8, 30, 29, 4, 3, 1, 1),
     // One image: the direct route splits its output channels over the threads.
     (1, 6, 10, 10, 20, 3, 1, 1),
+    // The float32 input gradient's direct convolution: more output channels (its words)
+    // than a block of the inner dimension holds.
+    (2, 10, 7, 6, 30, 3, 1, 1),
 ];
 
 #[test]

@@ -1,22 +1,26 @@
-//! A direct convolution on the AVX512_BF16 kernel, for the "same" convolutions of stride 1
-//! (k x k, k odd, padding (k - 1) / 2: every 3x3 convolution of a ResNet's blocks but the
-//! first of a stage). The im2col route makes and packs a matrix k*k times the input's size
-//! for every product; here the input is laid out once as planes of channel pairs (each u32
-//! the bf16 pair `(x[2c][t], x[2c+1][t])`, images side by side), which is already the right
-//! operand `vdpbf16ps` wants: for a tap (kh, kw), the 16 output positions `j..j+16` read the
-//! 16 input positions `j + (kh - p) * w + (kw - p)`, one unaligned load, with the positions
-//! that fall outside their image masked to zero.
+//! A direct convolution on AVX-512, for the "same" convolutions of stride 1 (k x k, k odd,
+//! padding (k - 1) / 2: every 3x3 convolution of a ResNet's blocks but the first of a stage).
+//! The im2col route makes and packs a matrix k*k times the input's size for every product;
+//! here the input is laid out once as planes of words (images side by side), each word
+//! either the bf16 pair `(x[2c][t], x[2c+1][t])` in a u32, the operand `vdpbf16ps` wants
+//! (bf16 mixed precision), or one float32 channel, the operand of `vfmadd` (float32): for a
+//! tap (kh, kw), the 16 output positions `j..j+16` read the 16 input positions
+//! `j + (kh - p) * w + (kw - p)`, one unaligned load, with the positions that fall outside
+//! their image masked to zero.
 //!
 //! The weight is packed in the layout of the im2col route's panels (`PackedA`), its inner
-//! dimension ordered (channel pair, tap) instead of (channel, tap); a training step packs it
-//! anew, as the im2col route does. The same convolutions' weight gradient is `direct_grad.rs`.
+//! dimension ordered (word, tap) instead of (channel, tap); a training step packs it anew, as
+//! the im2col route does. The bf16 weight gradient of the same convolutions is
+//! `direct_grad.rs`.
 use super::{native, Kernel, MR, NC, NR};
 use crate::model::ops::cpu_op::round_bf16;
 use half::bf16;
 use rayon::prelude::*;
+use std::arch::x86_64::{__m512, __m512i};
 
-/// Channel pairs per block of the inner dimension (with 9 taps: 189 pairs, as `KC`).
-fn pairs_per_block(taps: usize) -> usize {
+/// Words per block of the inner dimension (with 9 taps: 21 words, 189 with their taps, as
+/// `KC`).
+fn words_per_block(taps: usize) -> usize {
     (super::KC / taps).max(1)
 }
 
@@ -51,49 +55,162 @@ impl Bf16Bits for bf16 {
     }
 }
 
-/// The input of a direct convolution: `pairs` planes, plane `c` holding for every column
-/// (`imgs` images of `h x w` positions side by side) the u32 `x[2c] | x[2c + 1] << 16` (the
-/// high half zero past an odd channel count).
-pub struct Planes {
-    data: Vec<u32>,
-    pairs: usize,
+/// What a lane of the direct convolution's planes and packed weight holds.
+pub trait Word: Copy + Default + Send + Sync + 'static {
+    /// Input channels a word holds.
+    const CHANNELS: usize;
+    /// Whether this CPU runs the kernel of these words.
+    fn available() -> bool;
+    /// `acc + a . b` lane by lane, `a` broadcast to every lane and `b` 16 words.
+    ///
+    /// # Safety
+    /// The word's instructions must be available ([`Word::available`]).
+    unsafe fn madd(acc: __m512, a: Self, b: __m512i) -> __m512;
+    /// [`tile`] compiled for this word's instructions.
+    ///
+    /// # Safety
+    /// As [`tile`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile(
+        a: &[Self],
+        x: &[Self],
+        cols: usize,
+        j: usize,
+        taps: &[Tap],
+        c: &mut [f32],
+        rows_n: (usize, usize),
+        load: bool,
+    );
+}
+
+/// A word made of the values of its channels (`hi`, the odd channel of a pair, absent past
+/// an odd channel count and for one-channel words).
+pub trait WordOf<S>: Word {
+    fn of(lo: S, hi: Option<S>) -> Self;
+}
+
+/// The bf16 pair of channels 2c (low half) and 2c + 1, multiplied by `vdpbf16ps`.
+impl Word for u32 {
+    const CHANNELS: usize = 2;
+    fn available() -> bool {
+        native() && super::kernel() == Kernel::Avx512
+    }
+    #[inline(always)]
+    unsafe fn madd(acc: __m512, a: Self, b: __m512i) -> __m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: AVX512_BF16 is available (the contract); the casts only retype bits.
+        unsafe {
+            let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(a as i32));
+            _mm512_dpbf16_ps(acc, av, std::mem::transmute::<__m512i, __m512bh>(b))
+        }
+    }
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn tile(
+        a: &[Self],
+        x: &[Self],
+        cols: usize,
+        j: usize,
+        taps: &[Tap],
+        c: &mut [f32],
+        rows_n: (usize, usize),
+        load: bool,
+    ) {
+        // SAFETY: the caller keeps tile's contract; the features are enabled here.
+        unsafe { tile(a, x, cols, j, taps, c, rows_n, load) }
+    }
+}
+
+impl<S: Bf16Bits> WordOf<S> for u32 {
+    #[inline(always)]
+    fn of(lo: S, hi: Option<S>) -> Self {
+        lo.bf16_bits() | hi.map_or(0, |h| h.bf16_bits()) << 16
+    }
+}
+
+/// One float32 channel, multiplied by `vfmadd231ps`.
+impl Word for f32 {
+    const CHANNELS: usize = 1;
+    fn available() -> bool {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
+    }
+    #[inline(always)]
+    unsafe fn madd(acc: __m512, a: Self, b: __m512i) -> __m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: AVX-512 F is available (the contract); the cast only retypes bits.
+        unsafe { _mm512_fmadd_ps(_mm512_set1_ps(a), _mm512_castsi512_ps(b), acc) }
+    }
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn tile(
+        a: &[Self],
+        x: &[Self],
+        cols: usize,
+        j: usize,
+        taps: &[Tap],
+        c: &mut [f32],
+        rows_n: (usize, usize),
+        load: bool,
+    ) {
+        // SAFETY: the caller keeps tile's contract; the features are enabled here.
+        unsafe { tile(a, x, cols, j, taps, c, rows_n, load) }
+    }
+}
+
+impl WordOf<f32> for f32 {
+    #[inline(always)]
+    fn of(lo: f32, _: Option<f32>) -> Self {
+        lo
+    }
+}
+
+/// The input of a direct convolution: `words` planes, plane `q` holding for every column
+/// (`imgs` images of `h x w` positions side by side) the word of channels
+/// `q * W::CHANNELS..`.
+pub struct Planes<W> {
+    data: Vec<W>,
+    words: usize,
     imgs: usize,
     h: usize,
     w: usize,
 }
 
-impl Planes {
-    /// The planes of `xs`: `imgs` images of `c` channels of `h x w` (NCHW), rounded to bf16.
-    pub fn new<S: Bf16Bits>(xs: &[S], imgs: usize, c: usize, (h, w): (usize, usize)) -> Self {
-        let _p = crate::model::ops::prof::scope("in conv: bf16 direct input planes");
-        let (hw, pairs) = (h * w, c.div_ceil(2));
+impl<W: Word> Planes<W> {
+    /// The planes of `xs`: `imgs` images of `c` channels of `h x w` (NCHW).
+    pub fn new<S: Copy + Sync>(xs: &[S], imgs: usize, c: usize, (h, w): (usize, usize)) -> Self
+    where
+        W: WordOf<S>,
+    {
+        let _p = crate::model::ops::prof::scope("in conv: direct input planes");
+        let (hw, words) = (h * w, c.div_ceil(W::CHANNELS));
         assert_eq!(xs.len(), imgs * c * hw, "input of {imgs}x{c}x{h}x{w}");
-        let mut data = vec![0u32; pairs * imgs * hw];
+        let mut data = vec![W::default(); words * imgs * hw];
         if hw > 0 {
             data.par_chunks_mut(hw).enumerate().for_each(|(e, plane)| {
-                let (cp, img) = (e / imgs, e % imgs);
-                let lo = &xs[(img * c + 2 * cp) * hw..][..hw];
-                if 2 * cp + 1 < c {
-                    let hi = &xs[(img * c + 2 * cp + 1) * hw..][..hw];
-                    for ((d, l), h) in plane.iter_mut().zip(lo).zip(hi) {
-                        *d = l.bf16_bits() | h.bf16_bits() << 16;
+                let (q, img) = (e / imgs, e % imgs);
+                let ch = q * W::CHANNELS;
+                let lo = &xs[(img * c + ch) * hw..][..hw];
+                if W::CHANNELS == 2 && ch + 1 < c {
+                    let hi = &xs[(img * c + ch + 1) * hw..][..hw];
+                    for ((d, &l), &h) in plane.iter_mut().zip(lo).zip(hi) {
+                        *d = W::of(l, Some(h));
                     }
                 } else {
-                    for (d, l) in plane.iter_mut().zip(lo) {
-                        *d = l.bf16_bits();
+                    for (d, &l) in plane.iter_mut().zip(lo) {
+                        *d = W::of(l, None);
                     }
                 }
             });
         }
         Self {
             data,
-            pairs,
+            words,
             imgs,
             h,
             w,
         }
     }
+}
 
+impl<W> Planes<W> {
     /// Columns of a plane.
     fn cols(&self) -> usize {
         self.imgs * self.h * self.w
@@ -101,42 +218,42 @@ impl Planes {
 }
 
 /// A weight packed for [`conv`]: `m` output channels, `c` input channels, `k x k` taps, in
-/// panels of MR output channels as `PackedA`'s, pair `q = cp * k * k + t` of a panel's row
-/// `o` holding channels 2 cp and 2 cp + 1 at tap t.
-pub struct DirectWeight {
-    panels: Vec<u32>,
+/// panels of MR output channels as `PackedA`'s, word `q = cw * k * k + t` of a panel's row
+/// `o` holding the word of channels `cw * W::CHANNELS..` at tap t.
+pub struct DirectWeight<W> {
+    panels: Vec<W>,
     m: usize,
     c: usize,
     k: usize,
 }
 
-impl DirectWeight {
+impl<W: WordOf<f32>> DirectWeight<W> {
     /// Packs a weight of `m` output channels, `c` input channels and `k x k` taps whose taps
     /// for output channel `o` and input channel `ch` are `taps(o, ch)` (k*k values, in the
-    /// order kh * k + kw, or the reverse when `reversed`), rounded to bf16.
+    /// order kh * k + kw, or the reverse when `reversed`).
     pub fn new<'w>(
         (m, c, k): (usize, usize, usize),
         taps: impl Fn(usize, usize) -> &'w [f32] + Sync,
         reversed: bool,
     ) -> Self {
-        let _p = crate::model::ops::prof::scope("in conv: bf16 direct weight");
-        let (tn, pairs) = (k * k, c.div_ceil(2));
-        let kp = pairs * tn;
-        let mut panels = vec![0u32; m.div_ceil(MR) * kp * MR];
+        let _p = crate::model::ops::prof::scope("in conv: direct weight");
+        let (tn, words) = (k * k, c.div_ceil(W::CHANNELS));
+        let kp = words * tn;
+        let mut panels = vec![W::default(); m.div_ceil(MR) * kp * MR];
         if kp > 0 {
             panels
                 .par_chunks_mut(kp * MR)
                 .enumerate()
                 .for_each(|(pr, panel)| {
-                    for (cp, dst) in panel.chunks_exact_mut(tn * MR).enumerate() {
+                    for (cw, dst) in panel.chunks_exact_mut(tn * MR).enumerate() {
+                        let ch = cw * W::CHANNELS;
                         for r in 0..MR.min(m - pr * MR) {
                             let o = pr * MR + r;
-                            let lo = &taps(o, 2 * cp)[..tn];
-                            let hi = (2 * cp + 1 < c).then(|| &taps(o, 2 * cp + 1)[..tn]);
+                            let lo = &taps(o, ch)[..tn];
+                            let hi = (W::CHANNELS == 2 && ch + 1 < c).then(|| &taps(o, ch + 1)[..tn]);
                             for t in 0..tn {
                                 let s = if reversed { tn - 1 - t } else { t };
-                                let h = hi.map_or(0, |h| h[s].bf16_bits());
-                                dst[t * MR + r] = lo[s].bf16_bits() | h << 16;
+                                dst[t * MR + r] = W::of(lo[s], hi.map(|h| h[s]));
                             }
                         }
                     }
@@ -144,22 +261,25 @@ impl DirectWeight {
         }
         Self { panels, m, c, k }
     }
+}
 
+impl<W> DirectWeight<W> {
     /// Output channels.
     pub fn rows(&self) -> usize {
         self.m
     }
 }
 
-/// Whether [`conv`] runs on this CPU (AVX512_BF16, the kernel chosen for bf16 products).
+/// Whether [`conv`] runs on this CPU for bf16 words (AVX512_BF16, the kernel chosen for bf16
+/// products).
 pub fn available() -> bool {
-    native() && super::kernel() == Kernel::Avx512
+    <u32 as Word>::available()
 }
 
 /// One tap of a tile of NR columns: the offset of its input from the output column and the
 /// masks of the two vectors' lanes that read inside their image.
 #[derive(Clone, Copy, Default)]
-struct Tap {
+pub struct Tap {
     off: isize,
     m0: u16,
     m1: u16,
@@ -208,7 +328,7 @@ pub(super) fn reads_inside(
 /// The taps of the tile at column `j`: lane `l` (column `j + l`) reads at tap t the input
 /// column `j + l + off`, its mask bit set when that lies inside its image. Every lane set in
 /// a mask reads inside `0..cols` (asserted: the kernel's loads rely on it).
-fn taps_of(x: &Planes, k: usize, j: usize, out: &mut [Tap]) {
+fn taps_of<W>(x: &Planes<W>, k: usize, j: usize, out: &mut [Tap]) {
     let (hw, cols) = ((x.h, x.w), x.cols());
     let mut at = [None; NR];
     for (a, place) in at.iter_mut().zip(places(j, hw, cols)) {
@@ -238,11 +358,14 @@ fn taps_of(x: &Planes, k: usize, j: usize, out: &mut [Tap]) {
 
 /// `y` (the weight's rows x the planes' columns, row-major) = the stride-1 "same"
 /// convolution of the planes by `a`, on `threads` tasks (each a share of the rows).
-pub fn conv(y: &mut [f32], a: &DirectWeight, x: &Planes, threads: usize) {
+pub fn conv<W: Word>(y: &mut [f32], a: &DirectWeight<W>, x: &Planes<W>, threads: usize) {
     let (m, cols, k) = (a.rows(), x.cols(), a.k);
-    assert!(available(), "the direct convolution needs AVX512_BF16");
     assert!(
-        k % 2 == 1 && a.c.div_ceil(2) == x.pairs,
+        W::available(),
+        "the direct convolution needs AVX-512 (and AVX512_BF16 for bf16)"
+    );
+    assert!(
+        k % 2 == 1 && a.c.div_ceil(W::CHANNELS) == x.words,
         "weight and input disagree"
     );
     assert_eq!(y.len(), m * cols, "output of {m}x{cols}");
@@ -259,43 +382,43 @@ pub fn conv(y: &mut [f32], a: &DirectWeight, x: &Planes, threads: usize) {
 }
 
 /// The rows of panels `first..` that `ys` holds, in blocks of NC columns (the block's
-/// outputs stay in L2 while every pair of channels adds to them).
-fn rows_of(ys: &mut [f32], first: usize, a: &DirectWeight, x: &Planes) {
-    let _p = crate::model::ops::prof::scope("in conv: bf16 direct kernel");
+/// outputs stay in L2 while every word of channels adds to them).
+fn rows_of<W: Word>(ys: &mut [f32], first: usize, a: &DirectWeight<W>, x: &Planes<W>) {
+    let _p = crate::model::ops::prof::scope("in conv: direct kernel");
     let (cols, k, panels) = (x.cols(), a.k, &a.panels);
     let taps = k * k;
-    let kp = x.pairs * taps;
+    let kp = x.words * taps;
     let rows = ys.len() / cols;
-    let per = pairs_per_block(taps);
+    let per = words_per_block(taps);
     let mut block_taps = vec![Tap::default(); NC.div_ceil(NR) * taps];
     for jc in (0..cols).step_by(NC) {
-        // The taps of the block's tiles, the same for every pair of channels.
+        // The taps of the block's tiles, the same for every word of channels.
         let tiles = (jc..(jc + NC).min(cols)).step_by(NR);
         for (j, tile_taps) in tiles.clone().zip(block_taps.chunks_exact_mut(taps)) {
             taps_of(x, k, j, tile_taps);
         }
-        for cp0 in (0..x.pairs).step_by(per) {
-            let cps = per.min(x.pairs - cp0);
+        for q0 in (0..x.words).step_by(per) {
+            let qs = per.min(x.words - q0);
             for (j, tile_taps) in tiles.clone().zip(block_taps.chunks_exact(taps)) {
                 let n = NR.min(cols - j);
                 for pr in 0..rows.div_ceil(MR) {
                     let r = MR.min(rows - pr * MR);
-                    let ap = &panels[((first + pr) * kp + cp0 * taps) * MR..][..cps * taps * MR];
+                    let ap = &panels[((first + pr) * kp + q0 * taps) * MR..][..qs * taps * MR];
                     let c = &mut ys[pr * MR * cols + j..];
-                    // SAFETY: the features are present (`available()`, asserted by `conv`); the
-                    // planes cp0..cp0 + cps exist (cp0 + cps <= pairs) and every lane set in a
-                    // tap's masks reads inside its plane (`taps_of`); `c` holds r rows of
-                    // `cols` from column j, of which the first n are written.
+                    // SAFETY: the features are present (`W::available()`, asserted by
+                    // `conv`); the planes q0..q0 + qs exist (q0 + qs <= words) and every lane
+                    // set in a tap's masks reads inside its plane (`taps_of`); `c` holds r
+                    // rows of `cols` from column j, of which the first n are written.
                     unsafe {
-                        tile(
+                        W::tile(
                             ap,
-                            &x.data[cp0 * cols..(cp0 + cps) * cols],
+                            &x.data[q0 * cols..(q0 + qs) * cols],
                             cols,
                             j,
                             tile_taps,
                             c,
                             (r, n),
-                            cp0 > 0,
+                            q0 > 0,
                         )
                     }
                 }
@@ -305,17 +428,18 @@ fn rows_of(ys: &mut [f32], first: usize, a: &DirectWeight, x: &Planes) {
 }
 
 /// `c[rows x n] (+)= a . x` over the planes of `x` (each `cols` long) and every tap, for the
-/// NR columns from `j`.
+/// NR columns from `j`. Inlined into each word's [`Word::tile`], which enables its
+/// instructions.
 ///
 /// # Safety
-/// AVX512_BF16, F and BW must be available; `a` holds (planes x taps) pairs of MR; every lane
-/// set in a tap's masks reads a column in `0..cols` of each plane; `c` holds `rows - 1` rows
-/// of `cols` and `n` more (rows <= MR, n <= NR).
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+/// AVX-512 F and BW and the word's instructions must be available; `a` holds (planes x taps)
+/// words of MR; every lane set in a tap's masks reads a column in `0..cols` of each plane; `c`
+/// holds `rows - 1` rows of `cols` and `n` more (rows <= MR, n <= NR).
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile(
-    a: &[u32],
-    x: &[u32],
+unsafe fn tile<W: Word>(
+    a: &[W],
+    x: &[W],
     cols: usize,
     j: usize,
     taps: &[Tap],
@@ -324,6 +448,7 @@ unsafe fn tile(
     load: bool,
 ) {
     use std::arch::x86_64::*;
+    const { assert!(std::mem::size_of::<W>() == 4, "a word is 32 bits") };
     let planes = x.len() / cols;
     assert!(
         taps.len().checked_mul(planes * MR) == Some(a.len())
@@ -335,26 +460,24 @@ unsafe fn tile(
                     .and_then(|e| e.checked_add(n))
                     .is_some_and(|e| e <= c.len()))
     );
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    // SAFETY (every block below): AVX-512 F is available (the contract).
+    let mut acc = [[unsafe { _mm512_setzero_ps() }; 2]; MR];
     let ap = a.as_ptr();
-    for cp in 0..planes {
-        let base = x.as_ptr().wrapping_add(cp * cols + j);
+    for q in 0..planes {
+        let base = x.as_ptr().wrapping_add(q * cols + j);
         for (t, tap) in taps.iter().enumerate() {
-            let q = cp * taps.len() + t;
+            let i = q * taps.len() + t;
             let p = base.wrapping_offset(tap.off);
             // SAFETY: the masked loads touch only lanes whose column lies in this plane (the
-            // contract); q < planes * taps, so the MR weights read are inside `a`.
+            // contract; a word is 32 bits); i < planes * taps, so the MR weights read are
+            // inside `a`; the word's instructions are available.
             unsafe {
-                let b0: __m512bh = std::mem::transmute(_mm512_maskz_loadu_epi32(tap.m0, p.cast()));
-                let b1: __m512bh = std::mem::transmute(_mm512_maskz_loadu_epi32(
-                    tap.m1,
-                    p.wrapping_add(16).cast(),
-                ));
+                let b0 = _mm512_maskz_loadu_epi32(tap.m0, p.cast());
+                let b1 = _mm512_maskz_loadu_epi32(tap.m1, p.wrapping_add(16).cast());
                 for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let av: __m512bh =
-                        std::mem::transmute(_mm512_set1_epi32(*ap.add(q * MR + r) as i32));
-                    acc_r[0] = _mm512_dpbf16_ps(acc_r[0], av, b0);
-                    acc_r[1] = _mm512_dpbf16_ps(acc_r[1], av, b1);
+                    let av = *ap.add(i * MR + r);
+                    acc_r[0] = W::madd(acc_r[0], av, b0);
+                    acc_r[1] = W::madd(acc_r[1], av, b1);
                 }
             }
         }

@@ -1,0 +1,66 @@
+//! Which convolutions run as direct ones (`bf16/direct.rs`: no im2col matrix, the input laid
+//! out once as planes) and the forward and input gradient through it, for both word types:
+//! bf16 pairs (mixed precision, `mixed.rs`) and float32 channels (the float32 input gradient,
+//! `mod.rs`; the float32 forward keeps candle's products, see there). Safe code.
+use super::bf16::direct::{self, DirectWeight, Planes, Word, WordOf};
+use super::mixed::{per_chunk, threads};
+use super::Geom;
+
+/// Positions an image needs for the bf16 forward to run as a direct convolution: with fewer
+/// (ResNet's layer4: 7x7 at 224 px, 4x4 at 128) the im2col route measured 7-13 % faster, the
+/// direct one's weight packing then weighing more; above, the direct one 0-10 % faster.
+/// The input gradient is direct wherever it fits (speed.md).
+pub(super) const FORWARD_POSITIONS: usize = 64;
+
+/// Whether a convolution can run as a direct one of words `W`: stride 1, an odd kernel with
+/// "same" padding, on a CPU with the word's instructions.
+pub(super) fn fits<W: Word>(g: &Geom) -> bool {
+    g.stride == 1 && g.k % 2 == 1 && g.k > 1 && g.pad == g.k / 2 && W::available()
+}
+
+/// The forward y = conv(x, w) as a direct convolution (`fits::<W>(g)`).
+pub(super) fn forward<W: WordOf<f32> + WordOf<S>, S: Copy + Sync>(
+    g: &Geom,
+    x: &[S],
+    w: &[f32],
+) -> Vec<f32> {
+    let (c, kk) = (g.c_in, g.k * g.k);
+    let a = DirectWeight::<W>::new(
+        (g.c_out, c, g.k),
+        |o, ch| &w[(o * c + ch) * kk..][..kk],
+        false,
+    );
+    run(g, x, &a)
+}
+
+/// The input gradient of y = conv(x, w) (`fits::<W>(g)`): the direct convolution of `dy` by
+/// `w` with its channels swapped and its taps reversed, with no col2im.
+pub(super) fn input_grad<W: WordOf<f32> + WordOf<S>, S: Copy + Sync>(
+    g: &Geom,
+    dy: &[S],
+    w: &[f32],
+) -> Vec<f32> {
+    let (ci, kk) = (g.c_in, g.k * g.k);
+    let a = DirectWeight::<W>::new(
+        (ci, g.c_out, g.k),
+        |o, ch| &w[(ch * ci + o) * kk..][..kk],
+        true,
+    );
+    let t = Geom::new(
+        &[g.n, g.c_out, g.oh, g.ow],
+        &[ci, g.c_out, g.k, g.k],
+        1,
+        g.pad,
+    );
+    run(&t, dy, &a)
+}
+
+/// The direct convolution of `x` (the input `g` describes) by `a`, in chunks of images side
+/// by side as the im2col route's products.
+fn run<W: WordOf<S>, S: Copy + Sync>(g: &Geom, x: &[S], a: &DirectWeight<W>) -> Vec<f32> {
+    let (_, par) = threads(g.n);
+    per_chunk(g, |first, c, dst| {
+        let xs = &x[first * g.in_len()..(first + c) * g.in_len()];
+        direct::conv(dst, a, &Planes::<W>::new(xs, c, g.c_in, (g.h, g.w)), par)
+    })
+}
