@@ -5,9 +5,9 @@
 //! with candle, which the float32 training forward keeps, has no meaning here). Safe code.
 #[cfg(target_arch = "x86_64")]
 use super::bf16::direct_grad;
+use super::bf16::{product, FillRow16, PackedA, Right};
 #[cfg(target_arch = "x86_64")]
 use super::direct_route;
-use super::bf16::{product, FillRow16, PackedA, Right};
 use super::gemm::Mat;
 use super::im2col::{apart, im2col_row, side_by_side};
 use super::{fold, split, Geom};

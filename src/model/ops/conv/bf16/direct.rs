@@ -250,7 +250,8 @@ impl<W: WordOf<f32>> DirectWeight<W> {
                         for r in 0..MR.min(m - pr * MR) {
                             let o = pr * MR + r;
                             let lo = &taps(o, ch)[..tn];
-                            let hi = (W::CHANNELS == 2 && ch + 1 < c).then(|| &taps(o, ch + 1)[..tn]);
+                            let hi =
+                                (W::CHANNELS == 2 && ch + 1 < c).then(|| &taps(o, ch + 1)[..tn]);
                             for t in 0..tn {
                                 let s = if reversed { tn - 1 - t } else { t };
                                 dst[t * MR + r] = W::of(lo[s], hi.map(|h| h[s]));

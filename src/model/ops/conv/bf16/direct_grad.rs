@@ -40,7 +40,7 @@ struct Operands {
 }
 
 /// Input values per chunk of images (about 8 MB of operands at most, besides `dy`).
-const CHUNK_VALUES: usize = 1 << 20;
+pub(super) const CHUNK_VALUES: usize = 1 << 20;
 
 /// The gradient, in the weight's layout (`co x c x k x k`), of the stride-1 "same"
 /// convolution whose input `x` is `n` images of `c` channels of `h x w` (NCHW) and whose
@@ -86,6 +86,14 @@ fn weight_grad_in_chunks<S: Bf16Bits, D: Bf16Bits>(
         );
         accumulate(&mut sums, &ops, (imgs, h, w, k, ld), threads, first > 0);
     }
+    to_weight_layout(&sums, (co, c, taps, ld))
+}
+
+/// The weight gradient (`co x c x taps`) from `sums`, rows `(o, t)` of `ld` channels.
+pub(super) fn to_weight_layout(
+    sums: &[f32],
+    (co, c, taps, ld): (usize, usize, usize, usize),
+) -> Vec<f32> {
     let mut dw = vec![0.0f32; co * c * taps];
     if !dw.is_empty() {
         dw.par_chunks_mut(c * taps)
@@ -104,7 +112,7 @@ fn weight_grad_in_chunks<S: Bf16Bits, D: Bf16Bits>(
 
 /// Where channel `ch` of row `r` lies in [`Operands`]' rows (`rows` a block).
 #[inline(always)]
-fn slot(rows: usize, r: usize, ch: usize) -> usize {
+pub(super) fn slot(rows: usize, r: usize, ch: usize) -> usize {
     ((ch / NR) * rows + r) * NR + ch % NR
 }
 

@@ -21,6 +21,8 @@ mod avx512;
 pub mod direct;
 #[cfg(target_arch = "x86_64")]
 pub mod direct_grad;
+#[cfg(target_arch = "x86_64")]
+pub mod direct_grad_f32;
 mod kernel;
 mod operands;
 #[cfg(target_arch = "x86_64")]

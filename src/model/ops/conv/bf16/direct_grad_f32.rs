@@ -1,0 +1,296 @@
+//! The float32 weight gradient of the direct convolution (`direct.rs`: stride 1, k x k, k
+//! odd, "same" padding) on AVX-512, without im2col: `direct_grad.rs`'s arrangement with one
+//! position where that one has a pair.
+//!
+//! `dw[o][c][t] = sum_q dy[o][q] * x[c][q + off(t)]` over the output positions `q` of the
+//! images side by side, tap `t` reading its input `off(t)` positions away (zero outside its
+//! image). Both operands are laid out along the positions:
+//! - `dy` in panels of MR output channels, position `q` of row `o` at `q * MR + o % MR`
+//!   (broadcast);
+//! - `x` as rows of positions, NR channels to a row (two vectors; in blocks of NR channels,
+//!   a block's rows adjacent, `margin` zero rows before and after), so that every tap's right
+//!   operand is these rows read from row `q + off(t)`; a position whose tap falls outside its
+//!   image is masked to zero in the load.
+//!
+//! Each output tile (MR output channels x NR input channels, for one tap) sums a block of KC
+//! positions in registers; the threads split the output channels, each summing over all the
+//! images.
+use super::direct::{places, reads_inside, tap_shift, Word};
+use super::direct_grad::{slot, to_weight_layout, CHUNK_VALUES};
+use super::{KC, MR, NR};
+use rayon::prelude::*;
+
+/// Both operands of one chunk of images.
+struct Operands {
+    /// Rows of positions (`margin` zero rows before and after), in blocks of NR channels
+    /// (`rows` rows of NR each).
+    x: Vec<f32>,
+    rows: usize,
+    /// `dy` in panels of MR output channels, `npos` positions of MR each.
+    dy: Vec<f32>,
+    npos: usize,
+    margin: usize,
+}
+
+/// The gradient, in the weight's layout (`co x c x k x k`), of the stride-1 "same"
+/// convolution whose input `x` is `n` images of `c` channels of `h x w` (NCHW) and whose
+/// output gradient is `dy` (`n x co x h x w`), summed in float32 on `threads` tasks.
+pub fn weight_grad(
+    x: &[f32],
+    dy: &[f32],
+    (n, c, h, w): (usize, usize, usize, usize),
+    (co, k): (usize, usize),
+    threads: usize,
+) -> Vec<f32> {
+    weight_grad_in_chunks(x, dy, (n, c, h, w), (co, k), threads, CHUNK_VALUES)
+}
+
+/// [`weight_grad`] in chunks of images of about `chunk_values` input values.
+fn weight_grad_in_chunks(
+    x: &[f32],
+    dy: &[f32],
+    (n, c, h, w): (usize, usize, usize, usize),
+    (co, k): (usize, usize),
+    threads: usize,
+    chunk_values: usize,
+) -> Vec<f32> {
+    assert!(f32::available(), "the direct convolution needs AVX-512");
+    assert!(k % 2 == 1, "an odd kernel");
+    let (hw, taps) = (h * w, k * k);
+    assert_eq!(x.len(), n * c * hw, "input of {n}x{c}x{h}x{w}");
+    assert_eq!(dy.len(), n * co * hw, "output gradient of {n}x{co}x{h}x{w}");
+    let ld = c.div_ceil(NR) * NR;
+    let chunk = (chunk_values / (ld * hw).max(1)).clamp(1, n.max(1));
+    // Rows (o, t) of `ld` channels.
+    let mut sums = vec![0.0f32; co.div_ceil(MR) * MR * taps * ld];
+    for first in (0..n).step_by(chunk) {
+        let imgs = chunk.min(n - first);
+        let ops = Operands::new(
+            &x[first * c * hw..(first + imgs) * c * hw],
+            &dy[first * co * hw..(first + imgs) * co * hw],
+            (imgs, c, h, w),
+            (co, k),
+        );
+        accumulate(&mut sums, &ops, (imgs, h, w, k, ld), threads, first > 0);
+    }
+    to_weight_layout(&sums, (co, c, taps, ld))
+}
+
+impl Operands {
+    /// The operands of `imgs` images: `x` (`c` channels) and `dy` (`co` channels), both
+    /// `h x w`, for a k x k kernel.
+    fn new(
+        x: &[f32],
+        dy: &[f32],
+        (imgs, c, h, w): (usize, usize, usize, usize),
+        (co, k): (usize, usize),
+    ) -> Self {
+        let _p = crate::model::ops::prof::scope("in conv: direct gradient operands");
+        let hw = h * w;
+        let npos = imgs * hw;
+        // A tap reads at most (k / 2) * (w + 1) positions away.
+        let margin = (k / 2) * (w + 1);
+        let rows = npos + 2 * margin;
+        let mut xr = vec![0.0f32; c.div_ceil(NR) * rows * NR];
+        if npos > 0 {
+            xr.par_chunks_mut(rows * NR)
+                .enumerate()
+                .for_each(|(b, blk)| {
+                    let chs = b * NR..c.min((b + 1) * NR);
+                    for img in 0..imgs {
+                        let dst = &mut blk[(margin + img * hw) * NR..][..hw * NR];
+                        for ch in chs.clone() {
+                            let plane = &x[(img * c + ch) * hw..][..hw];
+                            for (d, &v) in dst.chunks_exact_mut(NR).zip(plane) {
+                                d[ch % NR] = v;
+                            }
+                        }
+                    }
+                });
+        }
+        let mut panels = vec![0.0f32; co.div_ceil(MR) * npos * MR];
+        if npos > 0 {
+            panels
+                .par_chunks_mut(npos * MR)
+                .enumerate()
+                .for_each(|(pr, panel)| {
+                    for o in pr * MR..co.min((pr + 1) * MR) {
+                        for img in 0..imgs {
+                            let plane = &dy[(img * co + o) * hw..][..hw];
+                            let dst = &mut panel[img * hw * MR..][..hw * MR];
+                            for (d, &v) in dst.chunks_exact_mut(MR).zip(plane) {
+                                d[o % MR] = v;
+                            }
+                        }
+                    }
+                });
+        }
+        Self {
+            x: xr,
+            rows,
+            dy: panels,
+            npos,
+            margin,
+        }
+    }
+}
+
+/// Writes the chunk's products to `sums` (rows `(o, t)` of `ld`), or adds them to what it
+/// holds when `add`, block of KC positions by block, its output channels split over
+/// `threads` tasks.
+fn accumulate(
+    sums: &mut [f32],
+    ops: &Operands,
+    (imgs, h, w, k, ld): (usize, usize, usize, usize, usize),
+    threads: usize,
+    add: bool,
+) {
+    let _p = crate::model::ops::prof::scope("in conv: direct gradient kernel");
+    let taps = k * k;
+    let panels = sums.len() / (MR * taps * ld);
+    let per = panels.div_ceil(threads.max(1)).max(1);
+    let npos = imgs * h * w;
+    assert_eq!(npos, ops.npos, "operands of {imgs} images of {h}x{w}");
+    sums.par_chunks_mut(per * MR * taps * ld)
+        .enumerate()
+        .for_each(|(part, rows)| {
+            let (mut masks, mut at) = (vec![0u16; taps * KC], vec![None; KC]);
+            for i0 in (0..npos).step_by(KC) {
+                let kc = KC.min(npos - i0);
+                for (a, place) in at.iter_mut().zip(places(i0, (h, w), npos)).take(kc) {
+                    *a = place;
+                }
+                // Lane masks: all lanes where position i reads inside its image at tap t.
+                for (t, m) in masks.chunks_exact_mut(KC).enumerate() {
+                    let shift = tap_shift(t, k);
+                    for (m, &place) in m.iter_mut().zip(&at).take(kc) {
+                        *m = if reads_inside(place, shift, (h, w)) {
+                            !0
+                        } else {
+                            0
+                        };
+                    }
+                }
+                let load = add || i0 > 0;
+                for t in 0..taps {
+                    let (dy, dx) = tap_shift(t, k);
+                    let off = dy * w as isize + dx;
+                    let row0 = (ops.margin as isize + i0 as isize + off) as usize;
+                    for j in (0..ld).step_by(NR) {
+                        let xs = &ops.x[slot(ops.rows, row0, j)..][..kc * NR];
+                        for pr in 0..rows.len() / (MR * taps * ld) {
+                            let a = &ops.dy[((part * per + pr) * npos + i0) * MR..][..kc * MR];
+                            let c = &mut rows[(pr * MR * taps + t) * ld + j..];
+                            let m = &masks[t * KC..][..kc];
+                            // SAFETY: the features are present (asserted by `weight_grad`).
+                            unsafe { tile(a, xs, m, c, taps * ld, load) }
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// `c[MR x NR] (+)= a . x`: for each of `masks.len()` positions `i`, the MR broadcast values
+/// of `a` by the NR values of row `i` of `x`, masked by `masks[i]`; `c`'s rows `ldc` apart.
+///
+/// # Safety
+/// AVX-512 F must be available.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile(a: &[f32], x: &[f32], masks: &[u16], c: &mut [f32], ldc: usize, load: bool) {
+    use std::arch::x86_64::*;
+    let kc = masks.len();
+    assert!(
+        a.len() == kc * MR
+            && x.len() == kc * NR
+            && (MR - 1)
+                .checked_mul(ldc)
+                .and_then(|e| e.checked_add(NR))
+                .is_some_and(|e| e <= c.len())
+    );
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let (ap, xp) = (a.as_ptr(), x.as_ptr());
+    for (i, &mask) in masks.iter().enumerate() {
+        // SAFETY: i < kc, so row i of x (NR values: two vectors of 16) and values
+        // i * MR.. + MR of a lie inside them (asserted).
+        unsafe {
+            let row = xp.add(i * NR);
+            let b0 = _mm512_maskz_loadu_ps(mask, row);
+            let b1 = _mm512_maskz_loadu_ps(mask, row.add(16));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*ap.add(i * MR + r));
+                acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
+                acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
+            }
+        }
+    }
+    // SAFETY: the features are enabled; c holds MR rows of NR, ldc apart (asserted).
+    unsafe { super::avx512::store_tile(&acc, c.as_mut_ptr(), ldc, (MR, NR), load) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn the_gradient_is_the_products_summed_over_chunks_and_blocks() {
+        // Against dw by its definition (f64 sums of the products), within the float32
+        // summation bound gamma_n * sum |terms| (n the terms of an element): several chunks
+        // of images (the second added to the first), several blocks of positions, channels
+        // past a block of NR and not a multiple of 8, output channels not a multiple of MR,
+        // images of odd and even position counts, 3x3 and 5x5.
+        if !f32::available() {
+            eprintln!(
+                "skipped: the_gradient_is_the_products_summed_over_chunks_and_blocks (no AVX-512)"
+            );
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for (n, c, h, w, co, k, chunk) in [
+            (5, 3, 7, 6, 9, 3, 200),
+            (4, 37, 5, 3, 10, 3, 1 << 20),
+            (3, 2, 21, 21, 3, 5, 1000),
+            (3, 40, 9, 7, 17, 3, 3000),
+            (2, 8, 30, 26, 8, 3, 1 << 20),
+        ] {
+            let hw = h * w;
+            let mut vals = |len: usize| -> Vec<f32> {
+                (0..len).map(|_| rng.random_range(-2.0f32..2.0)).collect()
+            };
+            let (x, dy) = (vals(n * c * hw), vals(n * co * hw));
+            let got = weight_grad_in_chunks(&x, &dy, (n, c, h, w), (co, k), 2, chunk);
+            let p = (k / 2) as isize;
+            for o in 0..co {
+                for ch in 0..c {
+                    for t in 0..k * k {
+                        let (sy, sx) = ((t / k) as isize - p, (t % k) as isize - p);
+                        let (mut want, mut size) = (0.0f64, 0.0f64);
+                        for img in 0..n {
+                            for (oy, ox) in (0..h).flat_map(|i| (0..w).map(move |j| (i, j))) {
+                                let (iy, ix) = (oy as isize + sy, ox as isize + sx);
+                                if !(0..h as isize).contains(&iy) || !(0..w as isize).contains(&ix)
+                                {
+                                    continue;
+                                }
+                                let g = dy[(img * co + o) * hw + oy * w + ox] as f64;
+                                let v =
+                                    x[(img * c + ch) * hw + iy as usize * w + ix as usize] as f64;
+                                want += g * v;
+                                size += (g * v).abs();
+                            }
+                        }
+                        let terms = (n * hw) as f64;
+                        let gamma = terms * 2f64.powi(-24) / (1.0 - terms * 2f64.powi(-24));
+                        let have = got[(o * c + ch) * k * k + t] as f64;
+                        assert!(
+                            (have - want).abs() <= gamma * size + 1e-30,
+                            "{:?} dw[{o}][{ch}][{t}] = {have}, by definition {want}",
+                            (n, c, h, w, co, k, chunk)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
