@@ -93,6 +93,8 @@ const CASES: &[Case] = &[
     // The float32 input gradient's direct convolution: more output channels (its words)
     // than a block of the inner dimension holds.
     (2, 10, 7, 6, 30, 3, 1, 1),
+    // Enough positions for the float32 inference forward's direct convolution.
+    (2, 5, 20, 20, 9, 3, 1, 1),
 ];
 
 #[test]
