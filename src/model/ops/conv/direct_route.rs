@@ -17,9 +17,9 @@ pub(super) const FORWARD_POSITIONS: usize = 64;
 /// as a direct convolution: where it fits, on at least 2 images and [`INFER_POSITIONS`]
 /// output positions in all. Measured on ResNet-50's 3x3 convolutions at 224 px (2 threads,
 /// Zen 5, best of 10-40 alternating in one process): against the im2col route's time, the
-/// direct one took 0.74-0.95x on 2 to 32 images of at least 784 positions in all, but
-/// 1.2-2.0x on fewer positions (its weight, packed every call, then weighs more) and
-/// 0.95-1.13x on one image at any size.
+/// direct one took 0.74-0.96x on 2 to 32 images of at least 784 positions in all, but
+/// 1.16-1.70x on 2 or 4 images of fewer (its weight, packed every call, then weighs more) and
+/// 0.95-2.0x on one image (1.07x at 56x56).
 pub(super) fn infers(g: &Geom) -> bool {
     g.n >= 2 && g.n * g.p() >= INFER_POSITIONS && fits::<f32>(g)
 }

@@ -13,6 +13,10 @@
 //! A 1x1 stride-1 convolution needs no im2col: `col(X_n)` is `X_n` itself. Work is split over
 //! the images of the batch (one thread each, single-threaded GEMMs, a private weight-gradient
 //! accumulator per thread); a batch smaller than the thread count uses GEMM's own threads.
+//! On a CPU with AVX-512 the float32 stride-1 "same" convolutions (a ResNet block's 3x3 but
+//! a stage's first) take a direct route with no im2col (`direct_route.rs`) for the input
+//! gradient, the weight gradient of small images and the inference forward of enough
+//! positions; the float32 training forward keeps candle's products (see `ConvFwd::run`).
 //!
 //! Candle's stock convolution stays selectable (a model's `Compute`; `COVID_RESNET_CONV=stock`
 //! at start-up, `bench --conv stock`) to compare the two; CUDA and Metal always use their own
@@ -24,9 +28,11 @@
 //!
 //! Layout: this file holds the forward and input-gradient ops (safe code; the layer with its
 //! weight is `layers::conv`); `weight_grad.rs` the weight-gradient op; `im2col.rs` the patch
-//! matrices; `mixed.rs` the bf16 products of the three ops (safe); `packed.rs` the weights a
-//! predicting model keeps packed for bf16; `gemm.rs` (float32/64) and `bf16/` (the bf16 GEMM
-//! and its packing) every unsafe line, behind checked interfaces.
+//! matrices; `mixed.rs` the bf16 products of the three ops (safe); `direct_route.rs` which
+//! convolutions run direct, in both precisions (safe); `packed.rs` the weights a predicting
+//! model keeps packed for bf16; `gemm.rs` (float32/64) and `bf16/` (the bf16 GEMM and its
+//! packing, and the AVX-512 direct convolutions of both precisions) every unsafe line, behind
+//! checked interfaces.
 mod bf16;
 #[cfg(target_arch = "x86_64")]
 mod direct_route;

@@ -114,7 +114,7 @@ impl ConvBwdFilter {
 
 /// Input values per image up to which a float32 weight gradient that fits the direct route
 /// takes it. Measured on ResNet's 3x3 convolutions, batch 32, 2 threads, Zen 5 (speed.md):
-/// the direct route took 0.72-0.96x the im2col route's time from 64 channels of 32x32 down
+/// the direct route took 0.72-0.98x the im2col route's time from 64 channels of 32x32 down
 /// (65536 values), 1.04-1.07x at 128 channels of 28x28 and 1.17-1.21x at 64 of 56x56, where
 /// laying out its operands is a fifth of its time and the transposed im2col product runs
 /// near the kernel's peak.

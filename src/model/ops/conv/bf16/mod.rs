@@ -12,6 +12,10 @@
 //! - `rounded.rs`: the float32 GEMM on bf16-rounded copies (products of two bf16 are exact in
 //!   float32), on any CPU.
 //!
+//! The direct convolutions (`direct.rs`, `direct_grad.rs`; no im2col) live here too, with the
+//! float32 ones that share their layout and kernel (`direct.rs`'s float32 words,
+//! `direct_grad_f32.rs`).
+//!
 //! All compute the same mathematical function up to the order of the float32 additions
 //! (`exact.rs` is the bound the tests and the start-up check hold them to). This file splits a
 //! product over threads, each writing its own block of the output through a [`Share`].
