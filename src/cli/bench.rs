@@ -374,6 +374,8 @@ pub fn run(a: &BenchArgs, choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         "device".to_string()
     } else if a.precision == crate::model::ops::precision::Precision::Bf16 {
         format!("bf16-{}", crate::model::ops::conv::bf16_kernel().name())
+    } else if crate::model::ops::conv::f32_direct() {
+        "f32-gemm+direct".to_string()
     } else {
         "f32-gemm".to_string()
     };

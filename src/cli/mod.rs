@@ -132,6 +132,15 @@ fn info(choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         caps(crate::model::ops::conv::bf16_native()),
         caps(crate::model::ops::conv::Bf16Kernel::Amx.available()),
     );
+    println!(
+        "float32 products (CPU): {}",
+        if crate::model::ops::conv::f32_direct() {
+            "the gemm crate, and stride-1 3x3 convolutions direct on AVX-512 (input gradient, \
+             weight gradient of small images, inference forward from 2 images)"
+        } else {
+            "the gemm crate"
+        }
+    );
     crate::model::ops::conv::bf16_choice::ensure();
     println!(
         "bf16 products (--precision bf16, CPU): {}",

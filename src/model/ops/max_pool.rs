@@ -260,15 +260,40 @@ impl MaxPool {
             .val
             .chunks_exact_mut(ow)
             .zip(rows.at.chunks_exact_mut(ow));
+        // ResNet's pool (3 wide, stride 2, padding 1): the windows of outputs 1.. that lie
+        // inside the row read odd, even, odd columns (2ox - 1, 2ox, 2ox + 1), so the row is
+        // split into its even and odd columns and those outputs are picked lane by lane.
+        let inner = if (self.k, self.s, self.p) == (3, 2, 1) {
+            ow.min(w / 2)
+        } else {
+            0
+        };
+        let (mut even, mut odd) = (vec![T::zero(); w / 2], vec![T::zero(); w / 2]);
         for (row, (rv, ri)) in x.chunks_exact(w).zip(lines) {
-            for ((v, i), &(a, b)) in rv.iter_mut().zip(ri.iter_mut()).zip(&spans) {
+            if inner > 1 {
+                for ((e, o), p) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
+                    (*e, *o) = (p[0], p[1]);
+                }
+                let picks = rv[1..inner].iter_mut().zip(&mut ri[1..inner]);
+                let windows = odd.iter().zip(&even[1..]).zip(&odd[1..]);
+                for (ox, ((v, i), ((&l, &c), &r))) in picks.zip(windows).enumerate() {
+                    let first = (2 * ox + 1) as u32;
+                    let (mut m, mut at) = (l, first);
+                    (m, at) = if takes(c, m) { (c, first + 1) } else { (m, at) };
+                    (m, at) = if takes(r, m) { (r, first + 2) } else { (m, at) };
+                    (*v, *i) = (m, at);
+                }
+            }
+            let rest = (0..ow).filter(|&ox| inner <= 1 || ox == 0 || ox >= inner);
+            for ox in rest {
+                let (a, b) = spans[ox];
                 let (mut m, mut c) = (row[a], a as u32);
                 for (j, &x) in row[a + 1..b].iter().enumerate() {
                     let take = takes(x, m);
                     m = if take { x } else { m };
                     c = if take { (a + 1 + j) as u32 } else { c };
                 }
-                (*v, *i) = (m, c);
+                (rv[ox], ri[ox]) = (m, c);
             }
         }
         let lines = out.chunks_exact_mut(ow).zip(at.chunks_exact_mut(ow));

@@ -64,6 +64,20 @@ pub use bf16::native as bf16_native;
 pub use bf16::{choose as bf16_choice, kernel as bf16_kernel, Kernel as Bf16Kernel};
 pub use packed::PackedWeights;
 
+/// Whether this CPU runs the float32 stride-1 "same" convolutions' direct route (AVX-512 F
+/// and BW; `direct_route.rs`).
+pub fn f32_direct() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use bf16::direct::Word;
+        <f32 as Word>::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Which kernel runs CPU convolutions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvImpl {
