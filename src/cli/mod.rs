@@ -136,7 +136,7 @@ fn info(choice: DeviceChoice) -> anyhow::Result<ExitCode> {
         "float32 products (CPU): {}",
         if crate::model::ops::conv::f32_direct() {
             "the gemm crate, and stride-1 3x3 convolutions direct on AVX-512 (input gradient, \
-             weight gradient of small images, inference forward from 2 images)"
+             weight gradient of small images, inference forward from 28x28)"
         } else {
             "the gemm crate"
         }

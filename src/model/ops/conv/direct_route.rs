@@ -14,18 +14,21 @@ use super::Geom;
 pub(super) const FORWARD_POSITIONS: usize = 64;
 
 /// Whether a float32 inference forward (no gradient, so any order of the sums will do) runs
-/// as a direct convolution: where it fits, on at least 2 images and [`INFER_POSITIONS`]
-/// output positions in all. Measured on ResNet-50's 3x3 convolutions at 224 px (2 threads,
-/// Zen 5, best of 10-40 alternating in one process): against the im2col route's time, the
-/// direct one took 0.74-0.96x on 2 to 32 images of at least 784 positions in all, but
-/// 1.16-1.70x on 2 or 4 images of fewer (its weight, packed every call, then weighs more) and
-/// 0.95-2.0x on one image (1.07x at 56x56).
+/// as a direct convolution: where it fits, on images of at least [`INFER_POSITIONS`] output
+/// positions. The rule looks at one image only, never at the batch, so that an image's
+/// probabilities are the same bits alone (the viewer, `predict`) as in a batch (`eval`, the
+/// review): each output's sum runs in the same order whatever images share its product.
+/// Measured on ResNet-50's 3x3 convolutions at 224 px (2 threads, Zen 5, best of 10-40
+/// alternating in one process), the direct route's time against the im2col route's: at
+/// 56x56, 1.07x on one image and 0.74-0.81x on 2 to 32; at 28x28, 0.95-1.04x on one and
+/// 0.88-0.93x on more; at 14x14 and 7x7, 1.19x and 2.0x on one image (its weight, packed
+/// every call, then weighs more).
 pub(super) fn infers(g: &Geom) -> bool {
-    g.n >= 2 && g.n * g.p() >= INFER_POSITIONS && fits::<f32>(g)
+    g.p() >= INFER_POSITIONS && fits::<f32>(g)
 }
 
-/// Output positions of a batch from which a float32 inference forward is direct.
-const INFER_POSITIONS: usize = 768;
+/// Output positions of an image from which a float32 inference forward is direct (28x28).
+const INFER_POSITIONS: usize = 784;
 
 /// Whether a convolution can run as a direct one of words `W`: stride 1, an odd kernel with
 /// "same" padding, on a CPU with the word's instructions.

@@ -15,8 +15,8 @@
 //! accumulator per thread); a batch smaller than the thread count uses GEMM's own threads.
 //! On a CPU with AVX-512 the float32 stride-1 "same" convolutions (a ResNet block's 3x3 but
 //! a stage's first) take a direct route with no im2col (`direct_route.rs`) for the input
-//! gradient, the weight gradient of small images and the inference forward of enough
-//! positions; the float32 training forward keeps candle's products (see `ConvFwd::run`).
+//! gradient, the weight gradient of small images and the inference forward of large ones;
+//! the float32 training forward keeps candle's products (see `ConvFwd::run`).
 //!
 //! Candle's stock convolution stays selectable (a model's `Compute`; `COVID_RESNET_CONV=stock`
 //! at start-up, `bench --conv stock`) to compare the two; CUDA and Metal always use their own
