@@ -403,17 +403,68 @@ unsafe fn tile(a: &[u32], x: &[u32], masks: &[u32], c: &mut [f32], ldc: usize, l
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
+    /// The shapes both weight gradients are checked on, with the input values per chunk of
+    /// images: images of odd and even position counts, several chunks of images (the second
+    /// added to the first), several blocks of the summed dimension, channels past a block of
+    /// NR and not a multiple of 8, output channels not a multiple of MR, 3x3 and 5x5.
+    pub(in super::super) const CASES: [(usize, usize, usize, usize, usize, usize, usize); 5] = [
+        (5, 3, 7, 6, 9, 3, 200),
+        (4, 37, 5, 4, 10, 3, 1 << 20),
+        (3, 2, 21, 21, 3, 5, 1000),
+        (3, 40, 9, 7, 17, 3, 3000),
+        (2, 8, 30, 26, 8, 3, 1 << 20),
+    ];
+
+    /// Asserts that `got` is the weight gradient of the stride-1 "same" convolution of `x`
+    /// (`n x c x h x w`) with output gradient `dy` (`n x co x h x w`), k x k taps, by its
+    /// definition in f64 within the float32 summation bound `gamma_n * sum |terms|` (n the
+    /// terms of an element).
+    pub(in super::super) fn assert_is_the_definition(
+        x: &[f64],
+        dy: &[f64],
+        (n, c, h, w): (usize, usize, usize, usize),
+        (co, k): (usize, usize),
+        got: &[f32],
+        case: &str,
+    ) {
+        let hw = h * w;
+        let p = (k / 2) as isize;
+        for o in 0..co {
+            for ch in 0..c {
+                for t in 0..k * k {
+                    let (sy, sx) = ((t / k) as isize - p, (t % k) as isize - p);
+                    let (mut want, mut size) = (0.0f64, 0.0f64);
+                    for img in 0..n {
+                        for (oy, ox) in (0..h).flat_map(|i| (0..w).map(move |j| (i, j))) {
+                            let (iy, ix) = (oy as isize + sy, ox as isize + sx);
+                            if !(0..h as isize).contains(&iy) || !(0..w as isize).contains(&ix) {
+                                continue;
+                            }
+                            let g = dy[(img * co + o) * hw + oy * w + ox];
+                            let v = x[(img * c + ch) * hw + iy as usize * w + ix as usize];
+                            want += g * v;
+                            size += (g * v).abs();
+                        }
+                    }
+                    let terms = (n * hw) as f64;
+                    let gamma = terms * 2f64.powi(-24) / (1.0 - terms * 2f64.powi(-24));
+                    let have = got[(o * c + ch) * k * k + t] as f64;
+                    assert!(
+                        (have - want).abs() <= gamma * size + 1e-30,
+                        "{case} dw[{o}][{ch}][{t}] = {have}, by definition {want}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_gradient_is_the_bf16_products_summed_over_chunks_and_blocks() {
-        // Against dw by its definition (f64 sums of the bf16 values' products), within the
-        // float32 summation bound gamma_n * sum |terms| (n the terms of an element): images
-        // of odd and even position counts, several chunks of images (the second added to
-        // the first), several blocks of pairs, channels past a block of NR and not a multiple
-        // of 8, output channels not a multiple of MR, 3x3 and 5x5.
+        // Against dw by its definition, the sums of the bf16 values' products, on `CASES`.
         if !available() {
             eprintln!(
                 "skipped: the_gradient_is_the_bf16_products_summed_over_chunks_and_blocks \
@@ -422,13 +473,7 @@ mod tests {
             return;
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        for (n, c, h, w, co, k, chunk) in [
-            (5, 3, 7, 6, 9, 3, 200),
-            (4, 37, 5, 4, 10, 3, 1 << 20),
-            (3, 2, 21, 21, 3, 5, 1000),
-            (3, 40, 9, 7, 17, 3, 3000),
-            (2, 8, 30, 26, 8, 3, 1 << 20),
-        ] {
+        for (n, c, h, w, co, k, chunk) in CASES {
             let hw = h * w;
             let mut vals = |len: usize| -> Vec<bf16> {
                 (0..len)
@@ -437,37 +482,9 @@ mod tests {
             };
             let (x, dy) = (vals(n * c * hw), vals(n * co * hw));
             let got = weight_grad_in_chunks(&x, &dy, (n, c, h, w), (co, k), 2, chunk);
-            let p = (k / 2) as isize;
-            for o in 0..co {
-                for ch in 0..c {
-                    for t in 0..k * k {
-                        let (dy_, dx) = ((t / k) as isize - p, (t % k) as isize - p);
-                        let (mut want, mut size) = (0.0f64, 0.0f64);
-                        for img in 0..n {
-                            for (oy, ox) in (0..h).flat_map(|i| (0..w).map(move |j| (i, j))) {
-                                let (iy, ix) = (oy as isize + dy_, ox as isize + dx);
-                                if !(0..h as isize).contains(&iy) || !(0..w as isize).contains(&ix)
-                                {
-                                    continue;
-                                }
-                                let g = dy[(img * co + o) * hw + oy * w + ox].to_f64();
-                                let v =
-                                    x[(img * c + ch) * hw + iy as usize * w + ix as usize].to_f64();
-                                want += g * v;
-                                size += (g * v).abs();
-                            }
-                        }
-                        let terms = (n * hw) as f64;
-                        let gamma = terms * 2f64.powi(-24) / (1.0 - terms * 2f64.powi(-24));
-                        let have = got[(o * c + ch) * k * k + t] as f64;
-                        assert!(
-                            (have - want).abs() <= gamma * size + 1e-30,
-                            "{:?} dw[{o}][{ch}][{t}] = {have}, by definition {want}",
-                            (n, c, h, w, co, k, chunk)
-                        );
-                    }
-                }
-            }
+            let wide = |v: &[bf16]| -> Vec<f64> { v.iter().map(|v| v.to_f64()).collect() };
+            let case = format!("{:?}", (n, c, h, w, co, k, chunk));
+            assert_is_the_definition(&wide(&x), &wide(&dy), (n, c, h, w), (co, k), &got, &case);
         }
     }
 }

@@ -230,16 +230,14 @@ unsafe fn tile(a: &[f32], x: &[f32], masks: &[u16], c: &mut [f32], ldc: usize, l
 
 #[cfg(test)]
 mod tests {
+    use super::super::direct_grad::tests::{assert_is_the_definition, CASES};
     use super::*;
     use rand::{Rng, SeedableRng};
 
     #[test]
     fn the_gradient_is_the_products_summed_over_chunks_and_blocks() {
-        // Against dw by its definition (f64 sums of the products), within the float32
-        // summation bound gamma_n * sum |terms| (n the terms of an element): several chunks
-        // of images (the second added to the first), several blocks of positions, channels
-        // past a block of NR and not a multiple of 8, output channels not a multiple of MR,
-        // images of odd and even position counts, 3x3 and 5x5.
+        // Against dw by its definition on the bf16 gradient's shapes (`CASES`: chunks of
+        // images, blocks of positions, channel blocks, odd and even position counts).
         if !f32::available() {
             eprintln!(
                 "skipped: the_gradient_is_the_products_summed_over_chunks_and_blocks (no AVX-512)"
@@ -247,50 +245,16 @@ mod tests {
             return;
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        for (n, c, h, w, co, k, chunk) in [
-            (5, 3, 7, 6, 9, 3, 200),
-            (4, 37, 5, 3, 10, 3, 1 << 20),
-            (3, 2, 21, 21, 3, 5, 1000),
-            (3, 40, 9, 7, 17, 3, 3000),
-            (2, 8, 30, 26, 8, 3, 1 << 20),
-        ] {
+        for (n, c, h, w, co, k, chunk) in CASES {
             let hw = h * w;
             let mut vals = |len: usize| -> Vec<f32> {
                 (0..len).map(|_| rng.random_range(-2.0f32..2.0)).collect()
             };
             let (x, dy) = (vals(n * c * hw), vals(n * co * hw));
             let got = weight_grad_in_chunks(&x, &dy, (n, c, h, w), (co, k), 2, chunk);
-            let p = (k / 2) as isize;
-            for o in 0..co {
-                for ch in 0..c {
-                    for t in 0..k * k {
-                        let (sy, sx) = ((t / k) as isize - p, (t % k) as isize - p);
-                        let (mut want, mut size) = (0.0f64, 0.0f64);
-                        for img in 0..n {
-                            for (oy, ox) in (0..h).flat_map(|i| (0..w).map(move |j| (i, j))) {
-                                let (iy, ix) = (oy as isize + sy, ox as isize + sx);
-                                if !(0..h as isize).contains(&iy) || !(0..w as isize).contains(&ix)
-                                {
-                                    continue;
-                                }
-                                let g = dy[(img * co + o) * hw + oy * w + ox] as f64;
-                                let v =
-                                    x[(img * c + ch) * hw + iy as usize * w + ix as usize] as f64;
-                                want += g * v;
-                                size += (g * v).abs();
-                            }
-                        }
-                        let terms = (n * hw) as f64;
-                        let gamma = terms * 2f64.powi(-24) / (1.0 - terms * 2f64.powi(-24));
-                        let have = got[(o * c + ch) * k * k + t] as f64;
-                        assert!(
-                            (have - want).abs() <= gamma * size + 1e-30,
-                            "{:?} dw[{o}][{ch}][{t}] = {have}, by definition {want}",
-                            (n, c, h, w, co, k, chunk)
-                        );
-                    }
-                }
-            }
+            let wide = |v: &[f32]| -> Vec<f64> { v.iter().map(|&v| v as f64).collect() };
+            let case = format!("{:?}", (n, c, h, w, co, k, chunk));
+            assert_is_the_definition(&wide(&x), &wide(&dy), (n, c, h, w), (co, k), &got, &case);
         }
     }
 }
