@@ -302,59 +302,123 @@ unsafe fn pair_rows(x: &[bf16], c: usize, hw: usize, even: &mut [u32], odd: &mut
     }
 }
 
+/// One chunk's operands of a direct weight gradient along the summed dimension, in units of
+/// `POSITIONS` positions (a pair for bf16, one for float32), and the kernel that multiplies
+/// them.
+pub(super) trait GradOperands: Sync {
+    type Word: Copy + Sync;
+    type Mask: Copy + Default + Send + Sync;
+    /// Positions a unit holds.
+    const POSITIONS: usize;
+    /// Units of the chunk.
+    fn units(&self) -> usize;
+    /// The output gradient in panels of MR output channels, `units()` units of MR each.
+    fn panels(&self) -> &[Self::Word];
+    /// The `kc` rows (NR words each) of channel block `j` that a tap reading `off` positions
+    /// away multiplies with units `i0..i0 + kc`.
+    fn rows(&self, off: isize, i0: usize, j: usize, kc: usize) -> &[Self::Word];
+    /// The load mask of a unit whose positions are at `places`, for a tap at `shift`.
+    fn mask(
+        places: &[Option<(isize, isize)>],
+        shift: (isize, isize),
+        hw: (usize, usize),
+    ) -> Self::Mask;
+    /// `c[MR x NR] (+)= a . x`: for each of `masks.len()` units `i`, the MR broadcast words
+    /// of `a` by the NR words of row `i` of `x`, masked by `masks[i]`; `c`'s rows `ldc`
+    /// apart.
+    ///
+    /// # Safety
+    /// The kernel's instructions must be available.
+    unsafe fn tile(
+        a: &[Self::Word],
+        x: &[Self::Word],
+        masks: &[Self::Mask],
+        c: &mut [f32],
+        ldc: usize,
+        load: bool,
+    );
+}
+
+impl GradOperands for Operands {
+    type Word = u32;
+    type Mask = u32;
+    const POSITIONS: usize = 2;
+    fn units(&self) -> usize {
+        self.pairs
+    }
+    fn panels(&self) -> &[u32] {
+        &self.dy
+    }
+    fn rows(&self, off: isize, i0: usize, j: usize, kc: usize) -> &[u32] {
+        let src = if off % 2 == 0 { &self.even } else { &self.odd };
+        let row0 = (self.margin as isize + i0 as isize + off.div_euclid(2)) as usize;
+        &src[slot(self.rows, row0, j)..][..kc * NR]
+    }
+    /// The 16-bit halves of each u32 lane whose position reads inside its image.
+    fn mask(places: &[Option<(isize, isize)>], shift: (isize, isize), hw: (usize, usize)) -> u32 {
+        let half = |place, bits: u32| {
+            if reads_inside(place, shift, hw) {
+                bits
+            } else {
+                0
+            }
+        };
+        half(places[0], 0x5555_5555) | half(places[1], 0xAAAA_AAAA)
+    }
+    unsafe fn tile(a: &[u32], x: &[u32], masks: &[u32], c: &mut [f32], ldc: usize, load: bool) {
+        // SAFETY: the caller vouches for the features.
+        unsafe { tile(a, x, masks, c, ldc, load) }
+    }
+}
+
 /// Writes the chunk's products to `sums` (rows `(o, t)` of `ld`), or adds them to what it
-/// holds when `add`, block of KC pairs by block, its output channels split over `threads`
-/// tasks.
-fn accumulate(
+/// holds when `add`, block of KC units by block, its output channels split over `threads`
+/// tasks. The caller has checked the kernel's instructions.
+pub(super) fn accumulate<O: GradOperands>(
     sums: &mut [f32],
-    ops: &Operands,
+    ops: &O,
     (imgs, h, w, k, ld): (usize, usize, usize, usize, usize),
     threads: usize,
     add: bool,
 ) {
-    let _p = crate::model::ops::prof::scope("in conv: bf16 direct gradient kernel");
-    let taps = k * k;
+    let _p = crate::model::ops::prof::scope("in conv: direct gradient kernel");
+    let (taps, units, up) = (k * k, ops.units(), O::POSITIONS);
     let panels = sums.len() / (MR * taps * ld);
     let per = panels.div_ceil(threads.max(1)).max(1);
     let npos = imgs * h * w;
     sums.par_chunks_mut(per * MR * taps * ld)
         .enumerate()
         .for_each(|(part, rows)| {
-            let (mut masks, mut at) = (vec![0u32; taps * KC], vec![None; 2 * KC]);
-            for i0 in (0..ops.pairs).step_by(KC) {
-                let kc = KC.min(ops.pairs - i0);
-                for (a, place) in at.iter_mut().zip(places(2 * i0, (h, w), npos)).take(2 * kc) {
+            let (mut masks, mut at) = (vec![O::Mask::default(); taps * KC], vec![None; up * KC]);
+            for i0 in (0..units).step_by(KC) {
+                let kc = KC.min(units - i0);
+                for (a, place) in at
+                    .iter_mut()
+                    .zip(places(up * i0, (h, w), npos))
+                    .take(up * kc)
+                {
                     *a = place;
                 }
-                // Lane masks: the halves of pair i whose position reads inside its image at
-                // tap t.
+                // Each unit's mask at each tap: its positions that read inside their image.
                 for (t, m) in masks.chunks_exact_mut(KC).enumerate() {
                     let shift = tap_shift(t, k);
-                    let half = |place, bits: u32| {
-                        if reads_inside(place, shift, (h, w)) {
-                            bits
-                        } else {
-                            0
-                        }
-                    };
-                    for (i, m) in m.iter_mut().enumerate().take(kc) {
-                        *m = half(at[2 * i], 0x5555_5555) | half(at[2 * i + 1], 0xAAAA_AAAA);
+                    for (m, at) in m.iter_mut().zip(at.chunks_exact(up)).take(kc) {
+                        *m = O::mask(at, shift, (h, w));
                     }
                 }
                 let load = add || i0 > 0;
                 for t in 0..taps {
                     let (dy, dx) = tap_shift(t, k);
                     let off = dy * w as isize + dx;
-                    let src = if off % 2 == 0 { &ops.even } else { &ops.odd };
-                    let row0 = (ops.margin as isize + i0 as isize + off.div_euclid(2)) as usize;
                     for j in (0..ld).step_by(NR) {
-                        let xs = &src[slot(ops.rows, row0, j)..][..kc * NR];
+                        let xs = ops.rows(off, i0, j, kc);
                         for pr in 0..rows.len() / (MR * taps * ld) {
-                            let a = &ops.dy[((part * per + pr) * ops.pairs + i0) * MR..][..kc * MR];
+                            let a =
+                                &ops.panels()[((part * per + pr) * units + i0) * MR..][..kc * MR];
                             let c = &mut rows[(pr * MR * taps + t) * ld + j..];
                             let m = &masks[t * KC..][..kc];
-                            // SAFETY: the features are present (asserted by `weight_grad`).
-                            unsafe { tile(a, xs, m, c, taps * ld, load) }
+                            // SAFETY: the caller has checked the features.
+                            unsafe { O::tile(a, xs, m, c, taps * ld, load) }
                         }
                     }
                 }

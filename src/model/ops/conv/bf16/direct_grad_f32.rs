@@ -15,9 +15,9 @@
 //! Each output tile (MR output channels x NR input channels, for one tap) sums a block of KC
 //! positions in registers; the threads split the output channels, each summing over all the
 //! images.
-use super::direct::{places, reads_inside, tap_shift, Word};
-use super::direct_grad::{slot, to_weight_layout, CHUNK_VALUES};
-use super::{KC, MR, NR};
+use super::direct::{reads_inside, Word};
+use super::direct_grad::{accumulate, slot, to_weight_layout, GradOperands, CHUNK_VALUES};
+use super::{MR, NR};
 use rayon::prelude::*;
 
 /// Both operands of one chunk of images.
@@ -135,60 +135,32 @@ impl Operands {
     }
 }
 
-/// Writes the chunk's products to `sums` (rows `(o, t)` of `ld`), or adds them to what it
-/// holds when `add`, block of KC positions by block, its output channels split over
-/// `threads` tasks.
-fn accumulate(
-    sums: &mut [f32],
-    ops: &Operands,
-    (imgs, h, w, k, ld): (usize, usize, usize, usize, usize),
-    threads: usize,
-    add: bool,
-) {
-    let _p = crate::model::ops::prof::scope("in conv: direct gradient kernel");
-    let taps = k * k;
-    let panels = sums.len() / (MR * taps * ld);
-    let per = panels.div_ceil(threads.max(1)).max(1);
-    let npos = imgs * h * w;
-    assert_eq!(npos, ops.npos, "operands of {imgs} images of {h}x{w}");
-    sums.par_chunks_mut(per * MR * taps * ld)
-        .enumerate()
-        .for_each(|(part, rows)| {
-            let (mut masks, mut at) = (vec![0u16; taps * KC], vec![None; KC]);
-            for i0 in (0..npos).step_by(KC) {
-                let kc = KC.min(npos - i0);
-                for (a, place) in at.iter_mut().zip(places(i0, (h, w), npos)).take(kc) {
-                    *a = place;
-                }
-                // Lane masks: all lanes where position i reads inside its image at tap t.
-                for (t, m) in masks.chunks_exact_mut(KC).enumerate() {
-                    let shift = tap_shift(t, k);
-                    for (m, &place) in m.iter_mut().zip(&at).take(kc) {
-                        *m = if reads_inside(place, shift, (h, w)) {
-                            !0
-                        } else {
-                            0
-                        };
-                    }
-                }
-                let load = add || i0 > 0;
-                for t in 0..taps {
-                    let (dy, dx) = tap_shift(t, k);
-                    let off = dy * w as isize + dx;
-                    let row0 = (ops.margin as isize + i0 as isize + off) as usize;
-                    for j in (0..ld).step_by(NR) {
-                        let xs = &ops.x[slot(ops.rows, row0, j)..][..kc * NR];
-                        for pr in 0..rows.len() / (MR * taps * ld) {
-                            let a = &ops.dy[((part * per + pr) * npos + i0) * MR..][..kc * MR];
-                            let c = &mut rows[(pr * MR * taps + t) * ld + j..];
-                            let m = &masks[t * KC..][..kc];
-                            // SAFETY: the features are present (asserted by `weight_grad`).
-                            unsafe { tile(a, xs, m, c, taps * ld, load) }
-                        }
-                    }
-                }
-            }
-        });
+impl GradOperands for Operands {
+    type Word = f32;
+    type Mask = u16;
+    const POSITIONS: usize = 1;
+    fn units(&self) -> usize {
+        self.npos
+    }
+    fn panels(&self) -> &[f32] {
+        &self.dy
+    }
+    fn rows(&self, off: isize, i0: usize, j: usize, kc: usize) -> &[f32] {
+        let row0 = (self.margin as isize + i0 as isize + off) as usize;
+        &self.x[slot(self.rows, row0, j)..][..kc * NR]
+    }
+    /// Every lane, or none, as the position reads inside its image or not.
+    fn mask(places: &[Option<(isize, isize)>], shift: (isize, isize), hw: (usize, usize)) -> u16 {
+        if reads_inside(places[0], shift, hw) {
+            !0
+        } else {
+            0
+        }
+    }
+    unsafe fn tile(a: &[f32], x: &[f32], masks: &[u16], c: &mut [f32], ldc: usize, load: bool) {
+        // SAFETY: the caller vouches for the features.
+        unsafe { tile(a, x, masks, c, ldc, load) }
+    }
 }
 
 /// `c[MR x NR] (+)= a . x`: for each of `masks.len()` positions `i`, the MR broadcast values
