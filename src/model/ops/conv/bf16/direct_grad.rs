@@ -19,7 +19,7 @@
 //! KC pairs in registers, as the GEMM's micro-tile does. The threads split the output
 //! channels, each summing over all the images: no partial sums to add afterwards (what made
 //! the im2col route slow where the weight is large and the positions few).
-use super::direct::{available, places, reads_inside, tap_shift, Bf16Bits};
+use super::direct::{available, places, reads_inside, tap_shift, Bf16Bits, Word};
 use super::pack::{pack_a_panel16, transpose_8x16};
 use super::{KC, MR, NR};
 use half::bf16;
@@ -306,8 +306,7 @@ unsafe fn pair_rows(x: &[bf16], c: usize, hw: usize, even: &mut [u32], odd: &mut
 /// `POSITIONS` positions (a pair for bf16, one for float32), and the kernel that multiplies
 /// them.
 pub(super) trait GradOperands: Sync {
-    type Word: Copy + Sync;
-    type Mask: Copy + Default + Send + Sync;
+    type Word: Word;
     /// Positions a unit holds.
     const POSITIONS: usize;
     /// Units of the chunk.
@@ -317,22 +316,17 @@ pub(super) trait GradOperands: Sync {
     /// The `kc` rows (NR words each) of channel block `j` that a tap reading `off` positions
     /// away multiplies with units `i0..i0 + kc`.
     fn rows(&self, off: isize, i0: usize, j: usize, kc: usize) -> &[Self::Word];
-    /// The load mask of a unit whose positions are at `places`, for a tap at `shift`.
-    fn mask(
-        places: &[Option<(isize, isize)>],
-        shift: (isize, isize),
-        hw: (usize, usize),
-    ) -> Self::Mask;
-    /// `c[MR x NR] (+)= a . x`: for each of `masks.len()` units `i`, the MR broadcast words
-    /// of `a` by the NR words of row `i` of `x`, masked by `masks[i]`; `c`'s rows `ldc`
-    /// apart.
+    /// The load mask of a unit whose positions are at `places`, for a tap at `shift`: a bit
+    /// per 16-bit half of a row's vector.
+    fn mask(places: &[Option<(isize, isize)>], shift: (isize, isize), hw: (usize, usize)) -> u32;
+    /// [`tile`] compiled for the word's instructions.
     ///
     /// # Safety
-    /// The kernel's instructions must be available.
+    /// As [`tile`].
     unsafe fn tile(
         a: &[Self::Word],
         x: &[Self::Word],
-        masks: &[Self::Mask],
+        masks: &[u32],
         c: &mut [f32],
         ldc: usize,
         load: bool,
@@ -341,7 +335,6 @@ pub(super) trait GradOperands: Sync {
 
 impl GradOperands for Operands {
     type Word = u32;
-    type Mask = u32;
     const POSITIONS: usize = 2;
     fn units(&self) -> usize {
         self.pairs
@@ -365,8 +358,9 @@ impl GradOperands for Operands {
         };
         half(places[0], 0x5555_5555) | half(places[1], 0xAAAA_AAAA)
     }
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     unsafe fn tile(a: &[u32], x: &[u32], masks: &[u32], c: &mut [f32], ldc: usize, load: bool) {
-        // SAFETY: the caller vouches for the features.
+        // SAFETY: the caller keeps tile's contract; the features are enabled here.
         unsafe { tile(a, x, masks, c, ldc, load) }
     }
 }
@@ -389,7 +383,7 @@ pub(super) fn accumulate<O: GradOperands>(
     sums.par_chunks_mut(per * MR * taps * ld)
         .enumerate()
         .for_each(|(part, rows)| {
-            let (mut masks, mut at) = (vec![O::Mask::default(); taps * KC], vec![None; up * KC]);
+            let (mut masks, mut at) = (vec![0u32; taps * KC], vec![None; up * KC]);
             for i0 in (0..units).step_by(KC) {
                 let kc = KC.min(units - i0);
                 for (a, place) in at
@@ -426,15 +420,24 @@ pub(super) fn accumulate<O: GradOperands>(
         });
 }
 
-/// `c[MR x NR] (+)= a . x`: for each of `masks.len()` pairs `i`, the MR broadcast pairs of `a`
-/// by the NR u32 of row `i` of `x`, their halves masked by `masks[i]`; `c`'s rows `ldc`
-/// apart.
+/// `c[MR x NR] (+)= a . x`: for each of `masks.len()` units `i`, the MR broadcast words of
+/// `a` by the NR words of row `i` of `x`, its 16-bit halves masked by `masks[i]`; `c`'s rows
+/// `ldc` apart. Inlined into each word's [`GradOperands::tile`], which enables its
+/// instructions.
 ///
 /// # Safety
-/// AVX512_BF16, F and BW must be available.
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn tile(a: &[u32], x: &[u32], masks: &[u32], c: &mut [f32], ldc: usize, load: bool) {
+/// AVX-512 F and BW and the word's instructions must be available.
+#[inline(always)]
+pub(super) unsafe fn tile<W: Word>(
+    a: &[W],
+    x: &[W],
+    masks: &[u32],
+    c: &mut [f32],
+    ldc: usize,
+    load: bool,
+) {
     use std::arch::x86_64::*;
+    const { assert!(std::mem::size_of::<W>() == 4, "a word is 32 bits") };
     let kc = masks.len();
     assert!(
         a.len() == kc * MR
@@ -444,21 +447,20 @@ unsafe fn tile(a: &[u32], x: &[u32], masks: &[u32], c: &mut [f32], ldc: usize, l
                 .and_then(|e| e.checked_add(NR))
                 .is_some_and(|e| e <= c.len())
     );
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    // SAFETY (every block below): AVX-512 F is available (the contract).
+    let mut acc = [[unsafe { _mm512_setzero_ps() }; 2]; MR];
     let (ap, xp) = (a.as_ptr(), x.as_ptr());
     for (i, &mask) in masks.iter().enumerate() {
-        // SAFETY: i < kc, so row i of x (NR u32: two vectors of 16) and pairs i * MR.. + MR
-        // of a lie inside them (asserted).
+        // SAFETY: i < kc, so row i of x (NR words: two vectors of 16) and words i * MR.. + MR
+        // of a lie inside them (asserted); the word's instructions are available.
         unsafe {
             let row = xp.add(i * NR);
-            let b0: __m512bh = std::mem::transmute(_mm512_maskz_loadu_epi16(mask, row.cast()));
-            let b1: __m512bh =
-                std::mem::transmute(_mm512_maskz_loadu_epi16(mask, row.add(16).cast()));
+            let b0 = _mm512_maskz_loadu_epi16(mask, row.cast());
+            let b1 = _mm512_maskz_loadu_epi16(mask, row.add(16).cast());
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let av: __m512bh =
-                    std::mem::transmute(_mm512_set1_epi32(*ap.add(i * MR + r) as i32));
-                acc_r[0] = _mm512_dpbf16_ps(acc_r[0], av, b0);
-                acc_r[1] = _mm512_dpbf16_ps(acc_r[1], av, b1);
+                let av = *ap.add(i * MR + r);
+                acc_r[0] = W::madd(acc_r[0], av, b0);
+                acc_r[1] = W::madd(acc_r[1], av, b1);
             }
         }
     }

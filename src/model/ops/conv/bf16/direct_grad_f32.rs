@@ -16,7 +16,7 @@
 //! positions in registers; the threads split the output channels, each summing over all the
 //! images.
 use super::direct::{reads_inside, Word};
-use super::direct_grad::{accumulate, slot, to_weight_layout, GradOperands, CHUNK_VALUES};
+use super::direct_grad::{accumulate, slot, tile, to_weight_layout, GradOperands, CHUNK_VALUES};
 use super::{MR, NR};
 use rayon::prelude::*;
 
@@ -137,7 +137,6 @@ impl Operands {
 
 impl GradOperands for Operands {
     type Word = f32;
-    type Mask = u16;
     const POSITIONS: usize = 1;
     fn units(&self) -> usize {
         self.npos
@@ -150,54 +149,18 @@ impl GradOperands for Operands {
         &self.x[slot(self.rows, row0, j)..][..kc * NR]
     }
     /// Every lane, or none, as the position reads inside its image or not.
-    fn mask(places: &[Option<(isize, isize)>], shift: (isize, isize), hw: (usize, usize)) -> u16 {
+    fn mask(places: &[Option<(isize, isize)>], shift: (isize, isize), hw: (usize, usize)) -> u32 {
         if reads_inside(places[0], shift, hw) {
             !0
         } else {
             0
         }
     }
-    unsafe fn tile(a: &[f32], x: &[f32], masks: &[u16], c: &mut [f32], ldc: usize, load: bool) {
-        // SAFETY: the caller vouches for the features.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn tile(a: &[f32], x: &[f32], masks: &[u32], c: &mut [f32], ldc: usize, load: bool) {
+        // SAFETY: the caller keeps tile's contract; the features are enabled here.
         unsafe { tile(a, x, masks, c, ldc, load) }
     }
-}
-
-/// `c[MR x NR] (+)= a . x`: for each of `masks.len()` positions `i`, the MR broadcast values
-/// of `a` by the NR values of row `i` of `x`, masked by `masks[i]`; `c`'s rows `ldc` apart.
-///
-/// # Safety
-/// AVX-512 F must be available.
-#[target_feature(enable = "avx512f")]
-unsafe fn tile(a: &[f32], x: &[f32], masks: &[u16], c: &mut [f32], ldc: usize, load: bool) {
-    use std::arch::x86_64::*;
-    let kc = masks.len();
-    assert!(
-        a.len() == kc * MR
-            && x.len() == kc * NR
-            && (MR - 1)
-                .checked_mul(ldc)
-                .and_then(|e| e.checked_add(NR))
-                .is_some_and(|e| e <= c.len())
-    );
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-    let (ap, xp) = (a.as_ptr(), x.as_ptr());
-    for (i, &mask) in masks.iter().enumerate() {
-        // SAFETY: i < kc, so row i of x (NR values: two vectors of 16) and values
-        // i * MR.. + MR of a lie inside them (asserted).
-        unsafe {
-            let row = xp.add(i * NR);
-            let b0 = _mm512_maskz_loadu_ps(mask, row);
-            let b1 = _mm512_maskz_loadu_ps(mask, row.add(16));
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*ap.add(i * MR + r));
-                acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
-                acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
-            }
-        }
-    }
-    // SAFETY: the features are enabled; c holds MR rows of NR, ldc apart (asserted).
-    unsafe { super::avx512::store_tile(&acc, c.as_mut_ptr(), ldc, (MR, NR), load) }
 }
 
 #[cfg(test)]
