@@ -231,6 +231,9 @@ impl<W: WordOf<f32>> DirectWeight<W> {
     /// Packs a weight of `m` output channels, `c` input channels and `k x k` taps whose taps
     /// for output channel `o` and input channel `ch` are `taps(o, ch)` (k*k values, in the
     /// order kh * k + kw, or the reverse when `reversed`).
+    ///
+    /// Each block of a panel (MR rows, one word of channels, every tap) is made from its rows'
+    /// taps in one loop (rows past `m` and a channel past `c` read as zeros).
     pub fn new<'w>(
         (m, c, k): (usize, usize, usize),
         taps: impl Fn(usize, usize) -> &'w [f32] + Sync,
@@ -241,20 +244,35 @@ impl<W: WordOf<f32>> DirectWeight<W> {
         let kp = words * tn;
         let mut panels = vec![W::default(); m.div_ceil(MR) * kp * MR];
         if kp > 0 {
+            // A task's panels walk the channels together. Unswapped, one panel a task reads its
+            // rows' taps in order; the swapped weight of an input gradient (`reversed`) holds
+            // a channel's taps for consecutive rows side by side, read in one run for eight
+            // panels.
+            let per_task = if reversed { 8 } else { 1 };
+            let zeros = vec![0.0f32; tn];
             panels
-                .par_chunks_mut(kp * MR)
+                .par_chunks_mut(kp * MR * per_task)
                 .enumerate()
-                .for_each(|(pr, panel)| {
-                    for (cw, dst) in panel.chunks_exact_mut(tn * MR).enumerate() {
+                .for_each(|(gi, group)| {
+                    for cw in 0..words {
                         let ch = cw * W::CHANNELS;
-                        for r in 0..MR.min(m - pr * MR) {
-                            let o = pr * MR + r;
-                            let lo = &taps(o, ch)[..tn];
-                            let hi =
-                                (W::CHANNELS == 2 && ch + 1 < c).then(|| &taps(o, ch + 1)[..tn]);
-                            for t in 0..tn {
+                        for (g, panel) in group.chunks_exact_mut(kp * MR).enumerate() {
+                            let pr = gi * per_task + g;
+                            let rows = MR.min(m - pr * MR);
+                            let mut lo = [&zeros[..]; MR];
+                            let mut hi = [&zeros[..]; MR];
+                            for r in 0..rows {
+                                lo[r] = &taps(pr * MR + r, ch)[..tn];
+                                if W::CHANNELS == 2 && ch + 1 < c {
+                                    hi[r] = &taps(pr * MR + r, ch + 1)[..tn];
+                                }
+                            }
+                            let dst = &mut panel[cw * tn * MR..][..tn * MR];
+                            for (t, d) in dst.chunks_exact_mut(MR).enumerate() {
                                 let s = if reversed { tn - 1 - t } else { t };
-                                dst[t * MR + r] = W::of(lo[s], hi.map(|h| h[s]));
+                                for r in 0..MR {
+                                    d[r] = W::of(lo[r][s], Some(hi[r][s]));
+                                }
                             }
                         }
                     }
