@@ -7,22 +7,25 @@ use half::bf16;
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
-/// (sum g, sum g (x - mean)) over one block, with g = dy, or with RELU g = dy where y > 0.
-/// Runs of 128 elements are summed in the tensor's own type in 16 lanes (vectorised), and
-/// each lane's run sums added up in float64 lanes, reduced across lanes once at the end:
-/// the error stays near one rounding per run, unlike a long float32 running sum. (The lanes
-/// are zipped iterators: indexed `a16[j]` with the ReLU branch compiled to scalar compares,
-/// 5x slower.)
+/// One channel's float64 lanes of (sum g, sum g (x - mean)), summed over its blocks.
+type Lanes = ([f64; 16], [f64; 16]);
+
+/// Adds (sum g, sum g (x - mean)) over one block to a channel's `lanes`, with g = dy, or
+/// with RELU g = dy where y > 0. Runs of 128 elements are summed in the tensor's own type in
+/// 16 lanes (vectorised), and each lane's run sums added to the float64 lanes, reduced
+/// across lanes once per channel by the caller: the error stays near one rounding per run,
+/// unlike a long float32 running sum, and a small block (16 positions of a deep layer)
+/// costs no reduction of its own. (The lanes are zipped iterators: indexed `a16[j]` with
+/// the ReLU branch compiled to scalar compares, 5x slower.)
 #[inline]
 fn grad_sums<A: Copy, T: Widen<A>, const RELU: bool>(
     dy: &[T],
     y: &[A],
     x: &[A],
-    mean: f64,
-) -> (f64, f64) {
+    mean_t: T,
+    (a64, b64): &mut Lanes,
+) {
     const RUN: usize = 128;
-    let mean_t = T::from_f64(mean);
-    let (mut a64, mut b64) = ([0f64; 16], [0f64; 16]);
     for ((d, yv), xv) in dy.chunks(RUN).zip(y.chunks(RUN)).zip(x.chunks(RUN)) {
         let (mut a16, mut b16) = ([T::zero(); 16], [T::zero(); 16]);
         let (dc, yc, xc) = (d.chunks_exact(16), yv.chunks_exact(16), xv.chunks_exact(16));
@@ -53,7 +56,6 @@ fn grad_sums<A: Copy, T: Widen<A>, const RELU: bool>(
             b64[j] += b16[j].to_f64();
         }
     }
-    (a64.iter().sum(), b64.iter().sum())
 }
 
 impl BnTrainFwd {
@@ -182,37 +184,42 @@ impl BnTrainBwd {
         let (sum_dy, sum_dy_xhat): (Vec<f64>, Vec<f64>) = (0..c)
             .into_par_iter()
             .map(|ch| {
-                let (mut a, mut b) = (0f64, 0f64);
+                let mut lanes: Lanes = ([0.0; 16], [0.0; 16]);
+                let mean_t = T::from_f64(st.mean[ch]);
                 for i in 0..n {
                     let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
-                    let (sa, sb) = if relu {
-                        grad_sums::<A, T, true>(&dy[r.clone()], &y[r.clone()], &x[r], st.mean[ch])
+                    let (dyb, xb) = (&dy[r.clone()], &x[r.clone()]);
+                    if relu {
+                        grad_sums::<A, T, true>(dyb, &y[r], xb, mean_t, &mut lanes);
                     } else {
-                        grad_sums::<A, T, false>(&dy[r.clone()], &x[r.clone()], &x[r], st.mean[ch])
-                    };
-                    a += sa;
-                    b += sb;
+                        grad_sums::<A, T, false>(dyb, xb, xb, mean_t, &mut lanes);
+                    }
                 }
+                let (a, b) = (lanes.0.iter().sum::<f64>(), lanes.1.iter().sum::<f64>());
                 (a, b * inv_std[ch])
             })
             .unzip();
         let m = st.count as f64;
+        // dx = k * (m g - sum_dy - xhat * sum_dy_xhat), as a * g + bx * x + c0 per channel,
+        // k = gamma / sigma / m, in the tensor's type (the sums above carry the precision).
+        let coef: Vec<(T, T, T)> = (0..c)
+            .map(|ch| {
+                let k = self.gamma[ch] * inv_std[ch] / m;
+                let a = k * m;
+                let bx = -k * sum_dy_xhat[ch] * inv_std[ch];
+                let c0 = -k * sum_dy[ch] - bx * st.mean[ch];
+                (T::from_f64(a), T::from_f64(bx), T::from_f64(c0))
+            })
+            .collect();
         let mut dx = vec![D::zero(); x.len()];
         let hw1 = hw.max(1);
         dx.par_chunks_mut(hw1)
             .with_min_len(min_blocks(hw1))
             .enumerate()
             .for_each(|(blk, out)| {
-                let ch = blk % c;
-                let k = self.gamma[ch] * inv_std[ch] / m;
-                // dx = k * (m g - sum_dy - xhat * sum_dy_xhat), as a * g + bx * x + c0.
-                let a = k * m;
-                let bx = -k * sum_dy_xhat[ch] * inv_std[ch];
-                let c0 = -k * sum_dy[ch] - bx * st.mean[ch];
+                let (a, bx, c0) = coef[blk % c];
                 let r = blk * hw..(blk + 1) * hw;
                 let (dyb, yb, xb) = (&dy[r.clone()], &y[r.clone()], &x[r]);
-                // Per element in the tensor's type (the sums above carry the precision).
-                let (a, bx, c0) = (T::from_f64(a), T::from_f64(bx), T::from_f64(c0));
                 if relu {
                     for (((o, d), yv), xv) in out.iter_mut().zip(dyb).zip(yb).zip(xb) {
                         let g = if T::widen(*yv) > T::zero() {
